@@ -1,0 +1,63 @@
+# xlb build. Every target that needs a tool installs it from Debian's
+# packages when it is missing, so `sudo make test` works on a fresh Debian 12.
+
+GO      ?= go
+GOFLAGS ?=
+PKGS    := ./...
+# Debian package for each command the build or the tests run.
+APT_PKGS := clang:clang llc:llvm bpftool:bpftool keepalived:keepalived \
+            ip:iproute2 ethtool:ethtool nsenter:util-linux tcpdump:tcpdump
+BPF_HDR  := /usr/include/bpf/bpf_helpers.h
+
+.PHONY: all deps generate check-generated build test test-unit bench lint demo clean
+
+all: build
+
+# deps installs what is missing, and only that: a machine that has it all
+# runs no apt-get at all.
+deps:
+	@missing=""; \
+	for p in $(APT_PKGS); do cmd=$${p%%:*}; pkg=$${p#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; done; \
+	[ -f $(BPF_HDR) ] || missing="$$missing libbpf-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root to install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# generate runs bpf2go (pinned in go.mod) for every //go:generate line.
+generate: deps
+	$(GO) generate ./internal/...
+
+# check-generated regenerates the BPF objects and fails when they differ
+# from what is committed: the committed .o is what `go build` embeds.
+check-generated: generate
+	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' || \
+	  { echo "bpf2go output differs from the committed files: run 'make generate' and commit" >&2; exit 1; }
+
+build:
+	$(GO) build $(GOFLAGS) -o bin/xlb ./cmd/xlb
+
+# test runs every layer. BPF and namespace tests need root; without it they
+# skip and say why.
+test: deps
+	$(GO) vet $(PKGS)
+	$(GO) test $(GOFLAGS) -count=1 -timeout 15m $(PKGS)
+
+test-unit:
+	$(GO) test $(GOFLAGS) -count=1 -short $(PKGS)
+
+bench: deps
+	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt:"; echo "$$out"; exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+demo: deps build
+	./scripts/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Sizes, flags and counter indices shared by the XDP program and, through
+ * bpf2go's generated types and internal/datapath's constants, the Go side.
+ * Changing any value here changes a pinned map's spec: see DESIGN.md on
+ * re-adopting pins. */
+#ifndef XLB_CONSTS_H
+#define XLB_CONSTS_H
+
+/* Service ids index the stats map; 0 is never a valid id. */
+#define XLB_MAX_SERVICES 4096
+/* Twice the services, so every service can have a new Maglev table built
+ * in a spare slot while the old one still serves. */
+#define XLB_MAX_TABLES (2 * XLB_MAX_SERVICES)
+/* Backend ids index the backends array; 0 means "none". */
+#define XLB_MAX_BACKENDS 65536
+/* Default flow table size; the loader may override max_entries. */
+#define XLB_FLOWS_DEFAULT 262144
+/* The inner template's size; real tables are created at their own size
+ * (BPF_F_INNER_MAP lets inner maps differ in max_entries). */
+#define XLB_MAGLEV_DEFAULT_SIZE 16381
+
+/* Fixed, not random: two balancers must pick the same backend for the same
+ * flow so that a connection survives a failover between them. */
+#define XLB_HASH_SEED 0x786c6232u /* "xlb2" */
+
+/* vip_key.family */
+#define XLB_AF_INET 4
+#define XLB_AF_INET6 6
+
+/* vip_meta.flags */
+#define XLB_SVC_F_HASH_SRC (1u << 0) /* hash on the source address only (sh, persistence) */
+
+/* backend.flags */
+#define XLB_BE_F_PRESENT (1u << 0) /* id is in use: known flows stay on it */
+
+/* flow.state: the input-only TCP view IPVS keeps in direct routing, where
+ * the balancer never sees the server's replies. */
+#define XLB_FLOW_SYN 1     /* first packet was a SYN */
+#define XLB_FLOW_EST 2     /* a packet without SYN/FIN/RST was seen */
+#define XLB_FLOW_FIN 3     /* FIN seen */
+#define XLB_FLOW_CLOSE 4   /* RST seen */
+#define XLB_FLOW_UDP 5     /* UDP has no state */
+
+/* Global per-CPU counters: why each packet got its verdict. */
+enum xlb_counter {
+	XLB_CNT_TX = 0,          /* forwarded to a backend */
+	XLB_CNT_PASS_NOT_IP,     /* ARP, LLDP, anything not IPv4/IPv6 */
+	XLB_CNT_PASS_MALFORMED,  /* truncated or inconsistent headers */
+	XLB_CNT_PASS_FRAGMENT,   /* IPv4 fragment, IPv6 extension header */
+	XLB_CNT_PASS_NOT_L4,     /* ICMP, VRRP, other IP protocols */
+	XLB_CNT_PASS_NOT_VIP,    /* no service for this address/port */
+	XLB_CNT_PASS_NO_BACKEND, /* service has no table or an empty slot */
+	XLB_CNT_FLOW_NEW,        /* flow-table inserts */
+	XLB_CNT_FLOW_REHASH,     /* known flow whose backend was removed */
+	XLB_CNT_MAX,
+};
+
+#endif

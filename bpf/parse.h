@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Header parsing. Every access is bounds-checked against data_end; any
+ * frame that does not parse cleanly is reported, never touched, so the
+ * kernel sees it exactly as it arrived. */
+#ifndef XLB_PARSE_H
+#define XLB_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include "lb_consts.h"
+#include "lb_structs.h"
+
+#ifndef ETH_P_8021AD
+#define ETH_P_8021AD 0x88A8
+#endif
+#define XLB_IP_MF 0x2000
+#define XLB_IP_OFFSET 0x1FFF
+
+/* What parsing found. Anything but XLB_PARSE_OK maps to a counter and
+ * XDP_PASS. */
+enum xlb_parse {
+	XLB_PARSE_OK = 0,
+	XLB_PARSE_NOT_IP,
+	XLB_PARSE_MALFORMED,
+	XLB_PARSE_FRAGMENT,
+	XLB_PARSE_NOT_L4,
+};
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct packet {
+	struct flow_key key;
+	__u8 tcp_flags; /* TCP header byte 13: FIN=0x01 SYN=0x02 RST=0x04 ACK=0x10 */
+};
+
+#define XLB_TCP_FIN 0x01
+#define XLB_TCP_SYN 0x02
+#define XLB_TCP_RST 0x04
+#define XLB_TCP_ACK 0x10
+
+/* parse_l4 reads ports (and TCP flags) at l4. */
+static __always_inline int parse_l4(void *l4, void *data_end, __u8 proto,
+				    struct packet *p)
+{
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > data_end)
+			return XLB_PARSE_MALFORMED;
+		p->key.sport = th->source;
+		p->key.dport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+		return XLB_PARSE_OK;
+	}
+	if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > data_end)
+			return XLB_PARSE_MALFORMED;
+		p->key.sport = uh->source;
+		p->key.dport = uh->dest;
+		return XLB_PARSE_OK;
+	}
+	return XLB_PARSE_NOT_L4;
+}
+
+static __always_inline int parse_ipv4(void *l3, void *data_end, struct packet *p)
+{
+	struct iphdr *iph = l3;
+	__u32 hlen;
+
+	if ((void *)(iph + 1) > data_end)
+		return XLB_PARSE_MALFORMED;
+	if (iph->version != 4 || iph->ihl < 5)
+		return XLB_PARSE_MALFORMED;
+	hlen = iph->ihl * 4;
+	/* tot_len may be shorter than the frame (Ethernet padding), never
+	 * longer, and never shorter than its own header. */
+	if (bpf_ntohs(iph->tot_len) < hlen ||
+	    l3 + bpf_ntohs(iph->tot_len) > data_end)
+		return XLB_PARSE_MALFORMED;
+	/* Only the first fragment has ports, and later ones would land on
+	 * another backend: let the kernel reassemble. */
+	if (iph->frag_off & bpf_htons(XLB_IP_MF | XLB_IP_OFFSET))
+		return XLB_PARSE_FRAGMENT;
+	p->key.family = XLB_AF_INET;
+	p->key.proto = iph->protocol;
+	p->key.src[0] = iph->saddr;
+	p->key.dst[0] = iph->daddr;
+	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
+		return XLB_PARSE_NOT_L4;
+	return parse_l4(l3 + hlen, data_end, iph->protocol, p);
+}
+
+static __always_inline int parse_ipv6(void *l3, void *data_end, struct packet *p)
+{
+	struct ipv6hdr *ip6h = l3;
+
+	if ((void *)(ip6h + 1) > data_end)
+		return XLB_PARSE_MALFORMED;
+	if (ip6h->version != 6)
+		return XLB_PARSE_MALFORMED;
+	if ((void *)(ip6h + 1) + bpf_ntohs(ip6h->payload_len) > data_end)
+		return XLB_PARSE_MALFORMED;
+	p->key.family = XLB_AF_INET6;
+	p->key.proto = ip6h->nexthdr;
+	__builtin_memcpy(p->key.src, &ip6h->saddr, 16);
+	__builtin_memcpy(p->key.dst, &ip6h->daddr, 16);
+	switch (ip6h->nexthdr) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+		return parse_l4(ip6h + 1, data_end, ip6h->nexthdr, p);
+	/* Extension headers: fragments (and chains the kernel handles
+	 * better) go to the stack; see issue on PTB/fragments. */
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_ROUTING:
+	case IPPROTO_FRAGMENT:
+	case IPPROTO_DSTOPTS:
+		return XLB_PARSE_FRAGMENT;
+	}
+	return XLB_PARSE_NOT_L4;
+}
+
+/* parse fills p from an Ethernet frame with at most one VLAN tag. */
+static __always_inline int parse(void *data, void *data_end, struct packet *p)
+{
+	struct ethhdr *eth = data;
+	void *l3 = eth + 1;
+	__be16 proto;
+
+	if (l3 > data_end)
+		return XLB_PARSE_MALFORMED;
+	proto = eth->h_proto;
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		struct vlan_hdr *vh = l3;
+
+		if ((void *)(vh + 1) > data_end)
+			return XLB_PARSE_MALFORMED;
+		proto = vh->proto;
+		l3 = vh + 1;
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(l3, data_end, p);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(l3, data_end, p);
+	return XLB_PARSE_NOT_IP;
+}
+
+#endif

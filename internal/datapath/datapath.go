@@ -1,0 +1,329 @@
+// Package datapath owns the XDP program and every BPF map of xlb: it loads
+// the bpf2go object, pins and re-adopts the maps, attaches the program to
+// an interface and changes map contents in transactions. It is the only
+// package that imports cilium/ebpf.
+package datapath
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Limits of the maps, as bpf/lb_consts.h sets them.
+const (
+	// MaxServices bounds service ids: a valid id is in [1, MaxServices).
+	MaxServices = 4096
+	// MaxBackends bounds backend ids: a valid id is in [1, MaxBackends).
+	MaxBackends = 65536
+	// MaxTableSize is the largest Maglev table the data path accepts.
+	MaxTableSize = 131071
+	// DefaultFlowTableSize is the flow table's size unless Options say
+	// otherwise.
+	DefaultFlowTableSize = 262144
+	// DefaultPinDir is where the maps are pinned unless Options say
+	// otherwise.
+	DefaultPinDir = "/sys/fs/bpf/xlb"
+)
+
+const (
+	afInet          = 4
+	afInet6         = 6
+	svcFlagHashSrc  = 1 << 0
+	backendPresent  = 1 << 0
+	protoTCP        = 6
+	protoUDP        = 17
+	atimeShift      = 30
+	bpffsMagic      = 0xcafe4a11
+	conventionalFS  = "/sys/fs/bpf"
+	pinDirMode      = 0o700
+	macLen          = 6
+	slotsPerService = 2
+)
+
+// Options configure Load.
+type Options struct {
+	// PinDir is the bpffs directory of the pinned maps (DefaultPinDir if
+	// empty). It is created, and a bpffs mounted, when needed.
+	PinDir string
+	// MAC is the source address of forwarded frames, normally the
+	// interface's own. Nil keeps each frame's destination MAC, which is
+	// the interface's for unicast traffic.
+	MAC net.HardwareAddr
+	// FlowTableSize is the flows map's capacity (DefaultFlowTableSize if
+	// zero). Pinned flows of another size are not re-adopted.
+	FlowTableSize uint32
+}
+
+// Datapath is a loaded xlb program with its maps.
+type Datapath struct {
+	objs   lbObjects
+	pinDir string
+	inner  *ebpf.MapSpec
+
+	mu   sync.Mutex // serialises transactions and attach/close
+	link link.Link
+}
+
+// Load loads the program and opens its maps: maps pinned in PinDir by an
+// earlier run are re-adopted with their contents, missing ones are created
+// and pinned.
+func Load(opts Options) (*Datapath, error) {
+	if opts.PinDir == "" {
+		opts.PinDir = DefaultPinDir
+	}
+	if opts.FlowTableSize == 0 {
+		opts.FlowTableSize = DefaultFlowTableSize
+	}
+	if opts.MAC != nil && len(opts.MAC) != macLen {
+		return nil, fmt.Errorf("datapath: source MAC %s is not an Ethernet address", opts.MAC)
+	}
+	if err := ensureBPFFS(opts.PinDir); err != nil {
+		return nil, err
+	}
+	spec, err := loadLb()
+	if err != nil {
+		return nil, fmt.Errorf("datapath: %w", err)
+	}
+	spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
+	var cfg lbXlbConfig
+	copy(cfg.Mac[:], opts.MAC)
+	if err := spec.Variables[lbVarXlbCfg].Set(cfg); err != nil {
+		return nil, fmt.Errorf("datapath: set config: %w", err)
+	}
+	d := &Datapath{pinDir: opts.PinDir, inner: spec.Maps[lbMapMaglev].InnerMap.Copy()}
+	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{
+		Maps: ebpf.MapOptions{PinPath: opts.PinDir},
+	})
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("datapath: load: %+v", ve)
+		}
+		return nil, fmt.Errorf("datapath: load (pins in %s): %w", opts.PinDir, err)
+	}
+	if err := d.collectGarbage(); err != nil {
+		d.objs.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// ensureBPFFS makes dir a directory on a bpffs, mounting one at
+// /sys/fs/bpf (or, for another path, at dir itself) when there is none.
+func ensureBPFFS(dir string) error {
+	isBPFFS := func(p string) bool {
+		var st unix.Statfs_t
+		return unix.Statfs(p, &st) == nil && uint32(st.Type) == bpffsMagic
+	}
+	mount := func(p string) error {
+		if err := unix.Mount("bpf", p, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("datapath: mount bpffs at %s: %w", p, err)
+		}
+		return nil
+	}
+	if _, err := os.Stat(dir); err == nil {
+		if isBPFFS(dir) {
+			return nil
+		}
+		return mount(dir)
+	}
+	parent := filepath.Dir(dir)
+	if !isBPFFS(parent) {
+		if parent == conventionalFS {
+			if err := mount(parent); err != nil {
+				return err
+			}
+		} else {
+			if err := os.MkdirAll(dir, pinDirMode); err != nil {
+				return fmt.Errorf("datapath: pin directory: %w", err)
+			}
+			return mount(dir)
+		}
+	}
+	if err := os.Mkdir(dir, pinDirMode); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("datapath: pin directory: %w", err)
+	}
+	return nil
+}
+
+// collectGarbage deletes Maglev tables no service points at: the spare
+// slot of a transaction that an earlier process did not finish.
+func (d *Datapath) collectGarbage() error {
+	used := map[uint32]bool{}
+	var k lbVipKey
+	var v lbVipMeta
+	it := d.objs.Services.Iterate()
+	for it.Next(&k, &v) {
+		used[v.Table] = true
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("datapath: read services: %w", err)
+	}
+	var slot uint32
+	var id ebpf.MapID
+	var stale []uint32
+	mit := d.objs.Maglev.Iterate()
+	for mit.Next(&slot, &id) {
+		if !used[slot] {
+			stale = append(stale, slot)
+		}
+	}
+	if err := mit.Err(); err != nil {
+		return fmt.Errorf("datapath: read maglev: %w", err)
+	}
+	for _, s := range stale {
+		if err := d.objs.Maglev.Delete(s); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("datapath: maglev slot %d: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// Mode is how the program is attached.
+type Mode int
+
+// Attach modes: Auto lets the kernel choose (native where the driver
+// supports it).
+const (
+	ModeAuto Mode = iota
+	ModeNative
+	ModeGeneric
+)
+
+// ParseMode reads "auto", "native" or "generic".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "auto", "":
+		return ModeAuto, nil
+	case "native", "driver":
+		return ModeNative, nil
+	case "generic", "skb":
+		return ModeGeneric, nil
+	}
+	return 0, fmt.Errorf("xdp mode %q: want native, generic or auto", s)
+}
+
+func (m Mode) String() string {
+	return [...]string{"auto", "native", "generic"}[m]
+}
+
+// Attach attaches the program to the interface.
+func (d *Datapath) Attach(iface string, mode Mode) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.link != nil {
+		return fmt.Errorf("datapath: already attached")
+	}
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return fmt.Errorf("datapath: interface %s: %w", iface, err)
+	}
+	var flags link.XDPAttachFlags
+	switch mode {
+	case ModeNative:
+		flags = link.XDPDriverMode
+	case ModeGeneric:
+		flags = link.XDPGenericMode
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XlbXdp, Interface: ifi.Index, Flags: flags})
+	if err != nil {
+		return fmt.Errorf("datapath: attach to %s (%s mode): %w", iface, mode, err)
+	}
+	d.link = l
+	return nil
+}
+
+// Close detaches the program and releases the maps. Pins stay: a later
+// Load re-adopts them.
+func (d *Datapath) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	if d.link != nil {
+		errs = append(errs, d.link.Close())
+		d.link = nil
+	}
+	errs = append(errs, d.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Unpin removes the pins and the pin directory, so that the maps go away
+// with the last reference.
+func (d *Datapath) Unpin() error {
+	var errs []error
+	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.Flows, d.objs.Stats, d.objs.Counters} {
+		if err := m.Unpin(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(d.pinDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ServiceKey names a service as the program looks it up.
+type ServiceKey struct {
+	Addr  netip.Addr
+	Port  uint16 // 0: every port of Addr
+	Proto uint8  // 6 (TCP) or 17 (UDP)
+}
+
+func (k ServiceKey) String() string {
+	p := "tcp"
+	if k.Proto == protoUDP {
+		p = "udp"
+	} else if k.Proto != protoTCP {
+		p = fmt.Sprintf("proto%d", k.Proto)
+	}
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(k.Addr, k.Port), p)
+}
+
+func (k ServiceKey) validate() error {
+	if !k.Addr.IsValid() || k.Addr.Zone() != "" {
+		return fmt.Errorf("service %s: invalid address", k)
+	}
+	if k.Proto != protoTCP && k.Proto != protoUDP {
+		return fmt.Errorf("service %s: protocol must be tcp or udp", k)
+	}
+	return nil
+}
+
+func (k ServiceKey) bpf() lbVipKey {
+	var v lbVipKey
+	v.Addr = addrWords(k.Addr)
+	v.Port = htons(k.Port)
+	v.Proto = k.Proto
+	v.Family = family(k.Addr)
+	return v
+}
+
+func (v lbVipKey) key() ServiceKey {
+	return ServiceKey{Addr: getAddr(v.Addr, v.Family), Port: ntohs(v.Port), Proto: v.Proto}
+}
+
+func getAddr(w [4]uint32, fam uint8) netip.Addr {
+	var b [16]byte
+	for i, x := range w {
+		binary.LittleEndian.PutUint32(b[4*i:], x)
+	}
+	if fam == afInet {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16(b)
+}
+
+// htons turns a host-order port into the uint16 whose in-memory bytes
+// are the port in network order, as the program's __be16 fields hold it.
+func htons(p uint16) uint16 { return p<<8 | p>>8 }
+func ntohs(p uint16) uint16 { return p<<8 | p>>8 }

@@ -1,0 +1,243 @@
+package datapath
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// ServiceInfo is a service as the data path holds it.
+type ServiceInfo struct {
+	Key     ServiceKey
+	Service Service
+	Table   []uint32
+}
+
+// Services lists every service with its live Maglev table.
+func (d *Datapath) Services() ([]ServiceInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cur, err := d.services()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ServiceInfo, 0, len(cur))
+	for k, m := range cur {
+		table, err := d.table(m.Table)
+		if err != nil {
+			return nil, fmt.Errorf("datapath: service %s: %w", k.key(), err)
+		}
+		out = append(out, ServiceInfo{
+			Key:     k.key(),
+			Service: Service{ID: m.Id, HashSource: m.Flags&svcFlagHashSrc != 0},
+			Table:   table,
+		})
+	}
+	return out, nil
+}
+
+// Backends returns the MAC of every present backend by id.
+func (d *Datapath) Backends() (map[uint32][6]byte, error) {
+	out := map[uint32][6]byte{}
+	var id uint32
+	var b lbBackend
+	it := d.objs.Backends.Iterate()
+	for it.Next(&id, &b) {
+		if b.Flags&backendPresent != 0 {
+			out[id] = b.Mac
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("datapath: read backends: %w", err)
+	}
+	return out, nil
+}
+
+// Stats are traffic counters summed over CPUs.
+type Stats struct {
+	Packets, Bytes, Flows uint64
+}
+
+func (d *Datapath) stats(idx uint32) (Stats, error) {
+	var per []lbLbStats
+	if err := d.objs.Stats.Lookup(idx, &per); err != nil {
+		return Stats{}, err
+	}
+	var s Stats
+	for _, p := range per {
+		s.Packets += p.Packets
+		s.Bytes += p.Bytes
+		s.Flows += p.Flows
+	}
+	return s, nil
+}
+
+// ServiceStats returns the counters of service id.
+func (d *Datapath) ServiceStats(id uint32) (Stats, error) {
+	if id >= MaxServices {
+		return Stats{}, fmt.Errorf("datapath: service id %d out of range", id)
+	}
+	s, err := d.stats(id)
+	if err != nil {
+		return s, fmt.Errorf("datapath: stats of service id %d: %w", id, err)
+	}
+	return s, nil
+}
+
+// BackendStats returns the counters of backend id.
+func (d *Datapath) BackendStats(id uint32) (Stats, error) {
+	if id >= MaxBackends {
+		return Stats{}, fmt.Errorf("datapath: backend id %d out of range", id)
+	}
+	s, err := d.stats(MaxServices + id)
+	if err != nil {
+		return s, fmt.Errorf("datapath: stats of backend id %d: %w", id, err)
+	}
+	return s, nil
+}
+
+// Counter names the reason counters of the program (enum xlb_counter).
+type Counter uint32
+
+// The program's counters, in enum xlb_counter order.
+const (
+	CounterTX Counter = iota // unused by the program: forwarded packets are in Stats
+	CounterPassNotIP
+	CounterPassMalformed
+	CounterPassFragment
+	CounterPassNotL4
+	CounterPassNotVIP
+	CounterPassNoBackend
+	CounterFlowNew
+	CounterFlowRehash
+	counterMax
+)
+
+var counterNames = [...]string{"tx", "pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip", "pass_no_backend", "flow_new", "flow_rehash"}
+
+func (c Counter) String() string {
+	if c < counterMax {
+		return counterNames[c]
+	}
+	return fmt.Sprintf("counter%d", uint32(c))
+}
+
+// Counters returns every reason counter summed over CPUs.
+func (d *Datapath) Counters() (map[Counter]uint64, error) {
+	out := map[Counter]uint64{}
+	for c := CounterPassNotIP; c < counterMax; c++ {
+		var per []uint64
+		if err := d.objs.Counters.Lookup(uint32(c), &per); err != nil {
+			return nil, fmt.Errorf("datapath: counter %s: %w", c, err)
+		}
+		for _, v := range per {
+			out[c] += v
+		}
+	}
+	return out, nil
+}
+
+// FlowState is the input-only TCP state of a flow (IPVS's view in direct
+// routing, where replies bypass the balancer).
+type FlowState uint8
+
+// Flow states, as bpf/lb_consts.h numbers them.
+const (
+	FlowSYN   FlowState = 1
+	FlowEst   FlowState = 2
+	FlowFIN   FlowState = 3
+	FlowClose FlowState = 4
+	FlowUDP   FlowState = 5
+)
+
+func (s FlowState) String() string {
+	switch s {
+	case FlowSYN:
+		return "SYN"
+	case FlowEst:
+		return "ESTABLISHED"
+	case FlowFIN:
+		return "FIN"
+	case FlowClose:
+		return "CLOSE"
+	case FlowUDP:
+		return "UDP"
+	}
+	return fmt.Sprintf("state%d", uint8(s))
+}
+
+// FlowEntry is one entry of the flow table.
+type FlowEntry struct {
+	Flow    Flow
+	Backend uint32
+	State   FlowState
+	// Idle is how long ago the flow last sent a packet, to within about a
+	// second (the program stamps flows with a coarse clock).
+	Idle time.Duration
+}
+
+// Flows calls fn for every entry of the flow table until fn returns false.
+func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
+	now := coarseNow()
+	var k lbFlowKey
+	var v lbFlow
+	it := d.objs.Flows.Iterate()
+	for it.Next(&k, &v) {
+		e := FlowEntry{
+			Flow: Flow{
+				Src: getAddr(k.Src, k.Family), Dst: getAddr(k.Dst, k.Family),
+				SrcPort: ntohs(k.Sport), DstPort: ntohs(k.Dport), Proto: k.Proto,
+			},
+			Backend: v.Backend,
+			State:   FlowState(v.State),
+		}
+		if now > v.Atime {
+			e.Idle = time.Duration(now-v.Atime) << atimeShift
+		}
+		if !fn(e) {
+			return nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("datapath: read flows: %w", err)
+	}
+	return nil
+}
+
+// LookupFlow returns the flow table's entry for f.
+func (d *Datapath) LookupFlow(f Flow) (FlowEntry, bool, error) {
+	var v lbFlow
+	err := d.objs.Flows.Lookup(f.bpf(), &v)
+	if err == ebpf.ErrKeyNotExist {
+		return FlowEntry{}, false, nil
+	}
+	if err != nil {
+		return FlowEntry{}, false, fmt.Errorf("datapath: flow lookup: %w", err)
+	}
+	e := FlowEntry{Flow: f, Backend: v.Backend, State: FlowState(v.State)}
+	if now := coarseNow(); now > v.Atime {
+		e.Idle = time.Duration(now-v.Atime) << atimeShift
+	}
+	return e, true, nil
+}
+
+func (f Flow) bpf() lbFlowKey {
+	w := f.words()
+	return lbFlowKey{
+		Src: [4]uint32(w[0:4]), Dst: [4]uint32(w[4:8]),
+		Sport: htons(f.SrcPort), Dport: htons(f.DstPort),
+		Proto: f.Proto, Family: family(f.Dst),
+	}
+}
+
+// coarseNow reads the clock bpf_ktime_get_coarse_ns reads, in the
+// program's atime unit.
+func coarseNow() uint32 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		return 0
+	}
+	return uint32(uint64(ts.Nano()) >> atimeShift)
+}

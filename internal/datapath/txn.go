@@ -1,0 +1,362 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+
+	"github.com/cilium/ebpf"
+)
+
+// Service is what a service key maps to.
+type Service struct {
+	// ID indexes the service's counters and picks its pair of Maglev
+	// table slots; unique among services, in [1, MaxServices).
+	ID uint32
+	// HashSource hashes on the client address only, so every connection
+	// of a client lands on one backend (IPVS sh, keepalived persistence).
+	HashSource bool
+}
+
+// ServiceTable sets a service and its Maglev table.
+type ServiceTable struct {
+	Key     ServiceKey
+	Service Service
+	// Table holds backend ids; its length (a prime from the Maglev sizes)
+	// is the table size. Every id must be present once the transaction
+	// is applied.
+	Table []uint32
+}
+
+// Txn is a set of changes applied together by Apply.
+type Txn struct {
+	// Backends adds backends or changes their MAC; a present backend
+	// keeps its flows even when no table lists it (draining).
+	Backends map[uint32]net.HardwareAddr
+	// Services adds services or replaces their tables.
+	Services []ServiceTable
+	// DeleteServices removes services; their flows stop matching.
+	DeleteServices []ServiceKey
+	// DeleteBackends removes backends: their flows are re-hashed.
+	DeleteBackends []uint32
+}
+
+// Apply validates t against the running state and applies it so that a
+// packet sees the old state or the new one, never a mix that loses it:
+// backends are added first, each new table is built in its service's
+// spare slot and switched to with one write of the service, the kernel
+// then waits out every program run that may still read an old table, and
+// only then are old tables, services and backends removed. A t that fails
+// validation changes nothing.
+func (d *Datapath) Apply(t Txn) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	cur, err := d.services()
+	if err != nil {
+		return err
+	}
+	if err := d.validate(t, cur); err != nil {
+		return err
+	}
+
+	for id, mac := range t.Backends {
+		var b lbBackend
+		copy(b.Mac[:], mac)
+		b.Flags = backendPresent
+		if err := d.objs.Backends.Update(id, b, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("datapath: backend %d: %w", id, err)
+		}
+	}
+
+	// Build every table in a spare slot before any service switches, so
+	// a failure here leaves all services on their old tables.
+	type switchTo struct {
+		key  lbVipKey
+		meta lbVipMeta
+		old  *lbVipMeta
+	}
+	var switches []switchTo
+	var built []uint32
+	undoBuilt := func() {
+		for _, s := range built {
+			_ = d.objs.Maglev.Delete(s)
+		}
+	}
+	for _, st := range t.Services {
+		key := st.Key.bpf()
+		slot := slotsPerService * st.Service.ID
+		var old *lbVipMeta
+		if m, ok := cur[key]; ok {
+			old = &m
+			if m.Table == slot {
+				slot++
+			}
+		}
+		if err := d.buildTable(slot, st.Table); err != nil {
+			undoBuilt()
+			return fmt.Errorf("datapath: service %s: %w", st.Key, err)
+		}
+		built = append(built, slot)
+		meta := lbVipMeta{Id: st.Service.ID, Table: slot, Size: uint32(len(st.Table))}
+		if st.Service.HashSource {
+			meta.Flags |= svcFlagHashSrc
+		}
+		switches = append(switches, switchTo{key: key, meta: meta, old: old})
+	}
+	for i, s := range switches {
+		if err := d.objs.Services.Update(s.key, s.meta, ebpf.UpdateAny); err != nil {
+			// Put back the services already switched: a half-applied
+			// transaction is what Apply promises never to leave.
+			for _, p := range switches[:i] {
+				if p.old != nil {
+					_ = d.objs.Services.Update(p.key, *p.old, ebpf.UpdateAny)
+				} else {
+					_ = d.objs.Services.Delete(p.key)
+				}
+			}
+			undoBuilt()
+			return fmt.Errorf("datapath: service %s: %w", s.key.key(), err)
+		}
+	}
+	var retired []uint32
+	for _, s := range switches {
+		if s.old != nil {
+			retired = append(retired, s.old.Table)
+		}
+	}
+	for _, k := range t.DeleteServices {
+		key := k.bpf()
+		m := cur[key]
+		if err := d.objs.Services.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("datapath: delete service %s: %w", k, err)
+		}
+		retired = append(retired, m.Table)
+	}
+	if len(retired) > 0 || len(t.DeleteBackends) > 0 {
+		if err := d.waitForReaders(); err != nil {
+			return err
+		}
+	}
+	for _, s := range retired {
+		if err := d.objs.Maglev.Delete(s); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("datapath: maglev slot %d: %w", s, err)
+		}
+	}
+	for _, id := range t.DeleteBackends {
+		if err := d.objs.Backends.Update(id, lbBackend{}, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("datapath: delete backend %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// waitForReaders returns once every program run that started before it
+// has finished. An update of a map-in-map waits for an RCU grace period
+// in the kernel; rewriting a live slot with the table it already holds is
+// such an update that changes nothing.
+func (d *Datapath) waitForReaders() error {
+	var slot uint32
+	var id ebpf.MapID
+	it := d.objs.Maglev.Iterate()
+	if !it.Next(&slot, &id) {
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("datapath: read maglev: %w", err)
+		}
+		// No table at all: use a throwaway one in slot 0, which no
+		// service can point at (ids start at 1).
+		return d.buildTable(0, []uint32{0})
+	}
+	m, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return fmt.Errorf("datapath: maglev slot %d: %w", slot, err)
+	}
+	defer m.Close()
+	if err := d.objs.Maglev.Update(slot, m, ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("datapath: maglev slot %d: %w", slot, err)
+	}
+	return nil
+}
+
+// buildTable creates an array of len(table) entries, fills it and stores
+// it in slot.
+func (d *Datapath) buildTable(slot uint32, table []uint32) error {
+	spec := d.inner.Copy()
+	spec.MaxEntries = uint32(len(table))
+	m, err := ebpf.NewMap(spec)
+	if err != nil {
+		return fmt.Errorf("maglev table of %d: %w", len(table), err)
+	}
+	defer m.Close() // the outer map holds its own reference
+	keys := make([]uint32, len(table))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := m.BatchUpdate(keys, table, nil); err != nil {
+		return fmt.Errorf("fill maglev table: %w", err)
+	}
+	if err := d.objs.Maglev.Update(slot, m, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("maglev slot %d: %w", slot, err)
+	}
+	return nil
+}
+
+func (d *Datapath) services() (map[lbVipKey]lbVipMeta, error) {
+	out := map[lbVipKey]lbVipMeta{}
+	var k lbVipKey
+	var v lbVipMeta
+	it := d.objs.Services.Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("datapath: read services: %w", err)
+	}
+	return out, nil
+}
+
+// validate checks t against the current services and backends, and
+// reports every problem at once.
+func (d *Datapath) validate(t Txn, cur map[lbVipKey]lbVipMeta) error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	deletedBackend := map[uint32]bool{}
+	for _, id := range t.DeleteBackends {
+		if id == 0 || id >= MaxBackends {
+			bad("backend id %d: out of range [1, %d)", id, MaxBackends)
+		}
+		if _, ok := t.Backends[id]; ok {
+			bad("backend id %d: both set and deleted", id)
+		}
+		deletedBackend[id] = true
+	}
+	for id, mac := range t.Backends {
+		if id == 0 || id >= MaxBackends {
+			bad("backend id %d: out of range [1, %d)", id, MaxBackends)
+		}
+		if len(mac) != macLen {
+			bad("backend id %d: MAC %q is not an Ethernet address", id, mac)
+		}
+	}
+	present := func(id uint32) (bool, error) {
+		if _, ok := t.Backends[id]; ok {
+			return true, nil
+		}
+		if deletedBackend[id] || id == 0 || id >= MaxBackends {
+			return false, nil
+		}
+		var b lbBackend
+		if err := d.objs.Backends.Lookup(id, &b); err != nil {
+			return false, err
+		}
+		return b.Flags&backendPresent != 0, nil
+	}
+
+	// The final set of services: ids must be unique in it.
+	final := map[lbVipKey]uint32{}
+	for k, m := range cur {
+		final[k] = m.Id
+	}
+	deleted := map[lbVipKey]bool{}
+	for _, k := range t.DeleteServices {
+		if err := k.validate(); err != nil {
+			bad("delete %w", err)
+			continue
+		}
+		if _, ok := cur[k.bpf()]; !ok {
+			bad("delete service %s: no such service", k)
+		}
+		deleted[k.bpf()] = true
+		delete(final, k.bpf())
+	}
+	seen := map[lbVipKey]bool{}
+	for _, st := range t.Services {
+		if err := st.Key.validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		key := st.Key.bpf()
+		if seen[key] || deleted[key] {
+			bad("service %s: set twice or both set and deleted", st.Key)
+		}
+		seen[key] = true
+		if st.Service.ID == 0 || st.Service.ID >= MaxServices {
+			bad("service %s: id %d out of range [1, %d)", st.Key, st.Service.ID, MaxServices)
+		}
+		if n := len(st.Table); n == 0 || n > MaxTableSize {
+			bad("service %s: table size %d out of range [1, %d]", st.Key, n, MaxTableSize)
+		}
+		final[key] = st.Service.ID
+		checked := map[uint32]bool{}
+		for _, id := range st.Table {
+			if checked[id] {
+				continue
+			}
+			checked[id] = true
+			ok, err := present(id)
+			if err != nil {
+				bad("service %s: backend id %d: %w", st.Key, id, err)
+			} else if !ok {
+				bad("service %s: table names backend id %d, which is not present", st.Key, id)
+			}
+		}
+	}
+	if len(deletedBackend) > 0 {
+		// A table that stays must not name a backend that goes.
+		for k, m := range cur {
+			if seen[k] || deleted[k] {
+				continue
+			}
+			table, err := d.table(m.Table)
+			if err != nil {
+				bad("service %s: %w", k.key(), err)
+				continue
+			}
+			for _, id := range table {
+				if deletedBackend[id] {
+					bad("service %s: its table still names backend id %d, which is deleted", k.key(), id)
+					break
+				}
+			}
+		}
+	}
+	byID := map[uint32][]string{}
+	for k, id := range final {
+		byID[id] = append(byID[id], k.key().String())
+	}
+	for id, keys := range byID {
+		if len(keys) > 1 {
+			slices.Sort(keys)
+			bad("service id %d: used by %v", id, keys)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("datapath: transaction rejected: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// table reads the Maglev table in slot.
+func (d *Datapath) table(slot uint32) ([]uint32, error) {
+	var id ebpf.MapID
+	if err := d.objs.Maglev.Lookup(slot, &id); err != nil {
+		return nil, fmt.Errorf("maglev slot %d: %w", slot, err)
+	}
+	m, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return nil, fmt.Errorf("maglev slot %d: %w", slot, err)
+	}
+	defer m.Close()
+	out := make([]uint32, m.MaxEntries())
+	var k, v uint32
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("maglev slot %d: %w", slot, err)
+	}
+	return out, nil
+}
