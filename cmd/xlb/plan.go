@@ -1,0 +1,205 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// writePlan prints what xlb would serve from cfg, laid out like ipvsadm's
+// listing so keepalived users recognise it.
+func writePlan(w io.Writer, cfg *service.Config) {
+	if cfg.Global.RouterID != "" {
+		fmt.Fprintf(w, "router_id %s\n\n", cfg.Global.RouterID)
+	}
+	fmt.Fprintf(w, "services: %d\n", len(cfg.Services))
+	for i := range cfg.Services {
+		writeService(w, &cfg.Services[i])
+	}
+	if len(cfg.Scripts) > 0 {
+		fmt.Fprintf(w, "\nvrrp scripts: %d\n", len(cfg.Scripts))
+		for _, s := range cfg.Scripts {
+			fmt.Fprintf(w, "  %s: %q every %s", s.Name, s.Script, s.Interval)
+			if s.Timeout > 0 {
+				fmt.Fprintf(w, ", timeout %s", s.Timeout)
+			}
+			fmt.Fprintf(w, ", weight %d, rise %d, fall %d  (%s)\n", s.Weight, s.Rise, s.Fall, s.Source)
+		}
+	}
+	if len(cfg.VRRP) > 0 {
+		fmt.Fprintf(w, "\nvrrp instances: %d\n", len(cfg.VRRP))
+		for i := range cfg.VRRP {
+			writeInstance(w, &cfg.VRRP[i])
+		}
+	}
+	if len(cfg.SyncGroups) > 0 {
+		fmt.Fprintf(w, "\nvrrp sync groups: %d\n", len(cfg.SyncGroups))
+		for _, g := range cfg.SyncGroups {
+			fmt.Fprintf(w, "  %s: %s  (%s)\n", g.Name, strings.Join(g.Instances, ", "), g.Source)
+			writeNotify(w, "    ", g.Notify)
+		}
+	}
+}
+
+func writeService(w io.Writer, s *service.Service) {
+	fmt.Fprintf(w, "\n%s  (%s)\n", s.Key(), s.Source)
+	sourceOnly, note, err := service.SchedulerPlan(s.Scheduler)
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "  scheduler %s: %v\n", s.Scheduler, err)
+	case s.Persistence > 0:
+		fmt.Fprintf(w, "  scheduler %s -> Maglev on the client address (persistence %s: a client stays on its backend while the backend set is unchanged)\n", s.Scheduler, s.Persistence)
+	case sourceOnly:
+		fmt.Fprintf(w, "  scheduler %s -> Maglev on the client address\n", s.Scheduler)
+	default:
+		fmt.Fprintf(w, "  scheduler %s -> weighted Maglev on the connection\n", s.Scheduler)
+	}
+	if note != "" {
+		fmt.Fprintf(w, "  note: %s\n", note)
+	}
+	if s.Port == 0 {
+		fmt.Fprintf(w, "  port 0: every port of %s\n", s.VIP)
+	}
+	fmt.Fprintf(w, "  health checks every %s\n", s.DelayLoop)
+	if ss := s.SorryServer; ss != nil {
+		inhibit := ""
+		if ss.Inhibit {
+			inhibit = ", inhibit"
+		}
+		fmt.Fprintf(w, "  sorry server %s%s\n", netip.AddrPortFrom(ss.Addr, ss.Port), inhibit)
+	}
+	for i := range s.Backends {
+		b := &s.Backends[i]
+		onFail := "removed on failure"
+		if b.InhibitOnFailure {
+			onFail = "weight 0 on failure"
+		}
+		fmt.Fprintf(w, "  -> %s  weight %d, %s  (%s)\n", b.AddrPort(), b.Weight, onFail, b.Source)
+		if len(b.Checks) == 0 {
+			fmt.Fprintf(w, "       no health check: always up\n")
+		}
+		for j := range b.Checks {
+			fmt.Fprintf(w, "       %s\n", checkLine(b, &b.Checks[j]))
+		}
+		if b.NotifyUp != "" {
+			fmt.Fprintf(w, "       notify_up %q\n", b.NotifyUp)
+		}
+		if b.NotifyDown != "" {
+			fmt.Fprintf(w, "       notify_down %q\n", b.NotifyDown)
+		}
+	}
+}
+
+func checkLine(b *service.Backend, c *service.Check) string {
+	var sb strings.Builder
+	if c.Kind == service.CheckMisc {
+		fmt.Fprintf(&sb, "misc check %q", c.MiscPath)
+		if c.MiscTimeout > 0 {
+			fmt.Fprintf(&sb, " timeout %s", c.MiscTimeout)
+		}
+		if c.MiscDynamic {
+			sb.WriteString(" dynamic weight")
+		}
+		if c.User != "" {
+			fmt.Fprintf(&sb, " as %s", c.User)
+		}
+	} else {
+		addr, port := b.Addr, b.Port
+		if c.ConnectIP.IsValid() {
+			addr = c.ConnectIP
+		}
+		if c.ConnectPort != 0 {
+			port = c.ConnectPort
+		}
+		fmt.Fprintf(&sb, "%s check %s", c.Kind, netip.AddrPortFrom(addr, port))
+		if c.BindTo.IsValid() || c.BindPort != 0 {
+			fmt.Fprintf(&sb, " from %s", netip.AddrPortFrom(c.BindTo, c.BindPort))
+		}
+		fmt.Fprintf(&sb, " timeout %s", c.ConnectTimeout)
+	}
+	fmt.Fprintf(&sb, ", every %s, retry %d after %s, warmup up to %s", c.DelayLoop, c.Retry, c.DelayBeforeRetry, c.Warmup)
+	if c.VirtualHost != "" {
+		fmt.Fprintf(&sb, ", host %s", c.VirtualHost)
+	}
+	if c.EnableSNI {
+		sb.WriteString(", sni")
+	}
+	for _, u := range c.URLs {
+		fmt.Fprintf(&sb, "\n         GET %s", u.Path)
+		if u.VirtualHost != "" {
+			fmt.Fprintf(&sb, " host %s", u.VirtualHost)
+		}
+		codes := "200-299"
+		if len(u.StatusCodes) > 0 {
+			var parts []string
+			for _, r := range u.StatusCodes {
+				parts = append(parts, r.String())
+			}
+			codes = strings.Join(parts, " ")
+		}
+		fmt.Fprintf(&sb, " expect status %s", codes)
+		if u.Digest != "" {
+			fmt.Fprintf(&sb, " and body md5 %s", u.Digest)
+		}
+	}
+	return sb.String()
+}
+
+func writeInstance(w io.Writer, in *service.VRRPInstance) {
+	fmt.Fprintf(w, "  %s: %s on %s, vrid %d, priority %d, advert every %s, VRRPv%d  (%s)\n",
+		in.Name, in.State, in.Interface, in.VirtualRouterID, in.Priority, in.AdvertInt, in.Version, in.Source)
+	preempt := "preempt"
+	if !in.Preempt {
+		preempt = "nopreempt"
+	} else if in.PreemptDelay > 0 {
+		preempt += " after " + in.PreemptDelay.String()
+	}
+	fmt.Fprintf(w, "    %s, gratuitous ARP %d after %s", preempt, in.GARPMasterRepeat, in.GARPMasterDelay)
+	if in.GARPMasterRefresh > 0 {
+		fmt.Fprintf(w, ", refresh every %s", in.GARPMasterRefresh)
+	}
+	fmt.Fprintln(w)
+	if in.Auth != nil {
+		fmt.Fprintf(w, "    authentication %s\n", in.Auth.Type)
+	}
+	for _, v := range in.VirtualIPs {
+		fmt.Fprintf(w, "    vip %s", v.Prefix)
+		if v.Dev != "" {
+			fmt.Fprintf(w, " dev %s", v.Dev)
+		}
+		if v.Label != "" {
+			fmt.Fprintf(w, " label %s", v.Label)
+		}
+		fmt.Fprintln(w)
+	}
+	if in.SourceIP.IsValid() {
+		fmt.Fprintf(w, "    source %s\n", in.SourceIP)
+	}
+	if len(in.UnicastPeers) > 0 {
+		var peers []string
+		for _, p := range in.UnicastPeers {
+			peers = append(peers, p.String())
+		}
+		fmt.Fprintf(w, "    unicast to %s\n", strings.Join(peers, ", "))
+	}
+	for _, t := range in.TrackScripts {
+		fmt.Fprintf(w, "    track script %s weight %d\n", t.Name, t.Weight)
+	}
+	for _, t := range in.TrackInterfaces {
+		fmt.Fprintf(w, "    track interface %s weight %d\n", t.Name, t.Weight)
+	}
+	writeNotify(w, "    ", in.Notify)
+}
+
+func writeNotify(w io.Writer, indent string, n service.Notify) {
+	for _, e := range []struct{ what, script string }{
+		{"notify", n.Any}, {"notify_master", n.Master}, {"notify_backup", n.Backup}, {"notify_fault", n.Fault}, {"notify_stop", n.Stop},
+	} {
+		if e.script != "" {
+			fmt.Fprintf(w, "%s%s %q\n", indent, e.what, e.script)
+		}
+	}
+}

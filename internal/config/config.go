@@ -1,0 +1,112 @@
+// Package config reads xlb's configuration: the native YAML format, or a
+// keepalived.conf through package keepalived, into the same service model.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/xlb-project/xlb/internal/config/keepalived"
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// Warning is something a reader accepted but the user should know.
+type Warning = service.Warning
+
+// Formats Load accepts.
+const (
+	FormatAuto       = "auto"
+	FormatKeepalived = "keepalived"
+	FormatYAML       = "yaml"
+)
+
+// Load reads the configuration at path. format is FormatYAML,
+// FormatKeepalived, or FormatAuto (or empty), which picks YAML for a
+// .yaml or .yml file and keepalived.conf otherwise. The error, if any,
+// joins one *service.Error per problem (see service.Errors).
+func Load(path, format string) (*service.Config, []Warning, error) {
+	switch format {
+	case FormatAuto, "":
+		switch strings.ToLower(filepath.Ext(path)) {
+		case ".yaml", ".yml":
+			format = FormatYAML
+		default:
+			format = FormatKeepalived
+		}
+	case FormatKeepalived, FormatYAML:
+	default:
+		return nil, nil, fmt.Errorf("unknown configuration format %q (want auto, keepalived or yaml)", format)
+	}
+	if format == FormatKeepalived {
+		return keepalived.Load(path)
+	}
+	data, err := keepalived.OSFS{}.ReadFile(path)
+	if err != nil {
+		return nil, nil, &service.Error{Pos: service.Pos{File: path}, Msg: "cannot read configuration", Err: err}
+	}
+	cfg, err := ParseYAML(path, data)
+	return cfg, nil, err
+}
+
+// ParseYAML reads a native YAML configuration; name is used in positions.
+// Unknown fields are errors.
+func ParseYAML(name string, data []byte) (*service.Config, error) {
+	var doc fileYAML
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
+		return nil, yamlErrors(name, err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); err != io.EOF {
+		return nil, &service.Error{Pos: service.Pos{File: name}, Msg: "more than one YAML document; xlb reads one"}
+	}
+	y := &fromYAML{file: name}
+	cfg := y.config(&doc)
+	if len(y.errs) == 0 {
+		if err := cfg.Validate(); err != nil {
+			y.errs = append(y.errs, service.Errors(err)...)
+		}
+	}
+	if len(y.errs) > 0 {
+		return nil, errors.Join(y.errs...)
+	}
+	return cfg, nil
+}
+
+var (
+	lineRE     = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	notFoundRE = regexp.MustCompile(`^field (\S+) not found in type config\.(\w+)YAML$`)
+)
+
+// yamlErrors turns yaml.v3's errors into positioned ones, one per problem.
+func yamlErrors(name string, err error) error {
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	var errs []error
+	for _, m := range msgs {
+		e := &service.Error{Pos: service.Pos{File: name}, Msg: strings.TrimPrefix(m, "yaml: ")}
+		if sub := lineRE.FindStringSubmatch(m); sub != nil {
+			e.Pos.Line, _ = strconv.Atoi(sub[1])
+			e.Msg = sub[2]
+			if nf := notFoundRE.FindStringSubmatch(e.Msg); nf != nil {
+				e.Msg = fmt.Sprintf("unknown field %s in %s", nf[1], strings.ReplaceAll(nf[2], "instance", "vrrp instance"))
+			}
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,237 @@
+package config
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var keepalivedFiles = []string{
+	"keepalived/testdata/good/seed-blog.conf",
+	"keepalived/testdata/good/full.conf",
+	"keepalived/testdata/good/includes/keepalived.conf",
+	"keepalived/testdata/good/defaults.conf",
+}
+
+var modelOpts = cmp.Options{
+	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+}
+
+// TestRoundTrip: every good keepalived.conf, written as YAML, reads back
+// as the same model (positions aside), and the YAML is a golden file.
+func TestRoundTrip(t *testing.T) {
+	for _, path := range keepalivedFiles {
+		t.Run(path, func(t *testing.T) {
+			want, _, err := Load(path, FormatAuto)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			out, err := MarshalYAML(want)
+			if err != nil {
+				t.Fatalf("MarshalYAML: %v", err)
+			}
+			goldenPath := filepath.Join("testdata", strings.ReplaceAll(strings.TrimPrefix(path, "keepalived/testdata/good/"), "/", "_")+".yaml")
+			if *update {
+				if err := os.WriteFile(goldenPath, out, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			golden, err := os.ReadFile(goldenPath)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(golden), string(out)); diff != "" {
+				t.Errorf("YAML differs from %s (-want +got):\n%s", goldenPath, diff)
+			}
+			got, err := ParseYAML("out.yaml", out)
+			if err != nil {
+				t.Fatalf("ParseYAML of MarshalYAML output: %v\n%s", err, out)
+			}
+			if diff := cmp.Diff(want, got, modelOpts, cmpopts.IgnoreTypes(service.Pos{})); diff != "" {
+				t.Errorf("round trip changed the model (-keepalived +yaml):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseYAMLErrors(t *testing.T) {
+	const svc = "services:\n  - vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n"
+	tests := []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{"unknown field", svc + "    backend:\n      - address: 198.51.100.7\n", []string{
+			"c.yaml:5: unknown field backend in service",
+		}},
+		{"unknown nested field", svc + "    backends:\n      - address: 198.51.100.7\n        wieght: 2\n", []string{
+			"c.yaml:7: unknown field wieght in backend",
+		}},
+		{"bad values, all reported", svc + "    delay_loop: 3\n    backends:\n      - address: 198.51.100.300\n        weight: x\n", []string{
+			`c.yaml:5: "3" is not a duration (write e.g. 3s or 500ms)`,
+			`c.yaml:7: "198.51.100.300" is not an IP address`,
+			"c.yaml:8: cannot unmarshal !!str `x` into int",
+		}},
+		{"negative weight", svc + "    backends:\n      - address: 198.51.100.7\n        weight: -3\n", []string{
+			"c.yaml:6: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: weight -3 is negative",
+		}},
+		{"missing protocol", "services:\n  - vip: 192.0.2.10\n    port: 80\n    backends:\n      - address: 198.51.100.7\n", []string{
+			"c.yaml:2: service 192.0.2.10: protocol is missing (tcp or udp)",
+		}},
+		{"bad check type", svc + "    backends:\n      - address: 198.51.100.7\n        checks:\n          - type: smtp\n", []string{
+			`c.yaml:8: unknown check type "smtp" (want tcp, http, ssl or misc)`,
+		}},
+		{"syntax", "services:\n  - vip: [\n", []string{
+			"c.yaml:2: did not find expected node content",
+		}},
+		{"two documents", "services: []\n---\nservices: []\n", []string{
+			"c.yaml: more than one YAML document; xlb reads one",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseYAML("c.yaml", []byte(tt.doc))
+			if err == nil {
+				t.Fatalf("accepted: %+v", cfg)
+			}
+			var got []string
+			for _, e := range service.Errors(err) {
+				got = append(got, e.Error())
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestYAMLDefaults: omitted values get keepalived's defaults, except the
+// scheduler, which defaults to weighted Maglev.
+func TestYAMLDefaults(t *testing.T) {
+	doc := "services:\n  - vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n    backends:\n      - address: 198.51.100.7\n        checks:\n          - type: http\n            urls:\n              - path: /\n"
+	cfg, err := ParseYAML("d.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Services[0]
+	want := service.Service{
+		VIP: netip.MustParseAddr("192.0.2.10"), Port: 80, Proto: service.TCP, Scheduler: "maglev",
+		DelayLoop: service.DefaultDelayLoop,
+		Backends: []service.Backend{{
+			Addr: netip.MustParseAddr("198.51.100.7"), Port: 80, Weight: 1,
+			Checks: []service.Check{{
+				Kind: service.CheckHTTP, ConnectTimeout: service.DefaultConnectTimeout, Retry: 1,
+				DelayBeforeRetry: service.DefaultHTTPDelayBeforeRetry, Warmup: service.DefaultDelayLoop,
+				DelayLoop: service.DefaultDelayLoop, URLs: []service.URL{{Path: "/"}},
+			}},
+		}},
+	}
+	if diff := cmp.Diff(want, s, modelOpts, cmpopts.IgnoreTypes(service.Pos{})); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadFormat(t *testing.T) {
+	dir := t.TempDir()
+	yamlDoc := "services:\n  - vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n    backends:\n      - address: 198.51.100.7\n"
+	for name, data := range map[string]string{"a.yaml": yamlDoc, "a.yml": yamlDoc, "yaml.conf": yamlDoc} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		file, format string
+		wantErr      string
+		wantWarn     string
+	}{
+		{"a.yaml", FormatAuto, "", ""},
+		{"a.yml", "", "", ""},
+		{"yaml.conf", FormatYAML, "", ""},
+		// Read as keepalived.conf: nothing it knows, so all warnings.
+		{"yaml.conf", FormatAuto, "", "unknown keyword services: in the top level (ignored)"},
+		{"a.yaml", "toml", `unknown configuration format "toml"`, ""},
+	}
+	for _, tt := range tests {
+		_, warns, err := Load(filepath.Join(dir, tt.file), tt.format)
+		if tt.wantWarn != "" && (len(warns) == 0 || !strings.Contains(warns[0].Msg, tt.wantWarn)) {
+			t.Errorf("Load(%s, %q) warnings %v, want %q first", tt.file, tt.format, warns, tt.wantWarn)
+		}
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("Load(%s, %q): %v", tt.file, tt.format, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("Load(%s, %q) = %v, want error containing %q", tt.file, tt.format, err, tt.wantErr)
+		}
+	}
+}
+
+// FuzzYAML: no input may panic or hang the reader, and what it accepts
+// must validate and survive a round trip.
+func FuzzYAML(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("services:\n  - vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n    backends:\n      - address: 198.51.100.7\n"))
+	f.Add([]byte("a: &a [*a, *a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseYAML("f.yaml", data)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("accepted a configuration that does not validate: %v", err)
+		}
+		out, err := MarshalYAML(cfg)
+		if err != nil {
+			t.Fatalf("MarshalYAML: %v", err)
+		}
+		again, err := ParseYAML("f.yaml", out)
+		if err != nil {
+			t.Fatalf("reading back MarshalYAML output: %v\n%s", err, out)
+		}
+		if diff := cmp.Diff(cfg, again, modelOpts, cmpopts.IgnoreTypes(service.Pos{})); diff != "" {
+			t.Fatalf("round trip changed the model:\n%s", diff)
+		}
+	})
+}
+
+// TestDocExample: the example in docs/config.md loads and serves exactly
+// what the seed's keepalived.conf serves.
+func TestDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/config.md has no ```yaml block")
+	}
+	got, err := ParseYAML("docs/config.md", []byte(example))
+	if err != nil {
+		t.Fatalf("example does not load: %v", err)
+	}
+	seed, _, err := Load("keepalived/testdata/good/seed-blog.conf", FormatKeepalived)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(seed.Services, got.Services, modelOpts, cmpopts.IgnoreTypes(service.Pos{})); diff != "" {
+		t.Errorf("example services differ from the seed's (-seed +example):\n%s", diff)
+	}
+}

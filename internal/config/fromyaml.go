@@ -1,0 +1,235 @@
+package config
+
+import (
+	"time"
+
+	"fmt"
+	"strings"
+
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// fromYAML converts the decoded document into the model, applying the same
+// defaults the keepalived reader applies (keepalived 2.2.7's), except that
+// the protocol must be written and the scheduler defaults to plain
+// weighted Maglev.
+type fromYAML struct {
+	file string
+	errs []error
+}
+
+func (y *fromYAML) pos(line int) service.Pos { return service.Pos{File: y.file, Line: line} }
+
+func (y *fromYAML) errorf(line int, format string, args ...any) {
+	y.errs = append(y.errs, &service.Error{Pos: y.pos(line), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (y *fromYAML) config(doc *fileYAML) *service.Config {
+	cfg := &service.Config{}
+	if g := doc.Global; g != nil {
+		cfg.Global = service.Global{RouterID: g.RouterID.v, Source: y.pos(g.RouterID.line)}
+	}
+	for i := range doc.Services {
+		cfg.Services = append(cfg.Services, y.service(&doc.Services[i]))
+	}
+	for _, s := range doc.Scripts {
+		sc := service.VRRPScript{
+			Name: s.Name.v, Script: s.Script, Weight: s.Weight, User: s.User, Source: y.pos(s.Name.line),
+			Interval: service.DefaultVRRPScriptInterval,
+			Rise:     service.DefaultVRRPScriptRiseOrFall, Fall: service.DefaultVRRPScriptRiseOrFall,
+		}
+		setDur(&sc.Interval, s.Interval)
+		setDur(&sc.Timeout, s.Timeout)
+		setInt(&sc.Rise, s.Rise)
+		setInt(&sc.Fall, s.Fall)
+		cfg.Scripts = append(cfg.Scripts, sc)
+	}
+	weights := map[string]int{}
+	for _, s := range cfg.Scripts {
+		weights[s.Name] = s.Weight
+	}
+	for i := range doc.VRRP {
+		cfg.VRRP = append(cfg.VRRP, y.instance(&doc.VRRP[i], weights))
+	}
+	for _, g := range doc.SyncGroups {
+		sg := service.SyncGroup{Name: g.Name.v, Instances: g.Instances, Source: y.pos(g.Name.line)}
+		if g.Notify != nil {
+			sg.Notify = service.Notify(*g.Notify)
+		}
+		cfg.SyncGroups = append(cfg.SyncGroups, sg)
+	}
+	return cfg
+}
+
+func setDur(dst *time.Duration, src *yDuration) {
+	if src != nil {
+		*dst = src.v
+	}
+}
+
+func setInt(dst *int, src *int) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
+func (y *fromYAML) service(sy *serviceYAML) service.Service {
+	line := sy.VIP.line
+	s := service.Service{
+		VIP:       sy.VIP.v,
+		Scheduler: sy.Scheduler,
+		DelayLoop: service.DefaultDelayLoop,
+		Source:    y.pos(line),
+	}
+	if sy.Port == nil {
+		y.errorf(line, "service %s: port is missing (0 serves all ports)", sy.VIP.v)
+	} else {
+		s.Port = *sy.Port
+	}
+	if sy.Protocol.v == "" {
+		y.errorf(line, "service %s: protocol is missing (tcp or udp)", sy.VIP.v)
+	} else if p, err := service.ParseProto(sy.Protocol.v); err != nil {
+		y.errorf(sy.Protocol.line, "service %s: %v", sy.VIP.v, err)
+	} else {
+		s.Proto = p
+	}
+	if s.Scheduler == "" {
+		s.Scheduler = "maglev"
+	}
+	setDur(&s.Persistence, sy.Persistence)
+	setDur(&s.DelayLoop, sy.DelayLoop)
+	if ss := sy.SorryServer; ss != nil {
+		s.SorryServer = &service.SorryServer{Addr: ss.Address.v, Port: s.Port, Inhibit: ss.Inhibit, Source: y.pos(ss.Address.line)}
+		if ss.Port != nil {
+			s.SorryServer.Port = *ss.Port
+		}
+	}
+	for _, by := range sy.Backends {
+		b := service.Backend{
+			Addr: by.Address.v, Port: s.Port, Weight: service.DefaultWeight,
+			InhibitOnFailure: by.InhibitOnFailure, NotifyUp: by.NotifyUp, NotifyDown: by.NotifyDown,
+			Source: y.pos(by.Address.line),
+		}
+		if b.Source.Line == 0 {
+			b.Source = s.Source
+		}
+		if by.Port != nil {
+			b.Port = *by.Port
+		}
+		setInt(&b.Weight, by.Weight)
+		for i := range by.Checks {
+			if c, ok := y.check(&by.Checks[i], s.DelayLoop, b.Source.Line); ok {
+				b.Checks = append(b.Checks, c)
+			}
+		}
+		s.Backends = append(s.Backends, b)
+	}
+	return s
+}
+
+func (y *fromYAML) check(cy *checkYAML, delayLoop time.Duration, line int) (service.Check, bool) {
+	if cy.Type.line != 0 {
+		line = cy.Type.line
+	}
+	kind, err := service.ParseCheckKind(cy.Type.v)
+	if err != nil {
+		y.errorf(line, "%v", err)
+		return service.Check{}, false
+	}
+	web := kind == service.CheckHTTP || kind == service.CheckSSL
+	c := service.Check{
+		Kind: kind, ConnectPort: cy.ConnectPort, BindPort: cy.BindPort, VirtualHost: cy.VirtualHost,
+		EnableSNI: cy.EnableSNI, MiscPath: cy.MiscPath, MiscDynamic: cy.MiscDynamic, User: cy.User,
+		DelayLoop: delayLoop, Retry: service.DefaultRetry, DelayBeforeRetry: service.DefaultDelayBeforeRetry,
+		Source: y.pos(line),
+	}
+	if kind != service.CheckMisc {
+		c.ConnectTimeout = service.DefaultConnectTimeout
+	} else {
+		c.Retry = 0
+	}
+	if web {
+		c.DelayBeforeRetry = service.DefaultHTTPDelayBeforeRetry
+	}
+	if cy.ConnectIP != nil {
+		c.ConnectIP = cy.ConnectIP.v
+	}
+	if cy.BindTo != nil {
+		c.BindTo = cy.BindTo.v
+	}
+	setDur(&c.ConnectTimeout, cy.ConnectTimeout)
+	setInt(&c.Retry, cy.Retry)
+	setDur(&c.DelayBeforeRetry, cy.DelayBeforeRetry)
+	setDur(&c.DelayLoop, cy.DelayLoop)
+	c.Warmup = c.DelayLoop
+	setDur(&c.Warmup, cy.Warmup)
+	setDur(&c.MiscTimeout, cy.MiscTimeout)
+	for _, uy := range cy.URLs {
+		u := service.URL{Path: uy.Path.v, Digest: uy.Digest, VirtualHost: uy.VirtualHost, Source: y.pos(uy.Path.line)}
+		if u.Source.Line == 0 {
+			u.Source = c.Source
+		}
+		for _, sc := range uy.StatusCodes {
+			r, err := service.ParseStatusRange(strings.TrimSpace(sc))
+			if err != nil {
+				y.errorf(u.Source.Line, "url %s: %v", u.Path, err)
+				continue
+			}
+			u.StatusCodes = append(u.StatusCodes, r)
+		}
+		c.URLs = append(c.URLs, u)
+	}
+	return c, true
+}
+
+func (y *fromYAML) instance(iy *instanceYAML, weights map[string]int) service.VRRPInstance {
+	in := service.VRRPInstance{
+		Name: iy.Name.v, State: iy.State, Interface: iy.Interface, VirtualRouterID: iy.VirtualRouterID,
+		Priority: service.DefaultVRRPPriority, AdvertInt: service.DefaultVRRPAdvertInt,
+		Version: service.DefaultVRRPVersion, Preempt: true,
+		GARPMasterDelay: service.DefaultGARPMasterDelay, GARPMasterRepeat: service.DefaultGARPMasterRepeat,
+		Source: y.pos(iy.Name.line),
+	}
+	if in.State == "" {
+		in.State = "BACKUP"
+	}
+	setInt(&in.Priority, iy.Priority)
+	setDur(&in.AdvertInt, iy.AdvertInt)
+	setInt(&in.Version, iy.Version)
+	if iy.Preempt != nil {
+		in.Preempt = *iy.Preempt
+	}
+	setDur(&in.PreemptDelay, iy.PreemptDelay)
+	if iy.Auth != nil {
+		in.Auth = &service.VRRPAuth{Type: iy.Auth.Type, Pass: iy.Auth.Pass}
+	}
+	for _, v := range iy.VirtualIPs {
+		in.VirtualIPs = append(in.VirtualIPs, service.VirtualIP{Prefix: v.Prefix.v, Dev: v.Dev, Label: v.Label, Source: y.pos(v.Prefix.line)})
+	}
+	if iy.Version == nil && len(in.VirtualIPs) > 0 && in.VirtualIPs[0].Prefix.Addr().Is6() {
+		in.Version = 3
+	}
+	if iy.SourceIP != nil {
+		in.SourceIP = iy.SourceIP.v
+	}
+	for _, p := range iy.UnicastPeers {
+		in.UnicastPeers = append(in.UnicastPeers, p.v)
+	}
+	for _, t := range iy.TrackScripts {
+		tr := service.Track{Name: t.Name.v, Weight: weights[t.Name.v], Source: y.pos(t.Name.line)}
+		setInt(&tr.Weight, t.Weight)
+		in.TrackScripts = append(in.TrackScripts, tr)
+	}
+	for _, t := range iy.TrackInterfaces {
+		tr := service.Track{Name: t.Name.v, Source: y.pos(t.Name.line)}
+		setInt(&tr.Weight, t.Weight)
+		in.TrackInterfaces = append(in.TrackInterfaces, tr)
+	}
+	setDur(&in.GARPMasterDelay, iy.GARPMasterDelay)
+	setInt(&in.GARPMasterRepeat, iy.GARPMasterRepeat)
+	setDur(&in.GARPMasterRefresh, iy.GARPMasterRefresh)
+	if iy.Notify != nil {
+		in.Notify = service.Notify(*iy.Notify)
+	}
+	return in
+}

@@ -1,0 +1,140 @@
+package config
+
+import (
+	"bytes"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// MarshalYAML writes cfg in the native YAML format. Every value is written
+// out, defaults included, so the file reads the same whatever the defaults
+// of a later xlb version; ParseYAML of the result gives back cfg except
+// for source positions.
+func MarshalYAML(cfg *service.Config) ([]byte, error) {
+	doc := fileYAML{}
+	if cfg.Global.RouterID != "" {
+		doc.Global = &globalYAML{RouterID: yString{v: cfg.Global.RouterID}}
+	}
+	for i := range cfg.Services {
+		doc.Services = append(doc.Services, serviceToYAML(&cfg.Services[i]))
+	}
+	for _, s := range cfg.Scripts {
+		doc.Scripts = append(doc.Scripts, scriptYAML{
+			Name: yString{v: s.Name}, Script: s.Script, Interval: dur(s.Interval), Timeout: optDur(s.Timeout),
+			Weight: s.Weight, Rise: ptr(s.Rise), Fall: ptr(s.Fall), User: s.User,
+		})
+	}
+	for i := range cfg.VRRP {
+		doc.VRRP = append(doc.VRRP, instanceToYAML(&cfg.VRRP[i]))
+	}
+	for _, g := range cfg.SyncGroups {
+		doc.SyncGroups = append(doc.SyncGroups, syncGroupYAML{Name: yString{v: g.Name}, Instances: g.Instances, Notify: notifyToYAML(g.Notify)})
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// optDur omits a zero duration, which for these fields means "none".
+func optDur(d time.Duration) *yDuration {
+	if d == 0 {
+		return nil
+	}
+	return &yDuration{v: d}
+}
+
+func serviceToYAML(s *service.Service) serviceYAML {
+	sy := serviceYAML{
+		VIP: yAddr{v: s.VIP}, Port: ptr(s.Port), Protocol: yProto{v: s.Proto.String()},
+		Scheduler: s.Scheduler, Persistence: optDur(s.Persistence), DelayLoop: dur(s.DelayLoop),
+	}
+	if ss := s.SorryServer; ss != nil {
+		sy.SorryServer = &sorryYAML{Address: yAddr{v: ss.Addr}, Port: ptr(ss.Port), Inhibit: ss.Inhibit}
+	}
+	for _, b := range s.Backends {
+		by := backendYAML{
+			Address: yAddr{v: b.Addr}, Port: ptr(b.Port), Weight: ptr(b.Weight),
+			InhibitOnFailure: b.InhibitOnFailure, NotifyUp: b.NotifyUp, NotifyDown: b.NotifyDown,
+		}
+		for _, c := range b.Checks {
+			by.Checks = append(by.Checks, checkToYAML(&c))
+		}
+		sy.Backends = append(sy.Backends, by)
+	}
+	return sy
+}
+
+func checkToYAML(c *service.Check) checkYAML {
+	cy := checkYAML{
+		Type: yCheckKind{v: c.Kind.String()}, ConnectPort: c.ConnectPort, BindPort: c.BindPort,
+		Retry: ptr(c.Retry), DelayBeforeRetry: dur(c.DelayBeforeRetry), Warmup: dur(c.Warmup),
+		DelayLoop: dur(c.DelayLoop), VirtualHost: c.VirtualHost, EnableSNI: c.EnableSNI,
+		MiscPath: c.MiscPath, MiscTimeout: optDur(c.MiscTimeout), MiscDynamic: c.MiscDynamic, User: c.User,
+	}
+	if c.Kind != service.CheckMisc {
+		cy.ConnectTimeout = dur(c.ConnectTimeout)
+	}
+	if c.ConnectIP.IsValid() {
+		cy.ConnectIP = &yAddr{v: c.ConnectIP}
+	}
+	if c.BindTo.IsValid() {
+		cy.BindTo = &yAddr{v: c.BindTo}
+	}
+	for _, u := range c.URLs {
+		uy := urlYAML{Path: yString{v: u.Path}, Digest: u.Digest, VirtualHost: u.VirtualHost}
+		for _, r := range u.StatusCodes {
+			uy.StatusCodes = append(uy.StatusCodes, r.String())
+		}
+		cy.URLs = append(cy.URLs, uy)
+	}
+	return cy
+}
+
+func instanceToYAML(in *service.VRRPInstance) instanceYAML {
+	iy := instanceYAML{
+		Name: yString{v: in.Name}, State: in.State, Interface: in.Interface, VirtualRouterID: in.VirtualRouterID,
+		Priority: ptr(in.Priority), AdvertInt: dur(in.AdvertInt), Version: ptr(in.Version), Preempt: ptr(in.Preempt),
+		PreemptDelay: optDur(in.PreemptDelay), GARPMasterDelay: dur(in.GARPMasterDelay),
+		GARPMasterRepeat: ptr(in.GARPMasterRepeat), GARPMasterRefresh: optDur(in.GARPMasterRefresh),
+		Notify: notifyToYAML(in.Notify),
+	}
+	if in.Auth != nil {
+		iy.Auth = &authYAML{Type: in.Auth.Type, Pass: in.Auth.Pass}
+	}
+	for _, v := range in.VirtualIPs {
+		iy.VirtualIPs = append(iy.VirtualIPs, virtualIPYAML{Prefix: yPrefix{v: v.Prefix}, Dev: v.Dev, Label: v.Label})
+	}
+	if in.SourceIP.IsValid() {
+		iy.SourceIP = &yAddr{v: in.SourceIP}
+	}
+	for _, p := range in.UnicastPeers {
+		iy.UnicastPeers = append(iy.UnicastPeers, yAddr{v: p})
+	}
+	for _, t := range in.TrackScripts {
+		iy.TrackScripts = append(iy.TrackScripts, trackYAML{Name: yString{v: t.Name}, Weight: ptr(t.Weight)})
+	}
+	for _, t := range in.TrackInterfaces {
+		iy.TrackInterfaces = append(iy.TrackInterfaces, trackYAML{Name: yString{v: t.Name}, Weight: ptr(t.Weight)})
+	}
+	return iy
+}
+
+func notifyToYAML(n service.Notify) *notifyYAML {
+	if n == (service.Notify{}) {
+		return nil
+	}
+	ny := notifyYAML(n)
+	return &ny
+}

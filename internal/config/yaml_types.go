@@ -1,0 +1,272 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The YAML document's shape. Leaf types carry their own line so a bad
+// value is reported where it is written, and the objects that hold one
+// borrow it as their position.
+
+type fileYAML struct {
+	Global     *globalYAML     `yaml:"global,omitempty"`
+	Services   []serviceYAML   `yaml:"services,omitempty"`
+	Scripts    []scriptYAML    `yaml:"vrrp_scripts,omitempty"`
+	VRRP       []instanceYAML  `yaml:"vrrp_instances,omitempty"`
+	SyncGroups []syncGroupYAML `yaml:"vrrp_sync_groups,omitempty"`
+}
+
+type globalYAML struct {
+	RouterID yString `yaml:"router_id,omitempty"`
+}
+
+type serviceYAML struct {
+	VIP         yAddr         `yaml:"vip"`
+	Port        *uint16       `yaml:"port,omitempty"`
+	Protocol    yProto        `yaml:"protocol"`
+	Scheduler   string        `yaml:"scheduler,omitempty"`
+	Persistence *yDuration    `yaml:"persistence,omitempty"`
+	DelayLoop   *yDuration    `yaml:"delay_loop,omitempty"`
+	SorryServer *sorryYAML    `yaml:"sorry_server,omitempty"`
+	Backends    []backendYAML `yaml:"backends"`
+}
+
+type sorryYAML struct {
+	Address yAddr   `yaml:"address"`
+	Port    *uint16 `yaml:"port,omitempty"`
+	Inhibit bool    `yaml:"inhibit,omitempty"`
+}
+
+type backendYAML struct {
+	Address          yAddr       `yaml:"address"`
+	Port             *uint16     `yaml:"port,omitempty"`
+	Weight           *int        `yaml:"weight,omitempty"`
+	InhibitOnFailure bool        `yaml:"inhibit_on_failure,omitempty"`
+	Checks           []checkYAML `yaml:"checks,omitempty"`
+	NotifyUp         string      `yaml:"notify_up,omitempty"`
+	NotifyDown       string      `yaml:"notify_down,omitempty"`
+}
+
+type checkYAML struct {
+	Type             yCheckKind `yaml:"type"`
+	ConnectIP        *yAddr     `yaml:"connect_ip,omitempty"`
+	ConnectPort      uint16     `yaml:"connect_port,omitempty"`
+	BindTo           *yAddr     `yaml:"bindto,omitempty"`
+	BindPort         uint16     `yaml:"bind_port,omitempty"`
+	ConnectTimeout   *yDuration `yaml:"connect_timeout,omitempty"`
+	Retry            *int       `yaml:"retry,omitempty"`
+	DelayBeforeRetry *yDuration `yaml:"delay_before_retry,omitempty"`
+	Warmup           *yDuration `yaml:"warmup,omitempty"`
+	DelayLoop        *yDuration `yaml:"delay_loop,omitempty"`
+	URLs             []urlYAML  `yaml:"urls,omitempty"`
+	VirtualHost      string     `yaml:"virtualhost,omitempty"`
+	EnableSNI        bool       `yaml:"enable_sni,omitempty"`
+	MiscPath         string     `yaml:"misc_path,omitempty"`
+	MiscTimeout      *yDuration `yaml:"misc_timeout,omitempty"`
+	MiscDynamic      bool       `yaml:"misc_dynamic,omitempty"`
+	User             string     `yaml:"user,omitempty"`
+}
+
+type urlYAML struct {
+	Path        yString  `yaml:"path"`
+	Digest      string   `yaml:"digest,omitempty"`
+	StatusCodes []string `yaml:"status_codes,omitempty"`
+	VirtualHost string   `yaml:"virtualhost,omitempty"`
+}
+
+type instanceYAML struct {
+	Name              yString         `yaml:"name"`
+	State             string          `yaml:"state,omitempty"`
+	Interface         string          `yaml:"interface"`
+	VirtualRouterID   int             `yaml:"virtual_router_id"`
+	Priority          *int            `yaml:"priority,omitempty"`
+	AdvertInt         *yDuration      `yaml:"advert_int,omitempty"`
+	Version           *int            `yaml:"version,omitempty"`
+	Preempt           *bool           `yaml:"preempt,omitempty"`
+	PreemptDelay      *yDuration      `yaml:"preempt_delay,omitempty"`
+	Auth              *authYAML       `yaml:"authentication,omitempty"`
+	VirtualIPs        []virtualIPYAML `yaml:"virtual_ipaddress"`
+	SourceIP          *yAddr          `yaml:"source_ip,omitempty"`
+	UnicastPeers      []yAddr         `yaml:"unicast_peers,omitempty"`
+	TrackScripts      []trackYAML     `yaml:"track_scripts,omitempty"`
+	TrackInterfaces   []trackYAML     `yaml:"track_interfaces,omitempty"`
+	GARPMasterDelay   *yDuration      `yaml:"garp_master_delay,omitempty"`
+	GARPMasterRepeat  *int            `yaml:"garp_master_repeat,omitempty"`
+	GARPMasterRefresh *yDuration      `yaml:"garp_master_refresh,omitempty"`
+	Notify            *notifyYAML     `yaml:"notify,omitempty"`
+}
+
+type authYAML struct {
+	Type string `yaml:"type"`
+	Pass string `yaml:"pass"`
+}
+
+type virtualIPYAML struct {
+	Prefix yPrefix `yaml:"address"`
+	Dev    string  `yaml:"dev,omitempty"`
+	Label  string  `yaml:"label,omitempty"`
+}
+
+type trackYAML struct {
+	Name   yString `yaml:"name"`
+	Weight *int    `yaml:"weight,omitempty"`
+}
+
+type notifyYAML struct {
+	Any    string `yaml:"any,omitempty"`
+	Master string `yaml:"master,omitempty"`
+	Backup string `yaml:"backup,omitempty"`
+	Fault  string `yaml:"fault,omitempty"`
+	Stop   string `yaml:"stop,omitempty"`
+}
+
+type syncGroupYAML struct {
+	Name      yString     `yaml:"name"`
+	Instances []string    `yaml:"instances"`
+	Notify    *notifyYAML `yaml:"notify,omitempty"`
+}
+
+type scriptYAML struct {
+	Name     yString    `yaml:"name"`
+	Script   string     `yaml:"script"`
+	Interval *yDuration `yaml:"interval,omitempty"`
+	Timeout  *yDuration `yaml:"timeout,omitempty"`
+	Weight   int        `yaml:"weight,omitempty"`
+	Rise     *int       `yaml:"rise,omitempty"`
+	Fall     *int       `yaml:"fall,omitempty"`
+	User     string     `yaml:"user,omitempty"`
+}
+
+// valueError reports a bad scalar the way yaml.v3 reports type errors, so
+// that decoding carries on and every problem is listed with its line.
+func valueError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, fmt.Sprintf(format, args...))}}
+}
+
+func scalar(n *yaml.Node, what string) (string, error) {
+	if n.Kind != yaml.ScalarNode {
+		return "", valueError(n, "%s must be a single value", what)
+	}
+	return n.Value, nil
+}
+
+type yString struct {
+	v    string
+	line int
+}
+
+func (s *yString) UnmarshalYAML(n *yaml.Node) error {
+	v, err := scalar(n, "value")
+	s.v, s.line = v, n.Line
+	return err
+}
+
+func (s yString) MarshalYAML() (any, error) { return s.v, nil }
+func (s yString) IsZero() bool              { return s.v == "" }
+
+type yAddr struct {
+	v    netip.Addr
+	line int
+}
+
+func (a *yAddr) UnmarshalYAML(n *yaml.Node) error {
+	a.line = n.Line
+	s, err := scalar(n, "address")
+	if err != nil {
+		return err
+	}
+	v, err := netip.ParseAddr(s)
+	if err != nil || v.Zone() != "" {
+		return valueError(n, "%q is not an IP address", s)
+	}
+	a.v = v
+	return nil
+}
+
+func (a yAddr) MarshalYAML() (any, error) { return a.v.String(), nil }
+
+type yPrefix struct {
+	v    netip.Prefix
+	line int
+}
+
+func (p *yPrefix) UnmarshalYAML(n *yaml.Node) error {
+	p.line = n.Line
+	s, err := scalar(n, "address")
+	if err != nil {
+		return err
+	}
+	if v, err := netip.ParsePrefix(s); err == nil {
+		p.v = v
+		return nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return valueError(n, "%q is not an IP address or prefix", s)
+	}
+	p.v = netip.PrefixFrom(a, a.BitLen())
+	return nil
+}
+
+func (p yPrefix) MarshalYAML() (any, error) {
+	if p.v.IsSingleIP() {
+		return p.v.Addr().String(), nil
+	}
+	return p.v.String(), nil
+}
+
+// yDuration is a Go duration string such as "3s" or "500ms".
+type yDuration struct {
+	v    time.Duration
+	line int
+}
+
+func (d *yDuration) UnmarshalYAML(n *yaml.Node) error {
+	d.line = n.Line
+	s, err := scalar(n, "duration")
+	if err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return valueError(n, "%q is not a duration (write e.g. 3s or 500ms)", s)
+	}
+	d.v = v
+	return nil
+}
+
+func (d yDuration) MarshalYAML() (any, error) { return d.v.String(), nil }
+
+func dur(d time.Duration) *yDuration { return &yDuration{v: d} }
+
+type yProto struct {
+	v    string
+	line int
+}
+
+func (p *yProto) UnmarshalYAML(n *yaml.Node) error {
+	p.line = n.Line
+	s, err := scalar(n, "protocol")
+	p.v = s
+	return err
+}
+
+func (p yProto) MarshalYAML() (any, error) { return p.v, nil }
+
+type yCheckKind struct {
+	v    string
+	line int
+}
+
+func (k *yCheckKind) UnmarshalYAML(n *yaml.Node) error {
+	k.line = n.Line
+	s, err := scalar(n, "check type")
+	k.v = s
+	return err
+}
+
+func (k yCheckKind) MarshalYAML() (any, error) { return k.v, nil }

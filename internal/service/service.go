@@ -1,0 +1,248 @@
+// Package service holds xlb's configuration model: the virtual services it
+// balances, their backends and health checks, and the VRRP instances that
+// float the addresses. Both configuration readers (native YAML and
+// keepalived.conf) produce this model; the daemon, balancer, health checker
+// and VRRP consume it. The package does no I/O.
+package service
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is one complete configuration: what xlb serves and announces.
+type Config struct {
+	Global     Global
+	Services   []Service
+	VRRP       []VRRPInstance
+	SyncGroups []SyncGroup
+	Scripts    []VRRPScript
+}
+
+// Global holds settings that apply to the whole host.
+type Global struct {
+	// RouterID names this balancer in logs and notifications.
+	RouterID string
+	Source   Pos
+}
+
+// Proto is the transport protocol of a service.
+type Proto uint8
+
+// Protocols a service can balance. The zero value is invalid so that a
+// forgotten protocol is caught by validation instead of defaulting silently.
+const (
+	TCP Proto = iota + 1
+	UDP
+)
+
+// String returns "tcp" or "udp".
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return "proto(" + strconv.Itoa(int(p)) + ")"
+}
+
+// ParseProto parses a protocol name, case-insensitively.
+func ParseProto(s string) (Proto, error) {
+	switch strings.ToLower(s) {
+	case "tcp":
+		return TCP, nil
+	case "udp":
+		return UDP, nil
+	}
+	return 0, fmt.Errorf("unknown protocol %q (want tcp or udp)", s)
+}
+
+// ServiceKey identifies a service: what the data path matches a packet on.
+type ServiceKey struct {
+	VIP   netip.Addr
+	Port  uint16 // 0 matches every port of VIP
+	Proto Proto
+}
+
+// String formats the key as "192.0.2.10:80/tcp" or "[2001:db8::1]:80/tcp".
+func (k ServiceKey) String() string {
+	return netip.AddrPortFrom(k.VIP, k.Port).String() + "/" + k.Proto.String()
+}
+
+// Service is one virtual service: traffic to VIP:Port/Proto spread over
+// Backends by direct routing.
+type Service struct {
+	VIP   netip.Addr
+	Port  uint16 // 0 = all ports; requires Persistence
+	Proto Proto
+	// Scheduler is the scheduler name as written (an IPVS name such as
+	// "wrr", or "maglev"); SchedulerPlan says how xlb serves it.
+	Scheduler string
+	// Persistence > 0 makes every connection of a client address go to the
+	// same backend (the data path hashes on the source address only).
+	Persistence time.Duration
+	// DelayLoop is the service's health-check interval; checks inherit it
+	// unless they set their own.
+	DelayLoop   time.Duration
+	SorryServer *SorryServer
+	Backends    []Backend
+	Source      Pos
+}
+
+// Key returns the service's identity.
+func (s *Service) Key() ServiceKey {
+	return ServiceKey{VIP: s.VIP, Port: s.Port, Proto: s.Proto}
+}
+
+// SorryServer receives the traffic of a service whose backends are all down.
+type SorryServer struct {
+	Addr    netip.Addr
+	Port    uint16
+	Inhibit bool // keepalived's sorry_server_inhibit
+	Source  Pos
+}
+
+// Backend is one real server of a service.
+type Backend struct {
+	Addr netip.Addr
+	// Port is the real server's port. Direct routing does not rewrite ports,
+	// so it always equals the service port.
+	Port   uint16
+	Weight int
+	// InhibitOnFailure keeps a failed backend at weight 0 (existing flows
+	// drain) instead of removing it.
+	InhibitOnFailure bool
+	// Checks must all pass for the backend to be up; none means always up.
+	Checks     []Check
+	NotifyUp   string
+	NotifyDown string
+	Source     Pos
+}
+
+// AddrPort returns the backend's address and port.
+func (b *Backend) AddrPort() netip.AddrPort { return netip.AddrPortFrom(b.Addr, b.Port) }
+
+// CheckKind says how a backend is probed.
+type CheckKind uint8
+
+// Health-check kinds, named after keepalived's checker blocks.
+const (
+	CheckTCP  CheckKind = iota + 1 // TCP_CHECK: a TCP connect
+	CheckHTTP                      // HTTP_GET
+	CheckSSL                       // SSL_GET: HTTP_GET over TLS
+	CheckMisc                      // MISC_CHECK: run a program
+)
+
+var checkKindNames = map[CheckKind]string{CheckTCP: "tcp", CheckHTTP: "http", CheckSSL: "ssl", CheckMisc: "misc"}
+
+// String returns "tcp", "http", "ssl" or "misc".
+func (k CheckKind) String() string {
+	if s, ok := checkKindNames[k]; ok {
+		return s
+	}
+	return "check(" + strconv.Itoa(int(k)) + ")"
+}
+
+// ParseCheckKind parses the name String returns.
+func ParseCheckKind(s string) (CheckKind, error) {
+	for k, name := range checkKindNames {
+		if name == s {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown check type %q (want tcp, http, ssl or misc)", s)
+}
+
+// Check is one health check of a backend. Every interval is resolved:
+// values inherited from the backend or service are already filled in.
+type Check struct {
+	Kind CheckKind
+	// ConnectIP and ConnectPort default to the backend's address and port
+	// (zero here means "the backend's").
+	ConnectIP   netip.Addr
+	ConnectPort uint16
+	BindTo      netip.Addr
+	BindPort    uint16
+	// ConnectTimeout bounds one probe.
+	ConnectTimeout time.Duration
+	// Retry is how many more failed probes in a row take an up backend
+	// down; DelayBeforeRetry spaces them.
+	Retry            int
+	DelayBeforeRetry time.Duration
+	// Warmup is the maximum random delay before the first probe.
+	Warmup    time.Duration
+	DelayLoop time.Duration
+	// HTTP and SSL.
+	URLs        []URL
+	VirtualHost string
+	EnableSNI   bool
+	// MISC.
+	MiscPath    string
+	MiscTimeout time.Duration
+	MiscDynamic bool
+	User        string
+	Source      Pos
+}
+
+// URL is one URL an HTTP or SSL check fetches; the check passes when every
+// URL answers as expected.
+type URL struct {
+	Path string
+	// Digest is the hex MD5 of the expected body (keepalived's genhash);
+	// empty means the body is not checked.
+	Digest string
+	// StatusCodes lists the accepted status ranges; empty means 200-299.
+	StatusCodes []StatusRange
+	// VirtualHost overrides the check's Host header for this URL.
+	VirtualHost string
+	Source      Pos
+}
+
+// StatusRange is an inclusive range of HTTP status codes.
+type StatusRange struct{ Min, Max int }
+
+// String returns "200" or "200-299".
+func (r StatusRange) String() string {
+	if r.Min == r.Max {
+		return strconv.Itoa(r.Min)
+	}
+	return strconv.Itoa(r.Min) + "-" + strconv.Itoa(r.Max)
+}
+
+// ParseStatusRange parses "200" or "200-299".
+func ParseStatusRange(s string) (StatusRange, error) {
+	lo, hi, isRange := strings.Cut(s, "-")
+	if !isRange {
+		hi = lo
+	}
+	min, err1 := strconv.Atoi(lo)
+	max, err2 := strconv.Atoi(hi)
+	if err1 != nil || err2 != nil || min < 100 || max > 599 || min > max {
+		return StatusRange{}, fmt.Errorf("invalid status code %q (want a code or range within 100-599)", s)
+	}
+	return StatusRange{Min: min, Max: max}, nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (p Proto) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (p *Proto) UnmarshalText(b []byte) error {
+	v, err := ParseProto(string(b))
+	*p = v
+	return err
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (k CheckKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (k *CheckKind) UnmarshalText(b []byte) error {
+	v, err := ParseCheckKind(string(b))
+	*k = v
+	return err
+}

@@ -1,0 +1,89 @@
+package service
+
+import (
+	"net/netip"
+	"time"
+)
+
+// VRRPInstance is one virtual router: the addresses it floats between
+// balancers and how it competes for them.
+type VRRPInstance struct {
+	Name string
+	// State is the initial state, "MASTER" or "BACKUP".
+	State           string
+	Interface       string
+	VirtualRouterID int
+	Priority        int
+	AdvertInt       time.Duration
+	// Version is the VRRP protocol version, 2 (RFC 3768) or 3 (RFC 5798).
+	Version      int
+	Preempt      bool
+	PreemptDelay time.Duration
+	Auth         *VRRPAuth
+	VirtualIPs   []VirtualIP
+	// SourceIP is the advertisement source (keepalived's unicast_src_ip or
+	// mcast_src_ip); invalid means the interface's primary address.
+	SourceIP netip.Addr
+	// UnicastPeers, when set, replace multicast advertisements.
+	UnicastPeers      []netip.Addr
+	TrackScripts      []Track
+	TrackInterfaces   []Track
+	GARPMasterDelay   time.Duration
+	GARPMasterRepeat  int
+	GARPMasterRefresh time.Duration
+	Notify            Notify
+	Source            Pos
+}
+
+// VRRPAuth is VRRPv2 simple-password authentication.
+type VRRPAuth struct {
+	// Type is "PASS"; keepalived's AH is not supported.
+	Type string
+	Pass string
+}
+
+// VirtualIP is one address a VRRP instance adds while master.
+type VirtualIP struct {
+	Prefix netip.Prefix
+	Dev    string // empty means the instance's interface
+	Label  string
+	Source Pos
+}
+
+// Track names a script or interface whose state moves the instance's
+// priority by Weight (0 means failure puts the instance in FAULT).
+type Track struct {
+	Name   string
+	Weight int
+	Source Pos
+}
+
+// Notify holds the scripts run on state changes.
+type Notify struct {
+	Any    string // keepalived's notify: called for every transition
+	Master string
+	Backup string
+	Fault  string
+	Stop   string
+}
+
+// SyncGroup makes instances change state together.
+type SyncGroup struct {
+	Name      string
+	Instances []string
+	Notify    Notify
+	Source    Pos
+}
+
+// VRRPScript is a script whose exit status tracks instance health.
+type VRRPScript struct {
+	Name     string
+	Script   string
+	Interval time.Duration
+	Timeout  time.Duration // 0 means the interval
+	Weight   int
+	Rise     int
+	Fall     int
+	User     string
+	Source   Pos
+}
