@@ -33,7 +33,7 @@ generate: deps
 # check-generated regenerates the BPF objects and fails when they differ
 # from what is committed: the committed .o is what `go build` embeds.
 check-generated: generate
-	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' || \
+	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' '*_bpfel_test.go' '*_bpfel_test.o' || \
 	  { echo "bpf2go output differs from the committed files: run 'make generate' and commit" >&2; exit 1; }
 
 build:

@@ -6,9 +6,14 @@
 
 #include <linux/types.h>
 
-/* services key. IPv4 addresses use addr[0] only, the rest is zero. */
+/* Addresses are bytes in network order, so `bpftool map dump` prints
+ * 192.0.2.10 as [192,0,2,10,...]; IPv4 uses the first 4 bytes, the rest is
+ * zero. Word alignment lets the hash read them as __u32. */
+#define XLB_ADDR(name) __u8 name[16] __attribute__((aligned(4)))
+
+/* services key. */
 struct vip_key {
-	__u32 addr[4];
+	XLB_ADDR(addr);
 	__be16 port;  /* 0 matches every port of the VIP */
 	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 family;  /* XLB_AF_INET or XLB_AF_INET6 */
@@ -30,8 +35,8 @@ struct backend {
 
 /* flows key; also the input of the Maglev hash (see xlb_flow_hash). */
 struct flow_key {
-	__u32 src[4];
-	__u32 dst[4];
+	XLB_ADDR(src);
+	XLB_ADDR(dst);
 	__be16 sport;
 	__be16 dport;
 	__u8 proto;
@@ -41,7 +46,7 @@ struct flow_key {
 
 struct flow {
 	__u32 backend; /* backend id */
-	__u32 atime;   /* last seen, seconds of the coarse monotonic clock */
+	__u32 atime;   /* last seen: jiffies >> XLB_ATIME_SHIFT */
 	__u8 state;    /* XLB_FLOW_* */
 	__u8 pad[3];
 };

@@ -48,14 +48,16 @@ struct packet {
 #define XLB_TCP_RST 0x04
 #define XLB_TCP_ACK 0x10
 
-/* parse_l4 reads ports (and TCP flags) at l4. */
-static __always_inline int parse_l4(void *l4, void *data_end, __u8 proto,
-				    struct packet *p)
+/* parse_l4 reads ports (and TCP flags) at l4. len is what the IP header
+ * says follows it: a transport header cut short by the IP length is
+ * malformed even when the frame's padding would cover it. */
+static __always_inline int parse_l4(void *l4, void *data_end, __u32 len,
+				    __u8 proto, struct packet *p)
 {
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 
-		if ((void *)(th + 1) > data_end)
+		if ((void *)(th + 1) > data_end || len < sizeof(*th))
 			return XLB_PARSE_MALFORMED;
 		p->key.sport = th->source;
 		p->key.dport = th->dest;
@@ -65,7 +67,7 @@ static __always_inline int parse_l4(void *l4, void *data_end, __u8 proto,
 	if (proto == IPPROTO_UDP) {
 		struct udphdr *uh = l4;
 
-		if ((void *)(uh + 1) > data_end)
+		if ((void *)(uh + 1) > data_end || len < sizeof(*uh))
 			return XLB_PARSE_MALFORMED;
 		p->key.sport = uh->source;
 		p->key.dport = uh->dest;
@@ -95,11 +97,12 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct packet *p
 		return XLB_PARSE_FRAGMENT;
 	p->key.family = XLB_AF_INET;
 	p->key.proto = iph->protocol;
-	p->key.src[0] = iph->saddr;
-	p->key.dst[0] = iph->daddr;
+	__builtin_memcpy(p->key.src, &iph->saddr, 4);
+	__builtin_memcpy(p->key.dst, &iph->daddr, 4);
 	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
 		return XLB_PARSE_NOT_L4;
-	return parse_l4(l3 + hlen, data_end, iph->protocol, p);
+	return parse_l4(l3 + hlen, data_end, bpf_ntohs(iph->tot_len) - hlen,
+			iph->protocol, p);
 }
 
 static __always_inline int parse_ipv6(void *l3, void *data_end, struct packet *p)
@@ -119,7 +122,8 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct packet *p
 	switch (ip6h->nexthdr) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
-		return parse_l4(ip6h + 1, data_end, ip6h->nexthdr, p);
+		return parse_l4(ip6h + 1, data_end, bpf_ntohs(ip6h->payload_len),
+				ip6h->nexthdr, p);
 	/* Extension headers: fragments (and chains the kernel handles
 	 * better) go to the stack; see issue on PTB/fragments. */
 	case IPPROTO_HOPOPTS:

@@ -5,7 +5,6 @@
 package datapath
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -42,7 +41,7 @@ const (
 	backendPresent  = 1 << 0
 	protoTCP        = 6
 	protoUDP        = 17
-	atimeShift      = 30
+	atimeShift      = 8
 	bpffsMagic      = 0xcafe4a11
 	conventionalFS  = "/sys/fs/bpf"
 	pinDirMode      = 0o700
@@ -62,7 +61,13 @@ type Options struct {
 	// FlowTableSize is the flows map's capacity (DefaultFlowTableSize if
 	// zero). Pinned flows of another size are not re-adopted.
 	FlowTableSize uint32
+	// Fresh removes maps an earlier run left pinned instead of adopting
+	// them: a daemon that does not yet re-adopt its state starts clean.
+	Fresh bool
 }
+
+// mapNames are the pinned maps, as bpf/lb_maps.h names them.
+var mapNames = []string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapFlows, lbMapStats, lbMapCounters}
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {
@@ -72,6 +77,10 @@ type Datapath struct {
 
 	mu   sync.Mutex // serialises transactions and attach/close
 	link link.Link
+
+	hzOnce sync.Once // measures the tick rate on first use
+	hz     float64
+	hzErr  error
 }
 
 // Load loads the program and opens its maps: maps pinned in PinDir by an
@@ -89,6 +98,13 @@ func Load(opts Options) (*Datapath, error) {
 	}
 	if err := ensureBPFFS(opts.PinDir); err != nil {
 		return nil, err
+	}
+	if opts.Fresh {
+		for _, name := range mapNames {
+			if err := os.Remove(filepath.Join(opts.PinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("datapath: remove stale pin: %w", err)
+			}
+		}
 	}
 	spec, err := loadLb()
 	if err != nil {
@@ -301,10 +317,11 @@ func (k ServiceKey) validate() error {
 
 func (k ServiceKey) bpf() lbVipKey {
 	var v lbVipKey
-	v.Addr = addrWords(k.Addr)
+	a := k.Addr.Unmap() // a VIP written as ::ffff:192.0.2.10 is the IPv4 one
+	v.Addr = addrBytes(a, family(a))
 	v.Port = htons(k.Port)
 	v.Proto = k.Proto
-	v.Family = family(k.Addr)
+	v.Family = family(a)
 	return v
 }
 
@@ -312,11 +329,7 @@ func (v lbVipKey) key() ServiceKey {
 	return ServiceKey{Addr: getAddr(v.Addr, v.Family), Port: ntohs(v.Port), Proto: v.Proto}
 }
 
-func getAddr(w [4]uint32, fam uint8) netip.Addr {
-	var b [16]byte
-	for i, x := range w {
-		binary.LittleEndian.PutUint32(b[4*i:], x)
-	}
+func getAddr(b [16]byte, fam uint8) netip.Addr {
 	if fam == afInet {
 		return netip.AddrFrom4([4]byte(b[:4]))
 	}

@@ -30,7 +30,7 @@ func jhash2(k []uint32, initval uint32) uint32 {
 		fallthrough
 	case 1:
 		a += k[0]
-		a, b, c = jhashFinal(a, b, c)
+		_, _, c = jhashFinal(a, b, c)
 	}
 	return c
 }
@@ -82,50 +82,48 @@ type Flow struct {
 	Proto            uint8 // 6 (TCP) or 17 (UDP)
 }
 
-// words lays the tuple out as the program's struct flow_key, in the
-// program's view of memory: addresses and ports stay in network order,
-// read as little-endian words.
-func (f Flow) words() [10]uint32 {
-	var w [10]uint32
-	src, dst := addrWords(f.Src), addrWords(f.Dst)
-	copy(w[0:4], src[:])
-	copy(w[4:8], dst[:])
-	var ports [4]byte
-	binary.BigEndian.PutUint16(ports[0:], f.SrcPort)
-	binary.BigEndian.PutUint16(ports[2:], f.DstPort)
-	w[8] = binary.LittleEndian.Uint32(ports[:])
-	w[9] = uint32(f.Proto) | uint32(family(f.Dst))<<8
-	return w
+// addrBytes is an address as the program's 16-byte fields hold it for
+// family fam: IPv4 in the first 4 bytes and the rest zero, IPv6 as its 16
+// bytes (an IPv4-mapped IPv6 address stays IPv6, as it is on the wire).
+func addrBytes(a netip.Addr, fam uint8) [16]byte {
+	if fam == afInet {
+		var b [16]byte
+		v4 := a.Unmap().As4()
+		copy(b[:], v4[:])
+		return b
+	}
+	return a.As16()
 }
 
-// addrWords is an address as the program's __u32[4] holds it: IPv4 in
-// the first word, the rest zero.
-func addrWords(a netip.Addr) [4]uint32 {
-	var w [4]uint32
-	a = a.Unmap()
-	if a.Is4() {
-		b := a.As4()
-		w[0] = binary.LittleEndian.Uint32(b[:])
-		return w
-	}
-	b := a.As16()
-	for i := range 4 {
-		w[i] = binary.LittleEndian.Uint32(b[4*i:])
-	}
-	return w
-}
-
+// family is the program's family of a flow or service address: IPv4 only
+// for a plain IPv4 address.
 func family(a netip.Addr) uint8 {
-	if a.Unmap().Is4() {
+	if a.Is4() {
 		return afInet
 	}
 	return afInet6
 }
 
+// words is the flow key as the program's hash reads it: ten 32-bit words
+// of the struct in memory, on a little-endian machine.
+func (k lbFlowKey) words() [10]uint32 {
+	var b [40]byte
+	copy(b[0:16], k.Src[:])
+	copy(b[16:32], k.Dst[:])
+	binary.LittleEndian.PutUint16(b[32:], k.Sport)
+	binary.LittleEndian.PutUint16(b[34:], k.Dport)
+	b[36], b[37] = k.Proto, k.Family
+	var w [10]uint32
+	for i := range w {
+		w[i] = binary.LittleEndian.Uint32(b[4*i:])
+	}
+	return w
+}
+
 // FlowHash is the Maglev hash the program computes for f: over the whole
 // tuple, or over the source address alone when hashSource is set.
 func FlowHash(f Flow, hashSource bool) uint32 {
-	w := f.words()
+	w := f.bpf().words()
 	if hashSource {
 		return jhash2(w[0:4], hashSeed)
 	}

@@ -29,8 +29,8 @@ type lbFlow struct {
 
 type lbFlowKey struct {
 	_      structs.HostLayout
-	Src    [4]uint32
-	Dst    [4]uint32
+	Src    [16]uint8
+	Dst    [16]uint8
 	Sport  uint16
 	Dport  uint16
 	Proto  uint8
@@ -47,7 +47,7 @@ type lbLbStats struct {
 
 type lbVipKey struct {
 	_      structs.HostLayout
-	Addr   [4]uint32
+	Addr   [16]uint8
 	Port   uint16
 	Proto  uint8
 	Family uint8
@@ -77,6 +77,7 @@ const (
 	lbMapMaglev   = "maglev"
 	lbMapServices = "services"
 	lbMapStats    = "stats"
+	lbProgXlbNow  = "xlb_now"
 	lbProgXlbXdp  = "xlb_xdp"
 	lbVarXlbCfg   = "xlb_cfg"
 )
@@ -123,6 +124,7 @@ type lbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbProgramSpecs struct {
+	XlbNow *ebpf.ProgramSpec `ebpf:"xlb_now"`
 	XlbXdp *ebpf.ProgramSpec `ebpf:"xlb_xdp"`
 }
 
@@ -195,11 +197,13 @@ type lbVariables struct {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbPrograms struct {
+	XlbNow *ebpf.Program `ebpf:"xlb_now"`
 	XlbXdp *ebpf.Program `ebpf:"xlb_xdp"`
 }
 
 func (p *lbPrograms) Close() error {
 	return _LbClose(
+		p.XlbNow,
 		p.XlbXdp,
 	)
 }

@@ -1,11 +1,12 @@
 package datapath
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 )
 
 // ServiceInfo is a service as the data path holds it.
@@ -173,14 +174,17 @@ type FlowEntry struct {
 	Flow    Flow
 	Backend uint32
 	State   FlowState
-	// Idle is how long ago the flow last sent a packet, to within about a
-	// second (the program stamps flows with a coarse clock).
+	// Idle is how long ago the flow last sent a packet, to within 256
+	// jiffies (the program stamps flows coarsely, see bpf/lb.h).
 	Idle time.Duration
 }
 
 // Flows calls fn for every entry of the flow table until fn returns false.
 func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
-	now := coarseNow()
+	clock, err := d.idleClock()
+	if err != nil {
+		return err
+	}
 	var k lbFlowKey
 	var v lbFlow
 	it := d.objs.Flows.Iterate()
@@ -193,9 +197,7 @@ func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
 			Backend: v.Backend,
 			State:   FlowState(v.State),
 		}
-		if now > v.Atime {
-			e.Idle = time.Duration(now-v.Atime) << atimeShift
-		}
+		e.Idle = clock.idle(v.Atime)
 		if !fn(e) {
 			return nil
 		}
@@ -210,34 +212,84 @@ func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
 func (d *Datapath) LookupFlow(f Flow) (FlowEntry, bool, error) {
 	var v lbFlow
 	err := d.objs.Flows.Lookup(f.bpf(), &v)
-	if err == ebpf.ErrKeyNotExist {
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return FlowEntry{}, false, nil
 	}
 	if err != nil {
 		return FlowEntry{}, false, fmt.Errorf("datapath: flow lookup: %w", err)
 	}
-	e := FlowEntry{Flow: f, Backend: v.Backend, State: FlowState(v.State)}
-	if now := coarseNow(); now > v.Atime {
-		e.Idle = time.Duration(now-v.Atime) << atimeShift
+	clock, err := d.idleClock()
+	if err != nil {
+		return FlowEntry{}, false, err
 	}
+	e := FlowEntry{Flow: f, Backend: v.Backend, State: FlowState(v.State), Idle: clock.idle(v.Atime)}
 	return e, true, nil
 }
 
 func (f Flow) bpf() lbFlowKey {
-	w := f.words()
+	fam := family(f.Dst)
 	return lbFlowKey{
-		Src: [4]uint32(w[0:4]), Dst: [4]uint32(w[4:8]),
+		Src: addrBytes(f.Src, fam), Dst: addrBytes(f.Dst, fam),
 		Sport: htons(f.SrcPort), Dport: htons(f.DstPort),
-		Proto: f.Proto, Family: family(f.Dst),
+		Proto: f.Proto, Family: fam,
 	}
 }
 
-// coarseNow reads the clock bpf_ktime_get_coarse_ns reads, in the
-// program's atime unit.
-func coarseNow() uint32 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
-		return 0
+// jiffies reads the kernel's jiffies (low 32 bits), the clock the program
+// stamps flows with, by running xlb_now.
+func (d *Datapath) jiffies() (uint32, error) {
+	ret, err := d.objs.XlbNow.Run(&ebpf.RunOptions{Data: make([]byte, 14)})
+	if err != nil {
+		return 0, fmt.Errorf("datapath: read jiffies: %w", err)
 	}
-	return uint32(uint64(ts.Nano()) >> atimeShift)
+	return ret, nil
+}
+
+// measureHZ times jiffies against CLOCK_MONOTONIC over 100 ms and rounds
+// to the nearest rate Linux is built with.
+func (d *Datapath) measureHZ() (float64, error) {
+	j0, err := d.jiffies()
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	time.Sleep(100 * time.Millisecond)
+	j1, err := d.jiffies()
+	if err != nil {
+		return 0, err
+	}
+	rate := float64(j1-j0) / time.Since(t0).Seconds()
+	best := 0.0
+	for _, hz := range []float64{100, 250, 300, 1000} {
+		if best == 0 || math.Abs(rate-hz) < math.Abs(rate-best) {
+			best = hz
+		}
+	}
+	return best, nil
+}
+
+// idleClock turns flow atimes into ages: it reads the program's clock now
+// and knows the tick rate.
+type idleClock struct {
+	now uint32 // jiffies >> atimeShift
+	hz  float64
+}
+
+func (d *Datapath) idleClock() (idleClock, error) {
+	d.hzOnce.Do(func() { d.hz, d.hzErr = d.measureHZ() })
+	if d.hzErr != nil {
+		return idleClock{}, d.hzErr
+	}
+	j, err := d.jiffies()
+	if err != nil {
+		return idleClock{}, err
+	}
+	return idleClock{now: j >> atimeShift, hz: d.hz}, nil
+}
+
+// idle is how long ago atime was, to within one atime unit. uint32
+// arithmetic survives the wrap of the stamp.
+func (c idleClock) idle(atime uint32) time.Duration {
+	ticks := uint64((c.now-atime)&(1<<(32-atimeShift)-1)) << atimeShift
+	return time.Duration(float64(ticks) / c.hz * float64(time.Second))
 }

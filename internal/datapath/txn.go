@@ -84,15 +84,22 @@ func (d *Datapath) Apply(t Txn) error {
 			_ = d.objs.Maglev.Delete(s)
 		}
 	}
+	// A table goes into whichever of its id's two slots no live service
+	// uses: ids are unique, so at most one live table sits in the pair,
+	// even when this transaction moves an id from one service to another.
+	live := map[uint32]bool{}
+	for _, m := range cur {
+		live[m.Table] = true
+	}
 	for _, st := range t.Services {
 		key := st.Key.bpf()
 		slot := slotsPerService * st.Service.ID
+		if live[slot] {
+			slot++
+		}
 		var old *lbVipMeta
 		if m, ok := cur[key]; ok {
 			old = &m
-			if m.Table == slot {
-				slot++
-			}
 		}
 		if err := d.buildTable(slot, st.Table); err != nil {
 			undoBuilt()
@@ -173,7 +180,7 @@ func (d *Datapath) waitForReaders() error {
 		return fmt.Errorf("datapath: maglev slot %d: %w", slot, err)
 	}
 	defer m.Close()
-	if err := d.objs.Maglev.Update(slot, m, ebpf.UpdateExist); err != nil {
+	if err := d.objs.Maglev.Update(slot, m, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("datapath: maglev slot %d: %w", slot, err)
 	}
 	return nil

@@ -1,0 +1,417 @@
+package datapath
+
+import (
+	"maps"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/google/go-cmp/cmp"
+)
+
+// FuzzDatapath runs frames through the program and through the reference
+// model (model_test.go) with the same services, backends and flows, and
+// requires the same verdict, the same output bytes, the same counters and
+// stats, and the same flow table afterwards.
+//
+// cfg describes the state (see decodeScenario): a few backends, some of
+// them stale (a MAC without the present flag), up to four services on
+// three VIPs including port-0 and source-hash ones, random tables of
+// several sizes that may name absent backends or have no table at all,
+// and optionally a flow entry already there for the first frame's tuple,
+// on any backend and in any state. pkt1 and pkt2 are sent in turn.
+//
+// The state is written straight into the maps rather than through Apply:
+// a map-in-map update waits for an RCU grace period (~14 ms here), which
+// would cap the fuzzer at a few dozen executions per second. Apply has
+// its own tests (txn_test.go).
+func FuzzDatapath(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s.cfg, s.pkt1, s.pkt2)
+	}
+	envs := [2]*fuzzEnv{newFuzzEnv(f, macLB), newFuzzEnv(f, macAddr{})}
+	f.Fuzz(func(t *testing.T, cfg, pkt1, pkt2 []byte) {
+		sc := decodeScenario(cfg)
+		env := envs[sc.env]
+		env.set(t, sc, pkt1)
+		m := sc.model(env.srcMAC, pkt1)
+		for i, frame := range [][]byte{pkt1, pkt2} {
+			// The kernel refuses frames shorter than an Ethernet header
+			// and longer than a page.
+			if len(frame) < 14 || len(frame) > 1500 {
+				continue
+			}
+			env.compare(t, m, i, frame)
+		}
+	})
+}
+
+const (
+	fuzzServices = 4
+	fuzzMaxTable = 251
+	fuzzNoTable  = 99 // a maglev slot that never holds a table
+	fuzzAbsentID = 8  // a backend id never written
+)
+
+var (
+	fuzzBackendIDs = []uint32{1, 2, 3, 4, 5, 6, 7, 65535}
+	fuzzVIPs       = []netip.Addr{vip4, vip4b, vip6}
+	fuzzPorts      = []uint16{0, 80, 443, 53}
+	fuzzSizes      = []int{1, 2, 7, 13, fuzzMaxTable}
+)
+
+// fuzzEnv is a loaded program whose service slots already hold tables of
+// fuzzMaxTable entries, rewritten in place for each input.
+type fuzzEnv struct {
+	d      *Datapath
+	srcMAC macAddr
+	tables [fuzzServices]*ebpf.Map
+}
+
+func fuzzSlot(i int) uint32 { return uint32(2 * (i + 1)) }
+
+func newFuzzEnv(f *testing.F, srcMAC macAddr) *fuzzEnv {
+	e := &fuzzEnv{d: newDatapath(f, Options{MAC: srcMAC[:]}), srcMAC: srcMAC}
+	for i := range e.tables {
+		if err := e.d.buildTable(fuzzSlot(i), make([]uint32, fuzzMaxTable)); err != nil {
+			f.Fatal(err)
+		}
+		e.tables[i] = innerTable(f, e.d, fuzzSlot(i))
+	}
+	return e
+}
+
+// scenario is the state one fuzz input runs against.
+type scenario struct {
+	env      int
+	present  map[uint32]macAddr
+	stale    map[uint32]macAddr
+	services []fuzzService
+	preflow  bool
+	preID    uint32
+	preState FlowState
+}
+
+type fuzzService struct {
+	key     ServiceKey
+	svc     modelService
+	noTable bool
+}
+
+// fuzzReader hands out the input's bytes, then zeros.
+type fuzzReader struct{ b []byte }
+
+func (r *fuzzReader) next() byte {
+	if len(r.b) == 0 {
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func decodeScenario(cfg []byte) scenario {
+	r := &fuzzReader{b: cfg}
+	sc := scenario{present: map[uint32]macAddr{}, stale: map[uint32]macAddr{}}
+	sc.env = int(r.next() & 1)
+	pickID := func() uint32 { return fuzzBackendIDs[int(r.next())%len(fuzzBackendIDs)] }
+	for n := 1 + int(r.next()%4); n > 0; n-- {
+		id := pickID()
+		sc.present[id] = backendMAC(id)
+	}
+	if r.next()%2 == 1 {
+		if id := pickID(); sc.present[id] == (macAddr{}) {
+			sc.stale[id] = backendMAC(id)
+		}
+	}
+	ids := make([]uint32, 0, len(sc.present))
+	for id := range sc.present {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	seen := map[modelVIP]bool{}
+	for i, n := 0, 1+int(r.next()%fuzzServices); i < n; i++ {
+		key := ServiceKey{
+			Addr: fuzzVIPs[int(r.next())%len(fuzzVIPs)],
+			Port: fuzzPorts[int(r.next())%len(fuzzPorts)],
+			// A port-0 UDP service too: the fallback is per protocol.
+			Proto: []uint8{ipProtoTCP, ipProtoUDP}[r.next()%2],
+		}
+		flags := r.next()
+		size := fuzzSizes[int(r.next())%len(fuzzSizes)]
+		rng := rand.New(rand.NewPCG(uint64(r.next()), uint64(i)))
+		if seen[vipOf(key)] {
+			continue
+		}
+		seen[vipOf(key)] = true
+		table := make([]uint32, size)
+		for j := range table {
+			table[j] = ids[rng.IntN(len(ids))]
+			// Holes: slots naming no backend, or one not present.
+			if flags&0x30 == 0x30 && j%3 == 0 {
+				table[j] = []uint32{0, fuzzAbsentID}[j%2]
+			}
+		}
+		fs := fuzzService{key: key, svc: modelService{ID: uint32(i + 1), HashSource: flags&1 != 0, Table: table}}
+		if flags&0x0e == 0x0e {
+			fs.noTable = true
+			fs.svc.Table = nil
+		}
+		sc.services = append(sc.services, fs)
+	}
+	if r.next()&1 == 1 {
+		sc.preflow = true
+		pool := append(slices.Clone(fuzzBackendIDs), 0, fuzzAbsentID)
+		sc.preID = pool[int(r.next())%len(pool)]
+		sc.preState = FlowState(1 + r.next()%5)
+	}
+	return sc
+}
+
+// model is a model holding sc, with the preflow keyed by the first frame.
+func (sc scenario) model(srcMAC macAddr, first []byte) *model {
+	m := newModel(srcMAC)
+	maps.Copy(m.backends, sc.present)
+	for _, s := range sc.services {
+		m.services[vipOf(s.key)] = s.svc
+	}
+	if sc.preflow {
+		if k, _, why := modelParse(first); why == parseOK {
+			m.flows[k] = modelFlow{Backend: sc.preID, State: sc.preState}
+		}
+	}
+	return m
+}
+
+// set writes sc into the maps.
+func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
+	d := e.d
+	var k lbVipKey
+	var keys []lbVipKey
+	it := d.objs.Services.Iterate()
+	for it.Next(&k, new(lbVipMeta)) {
+		keys = append(keys, k)
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if err := d.objs.Services.Delete(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clearFlows(t, d)
+	for _, id := range fuzzBackendIDs {
+		var b lbBackend
+		if mac, ok := sc.present[id]; ok {
+			b = lbBackend{Mac: mac, Flags: backendPresent}
+		} else if mac, ok := sc.stale[id]; ok {
+			b = lbBackend{Mac: mac}
+		}
+		if err := d.objs.Backends.Put(id, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, s := range sc.services {
+		meta := lbVipMeta{Id: s.svc.ID, Table: fuzzSlot(i), Size: uint32(len(s.svc.Table))}
+		if s.svc.HashSource {
+			meta.Flags = svcFlagHashSrc
+		}
+		if s.noTable {
+			meta.Table, meta.Size = fuzzNoTable, 7
+		} else {
+			idx := make([]uint32, len(s.svc.Table))
+			for j := range idx {
+				idx[j] = uint32(j)
+			}
+			if _, err := e.tables[i].BatchUpdate(idx, s.svc.Table, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := d.objs.Services.Put(s.key.bpf(), meta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sc.preflow {
+		if k, _, why := modelParse(first); why == parseOK {
+			if err := d.objs.Flows.Put(k.bpf(), lbFlow{Backend: sc.preID, State: uint8(sc.preState)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// bpf lays k out as struct flow_key.
+func (k modelKey) bpf() lbFlowKey {
+	fk := lbFlowKey{Src: k.Src, Dst: k.Dst}
+	fk.Sport, fk.Dport = k.Sport<<8|k.Sport>>8, k.Dport<<8|k.Dport>>8
+	fk.Proto, fk.Family = k.Proto, k.Family
+	return fk
+}
+
+func modelKeyOf(fk lbFlowKey) modelKey {
+	k := modelKey{Src: fk.Src, Dst: fk.Dst}
+	k.Sport, k.Dport = fk.Sport<<8|fk.Sport>>8, fk.Dport<<8|fk.Dport>>8
+	k.Proto, k.Family = fk.Proto, fk.Family
+	return k
+}
+
+// flowTable reads the flows map as the model holds it.
+func flowTable(t *testing.T, d *Datapath) map[modelKey]modelFlow {
+	out := map[modelKey]modelFlow{}
+	var k lbFlowKey
+	var v lbFlow
+	it := d.objs.Flows.Iterate()
+	for it.Next(&k, &v) {
+		out[modelKeyOf(k)] = modelFlow{Backend: v.Backend, State: FlowState(v.State)}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (e *fuzzEnv) compare(t *testing.T, m *model, i int, frame []byte) {
+	t.Helper()
+	svcs := []uint32{1, 2, 3, 4}
+	c0, s0 := counters(t, e.d), statsOf(t, e.d, svcs, fuzzBackendIDs)
+	verdict, out, err := e.d.objs.XlbXdp.Test(frame)
+	if err != nil {
+		t.Fatalf("frame %d: %v", i, err)
+	}
+	got := modelResult{
+		Verdict:  verdict,
+		Frame:    out,
+		Counters: counterDelta(c0, counters(t, e.d)),
+		Stats:    statsDelta(s0, statsOf(t, e.d, svcs, fuzzBackendIDs)),
+	}
+	want := m.process(frame)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("frame %d %x: program differs from the model (-model +program):\n%s", i, frame, diff)
+	}
+	if diff := cmp.Diff(m.flows, flowTable(t, e.d)); diff != "" {
+		t.Fatalf("frame %d %x: flow table differs (-model +program):\n%s", i, frame, diff)
+	}
+}
+
+func cutOne(b []byte) []byte { return b[:len(b)-1] }
+
+type fuzzSeed struct{ cfg, pkt1, pkt2 []byte }
+
+// fuzzSeeds pairs valid frames, and their follow-ups, with states that
+// make them reach every verdict: they run as part of the normal suite.
+func fuzzSeeds() []fuzzSeed {
+	ack := func(p pkt, flags uint8) []byte { return p.with(func(q *pkt) { q.flags = flags }).build() }
+	var frames [][2][]byte
+	for _, p := range []pkt{
+		tcp4(1000, thSYN), tcp6(1001, thSYN),
+		tcp4(1002, thSYN).with(func(p *pkt) { p.dport = 443 }),
+		tcp4(1003, thSYN).with(func(p *pkt) { p.dstIP, p.dport = vip4b, 8080 }),
+		tcp4(1004, thSYN).with(tagged8021Q),
+		tcp4(1005, thSYN).with(func(p *pkt) { p.tags = []vlanTag{{tpidQinQ, 3}}; p.ipOpts = []byte{1, 1, 1, 0} }),
+		tcp6(1006, thSYN).with(func(p *pkt) { p.dport = 443; p.pad = 2 }),
+	} {
+		frames = append(frames,
+			[2][]byte{p.build(), ack(p, thACK)},
+			[2][]byte{ack(p, thFIN|thACK), p.build()},
+			[2][]byte{ack(p, thRST), ack(p, thSYN|thACK)},
+			[2][]byte{ack(p, thACK|thPSH), ack(p, thACK|thFIN)},
+			[2][]byte{ack(p, thRST|thACK), ack(p, thACK)},
+		)
+	}
+	for _, p := range []pkt{udp4(2000), udp6(2001), udp4(2002).with(func(p *pkt) { p.dstIP, p.dport = vip4b, 80 })} {
+		frames = append(frames, [2][]byte{p.build(), p.build()})
+	}
+	for _, b := range [][]byte{
+		arpRequest(macRouter, client4, vip4),
+		tcp4(3000, 0).with(func(p *pkt) { p.proto = ipProtoICMP }).build(),
+		tcp6(3001, 0).with(func(p *pkt) { p.proto = ipProtoICMPv6 }).build(),
+		tcp4(3002, thSYN).with(func(p *pkt) { p.frag = ipMF }).build(),
+		udp6(3003).with(func(p *pkt) { p.proto = ipProtoFragment; p.payload = append(ipv6Ext(ipProtoUDP), make([]byte, 8)...) }).build(),
+		tcp4(3004, thSYN).with(func(p *pkt) { p.dstIP = other4 }).build(),
+		tcp4(3005, thSYN).build()[:40],
+		// One byte short of what the IP header claims.
+		cutOne(tcp4(3006, thSYN).build()),
+		cutOne(udp6(3007).build()),
+		cutOne(udp4(3008).with(tagged8021Q).build()),
+	} {
+		frames = append(frames, [2][]byte{b, nil})
+	}
+	cfgs := [][]byte{
+		// env, backends (n, ids), stale, services (n, then addr, port,
+		// proto, flags, size, seed each), preflow (ctrl, backend, state).
+		{0, 2, 0, 1, 1, 0, 3, 0, 1, 0, 4, 7, 2, 1, 0, 0, 0, 4, 9, 1, 0, 1, 0, 2, 1, 5},
+		{1, 3, 0, 1, 2, 1, 6, 3, 2, 1, 1, 1, 3, 1, 2, 2, 0, 1, 1, 3, 0, 3, 0, 1, 9, 1, 9, 2},
+		{0, 1, 7, 0, 3, 0, 0, 0, 0x30, 2, 4, 1, 0, 0, 1, 3, 5, 2, 1, 0, 0, 2, 6, 1, 2, 3},
+		{0, 0, 3, 0, 0, 0, 0, 0, 0x0e, 0, 0, 0, 0},
+		{0, 3, 0, 1, 2, 3, 0, 3, 0, 1, 0, 0, 4, 1, 2, 1, 0, 1, 4, 2, 1, 1, 9, 4},
+	}
+	var seeds []fuzzSeed
+	for _, c := range cfgs {
+		for _, fr := range frames {
+			seeds = append(seeds, fuzzSeed{cfg: c, pkt1: fr[0], pkt2: fr[1]})
+		}
+	}
+	// Random states for the valid frames.
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, fr := range frames[:35] {
+		c := make([]byte, 40)
+		for i := range c {
+			c[i] = byte(rng.Uint32())
+		}
+		seeds = append(seeds, fuzzSeed{cfg: c, pkt1: fr[0], pkt2: fr[1]})
+	}
+	return seeds
+}
+
+// TestFuzzSeedsCover: the seed corpus, run through the model alone,
+// reaches every verdict and reason, so the normal suite's run of
+// FuzzDatapath compares the program with the model on each path.
+func TestFuzzSeedsCover(t *testing.T) {
+	seen := map[string]bool{}
+	for _, s := range fuzzSeeds() {
+		sc := decodeScenario(s.cfg)
+		m := sc.model(macLB, s.pkt1)
+		for _, frame := range [][]byte{s.pkt1, s.pkt2} {
+			if len(frame) < 14 {
+				continue
+			}
+			k, flags, _ := modelParse(frame)
+			f, known := m.flows[k]
+			r := m.process(frame)
+			if r.Verdict == verdictTX {
+				seen["tx"] = true
+				if known && r.Counters[CounterFlowNew] == 1 && r.Counters[CounterFlowRehash] == 0 {
+					seen["reuse"] = true
+				}
+				if known && f.State != 0 && flags&thSYN == 0 && r.Counters[CounterFlowNew] == 0 {
+					seen["known"] = true
+				}
+			}
+			for c := range r.Counters {
+				seen[c.String()] = true
+			}
+		}
+		for _, s := range sc.services {
+			if s.svc.HashSource {
+				seen["hash source"] = true
+			}
+			if s.key.Port == 0 {
+				seen["port 0"] = true
+			}
+		}
+	}
+	var missing []string
+	for _, w := range []string{"tx", "reuse", "known", "hash source", "port 0",
+		"pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip",
+		"pass_no_backend", "flow_new", "flow_rehash"} {
+		if !seen[w] {
+			missing = append(missing, w)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("seed corpus never reaches %v", missing)
+	}
+}

@@ -1,0 +1,383 @@
+package datapath
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/sys/unix"
+)
+
+// equateAddr lets cmp compare netip.Addr, which has unexported fields.
+var equateAddr = cmpopts.EquateComparable(netip.Addr{})
+
+// XDP verdicts (enum xdp_action).
+const (
+	verdictAborted = 0
+	verdictDrop    = 1
+	verdictPass    = 2
+	verdictTX      = 3
+)
+
+// Addresses of the test topology (TEST-NET and documentation ranges).
+var (
+	macLB     = macAddr{0x02, 0x00, 0x5e, 0x00, 0x00, 0x01} // the balancer's interface
+	macRouter = macAddr{0x02, 0x00, 0x5e, 0x00, 0x00, 0xfe} // the client-side router
+
+	vip4    = netip.MustParseAddr("192.0.2.10")
+	vip4b   = netip.MustParseAddr("192.0.2.11")
+	vip6    = netip.MustParseAddr("2001:db8::10")
+	client4 = netip.MustParseAddr("198.51.100.7")
+	client6 = netip.MustParseAddr("2001:db8:c::7")
+	other4  = netip.MustParseAddr("203.0.113.5")
+)
+
+// backendMAC is the MAC tests give backend id.
+func backendMAC(id uint32) macAddr {
+	return macAddr{0x02, 0xbe, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}
+}
+
+func backendsTxn(ids ...uint32) map[uint32]net.HardwareAddr {
+	m := map[uint32]net.HardwareAddr{}
+	for _, id := range ids {
+		b := backendMAC(id)
+		m[id] = b[:]
+	}
+	return m
+}
+
+func requireRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("loading the XDP program and running it with BPF_PROG_TEST_RUN needs root")
+	}
+}
+
+// newDatapath loads the program with its maps pinned in a private bpffs
+// under the test's temporary directory, unmounted when the test ends.
+func newDatapath(tb testing.TB, opts Options) *Datapath {
+	tb.Helper()
+	d := load(tb, mountBPFFS(tb), opts)
+	tb.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			tb.Errorf("close: %v", err)
+		}
+	})
+	return d
+}
+
+// mountBPFFS mounts a bpffs of the test's own and returns the pin
+// directory to use in it.
+func mountBPFFS(tb testing.TB) string {
+	tb.Helper()
+	requireRoot(tb)
+	fs := filepath.Join(tb.TempDir(), "bpffs")
+	if err := os.Mkdir(fs, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.Mount("bpf", fs, "bpf", 0, "mode=0700"); err != nil {
+		tb.Fatalf("mount bpffs at %s: %v", fs, err)
+	}
+	tb.Cleanup(func() {
+		if err := unix.Unmount(fs, 0); err != nil {
+			tb.Errorf("unmount %s: %v", fs, err)
+		}
+	})
+	return filepath.Join(fs, "xlb")
+}
+
+// load loads the program pinned at dir; the caller closes it.
+func load(tb testing.TB, dir string, opts Options) *Datapath {
+	tb.Helper()
+	opts.PinDir = dir
+	if opts.FlowTableSize == 0 {
+		opts.FlowTableSize = 4096
+	}
+	if opts.MAC == nil {
+		opts.MAC = macLB[:]
+	}
+	d, err := Load(opts)
+	if err != nil {
+		tb.Fatalf("load: %v", err)
+	}
+	return d
+}
+
+// run passes frame through the program once and returns the verdict and
+// the frame as the program left it.
+func run(tb testing.TB, d *Datapath, frame []byte) (uint32, []byte) {
+	tb.Helper()
+	verdict, out, err := d.objs.XlbXdp.Test(frame)
+	if err != nil {
+		tb.Fatalf("BPF_PROG_TEST_RUN: %v", err)
+	}
+	return verdict, out
+}
+
+func apply(tb testing.TB, d *Datapath, t Txn) {
+	tb.Helper()
+	if err := d.Apply(t); err != nil {
+		tb.Fatalf("apply: %v", err)
+	}
+}
+
+// patterned is a table of size entries cycling through ids.
+func patterned(size int, ids ...uint32) []uint32 {
+	t := make([]uint32, size)
+	for i := range t {
+		t[i] = ids[i%len(ids)]
+	}
+	return t
+}
+
+// counterDelta is after - before, without the zero entries.
+func counterDelta(before, after map[Counter]uint64) map[Counter]uint64 {
+	out := map[Counter]uint64{}
+	for c, v := range after {
+		if v != before[c] {
+			out[c] = v - before[c]
+		}
+	}
+	return out
+}
+
+func counters(tb testing.TB, d *Datapath) map[Counter]uint64 {
+	tb.Helper()
+	c, err := d.Counters()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func serviceStats(tb testing.TB, d *Datapath, id uint32) Stats {
+	tb.Helper()
+	s, err := d.ServiceStats(id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func backendStats(tb testing.TB, d *Datapath, id uint32) Stats {
+	tb.Helper()
+	s, err := d.BackendStats(id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// flowOf returns the flow table's entry for f without its clock-derived
+// Idle, or nil.
+func flowOf(tb testing.TB, d *Datapath, f Flow) *FlowEntry {
+	tb.Helper()
+	e, ok, err := d.LookupFlow(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !ok {
+		return nil
+	}
+	e.Idle = 0
+	return &e
+}
+
+// allFlows lists the flow table, sorted, without Idle.
+func allFlows(tb testing.TB, d *Datapath) []FlowEntry {
+	tb.Helper()
+	var out []FlowEntry
+	if err := d.Flows(func(e FlowEntry) bool {
+		e.Idle = 0
+		out = append(out, e)
+		return true
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	slices.SortFunc(out, func(a, b FlowEntry) int { return compareFlows(a.Flow, b.Flow) })
+	return out
+}
+
+func compareFlows(a, b Flow) int {
+	if c := a.Src.Compare(b.Src); c != 0 {
+		return c
+	}
+	if c := a.Dst.Compare(b.Dst); c != 0 {
+		return c
+	}
+	if a.SrcPort != b.SrcPort {
+		return int(a.SrcPort) - int(b.SrcPort)
+	}
+	if a.DstPort != b.DstPort {
+		return int(a.DstPort) - int(b.DstPort)
+	}
+	return int(a.Proto) - int(b.Proto)
+}
+
+// services lists the services sorted by key, for before/after diffs.
+func sortedServices(tb testing.TB, d *Datapath) []ServiceInfo {
+	tb.Helper()
+	s, err := d.Services()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	slices.SortFunc(s, func(a, b ServiceInfo) int {
+		if c := a.Key.Addr.Compare(b.Key.Addr); c != 0 {
+			return c
+		}
+		if a.Key.Port != b.Key.Port {
+			return int(a.Key.Port) - int(b.Key.Port)
+		}
+		return int(a.Key.Proto) - int(b.Key.Proto)
+	})
+	return s
+}
+
+func backends(tb testing.TB, d *Datapath) map[uint32][6]byte {
+	tb.Helper()
+	b, err := d.Backends()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// maglevSlots lists the occupied slots of the outer Maglev map.
+func maglevSlots(tb testing.TB, d *Datapath) []uint32 {
+	tb.Helper()
+	var slot uint32
+	var id ebpf.MapID
+	var out []uint32
+	it := d.objs.Maglev.Iterate()
+	for it.Next(&slot, &id) {
+		out = append(out, slot)
+	}
+	if err := it.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// clearFlows empties the flow table.
+func clearFlows(tb testing.TB, d *Datapath) {
+	tb.Helper()
+	var k lbFlowKey
+	var keys []lbFlowKey
+	var v lbFlow
+	it := d.objs.Flows.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+	}
+	if err := it.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	for _, k := range keys {
+		if err := d.objs.Flows.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// putFlow writes a flow entry as the program would have.
+func putFlow(tb testing.TB, d *Datapath, f Flow, backend uint32, st FlowState) {
+	tb.Helper()
+	j, err := d.jiffies()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v := lbFlow{Backend: backend, Atime: j >> atimeShift, State: uint8(st)}
+	if err := d.objs.Flows.Put(f.bpf(), v); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// statsOf reads the stats of the given services and backends.
+func statsOf(tb testing.TB, d *Datapath, svcs, bes []uint32) map[statKey]Stats {
+	tb.Helper()
+	out := map[statKey]Stats{}
+	for _, id := range svcs {
+		out[statKey{ID: id}] = serviceStats(tb, d, id)
+	}
+	for _, id := range bes {
+		out[statKey{Backend: true, ID: id}] = backendStats(tb, d, id)
+	}
+	return out
+}
+
+// statsDelta is after - before, without the unchanged entries.
+func statsDelta(before, after map[statKey]Stats) map[statKey]Stats {
+	out := map[statKey]Stats{}
+	for k, a := range after {
+		b := before[k]
+		if a != b {
+			out[k] = Stats{Packets: a.Packets - b.Packets, Bytes: a.Bytes - b.Bytes, Flows: a.Flows - b.Flows}
+		}
+	}
+	return out
+}
+
+// step is one frame of a table-driven case and everything it must do.
+type step struct {
+	p       pkt
+	frame   []byte // sent instead of p.build() when set (PASS cases)
+	verdict uint32
+	backend uint32    // verdictTX: where the frame goes
+	svc     uint32    // verdictTX: the service whose stats move
+	state   FlowState // the flow's state afterwards; 0: no entry for p
+	// counters are the reason counters the frame moves; nil means none.
+	counters map[Counter]uint64
+}
+
+// check runs s through d and compares verdict, bytes, counters, stats of
+// the listed services and backends, and the flow entry of s.p.
+func (s step) check(t *testing.T, d *Datapath, svcs, bes []uint32) {
+	t.Helper()
+	frame := s.frame
+	if frame == nil {
+		frame = s.p.build()
+	}
+	c0, s0 := counters(t, d), statsOf(t, d, svcs, bes)
+	verdict, out := run(t, d, frame)
+	c1, s1 := counters(t, d), statsOf(t, d, svcs, bes)
+
+	want := frame
+	wantStats := map[statKey]Stats{}
+	if s.verdict == verdictTX {
+		want = s.p.forwarded(macLB, backendMAC(s.backend))
+		st := Stats{Packets: 1, Bytes: uint64(len(frame)), Flows: s.counters[CounterFlowNew]}
+		wantStats[statKey{ID: s.svc}] = st
+		wantStats[statKey{Backend: true, ID: s.backend}] = st
+	}
+	if verdict != s.verdict {
+		t.Errorf("verdict %d, want %d", verdict, s.verdict)
+	}
+	if diff := cmp.Diff(want, out); diff != "" {
+		t.Errorf("frame out (-want +got):\n%s", diff)
+	}
+	wantCounters := s.counters
+	if wantCounters == nil {
+		wantCounters = map[Counter]uint64{}
+	}
+	if diff := cmp.Diff(wantCounters, counterDelta(c0, c1)); diff != "" {
+		t.Errorf("counters (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantStats, statsDelta(s0, s1)); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+	if s.p.dstIP.IsValid() {
+		var wantFlow *FlowEntry
+		if s.state != 0 {
+			wantFlow = &FlowEntry{Flow: s.p.flow(), Backend: s.backend, State: s.state}
+		}
+		if diff := cmp.Diff(wantFlow, flowOf(t, d, s.p.flow()), equateAddr); diff != "" {
+			t.Errorf("flow entry (-want +got):\n%s", diff)
+		}
+	}
+}

@@ -1,0 +1,278 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// This file is a reference model of xlb_xdp's forwarding decision, written
+// from bpf/parse.h and bpf/lb.h rather than from the Go loader: it parses
+// frames itself, keeps its own services, backends and flows, and shares
+// only the documented hash (FlowHash, MaglevIndex) with the package, so
+// that FuzzDatapath can hold the program to it byte for byte.
+
+// modelKey is struct flow_key: addresses as they appear on the wire (IPv4
+// in the first four bytes), ports in host order.
+type modelKey struct {
+	Src, Dst     [16]byte
+	Sport, Dport uint16
+	Proto        uint8
+	Family       uint8 // 4 or 6
+}
+
+// flow is the key as the package's Flow type spells it, for the hash.
+func (k modelKey) flow() Flow {
+	addr := func(b [16]byte) netip.Addr {
+		if k.Family == 4 {
+			return netip.AddrFrom4([4]byte(b[:4]))
+		}
+		return netip.AddrFrom16(b)
+	}
+	return Flow{Src: addr(k.Src), Dst: addr(k.Dst), SrcPort: k.Sport, DstPort: k.Dport, Proto: k.Proto}
+}
+
+// modelVIP is struct vip_key.
+type modelVIP struct {
+	Addr   [16]byte
+	Port   uint16
+	Proto  uint8
+	Family uint8
+}
+
+func vipOf(k ServiceKey) modelVIP {
+	v := modelVIP{Port: k.Port, Proto: k.Proto}
+	if a := k.Addr.Unmap(); a.Is4() {
+		b := a.As4()
+		copy(v.Addr[:], b[:])
+		v.Family = 4
+	} else {
+		v.Addr = a.As16()
+		v.Family = 6
+	}
+	return v
+}
+
+type modelService struct {
+	ID         uint32
+	HashSource bool
+	// Table is the Maglev table; nil when the service's slot holds none.
+	Table []uint32
+}
+
+type modelFlow struct {
+	Backend uint32
+	State   FlowState
+}
+
+// model is the state the program reads, and its forwarding decision.
+type model struct {
+	// srcMAC is the configured source MAC; zero keeps each frame's
+	// destination MAC.
+	srcMAC   macAddr
+	services map[modelVIP]modelService
+	backends map[uint32]macAddr // present backends only
+	flows    map[modelKey]modelFlow
+}
+
+func newModel(srcMAC macAddr) *model {
+	return &model{
+		srcMAC:   srcMAC,
+		services: map[modelVIP]modelService{},
+		backends: map[uint32]macAddr{},
+		flows:    map[modelKey]modelFlow{},
+	}
+}
+
+// statKey names one entry of the stats map.
+type statKey struct {
+	Backend bool
+	ID      uint32
+}
+
+// modelResult is what one frame does.
+type modelResult struct {
+	Verdict  uint32
+	Frame    []byte
+	Counters map[Counter]uint64
+	Stats    map[statKey]Stats
+}
+
+// parse reasons other than success are the counters they increment.
+const parseOK Counter = CounterTX
+
+// modelParse reads a frame as parse.h does: one optional 802.1Q/802.1ad
+// tag, IPv4 with any IHL whose tot_len fits the frame, IPv6 whose
+// payload_len fits the frame, then the TCP or UDP header, each bounded by
+// the end of the frame.
+func modelParse(b []byte) (modelKey, uint8, Counter) {
+	var k modelKey
+	if len(b) < 14 {
+		return k, 0, CounterPassMalformed
+	}
+	etype := binary.BigEndian.Uint16(b[12:])
+	off := 14
+	if etype == tpid8021Q || etype == tpidQinQ {
+		if len(b) < off+4 {
+			return k, 0, CounterPassMalformed
+		}
+		etype = binary.BigEndian.Uint16(b[off+2:])
+		off += 4
+	}
+	var l4, l4len int
+	switch etype {
+	case etIPv4:
+		if len(b) < off+20 {
+			return k, 0, CounterPassMalformed
+		}
+		ver, ihl := b[off]>>4, int(b[off]&0x0f)
+		if ver != 4 || ihl < 5 {
+			return k, 0, CounterPassMalformed
+		}
+		tot := int(binary.BigEndian.Uint16(b[off+2:]))
+		if tot < ihl*4 || off+tot > len(b) {
+			return k, 0, CounterPassMalformed
+		}
+		if binary.BigEndian.Uint16(b[off+6:])&(ipMF|0x1fff) != 0 {
+			return k, 0, CounterPassFragment
+		}
+		k.Family = 4
+		k.Proto = b[off+9]
+		copy(k.Src[:4], b[off+12:])
+		copy(k.Dst[:4], b[off+16:])
+		if k.Proto != ipProtoTCP && k.Proto != ipProtoUDP {
+			return k, 0, CounterPassNotL4
+		}
+		// The L4 header must fit in what tot_len says follows the IP
+		// header, not merely in the frame (TestL4HeaderBeyondIPLength).
+		l4, l4len = off+ihl*4, tot-ihl*4
+	case etIPv6:
+		if len(b) < off+40 {
+			return k, 0, CounterPassMalformed
+		}
+		if b[off]>>4 != 6 {
+			return k, 0, CounterPassMalformed
+		}
+		if off+40+int(binary.BigEndian.Uint16(b[off+4:])) > len(b) {
+			return k, 0, CounterPassMalformed
+		}
+		k.Family = 6
+		k.Proto = b[off+6]
+		copy(k.Src[:], b[off+8:off+24])
+		copy(k.Dst[:], b[off+24:off+40])
+		switch k.Proto {
+		case ipProtoTCP, ipProtoUDP:
+		case ipProtoHopOpts, ipProtoRouting, ipProtoFragment, ipProtoDstOpts:
+			return k, 0, CounterPassFragment
+		default:
+			return k, 0, CounterPassNotL4
+		}
+		l4, l4len = off+40, int(binary.BigEndian.Uint16(b[off+4:]))
+	default:
+		return k, 0, CounterPassNotIP
+	}
+	hlen := 8
+	if k.Proto == ipProtoTCP {
+		hlen = 20
+	}
+	if len(b) < l4+hlen || l4len < hlen {
+		return k, 0, CounterPassMalformed
+	}
+	k.Sport = binary.BigEndian.Uint16(b[l4:])
+	k.Dport = binary.BigEndian.Uint16(b[l4+2:])
+	var flags uint8
+	if k.Proto == ipProtoTCP {
+		flags = b[l4+13]
+	}
+	return k, flags, parseOK
+}
+
+// modelNextState is IPVS's input-only TCP view: RST closes, FIN finishes,
+// a SYN does not move a flow that has a state, and nothing but a new
+// connection leaves FIN or CLOSE.
+func modelNextState(proto, flags uint8, cur FlowState) FlowState {
+	switch {
+	case proto != ipProtoTCP:
+		return FlowUDP
+	case flags&thRST != 0:
+		return FlowClose
+	case flags&thFIN != 0:
+		return FlowFIN
+	case flags&thSYN != 0:
+		if cur != 0 {
+			return cur
+		}
+		return FlowSYN
+	case cur == FlowFIN || cur == FlowClose:
+		return cur
+	}
+	return FlowEst
+}
+
+// pick is the Maglev choice for k, 0 for none.
+func (m *model) pick(svc modelService, k modelKey) uint32 {
+	if len(svc.Table) == 0 {
+		return 0
+	}
+	return svc.Table[MaglevIndex(FlowHash(k.flow(), svc.HashSource), uint32(len(svc.Table)))]
+}
+
+// process runs one frame through the model and updates its flows.
+func (m *model) process(frame []byte) modelResult {
+	res := modelResult{
+		Verdict:  verdictPass,
+		Frame:    append([]byte{}, frame...),
+		Counters: map[Counter]uint64{},
+		Stats:    map[statKey]Stats{},
+	}
+	k, flags, why := modelParse(frame)
+	if why != parseOK {
+		res.Counters[why]++
+		return res
+	}
+	vip := modelVIP{Addr: k.Dst, Port: k.Dport, Proto: k.Proto, Family: k.Family}
+	svc, ok := m.services[vip]
+	if !ok {
+		vip.Port = 0
+		if svc, ok = m.services[vip]; !ok {
+			res.Counters[CounterPassNotVIP]++
+			return res
+		}
+	}
+
+	var id uint32
+	fresh := uint64(0)
+	f, known := m.flows[k]
+	// A SYN without ACK on a finished flow is a new connection.
+	reuse := flags&(thSYN|thACK) == thSYN && (f.State == FlowFIN || f.State == FlowClose)
+	if known && !reuse {
+		if _, present := m.backends[f.Backend]; present {
+			id = f.Backend
+			m.flows[k] = modelFlow{Backend: id, State: modelNextState(k.Proto, flags, f.State)}
+		} else {
+			res.Counters[CounterFlowRehash]++
+		}
+	}
+	if id == 0 {
+		id = m.pick(svc, k)
+		if _, present := m.backends[id]; id == 0 || !present {
+			res.Counters[CounterPassNoBackend]++
+			return res
+		}
+		m.flows[k] = modelFlow{Backend: id, State: modelNextState(k.Proto, flags, 0)}
+		res.Counters[CounterFlowNew]++
+		fresh = 1
+	}
+
+	if m.srcMAC != (macAddr{}) {
+		copy(res.Frame[6:12], m.srcMAC[:])
+	} else {
+		copy(res.Frame[6:12], frame[0:6])
+	}
+	be := m.backends[id]
+	copy(res.Frame[0:6], be[:])
+	res.Verdict = verdictTX
+	st := Stats{Packets: 1, Bytes: uint64(len(frame)), Flows: fresh}
+	res.Stats[statKey{ID: svc.ID}] = st
+	res.Stats[statKey{Backend: true, ID: id}] = st
+	return res
+}
