@@ -1,0 +1,121 @@
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// binDirPrefix names the per-process directory of built binaries. The pid in
+// the name lets a later process remove directories whose owner has exited:
+// Go has no exit hook that would let a test binary clean up after itself.
+const binDirPrefix = "xlb-testbin-"
+
+var builds struct {
+	mu   sync.Mutex
+	dir  string
+	pkgs map[string]*buildResult
+}
+
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// BuildBinary builds the Go main package pkg (an import path, or a path
+// relative to the repository root such as "./cmd/xlb") and returns the
+// binary's path. Each package is built once per test process, however many
+// tests ask for it, and a failed build fails every caller the same way.
+func BuildBinary(tb testing.TB, pkg string) string {
+	tb.Helper()
+	builds.mu.Lock()
+	if builds.pkgs == nil {
+		builds.pkgs = make(map[string]*buildResult)
+	}
+	r, ok := builds.pkgs[pkg]
+	if !ok {
+		r = new(buildResult)
+		builds.pkgs[pkg] = r
+	}
+	builds.mu.Unlock()
+
+	r.once.Do(func() { r.path, r.err = build(pkg) })
+	if r.err != nil {
+		tb.Fatal(r.err)
+	}
+	return r.path
+}
+
+func build(pkg string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := binDir()
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w", pkg, err)
+	}
+	// Distinct packages may share a last element (cmd/xlb, internal/x/cmd/xlb).
+	name := strings.NewReplacer("/", "_", ".", "_").Replace(strings.Trim(pkg, "./"))
+	if name == "" {
+		name = path.Base(root)
+	}
+	out := filepath.Join(dir, name)
+	cmd := exec.Command(goTool(), "build", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+func binDir() (string, error) {
+	builds.mu.Lock()
+	defer builds.mu.Unlock()
+	if builds.dir != "" {
+		return builds.dir, nil
+	}
+	removeStaleBinDirs()
+	dir, err := os.MkdirTemp("", binDirPrefix+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		return "", err
+	}
+	builds.dir = dir
+	return dir, nil
+}
+
+// removeStaleBinDirs deletes binary directories of test processes that no
+// longer run.
+func removeStaleBinDirs() {
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), binDirPrefix+"*"))
+	for _, m := range matches {
+		pidStr, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(m), binDirPrefix), "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			os.RemoveAll(m)
+		}
+	}
+}
+
+// goTool prefers the go command that runs this test (GOROOT is set by
+// `go test`), so the binaries are built by the same toolchain.
+func goTool() string {
+	if root := os.Getenv("GOROOT"); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "go"
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# realserver.sh prepares a direct-routing real server inside network
+# namespace NS: every VIP on lo (/32, /128), so the server accepts packets the
+# LB forwarded with the VIP still as destination, and the ARP sysctls that stop
+# it from answering or advertising the VIP on the shared segment, where only
+# the LB may own it.
+#
+# Usage: realserver.sh NS VIP...
+# Idempotent: addresses are replaced, sysctls set to fixed values.
+set -euo pipefail
+
+[ $# -ge 2 ] || { echo "usage: $0 NS VIP..." >&2; exit 2; }
+ns=$1
+shift
+[ -e "/run/netns/$ns" ] || { echo "realserver.sh: no network namespace $ns" >&2; exit 1; }
+
+ip -n "$ns" link set lo up
+for vip in "$@"; do
+	case $vip in
+	*:*) ip -n "$ns" -6 addr replace "$vip/128" dev lo ;;
+	*.*) ip -n "$ns" addr replace "$vip/32" dev lo ;;
+	*) echo "realserver.sh: $vip is not an IP address" >&2; exit 1 ;;
+	esac
+done
+
+# arp_ignore=1: answer ARP only for addresses on the receiving interface (not
+# the VIP on lo). arp_announce=2: source ARP requests from eth0's own address,
+# never the VIP. Both on "all" and eth0, since the kernel takes the maximum.
+# rp_filter loose: the client's address is reachable, but a strict check has
+# no business on a DR server. arp_notify/ndisc_notify: announce a changed MAC
+# at once, so an LB following neighbour events learns it without waiting for
+# its own revalidation.
+for kv in \
+	net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.eth0.arp_ignore=1 \
+	net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_announce=2 \
+	net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.eth0.rp_filter=2 \
+	net.ipv4.conf.all.arp_notify=1 net.ipv4.conf.eth0.arp_notify=1 \
+	net.ipv6.conf.all.ndisc_notify=1 net.ipv6.conf.eth0.ndisc_notify=1; do
+	ip netns exec "$ns" sysctl -qw "$kv" >/dev/null
+done

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# topology.sh builds the xlb test network out of network namespaces, leaving
+# the root namespace untouched:
+#
+#   client .10   lb1 .2   lb2 .3   rs1 .11   rs2 .12   rs3 .13
+#      │eth0       │eth0    │eth0     │eth0      │eth0      │eth0
+#   ───┴───────────┴────────┴─────────┴──────────┴──────────┴─── br0 (namespace br)
+#
+# Hosts sit on 198.51.100.0/24 and 2001:db8:100::/64. The VIP 192.0.2.10
+# (2001:db8:200::10) is on-link for the client, so the client ARPs for it on
+# the bridge and whichever LB holds it answers: the layer-2 DSR setup. Real
+# servers carry the VIP on lo (realserver.sh).
+#
+# Usage: topology.sh up [--vip-on lb1|lb2] | down | status
+#
+# Environment:
+#   XLB_PREFIX    prefix of every namespace name (default "xlb-"), so tests
+#                 can build isolated copies side by side.
+#   XDP_PASS_OBJ  BPF object whose "xdp" section is attached in native mode to
+#                 the bridge-side ports of lb1 and lb2: native XDP_TX on a veth
+#                 delivers nothing unless the peer also runs an XDP program.
+#                 A port that already has an XDP program keeps it.
+#
+# Every step checks or replaces rather than adds, so `up` can be re-run after
+# a failure and `down` removes whatever part exists.
+set -euo pipefail
+
+PREFIX=${XLB_PREFIX:-xlb-}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+HOSTS=(client lb1 lb2 rs1 rs2 rs3)
+BR=${PREFIX}br
+NET4=198.51.100
+NET6=2001:db8:100
+VIP4=192.0.2.10
+VIP6=2001:db8:200::10
+
+# hostnum is the host's address number. The MAC's last byte spells the same
+# digits (rs1 = .11 = 02:00:00:00:00:11) so a test reading a MAC can tell
+# whose it is; bridge-side ports use 02:00:00:00:01:NN.
+hostnum() {
+	case $1 in
+	client) echo 10 ;;
+	lb1) echo 2 ;;
+	lb2) echo 3 ;;
+	rs1) echo 11 ;;
+	rs2) echo 12 ;;
+	rs3) echo 13 ;;
+	*) echo "unknown host $1" >&2; return 1 ;;
+	esac
+}
+hostmac() { printf '02:00:00:00:%s:%02d' "${2:-00}" "$(hostnum "$1")"; }
+
+die() { echo "topology.sh: $*" >&2; exit 1; }
+ns_exists() { [ -e "/run/netns/$1" ]; }
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+sysctl_ns() { local ns=$1; shift; local kv; for kv in "$@"; do nsx "$ns" sysctl -qw "$kv" >/dev/null; done; }
+
+# lock serialises runs for one prefix: two tests racing on the same names
+# would otherwise interleave adds and deletes.
+lock() {
+	mkdir -p /run/lock
+	exec 9>"/run/lock/xlb-topology-${PREFIX}.lock"
+	flock -w 60 9 || die "timed out waiting for the lock of prefix ${PREFIX}"
+}
+
+add_ns() {
+	local ns=$1
+	ns_exists "$ns" || ip netns add "$ns"
+	ip -n "$ns" link set lo up
+	# Set before any interface is created here: a new device copies the
+	# namespace defaults. No DAD keeps link-local addresses usable at once.
+	sysctl_ns "$ns" net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0
+}
+
+host_up() {
+	local h=$1 ns=${PREFIX}$1 n
+	n=$(hostnum "$h")
+	add_ns "$ns"
+	sysctl_ns "$ns" net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+	# Created in the br namespace with its peer born inside the host
+	# namespace, so no name ever appears in the root namespace.
+	if ! ip -n "$ns" link show eth0 >/dev/null 2>&1; then
+		ip -n "$BR" link del "$h" >/dev/null 2>&1 || true
+		ip -n "$BR" link add "$h" type veth peer name eth0 netns "$ns"
+	fi
+	ip -n "$BR" link set "$h" address "$(hostmac "$h" 01)" master br0 up
+	ip -n "$ns" link set eth0 address "$(hostmac "$h")" up
+	sysctl_ns "$ns" net.ipv4.conf.eth0.rp_filter=0
+	# Native XDP_TX on veth otherwise forwards partial checksums (see
+	# DESIGN.md, Known ground).
+	nsx "$ns" ethtool -K eth0 tx off >/dev/null
+	ip -n "$ns" addr replace "$NET4.$n/24" dev eth0
+	ip -n "$ns" -6 addr replace "$NET6::$n/64" dev eth0 nodad
+}
+
+up() {
+	local vip_on=""
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--vip-on) [ $# -ge 2 ] || die "--vip-on needs a host"; vip_on=$2; shift 2 ;;
+		--vip-on=*) vip_on=${1#*=}; shift ;;
+		*) die "up: unknown argument $1" ;;
+		esac
+	done
+	case $vip_on in "" | lb1 | lb2) ;; *) die "--vip-on: $vip_on is not an LB (lb1, lb2)" ;; esac
+	if [ -n "${XDP_PASS_OBJ:-}" ] && [ ! -r "$XDP_PASS_OBJ" ]; then
+		die "XDP_PASS_OBJ $XDP_PASS_OBJ is not readable"
+	fi
+	lock
+
+	add_ns "$BR"
+	# The bridge carries no address; IPv6 off keeps its ports from sending
+	# router solicitations and MLD into the test traffic.
+	sysctl_ns "$BR" net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1
+	ip -n "$BR" link show br0 >/dev/null 2>&1 || ip -n "$BR" link add br0 type bridge
+	# A dumb switch: no STP delay, no multicast snooping between VRRP peers.
+	ip -n "$BR" link set br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+	# A fixed address: a bridge otherwise takes its lowest port's, which
+	# moves as ports come and go.
+	ip -n "$BR" link set br0 address 02:00:00:00:01:00 up
+
+	local h
+	for h in "${HOSTS[@]}"; do host_up "$h"; done
+
+	# The VIP is on-link for the client, as it is for clients that share the
+	# VIP's subnet: they ARP for it and the LB answers.
+	ip -n "${PREFIX}client" route replace 192.0.2.0/24 dev eth0
+	ip -n "${PREFIX}client" -6 route replace 2001:db8:200::/64 dev eth0
+
+	for h in rs1 rs2 rs3; do "$HERE/realserver.sh" "${PREFIX}$h" "$VIP4" "$VIP6"; done
+
+	if [ -n "$vip_on" ]; then
+		ip -n "${PREFIX}$vip_on" addr replace "$VIP4/32" dev eth0
+		ip -n "${PREFIX}$vip_on" -6 addr replace "$VIP6/128" dev eth0 nodad
+	fi
+
+	if [ -n "${XDP_PASS_OBJ:-}" ]; then
+		for h in lb1 lb2; do
+			# Any XDP program on the port meets the need; keeping one
+			# that is there makes a re-run change nothing.
+			ip -n "$BR" link show dev "$h" | grep -q 'prog/xdp' ||
+				ip -n "$BR" link set dev "$h" xdpdrv obj "$XDP_PASS_OBJ" sec xdp
+		done
+	fi
+}
+
+down() {
+	lock
+	local h ns pids
+	for h in "${HOSTS[@]}" br; do
+		ns=${PREFIX}$h
+		ns_exists "$ns" || continue
+		# A namespace with processes in it outlives `ip netns del`.
+		pids=$(ip netns pids "$ns" || true)
+		if [ -n "$pids" ]; then
+			# shellcheck disable=SC2086
+			kill $pids 2>/dev/null || true
+			for _ in 1 2 3 4 5 6 7 8 9 10; do
+				pids=$(ip netns pids "$ns" || true)
+				[ -z "$pids" ] && break
+				sleep 0.2
+			done
+			# shellcheck disable=SC2086
+			[ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+		fi
+	done
+	for h in "${HOSTS[@]}" br; do
+		ns=${PREFIX}$h
+		ns_exists "$ns" || continue
+		ip netns del "$ns"
+	done
+	rm -f "/run/lock/xlb-topology-${PREFIX}.lock"
+}
+
+status() {
+	local h ns missing=0
+	for h in br "${HOSTS[@]}"; do
+		ns=${PREFIX}$h
+		if ! ns_exists "$ns"; then
+			echo "$ns: missing"
+			missing=1
+			continue
+		fi
+		if [ "$h" = br ]; then
+			echo "$ns: $(ip -n "$ns" -br link show master br0 2>/dev/null | awk '{print $1}' | cut -d@ -f1 | tr '\n' ' ')"
+		else
+			echo "$ns: $(ip -n "$ns" -br addr show dev eth0 2>/dev/null | awk '{$2=""; print}' | tr -s ' ')"
+		fi
+	done
+	return "$missing"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+[ "$(id -u)" = 0 ] || die "needs root (creates network namespaces)"
+case $cmd in
+up) up "$@" ;;
+down) down ;;
+status) status ;;
+*) echo "usage: $0 up [--vip-on lb1|lb2] | down | status" >&2; exit 2 ;;
+esac
