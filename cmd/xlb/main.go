@@ -20,7 +20,10 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"check": {summary: "validate a configuration and print what xlb would serve", run: runCheck},
+	"check":  {summary: "validate a configuration and print what xlb would serve", run: runCheck},
+	"run":    {summary: "run the balancer daemon on an interface", run: runRun},
+	"list":   {summary: "list the running services like ipvsadm -L -n", run: runList},
+	"reload": {summary: "make the running daemon re-read its configuration", run: runReload},
 }
 
 func main() {

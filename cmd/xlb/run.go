@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/xlb-project/xlb/internal/api"
+	"github.com/xlb-project/xlb/internal/config"
+	"github.com/xlb-project/xlb/internal/daemon"
+	"github.com/xlb-project/xlb/internal/datapath"
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
+	file := fs.String("f", "/etc/keepalived/keepalived.conf", "configuration `file` (keepalived.conf or xlb YAML)")
+	format := fs.String("format", config.FormatAuto, "configuration format: auto (by extension), keepalived or yaml")
+	iface := fs.String("i", "", "`interface` to attach the XDP program to (required)")
+	mode := fs.String("xdp-mode", "auto", "XDP attach mode: native, generic or auto")
+	pins := fs.String("bpffs", datapath.DefaultPinDir, "bpffs `directory` of the pinned maps")
+	socket := fs.String("socket", api.DefaultSocket, "unix socket `path` of the runtime API")
+	flows := fs.Uint("flows", datapath.DefaultFlowTableSize, "flow table `size` (connections tracked)")
+	verbose := fs.Bool("v", false, "log debug messages")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if *iface == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: xlb run -f CONFIG -i IFACE [--xdp-mode native|generic|auto] [--bpffs DIR] [--socket PATH]")
+		return 2
+	}
+	xmode, err := datapath.ParseMode(*mode)
+	if err != nil {
+		fmt.Fprintf(stderr, "xlb run: %v\n", err)
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan chan error)
+	go func() {
+		for range hup {
+			done := make(chan error, 1)
+			select {
+			case reload <- done:
+				<-done // the daemon logs the outcome
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	err = daemon.Run(ctx, daemon.Options{
+		ConfigPath:    *file,
+		Format:        *format,
+		Interface:     *iface,
+		XDPMode:       xmode,
+		PinDir:        *pins,
+		Socket:        *socket,
+		FlowTableSize: uint32(*flows),
+		Log:           log,
+	}, reload)
+	if err != nil {
+		for _, e := range service.Errors(err) {
+			fmt.Fprintln(stderr, e)
+		}
+		return 1
+	}
+	return 0
+}

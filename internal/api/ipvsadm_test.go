@@ -1,0 +1,97 @@
+package api
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// seedState is the seed's setup (two web sites on shared real servers,
+// wrr, inhibit_on_failure) with .8 failed: ipvsadm shows it at weight 0.
+func seedState(taken time.Time, scale uint64) State {
+	return State{
+		Taken: taken,
+		Services: []Service{
+			{Proto: "TCP", Addr: "192.0.2.100", Port: 80, Scheduler: "wrr", Installed: true,
+				Stats: Stats{Conns: 12 * scale, InPkts: 340 * scale, InBytes: 52_000 * scale},
+				Backends: []Backend{
+					{Addr: "198.51.100.7", Port: 80, Weight: 1, ConfigWeight: 1, ActiveConn: 3, InActConn: 1,
+						Stats: Stats{Conns: 12 * scale, InPkts: 340 * scale, InBytes: 52_000 * scale}},
+					{Addr: "198.51.100.8", Port: 80, Weight: 0, ConfigWeight: 1},
+				}},
+			{Proto: "TCP", Addr: "192.0.2.101", Port: 80, Scheduler: "wrr", Persistence: 50, Installed: true,
+				Stats: Stats{Conns: 150_000_000 * scale, InPkts: 2_500_000_000 * scale, InBytes: 180_000_000_000_000 * scale},
+				Backends: []Backend{
+					{Addr: "198.51.100.7", Port: 80, Weight: 1, ConfigWeight: 1, ActiveConn: 0, InActConn: 0,
+						Stats: Stats{Conns: 150_000_000 * scale, InPkts: 2_500_000_000 * scale, InBytes: 180_000_000_000_000 * scale}},
+					{Addr: "198.51.100.8", Port: 80, Weight: 0, ConfigWeight: 1},
+				}},
+			{Proto: "UDP", Addr: "2001:db8:200::10", Port: 53, Scheduler: "sh", Installed: true,
+				Backends: []Backend{
+					{Addr: "2001:db8:100::11", Port: 53, Weight: 2, ConfigWeight: 2, InActConn: 7},
+				}},
+		},
+	}
+}
+
+func TestWriteList(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	prev := seedState(t0, 1)
+	cur := seedState(t0.Add(2*time.Second), 3)
+	for _, tc := range []struct {
+		name   string
+		format ListFormat
+		prev   *State
+	}{
+		{"list", ListDefault, nil},
+		{"stats", ListStats, nil},
+		{"rate", ListRate, &prev},
+		{"rate-first", ListRate, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := WriteList(&b, cur, tc.format, tc.prev); err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", tc.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(string(want), b.String()); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", golden, diff)
+			}
+		})
+	}
+}
+
+func TestLargenum(t *testing.T) {
+	for _, tc := range []struct {
+		in   uint64
+		want string
+	}{
+		{0, "       0"},
+		{99_999_999, "99999999"},
+		{100_000_000, " 100000K"},
+		{999_999_999, " 999999K"},
+		{1_000_000_000, "   1000M"},
+		{100_000_000_000, "    100G"},
+		{100_000_000_000_000, "    100T"},
+	} {
+		if got := largenum(tc.in); got != tc.want {
+			t.Errorf("largenum(%d) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,254 @@
+package balancer
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/xlb-project/xlb/internal/datapath"
+)
+
+// fakeDP records transactions and can be told to fail the next one.
+type fakeDP struct {
+	txns []datapath.Txn
+	fail error
+}
+
+func (f *fakeDP) Apply(t datapath.Txn) error {
+	if f.fail != nil {
+		err := f.fail
+		f.fail = nil
+		return err
+	}
+	f.txns = append(f.txns, t)
+	return nil
+}
+
+func (f *fakeDP) last() datapath.Txn { return f.txns[len(f.txns)-1] }
+
+var (
+	vip  = datapath.ServiceKey{Addr: netip.MustParseAddr("192.0.2.10"), Port: 80, Proto: 6}
+	vip2 = datapath.ServiceKey{Addr: netip.MustParseAddr("192.0.2.11"), Port: 80, Proto: 6}
+)
+
+func be(last byte, weight uint32) Backend {
+	return Backend{
+		Addr:   netip.AddrFrom4([4]byte{198, 51, 100, last}),
+		Port:   80,
+		Weight: weight,
+		MAC:    net.HardwareAddr{2, 0, 0, 0, 0, last},
+	}
+}
+
+func tableIDs(table []uint32) []uint32 {
+	ids := slices.Clone(table)
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+func ids(b *Balancer, key datapath.ServiceKey) map[netip.AddrPort]uint32 {
+	out := map[netip.AddrPort]uint32{}
+	for _, s := range b.State().Services {
+		if s.Key == key {
+			for i, be := range s.Backends {
+				out[be.Key()] = s.BackendIDs[i]
+			}
+		}
+	}
+	return out
+}
+
+func TestIDsStableAcrossChanges(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1), be(12, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := ids(b, vip)
+	// Add a backend, change a weight, add a service sharing a server.
+	err := b.Apply([]Service{
+		{Key: vip, Backends: []Backend{be(13, 1), be(12, 3), be(11, 1)}},
+		{Key: vip2, Backends: []Backend{be(11, 1)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := ids(b, vip)
+	for k, id := range before {
+		if after[k] != id {
+			t.Errorf("backend %s: id %d became %d", k, id, after[k])
+		}
+	}
+	if ids(b, vip2)[be(11, 1).Key()] == after[be(11, 1).Key()] {
+		t.Errorf("a real server shared by two services must have one id per service")
+	}
+	// Only the new backends' MACs are written again.
+	want := map[uint32]net.HardwareAddr{
+		after[be(13, 1).Key()]:        be(13, 1).MAC,
+		ids(b, vip2)[be(11, 1).Key()]: be(11, 1).MAC,
+	}
+	if diff := cmp.Diff(want, dp.last().Backends); diff != "" {
+		t.Errorf("backends written (-want +got):\n%s", diff)
+	}
+}
+
+func TestWeightZeroDrains(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1), be(12, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	id := ids(b, vip)
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1), be(12, 0)}}}); err != nil {
+		t.Fatal(err)
+	}
+	txn := dp.last()
+	if len(txn.DeleteBackends) != 0 {
+		t.Errorf("a drained backend must stay present for its flows, deleted %v", txn.DeleteBackends)
+	}
+	if len(txn.Services) != 1 {
+		t.Fatalf("want one new table, got %d", len(txn.Services))
+	}
+	if got, want := tableIDs(txn.Services[0].Table), []uint32{id[be(11, 1).Key()]}; !slices.Equal(got, want) {
+		t.Errorf("table holds %v, want only %v", got, want)
+	}
+}
+
+func TestRemovedBackendIsDeletedAfterSwap(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1), be(12, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	id := ids(b, vip)
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	txn := dp.last()
+	if diff := cmp.Diff([]uint32{id[be(12, 1).Key()]}, txn.DeleteBackends); diff != "" {
+		t.Errorf("deleted (-want +got):\n%s", diff)
+	}
+	// A new backend later does not inherit the removed one's id, whose
+	// flows must be re-hashed, not handed over.
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1), be(14, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(b, vip)[be(14, 1).Key()]; got == id[be(12, 1).Key()] {
+		t.Errorf("new backend reused removed backend's id %d", got)
+	}
+}
+
+func TestRejectedChangeKeepsState(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	first := []Service{{Key: vip, Backends: []Backend{be(11, 1), be(12, 1)}}}
+	if err := b.Apply(first); err != nil {
+		t.Fatal(err)
+	}
+	before := b.State()
+	dp.fail = errors.New("no memory")
+	if err := b.Apply([]Service{{Key: vip2, Backends: []Backend{be(13, 1)}}}); err == nil {
+		t.Fatal("want the data path's error")
+	}
+	if diff := cmp.Diff(before, b.State(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("state changed by a rejected apply (-before +after):\n%s", diff)
+	}
+	// Re-applying the running state is then a no-op.
+	n := len(dp.txns)
+	if err := b.Apply(first); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(datapath.Txn{Backends: map[uint32]net.HardwareAddr{}}, dp.txns[n]); diff != "" {
+		t.Errorf("re-applying the same state wrote (-want +got):\n%s", diff)
+	}
+}
+
+func TestInvalidInputRejected(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []Service
+		want string
+	}{
+		{"duplicate service", []Service{{Key: vip}, {Key: vip}}, "service 192.0.2.10:80/tcp: declared twice"},
+		{"duplicate backend", []Service{{Key: vip, Backends: []Backend{be(11, 1), be(11, 2)}}},
+			"service 192.0.2.10:80/tcp: backend 198.51.100.11:80: declared twice"},
+		{"bad table size", []Service{{Key: vip, TableSize: 1000, Backends: []Backend{be(11, 1)}}},
+			"service 192.0.2.10:80/tcp: table size 1000 is not one of"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dp := &fakeDP{}
+			err := New(dp).Apply(tc.in)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if len(dp.txns) != 0 {
+				t.Errorf("rejected input reached the data path: %+v", dp.txns)
+			}
+		})
+	}
+}
+
+func TestAllDrainedKeepsLastTable(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1), be(12, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	live := b.State().Services[0].Table
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 0), be(12, 0)}}}); err != nil {
+		t.Fatal(err)
+	}
+	st := b.State().Services[0]
+	if !st.Installed || !slices.Equal(st.Table, live) {
+		t.Errorf("all backends drained: want the last table kept installed")
+	}
+	if txn := dp.last(); len(txn.Services)+len(txn.DeleteServices)+len(txn.DeleteBackends) != 0 {
+		t.Errorf("all backends drained: want no change to the data path, got %+v", txn)
+	}
+	// A service that never had a table is not installed at all.
+	if err := b.Apply([]Service{{Key: vip2, Backends: []Backend{be(11, 0)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.State().Services[0]; st.Installed {
+		t.Errorf("service with no weight ever: installed")
+	}
+	if txn := dp.last(); !slices.Equal(txn.DeleteServices, []datapath.ServiceKey{vip}) {
+		t.Errorf("removed service not deleted: %+v", txn.DeleteServices)
+	}
+}
+
+func TestUnresolvedBackendTakesNoTraffic(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	unresolved := be(12, 1)
+	unresolved.MAC = nil
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1), unresolved}}}); err != nil {
+		t.Fatal(err)
+	}
+	st := b.State().Services[0]
+	if st.BackendIDs[1] != 0 {
+		t.Errorf("unresolved backend got id %d", st.BackendIDs[1])
+	}
+	if got := tableIDs(st.Table); !slices.Equal(got, []uint32{st.BackendIDs[0]}) {
+		t.Errorf("table holds %v, want only the resolved backend", got)
+	}
+}
+
+func TestTableSize(t *testing.T) {
+	for _, tc := range []struct {
+		req  uint32
+		n    int
+		want uint32
+	}{
+		{0, 1, 16381}, {0, 163, 16381}, {0, 164, 32749}, {0, 1000, 131071}, {0, 5000, 131071}, {251, 3, 251},
+	} {
+		got, err := tableSize(tc.req, tc.n)
+		if err != nil || got != tc.want {
+			t.Errorf("tableSize(%d, %d) = %d, %v; want %d", tc.req, tc.n, got, err, tc.want)
+		}
+	}
+}

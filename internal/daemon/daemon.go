@@ -1,0 +1,284 @@
+// Package daemon wires xlb together: it loads the configuration, drives
+// the balancer and the data path, resolves backend MACs, serves the runtime
+// API, and reloads on request. It holds no protocol or map logic of its
+// own.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/xlb-project/xlb/internal/balancer"
+	"github.com/xlb-project/xlb/internal/config"
+	"github.com/xlb-project/xlb/internal/datapath"
+	"github.com/xlb-project/xlb/internal/neigh"
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// Options configure a daemon.
+type Options struct {
+	ConfigPath string
+	// Format is "auto", "keepalived" or "yaml".
+	Format    string
+	Interface string
+	XDPMode   datapath.Mode
+	PinDir    string
+	Socket    string
+	// FlowTableSize is the flow table's capacity (the data path's default
+	// if zero).
+	FlowTableSize uint32
+	Log           *slog.Logger
+}
+
+// resolveTimeout bounds one MAC resolution; an unresolved backend is
+// retried every retryInterval and serves no traffic meanwhile.
+const (
+	resolveTimeout = 1 * time.Second
+	retryInterval  = 2 * time.Second
+)
+
+// Daemon is a running xlb.
+type Daemon struct {
+	opts Options
+	log  *slog.Logger
+	dp   *datapath.Datapath
+	bal  *balancer.Balancer
+	res  *neigh.Resolver
+
+	mu   sync.Mutex // guards cfg and macs, and serialises applies
+	cfg  *service.Config
+	macs map[netip.Addr]net.HardwareAddr
+}
+
+// Run serves until ctx ends or a fatal error: it loads the configuration,
+// attaches the data path, and applies every change. reload delivers reload
+// requests (SIGHUP); each answer goes back on the request's channel.
+// On return the program is detached and its pins removed.
+func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.PinDir == "" {
+		opts.PinDir = datapath.DefaultPinDir
+	}
+	d := &Daemon{opts: opts, log: opts.Log, macs: map[netip.Addr]net.HardwareAddr{}}
+
+	cfg, err := d.loadConfig()
+	if err != nil {
+		return err
+	}
+	ifi, err := net.InterfaceByName(opts.Interface)
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", opts.Interface, err)
+	}
+	d.dp, err = datapath.Load(datapath.Options{
+		PinDir:        opts.PinDir,
+		MAC:           ifi.HardwareAddr,
+		FlowTableSize: opts.FlowTableSize,
+		Fresh:         true,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		err = errors.Join(err, d.dp.Close(), d.dp.Unpin())
+	}()
+	if err := d.dp.Attach(opts.Interface, opts.XDPMode); err != nil {
+		return err
+	}
+	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
+	d.bal = balancer.New(d.dp)
+	d.res, err = neigh.New(opts.Interface, d.log)
+	if err != nil {
+		return err
+	}
+	defer d.res.Close()
+
+	d.resolveAll(ctx, cfg)
+	if err := d.apply(cfg); err != nil {
+		return err
+	}
+	d.cfg = cfg
+
+	srv, err := d.serveAPI()
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+
+	changes := d.res.Watch(ctx)
+	retry := time.NewTicker(retryInterval)
+	defer retry.Stop()
+	d.log.Info("serving", "services", len(cfg.Services), "socket", opts.Socket)
+	for {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping")
+			return nil
+		case done := <-reload:
+			done <- d.Reload(ctx)
+		case done := <-srv.reloads:
+			done <- d.Reload(ctx)
+		case ch, ok := <-changes:
+			if !ok {
+				changes = nil
+				continue
+			}
+			d.neighbourChanged(ch)
+		case <-retry.C:
+			d.retryUnresolved(ctx)
+		}
+	}
+}
+
+// loadConfig reads and validates the configuration file; warnings are
+// logged, errors returned with every file:line.
+func (d *Daemon) loadConfig() (*service.Config, error) {
+	cfg, warnings, err := config.Load(d.opts.ConfigPath, d.opts.Format)
+	for _, w := range warnings {
+		d.log.Warn(w.String())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Reload re-reads the configuration and serves it. A configuration that
+// does not load, or that the data path rejects, changes nothing: the old
+// one keeps serving and its flows keep their backends.
+func (d *Daemon) Reload(ctx context.Context) error {
+	cfg, err := d.loadConfig()
+	if err != nil {
+		d.log.Error("reload rejected, old configuration still served", "err", err)
+		return err
+	}
+	d.resolveAll(ctx, cfg)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.applyLocked(cfg); err != nil {
+		d.log.Error("reload rejected, old configuration still served", "err", err)
+		return err
+	}
+	d.cfg = cfg
+	d.log.Info("reloaded", "services", len(cfg.Services))
+	return nil
+}
+
+func (d *Daemon) apply(cfg *service.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.applyLocked(cfg)
+}
+
+func (d *Daemon) applyLocked(cfg *service.Config) error {
+	return d.bal.Apply(desired(cfg, d.macs, nil))
+}
+
+// backendAddrs lists the distinct real-server addresses of cfg.
+func backendAddrs(cfg *service.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range cfg.Services {
+		for _, b := range s.Backends {
+			out = append(out, b.Addr)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+// resolveAll resolves, in parallel, every backend of cfg whose MAC is not
+// known yet.
+func (d *Daemon) resolveAll(ctx context.Context, cfg *service.Config) {
+	var todo []netip.Addr
+	d.mu.Lock()
+	for _, a := range backendAddrs(cfg) {
+		if d.macs[a] == nil {
+			todo = append(todo, a)
+		}
+	}
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	found := map[netip.Addr]net.HardwareAddr{}
+	for _, a := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+			defer cancel()
+			mac, err := d.res.Resolve(rctx, a)
+			if err != nil {
+				d.log.Warn("backend unresolved: it takes no traffic until its MAC is known", "backend", a, "err", err)
+				return
+			}
+			mu.Lock()
+			found[a] = mac
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	d.mu.Lock()
+	for a, m := range found {
+		d.macs[a] = m
+	}
+	d.mu.Unlock()
+}
+
+// retryUnresolved resolves backends still without a MAC and serves those
+// that now have one.
+func (d *Daemon) retryUnresolved(ctx context.Context) {
+	d.mu.Lock()
+	cfg := d.cfg
+	missing := 0
+	for _, a := range backendAddrs(cfg) {
+		if d.macs[a] == nil {
+			missing++
+		}
+	}
+	d.mu.Unlock()
+	if missing == 0 {
+		return
+	}
+	d.resolveAll(ctx, cfg)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.applyLocked(d.cfg); err != nil {
+		d.log.Error("apply after resolving backends", "err", err)
+	}
+}
+
+// neighbourChanged follows a backend whose MAC changed (or went away): its
+// flows follow it to the new MAC at once.
+func (d *Daemon) neighbourChanged(ch neigh.Change) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !slices.Contains(backendAddrs(d.cfg), ch.IP) {
+		return
+	}
+	old := d.macs[ch.IP]
+	if ch.MAC == nil || slices.Equal(old, ch.MAC) {
+		// A neighbour entry that expires says nothing about the backend;
+		// keep forwarding to the MAC we know.
+		return
+	}
+	d.macs[ch.IP] = ch.MAC
+	d.log.Info("backend MAC changed", "backend", ch.IP, "old", net.HardwareAddr(old), "new", ch.MAC)
+	if err := d.applyLocked(d.cfg); err != nil {
+		d.log.Error("apply after MAC change", "backend", ch.IP, "err", err)
+	}
+}
+
+// socketDir creates the socket's directory, root only.
+func socketDir(path string) error {
+	return os.MkdirAll(filepath.Dir(path), 0o700)
+}

@@ -1,0 +1,199 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/xlb-project/xlb/internal/api"
+	"github.com/xlb-project/xlb/internal/balancer"
+	"github.com/xlb-project/xlb/internal/datapath"
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// apiServer serves the runtime API on a unix socket that only root can
+// open (mode 0600 in a 0700 directory).
+type apiServer struct {
+	d       *Daemon
+	ln      net.Listener
+	srv     *http.Server
+	reloads chan chan error
+}
+
+func (d *Daemon) serveAPI() (*apiServer, error) {
+	path := d.opts.Socket
+	if path == "" {
+		path = api.DefaultSocket
+	}
+	if err := socketDir(path); err != nil {
+		return nil, err
+	}
+	// A socket left by a daemon that died is in the way; a live daemon's
+	// would answer, and two daemons must not share one.
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, errors.New("api socket " + path + ": another xlb daemon is listening")
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s := &apiServer{d: d, ln: ln, reloads: make(chan chan error)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+api.PathState, s.state)
+	mux.HandleFunc("POST "+api.PathReload, s.reload)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *apiServer) close() {
+	_ = s.srv.Close()
+	_ = os.Remove(s.ln.Addr().String())
+}
+
+func (s *apiServer) state(w http.ResponseWriter, _ *http.Request) {
+	st, err := s.d.State()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// reload hands the request to the daemon's loop, so reloads, neighbour
+// changes and health events apply one at a time.
+func (s *apiServer) reload(w http.ResponseWriter, r *http.Request) {
+	done := make(chan error, 1)
+	select {
+	case s.reloads <- done:
+	case <-r.Context().Done():
+		return
+	}
+	var err error
+	select {
+	case err = <-done:
+	case <-r.Context().Done():
+		return
+	}
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, api.ReloadResult{Errors: strings.Split(err.Error(), "\n")})
+		return
+	}
+	writeJSON(w, http.StatusOK, api.ReloadResult{OK: true})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// conns counts a backend's connections as IPVS does.
+type conns struct{ active, inactive uint64 }
+
+// IPVS's default timeouts (ipvsadm --set): how long a flow counts as a
+// connection after its last packet, by state.
+var connTimeouts = map[datapath.FlowState]time.Duration{
+	datapath.FlowSYN:   60 * time.Second,
+	datapath.FlowEst:   15 * time.Minute,
+	datapath.FlowFIN:   2 * time.Minute,
+	datapath.FlowClose: 10 * time.Second,
+	datapath.FlowUDP:   5 * time.Minute,
+}
+
+// State is the running state for `xlb list`: the balancer's view joined
+// with the configuration and the data path's counters and flows.
+func (d *Daemon) State() (api.State, error) {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	bst := d.bal.State()
+	byKey := map[datapath.ServiceKey]balancer.ServiceState{}
+	for _, s := range bst.Services {
+		byKey[s.Key] = s
+	}
+
+	perBackend := map[uint32]*conns{}
+	err := d.dp.Flows(func(e datapath.FlowEntry) bool {
+		if e.Idle > connTimeouts[e.State] {
+			return true
+		}
+		c := perBackend[e.Backend]
+		if c == nil {
+			c = &conns{}
+			perBackend[e.Backend] = c
+		}
+		if e.State == datapath.FlowEst {
+			c.active++
+		} else {
+			c.inactive++
+		}
+		return true
+	})
+	if err != nil {
+		return api.State{}, err
+	}
+
+	out := api.State{Taken: time.Now(), Config: d.opts.ConfigPath}
+	for _, s := range cfg.Services {
+		bs, ok := byKey[dpKey(s.Key())]
+		as := api.Service{
+			Proto:       strings.ToUpper(s.Proto.String()),
+			Addr:        s.VIP.String(),
+			Port:        s.Port,
+			Scheduler:   s.Scheduler,
+			Persistence: uint32(s.Persistence / time.Second),
+			Installed:   ok && bs.Installed,
+		}
+		if ok {
+			if st, err := d.dp.ServiceStats(bs.ID); err == nil {
+				as.Stats = apiStats(st)
+			}
+		}
+		for _, be := range s.Backends {
+			ab := api.Backend{Addr: be.Addr.String(), Port: be.Port, ConfigWeight: uint32(max(be.Weight, 0)), Unresolved: true}
+			if ok {
+				fillBackend(&ab, bs, be, d.dp, perBackend)
+			}
+			as.Backends = append(as.Backends, ab)
+		}
+		out.Services = append(out.Services, as)
+	}
+	return out, nil
+}
+
+func fillBackend(ab *api.Backend, bs balancer.ServiceState, be service.Backend, dp *datapath.Datapath, perBackend map[uint32]*conns) {
+	for i, b := range bs.Backends {
+		if b.Key() != be.AddrPort() {
+			continue
+		}
+		id := bs.BackendIDs[i]
+		if id == 0 {
+			return
+		}
+		ab.Unresolved = false
+		ab.Weight = b.Weight
+		ab.MAC = b.MAC.String()
+		if c := perBackend[id]; c != nil {
+			ab.ActiveConn, ab.InActConn = c.active, c.inactive
+		}
+		if st, err := dp.BackendStats(id); err == nil {
+			ab.Stats = apiStats(st)
+		}
+		return
+	}
+}
+
+func apiStats(s datapath.Stats) api.Stats {
+	return api.Stats{Conns: s.Flows, InPkts: s.Packets, InBytes: s.Bytes}
+}
