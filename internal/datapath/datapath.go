@@ -78,6 +78,10 @@ type Datapath struct {
 	mu   sync.Mutex // serialises transactions and attach/close
 	link link.Link
 
+	// retired is a one-entry table stored in every slot whose table was
+	// released; it holds no backend and no service points at it.
+	retired *ebpf.Map
+
 	hzOnce sync.Once // measures the tick rate on first use
 	hz     float64
 	hzErr  error
@@ -127,8 +131,14 @@ func Load(opts Options) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("datapath: load (pins in %s): %w", opts.PinDir, err)
 	}
-	if err := d.collectGarbage(); err != nil {
+	ph := d.inner.Copy()
+	ph.MaxEntries = 1
+	if d.retired, err = ebpf.NewMap(ph); err != nil {
 		d.objs.Close()
+		return nil, fmt.Errorf("datapath: placeholder table: %w", err)
+	}
+	if err := d.collectGarbage(); err != nil {
+		d.Close()
 		return nil, err
 	}
 	return d, nil
@@ -172,7 +182,7 @@ func ensureBPFFS(dir string) error {
 	return nil
 }
 
-// collectGarbage deletes Maglev tables no service points at: the spare
+// collectGarbage retires Maglev tables no service points at: the spare
 // slot of a transaction that an earlier process did not finish.
 func (d *Datapath) collectGarbage() error {
 	used := map[uint32]bool{}
@@ -197,12 +207,7 @@ func (d *Datapath) collectGarbage() error {
 	if err := mit.Err(); err != nil {
 		return fmt.Errorf("datapath: read maglev: %w", err)
 	}
-	for _, s := range stale {
-		if err := d.objs.Maglev.Delete(s); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("datapath: maglev slot %d: %w", s, err)
-		}
-	}
-	return nil
+	return d.retire(stale)
 }
 
 // Mode is how the program is attached.
@@ -270,6 +275,9 @@ func (d *Datapath) Close() error {
 		d.link = nil
 	}
 	errs = append(errs, d.objs.Close())
+	if d.retired != nil {
+		errs = append(errs, d.retired.Close())
+	}
 	return errors.Join(errs...)
 }
 

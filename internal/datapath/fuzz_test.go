@@ -75,9 +75,7 @@ func fuzzSlot(i int) uint32 { return uint32(2 * (i + 1)) }
 func newFuzzEnv(f *testing.F, srcMAC macAddr) *fuzzEnv {
 	e := &fuzzEnv{d: newDatapath(f, Options{MAC: srcMAC[:]}), srcMAC: srcMAC}
 	for i := range e.tables {
-		if err := e.d.buildTable(fuzzSlot(i), make([]uint32, fuzzMaxTable)); err != nil {
-			f.Fatal(err)
-		}
+		putTable(f, e.d, fuzzSlot(i), make([]uint32, fuzzMaxTable))
 		e.tables[i] = innerTable(f, e.d, fuzzSlot(i))
 	}
 	return e

@@ -249,15 +249,23 @@ func backends(tb testing.TB, d *Datapath) map[uint32][6]byte {
 	return b
 }
 
-// maglevSlots lists the occupied slots of the outer Maglev map.
+// maglevSlots lists the slots of the outer Maglev map that hold a table,
+// not the retired placeholder.
 func maglevSlots(tb testing.TB, d *Datapath) []uint32 {
 	tb.Helper()
+	info, err := d.retired.Info()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	retired, _ := info.ID()
 	var slot uint32
 	var id ebpf.MapID
 	var out []uint32
 	it := d.objs.Maglev.Iterate()
 	for it.Next(&slot, &id) {
-		out = append(out, slot)
+		if id != retired {
+			out = append(out, slot)
+		}
 	}
 	if err := it.Err(); err != nil {
 		tb.Fatal(err)
@@ -379,5 +387,19 @@ func (s step) check(t *testing.T, d *Datapath, svcs, bes []uint32) {
 		if diff := cmp.Diff(wantFlow, flowOf(t, d, s.p.flow()), equateAddr); diff != "" {
 			t.Errorf("flow entry (-want +got):\n%s", diff)
 		}
+	}
+}
+
+// putTable stores a new table in slot, as Apply does before a service
+// switches to it.
+func putTable(tb testing.TB, d *Datapath, slot uint32, table []uint32) {
+	tb.Helper()
+	m, err := d.newTable(table)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer m.Close()
+	if err := d.putSlots([]uint32{slot}, []*ebpf.Map{m}); err != nil {
+		tb.Fatal(err)
 	}
 }

@@ -41,17 +41,20 @@ func (d *Datapath) Services() ([]ServiceInfo, error) {
 
 // Backends returns the MAC of every present backend by id.
 func (d *Datapath) Backends() (map[uint32][6]byte, error) {
-	out := map[uint32][6]byte{}
-	var id uint32
-	var b lbBackend
-	it := d.objs.Backends.Iterate()
-	for it.Next(&id, &b) {
-		if b.Flags&backendPresent != 0 {
-			out[id] = b.Mac
-		}
-	}
-	if err := it.Err(); err != nil {
+	// One batch read of the whole array: entry by entry is a syscall per
+	// id, 65536 of them.
+	keys := make([]uint32, MaxBackends)
+	vals := make([]lbBackend, MaxBackends)
+	var cursor ebpf.MapBatchCursor
+	n, err := d.objs.Backends.BatchLookup(&cursor, keys, vals, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil, fmt.Errorf("datapath: read backends: %w", err)
+	}
+	out := map[uint32][6]byte{}
+	for i := range n {
+		if vals[i].Flags&backendPresent != 0 {
+			out[keys[i]] = vals[i].Mac
+		}
 	}
 	return out, nil
 }

@@ -71,19 +71,22 @@ func (d *Datapath) Apply(t Txn) error {
 	}
 
 	// Build every table in a spare slot before any service switches, so
-	// a failure here leaves all services on their old tables.
+	// a failure here leaves all services on their old tables. The tables
+	// go into the outer map in one batch: each write of a map-in-map waits
+	// for an RCU grace period (about 10 ms here), once per syscall.
 	type switchTo struct {
 		key  lbVipKey
 		meta lbVipMeta
 		old  *lbVipMeta
 	}
 	var switches []switchTo
-	var built []uint32
-	undoBuilt := func() {
-		for _, s := range built {
-			_ = d.objs.Maglev.Delete(s)
+	var slots []uint32
+	var tables []*ebpf.Map
+	defer func() {
+		for _, m := range tables {
+			m.Close() // the outer map holds its own references
 		}
-	}
+	}()
 	// A table goes into whichever of its id's two slots no live service
 	// uses: ids are unique, so at most one live table sits in the pair,
 	// even when this transaction moves an id from one service to another.
@@ -101,17 +104,22 @@ func (d *Datapath) Apply(t Txn) error {
 		if m, ok := cur[key]; ok {
 			old = &m
 		}
-		if err := d.buildTable(slot, st.Table); err != nil {
-			undoBuilt()
+		m, err := d.newTable(st.Table)
+		if err != nil {
 			return fmt.Errorf("datapath: service %s: %w", st.Key, err)
 		}
-		built = append(built, slot)
+		tables = append(tables, m)
+		slots = append(slots, slot)
 		meta := lbVipMeta{Id: st.Service.ID, Table: slot, Size: uint32(len(st.Table))}
 		if st.Service.HashSource {
 			meta.Flags |= svcFlagHashSrc
 		}
 		switches = append(switches, switchTo{key: key, meta: meta, old: old})
 	}
+	if err := d.putSlots(slots, tables); err != nil {
+		return err
+	}
+	undoBuilt := func() { _ = d.retire(slots) }
 	for i, s := range switches {
 		if err := d.objs.Services.Update(s.key, s.meta, ebpf.UpdateAny); err != nil {
 			// Put back the services already switched: a half-applied
@@ -146,10 +154,8 @@ func (d *Datapath) Apply(t Txn) error {
 			return err
 		}
 	}
-	for _, s := range retired {
-		if err := d.objs.Maglev.Delete(s); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("datapath: maglev slot %d: %w", s, err)
-		}
+	if err := d.retire(retired); err != nil {
+		return err
 	}
 	for _, id := range t.DeleteBackends {
 		if err := d.objs.Backends.Update(id, lbBackend{}, ebpf.UpdateAny); err != nil {
@@ -160,53 +166,62 @@ func (d *Datapath) Apply(t Txn) error {
 }
 
 // waitForReaders returns once every program run that started before it
-// has finished. An update of a map-in-map waits for an RCU grace period
-// in the kernel; rewriting a live slot with the table it already holds is
-// such an update that changes nothing.
+// has finished. A write to a map-in-map waits for an RCU grace period in
+// the kernel before it returns; slot 0 belongs to no service (ids start at
+// 1), so writing the retired placeholder there changes nothing else.
 func (d *Datapath) waitForReaders() error {
-	var slot uint32
-	var id ebpf.MapID
-	it := d.objs.Maglev.Iterate()
-	if !it.Next(&slot, &id) {
-		if err := it.Err(); err != nil {
-			return fmt.Errorf("datapath: read maglev: %w", err)
-		}
-		// No table at all: use a throwaway one in slot 0, which no
-		// service can point at (ids start at 1).
-		return d.buildTable(0, []uint32{0})
-	}
-	m, err := ebpf.NewMapFromID(id)
-	if err != nil {
-		return fmt.Errorf("datapath: maglev slot %d: %w", slot, err)
-	}
-	defer m.Close()
-	if err := d.objs.Maglev.Update(slot, m, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("datapath: maglev slot %d: %w", slot, err)
+	if err := d.objs.Maglev.Update(uint32(0), d.retired, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("datapath: maglev slot 0: %w", err)
 	}
 	return nil
 }
 
-// buildTable creates an array of len(table) entries, fills it and stores
-// it in slot.
-func (d *Datapath) buildTable(slot uint32, table []uint32) error {
+// newTable creates an array of len(table) entries and fills it.
+func (d *Datapath) newTable(table []uint32) (*ebpf.Map, error) {
 	spec := d.inner.Copy()
 	spec.MaxEntries = uint32(len(table))
 	m, err := ebpf.NewMap(spec)
 	if err != nil {
-		return fmt.Errorf("maglev table of %d: %w", len(table), err)
+		return nil, fmt.Errorf("maglev table of %d: %w", len(table), err)
 	}
-	defer m.Close() // the outer map holds its own reference
 	keys := make([]uint32, len(table))
 	for i := range keys {
 		keys[i] = uint32(i)
 	}
 	if _, err := m.BatchUpdate(keys, table, nil); err != nil {
-		return fmt.Errorf("fill maglev table: %w", err)
+		m.Close()
+		return nil, fmt.Errorf("fill maglev table: %w", err)
 	}
-	if err := d.objs.Maglev.Update(slot, m, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("maglev slot %d: %w", slot, err)
+	return m, nil
+}
+
+// putSlots stores tables[i] in slots[i] with one syscall.
+func (d *Datapath) putSlots(slots []uint32, tables []*ebpf.Map) error {
+	if len(slots) == 0 {
+		return nil
+	}
+	fds := make([]uint32, len(tables))
+	for i, m := range tables {
+		fds[i] = uint32(m.FD())
+	}
+	if _, err := d.objs.Maglev.BatchUpdate(slots, fds, nil); err != nil {
+		return fmt.Errorf("datapath: maglev slots %v: %w", slots, err)
 	}
 	return nil
+}
+
+// retire releases the tables in slots by storing the shared one-entry
+// placeholder there: arrays of maps have no batch delete, and a delete per
+// slot would wait a grace period per slot.
+func (d *Datapath) retire(slots []uint32) error {
+	if len(slots) == 0 {
+		return nil
+	}
+	ph := make([]*ebpf.Map, len(slots))
+	for i := range ph {
+		ph[i] = d.retired
+	}
+	return d.putSlots(slots, ph)
 }
 
 func (d *Datapath) services() (map[lbVipKey]lbVipMeta, error) {
@@ -356,14 +371,15 @@ func (d *Datapath) table(slot uint32) ([]uint32, error) {
 		return nil, fmt.Errorf("maglev slot %d: %w", slot, err)
 	}
 	defer m.Close()
+	keys := make([]uint32, m.MaxEntries())
 	out := make([]uint32, m.MaxEntries())
-	var k, v uint32
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		out[k] = v
-	}
-	if err := it.Err(); err != nil {
+	var cursor ebpf.MapBatchCursor
+	n, err := m.BatchLookup(&cursor, keys, out, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil, fmt.Errorf("maglev slot %d: %w", slot, err)
+	}
+	if n != len(out) {
+		return nil, fmt.Errorf("maglev slot %d: read %d of %d entries", slot, n, len(out))
 	}
 	return out, nil
 }

@@ -359,9 +359,7 @@ func TestReadopt(t *testing.T) {
 	}
 	run(t, d1, udp6(54000).build())
 	// A table left in a spare slot by a transaction that never finished.
-	if err := d1.buildTable(3, []uint32{1}); err != nil {
-		t.Fatal(err)
-	}
+	putTable(t, d1, 3, []uint32{1})
 	before, c0, s0 := stateOf(t, d1), counters(t, d1), statsOf(t, d1, []uint32{1, 2}, []uint32{1, 2, 3})
 	if err := d1.Close(); err != nil {
 		t.Fatal(err)
