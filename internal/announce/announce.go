@@ -1,0 +1,195 @@
+// Package announce makes a host the owner of virtual addresses: it adds
+// them with netlink and tells the link with gratuitous ARP (IPv4) and
+// unsolicited Neighbor Advertisements (IPv6), and removes them again. It
+// knows nothing of VRRP; the caller says when.
+package announce
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// Config says which addresses to hold and how to announce them.
+type Config struct {
+	// Name names the owner in logs and errors, e.g. "vrrp_instance VI_1".
+	Name string
+	// Interface is the device of addresses without their own Dev.
+	Interface string
+	VIPs      []service.VirtualIP
+	// Repeat is the number of announcements per address in a burst
+	// (garp_master_repeat); Delay is the time until the second burst
+	// (garp_master_delay, 0 for none); Refresh the period of one more
+	// announcement while held (garp_master_refresh, 0 for none).
+	Repeat  int
+	Delay   time.Duration
+	Refresh time.Duration
+}
+
+// FromInstance returns the Config of a vrrp_instance.
+func FromInstance(in service.VRRPInstance) Config {
+	return Config{
+		Name: "vrrp_instance " + in.Name, Interface: in.Interface, VIPs: in.VirtualIPs,
+		Repeat: in.GARPMasterRepeat, Delay: in.GARPMasterDelay, Refresh: in.GARPMasterRefresh,
+	}
+}
+
+// Addresses adds and removes interface addresses. Both are idempotent.
+type Addresses interface {
+	Add(dev string, p netip.Prefix, label string) error
+	Del(dev string, p netip.Prefix) error
+}
+
+// Sender sends one announcement of addr on dev: a gratuitous ARP request
+// for IPv4, an unsolicited Neighbor Advertisement for IPv6.
+type Sender interface {
+	Announce(dev string, addr netip.Addr) error
+}
+
+// Clock schedules the later bursts; tests inject a fake one.
+type Clock interface {
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a pending AfterFunc call.
+type Timer interface{ Stop() bool }
+
+type systemClock struct{}
+
+func (systemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// Options are an Announcer's collaborators; nil fields get the real ones
+// (netlink, raw sockets, the wall clock) in the caller's network namespace.
+type Options struct {
+	Addresses Addresses
+	Sender    Sender
+	Clock     Clock
+	Logger    *slog.Logger
+}
+
+// Announcer holds one set of virtual addresses.
+type Announcer struct {
+	cfg   Config
+	addrs Addresses
+	send  Sender
+	clock Clock
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	held   bool
+	gen    uint64 // invalidates timers of an earlier Acquire
+	timers []Timer
+}
+
+// New returns an Announcer that holds nothing yet.
+func New(cfg Config, opt Options) *Announcer {
+	a := &Announcer{cfg: cfg, addrs: opt.Addresses, send: opt.Sender, clock: opt.Clock, log: opt.Logger}
+	if a.addrs == nil {
+		a.addrs = Netlink{}
+	}
+	if a.send == nil {
+		a.send = NewRawSender()
+	}
+	if a.clock == nil {
+		a.clock = systemClock{}
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	return a
+}
+
+func (a *Announcer) dev(v service.VirtualIP) string {
+	if v.Dev != "" {
+		return v.Dev
+	}
+	return a.cfg.Interface
+}
+
+// Acquire adds every address and announces them: a burst now, a second
+// burst after Delay, and one announcement every Refresh until Release.
+// It adds every address it can and reports all failures.
+func (a *Announcer) Acquire() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	for _, v := range a.cfg.VIPs {
+		if err := a.addrs.Add(a.dev(v), v.Prefix, v.Label); err != nil {
+			errs = append(errs, fmt.Errorf("%s: add %s dev %s: %w", a.cfg.Name, v.Prefix, a.dev(v), err))
+		}
+	}
+	a.held = true
+	a.stopTimers()
+	gen := a.gen
+	a.burst(a.cfg.Repeat)
+	if a.cfg.Delay > 0 {
+		a.after(gen, a.cfg.Delay, func() { a.burst(a.cfg.Repeat) })
+	}
+	if a.cfg.Refresh > 0 {
+		var refresh func()
+		refresh = func() {
+			a.burst(1)
+			a.after(gen, a.cfg.Refresh, refresh)
+		}
+		a.after(gen, a.cfg.Refresh, refresh)
+	}
+	return errors.Join(errs...)
+}
+
+// Release stops announcing and removes every address.
+func (a *Announcer) Release() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopTimers()
+	a.held = false
+	var errs []error
+	for _, v := range a.cfg.VIPs {
+		if err := a.addrs.Del(a.dev(v), v.Prefix); err != nil {
+			errs = append(errs, fmt.Errorf("%s: remove %s dev %s: %w", a.cfg.Name, v.Prefix, a.dev(v), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Held reports whether the addresses are acquired.
+func (a *Announcer) Held() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.held
+}
+
+func (a *Announcer) stopTimers() {
+	for _, t := range a.timers {
+		t.Stop()
+	}
+	a.timers = nil
+	a.gen++
+}
+
+// after schedules f unless a later Acquire or Release has superseded gen.
+func (a *Announcer) after(gen uint64, d time.Duration, f func()) {
+	a.timers = append(a.timers, a.clock.AfterFunc(d, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if gen == a.gen {
+			f()
+		}
+	}))
+}
+
+// burst sends n announcements per address, address by address in turn as
+// keepalived does, so every address is announced once before any twice.
+func (a *Announcer) burst(n int) {
+	for range n {
+		for _, v := range a.cfg.VIPs {
+			if err := a.send.Announce(a.dev(v), v.Prefix.Addr()); err != nil {
+				a.log.Warn("cannot announce address", "owner", a.cfg.Name, "addr", v.Prefix.Addr(), "dev", a.dev(v), "err", err)
+			}
+		}
+	}
+}

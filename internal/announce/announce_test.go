@@ -1,0 +1,244 @@
+package announce
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// fakeClock runs due timers synchronously from Advance.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Duration
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	c       *fakeClock
+	at      time.Duration
+	f       func()
+	pending bool
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{c: c, at: c.now + d, f: f, pending: true}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.pending
+	t.pending = false
+	return was
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	end := c.now + d
+	for {
+		var next *fakeTimer
+		for _, t := range c.timers {
+			if t.pending && t.at <= end && (next == nil || t.at < next.at) {
+				next = t
+			}
+		}
+		if next == nil {
+			break
+		}
+		next.pending = false
+		c.now = next.at
+		c.mu.Unlock()
+		next.f()
+		c.mu.Lock()
+	}
+	c.now = end
+	c.timers = slices.DeleteFunc(c.timers, func(t *fakeTimer) bool { return !t.pending })
+	c.mu.Unlock()
+}
+
+// log records address changes and announcements as strings.
+type log struct {
+	mu      sync.Mutex
+	lines   []string
+	failAdd string
+}
+
+func (l *log) add(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, s)
+}
+
+func (l *log) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.lines
+	l.lines = nil
+	return s
+}
+
+func (l *log) Add(dev string, p netip.Prefix, label string) error {
+	if p.String() == l.failAdd {
+		return errors.New("boom")
+	}
+	l.add(fmt.Sprintf("add %s dev %s label %q", p, dev, label))
+	return nil
+}
+
+func (l *log) Del(dev string, p netip.Prefix) error {
+	l.add(fmt.Sprintf("del %s dev %s", p, dev))
+	return nil
+}
+
+func (l *log) Announce(dev string, a netip.Addr) error {
+	l.add(fmt.Sprintf("announce %s dev %s", a, dev))
+	return nil
+}
+
+func testConfig() Config {
+	return Config{
+		Name: "vrrp_instance VI_1", Interface: "eth0",
+		VIPs: []service.VirtualIP{
+			{Prefix: netip.MustParsePrefix("192.0.2.10/32")},
+			{Prefix: netip.MustParsePrefix("2001:db8::10/64"), Dev: "eth1", Label: "eth1:vip"},
+		},
+		Repeat: 2, Delay: 5 * time.Second, Refresh: 0,
+	}
+}
+
+func newTest(cfg Config) (*Announcer, *log, *fakeClock) {
+	l := &log{}
+	c := &fakeClock{}
+	return New(cfg, Options{Addresses: l, Sender: l, Clock: c, Logger: quiet}), l, c
+}
+
+var burst2 = []string{
+	"announce 192.0.2.10 dev eth0", "announce 2001:db8::10 dev eth1",
+	"announce 192.0.2.10 dev eth0", "announce 2001:db8::10 dev eth1",
+}
+
+func TestAcquireRelease(t *testing.T) {
+	a, l, clock := newTest(testConfig())
+	if err := a.Acquire(); err != nil {
+		t.Fatal(err)
+	}
+	want := append([]string{
+		`add 192.0.2.10/32 dev eth0 label ""`,
+		`add 2001:db8::10/64 dev eth1 label "eth1:vip"`,
+	}, burst2...)
+	if diff := cmp.Diff(want, l.take()); diff != "" {
+		t.Errorf("acquire (-want +got):\n%s", diff)
+	}
+	if !a.Held() {
+		t.Error("not held after Acquire")
+	}
+	clock.Advance(5*time.Second - 1)
+	if got := l.take(); len(got) != 0 {
+		t.Errorf("before garp_master_delay: %v", got)
+	}
+	clock.Advance(1)
+	if diff := cmp.Diff(burst2, l.take()); diff != "" {
+		t.Errorf("second burst (-want +got):\n%s", diff)
+	}
+	clock.Advance(time.Hour)
+	if got := l.take(); len(got) != 0 {
+		t.Errorf("with garp_master_refresh 0: %v", got)
+	}
+	if err := a.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"del 192.0.2.10/32 dev eth0", "del 2001:db8::10/64 dev eth1"}, l.take()); diff != "" {
+		t.Errorf("release (-want +got):\n%s", diff)
+	}
+	if a.Held() {
+		t.Error("held after Release")
+	}
+}
+
+func TestRefresh(t *testing.T) {
+	cfg := testConfig()
+	cfg.Delay, cfg.Refresh, cfg.Repeat = 0, 10*time.Second, 1
+	a, l, clock := newTest(cfg)
+	if err := a.Acquire(); err != nil {
+		t.Fatal(err)
+	}
+	l.take()
+	clock.Advance(35 * time.Second)
+	if got, want := len(l.take()), 3*len(cfg.VIPs); got != want {
+		t.Errorf("%d announcements in 35 s with refresh 10 s, want %d", got, want)
+	}
+	if err := a.Release(); err != nil {
+		t.Fatal(err)
+	}
+	l.take()
+	clock.Advance(time.Minute)
+	if got := l.take(); len(got) != 0 {
+		t.Errorf("announced after Release: %v", got)
+	}
+}
+
+// TestReacquireCancelsOldSchedule: losing and regaining the addresses
+// within garp_master_delay must not leave the first takeover's second
+// burst behind.
+func TestReacquireCancelsOldSchedule(t *testing.T) {
+	a, l, clock := newTest(testConfig())
+	if err := a.Acquire(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(3 * time.Second)
+	if err := a.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Acquire(); err != nil {
+		t.Fatal(err)
+	}
+	l.take()
+	clock.Advance(2 * time.Second) // the first schedule's second burst was due now
+	if got := l.take(); len(got) != 0 {
+		t.Errorf("stale second burst: %v", got)
+	}
+	clock.Advance(3 * time.Second)
+	if diff := cmp.Diff(burst2, l.take()); diff != "" {
+		t.Errorf("second burst of the new takeover (-want +got):\n%s", diff)
+	}
+}
+
+func TestAcquireReportsFailures(t *testing.T) {
+	a, l, _ := newTest(testConfig())
+	l.failAdd = "192.0.2.10/32"
+	err := a.Acquire()
+	if err == nil || !strings.Contains(err.Error(), "vrrp_instance VI_1: add 192.0.2.10/32 dev eth0: boom") {
+		t.Errorf("Acquire: %v, want the failed address named", err)
+	}
+	// The other address is still added and everything announced.
+	if got := l.take(); len(got) != 1+len(burst2) {
+		t.Errorf("after a failure: %v", got)
+	}
+}
+
+func TestFromInstance(t *testing.T) {
+	in := service.VRRPInstance{
+		Name: "VI_9", Interface: "eth3", GARPMasterDelay: 5 * time.Second, GARPMasterRepeat: 5, GARPMasterRefresh: time.Minute,
+		VirtualIPs: []service.VirtualIP{{Prefix: netip.MustParsePrefix("192.0.2.10/32")}},
+	}
+	want := Config{Name: "vrrp_instance VI_9", Interface: "eth3", VIPs: in.VirtualIPs, Repeat: 5, Delay: 5 * time.Second, Refresh: time.Minute}
+	if diff := cmp.Diff(want, FromInstance(in), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("FromInstance (-want +got):\n%s", diff)
+	}
+}
