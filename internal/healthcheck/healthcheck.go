@@ -1,0 +1,606 @@
+// Package healthcheck decides which backends are up. It probes every
+// backend with the checks of its configuration (TCP_CHECK, HTTP_GET,
+// SSL_GET, MISC_CHECK) on keepalived's schedule and with keepalived's rules
+// (delay_loop, retry, delay_before_retry, connect_timeout, warmup), and
+// reports each change of a backend's state as an Event. What a down backend
+// means for the data path (weight 0 or removal, sorry server) is for the
+// consumer of the events to decide.
+package healthcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// Target is one backend of one service and the checks that decide whether
+// it is up. A backend that serves several services is several targets, each
+// probed on its own, as keepalived does.
+type Target struct {
+	Service service.ServiceKey
+	Backend netip.AddrPort
+	// Checks must all pass for the backend to be up; with none it is
+	// always up. Their intervals must be resolved (see service.Check).
+	Checks []service.Check
+}
+
+// TargetsOf returns the targets of services: one per backend.
+func TargetsOf(services []service.Service) []Target {
+	var out []Target
+	for i := range services {
+		s := &services[i]
+		for j := range s.Backends {
+			b := &s.Backends[j]
+			out = append(out, Target{Service: s.Key(), Backend: b.AddrPort(), Checks: b.Checks})
+		}
+	}
+	return out
+}
+
+// Event is a change of a backend's state.
+type Event struct {
+	Service service.ServiceKey
+	Backend netip.AddrPort
+	Up      bool
+	// Weight is the weight a misc_dynamic check last asked for (its exit
+	// status minus 2); nil means the configured weight. An event is also
+	// sent when only the weight changes.
+	Weight *int
+	// Reason says why, in a form fit for a log line.
+	Reason string
+	At     time.Time
+}
+
+// Options configure a Manager. The zero value is usable: the wall clock,
+// real probes, no logging and no flap damping.
+type Options struct {
+	Clock  Clock
+	Log    *slog.Logger
+	Prober Prober
+	// Warmup picks the delay before a check's first probe, at most max;
+	// nil picks uniformly at random, as keepalived does, so that checks
+	// of the same backend are spread out.
+	Warmup func(max time.Duration) time.Duration
+	// Flap damping, off unless all three are positive: a backend whose
+	// state changes more than DampingMax times within DampingWindow is
+	// held down until HoldDown has passed without a further change.
+	DampingWindow time.Duration
+	DampingMax    int
+	HoldDown      time.Duration
+}
+
+func (o Options) dampingOn() bool {
+	return o.DampingWindow > 0 && o.DampingMax > 0 && o.HoldDown > 0
+}
+
+// Manager runs the checks of a set of targets and reports their state.
+// Its methods are safe for concurrent use.
+type Manager struct {
+	opts   Options
+	clock  Clock
+	log    *slog.Logger
+	prober Prober
+	warmup func(time.Duration) time.Duration
+
+	out  chan Event
+	wake chan struct{}
+	quit chan struct{}
+	fwd  sync.WaitGroup
+	wg   sync.WaitGroup // probes in flight
+
+	mu      sync.Mutex
+	targets map[targetKey]*target
+	started bool
+	closed  bool
+	queue   []Event
+	emitted int
+	probes  int
+	// afterProbe, if set, is called when the outcome of a probe has been
+	// handled; tests use it to wait for the manager to settle.
+	afterProbe func()
+}
+
+type targetKey struct {
+	svc service.ServiceKey
+	be  netip.AddrPort
+}
+
+// target is the state of one backend of one service.
+type target struct {
+	key    targetKey
+	checks []*runner
+	// raw is whether every check is up; up is what was last reported,
+	// which is raw unless the backend is held down for flapping.
+	raw       bool
+	up        bool
+	weight    *int
+	flips     []time.Time
+	holdUntil time.Time
+	hold      Timer
+	gone      bool
+}
+
+// runner schedules the probes of one check.
+type runner struct {
+	t     *target
+	check service.Check
+	m     machine
+	timer Timer
+	// seq invalidates the timers and probe results of a schedule that
+	// was stopped or replaced.
+	seq     uint64
+	cancel  context.CancelCauseFunc
+	stopped bool
+	lastErr error
+}
+
+// NewManager returns a Manager with no targets. Call Close to stop it.
+func NewManager(opts Options) *Manager {
+	m := &Manager{
+		opts:    opts,
+		clock:   opts.Clock,
+		log:     opts.Log,
+		prober:  opts.Prober,
+		warmup:  opts.Warmup,
+		out:     make(chan Event),
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		targets: map[targetKey]*target{},
+	}
+	if m.clock == nil {
+		m.clock = RealClock{}
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.prober == nil {
+		m.prober = &DefaultProber{}
+	}
+	if m.warmup == nil {
+		m.warmup = randomWarmup
+	}
+	m.fwd.Add(1)
+	go m.forward()
+	return m
+}
+
+func randomWarmup(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	return rand.N(max + 1)
+}
+
+// Events returns the channel on which every change of a backend's state is
+// sent, in the order the changes happened. The channel is closed by Close;
+// events not yet received then are dropped.
+func (m *Manager) Events() <-chan Event { return m.out }
+
+// Up reports whether a backend is up. Backends without checks, and
+// backends the manager does not know, are up.
+func (m *Manager) Up(svc service.ServiceKey, be netip.AddrPort) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.targets[targetKey{svc, be}]
+	return !ok || t.up
+}
+
+// DynamicWeight returns the weight a misc_dynamic check of the backend last
+// asked for, if any.
+func (m *Manager) DynamicWeight(svc service.ServiceKey, be netip.AddrPort) (int, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.targets[targetKey{svc, be}]
+	if !ok || t.weight == nil {
+		return 0, false
+	}
+	return *t.weight, true
+}
+
+// Update makes targets the set of probed backends. New targets start up
+// (keepalived's default) with their first probe after a random warmup.
+// Targets that are gone stop being probed. A target whose checks are
+// unchanged keeps running untouched; one whose checks changed starts a new
+// schedule but keeps its state, so a reload never turns a down backend up.
+// Changes of position alone (the Source of a check) are not changes.
+func (m *Manager) Update(targets []Target) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	startup := !m.started
+	m.started = true
+	seen := make(map[targetKey]bool, len(targets))
+	for _, tg := range targets {
+		k := targetKey{tg.Service, tg.Backend}
+		if seen[k] {
+			m.log.Warn("health check target listed twice; using the first", "service", k.svc.String(), "backend", k.be.String())
+			continue
+		}
+		seen[k] = true
+		t := m.targets[k]
+		switch {
+		case t == nil:
+			t = &target{key: k, raw: true, up: true}
+			m.targets[k] = t
+			for _, c := range tg.Checks {
+				m.startRunner(t, c, newMachine(c, startup))
+			}
+		case !sameChecks(t.checkList(), tg.Checks):
+			m.restart(t, tg.Checks)
+		default:
+			// Same checks, perhaps written elsewhere: keep the schedule,
+			// take the new positions (MISC_CHECK's script security looks
+			// at the configuration file they name).
+			for i, r := range t.checks {
+				r.check = tg.Checks[i]
+			}
+		}
+	}
+	for k, t := range m.targets {
+		if !seen[k] {
+			m.stopTarget(t)
+			delete(m.targets, k)
+		}
+	}
+}
+
+// restart replaces the checks of t. A new check that equals an old one
+// takes over its verdict; any other inherits the backend's state.
+func (m *Manager) restart(t *target, checks []service.Check) {
+	old := t.checks
+	for _, r := range old {
+		m.stopRunner(r)
+	}
+	t.checks = nil
+	for _, c := range checks {
+		up := t.raw
+		for _, r := range old {
+			if sameCheck(r.check, c) {
+				up = r.m.up
+				break
+			}
+		}
+		m.startRunner(t, c, resumed(c, up))
+	}
+	m.settle(t, m.clock.Now(), "")
+}
+
+func (m *Manager) startRunner(t *target, c service.Check, mc machine) {
+	r := &runner{t: t, check: c, m: mc}
+	t.checks = append(t.checks, r)
+	m.schedule(r, m.warmup(c.Warmup))
+}
+
+func (m *Manager) stopRunner(r *runner) {
+	r.stopped = true
+	r.seq++
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	if r.cancel != nil {
+		r.cancel(errStopped)
+	}
+}
+
+func (m *Manager) stopTarget(t *target) {
+	t.gone = true
+	for _, r := range t.checks {
+		m.stopRunner(r)
+	}
+	if t.hold != nil {
+		t.hold.Stop()
+	}
+}
+
+func (t *target) checkList() []service.Check {
+	out := make([]service.Check, len(t.checks))
+	for i, r := range t.checks {
+		out[i] = r.check
+	}
+	return out
+}
+
+// Close stops every probe, waits for those in flight to return and closes
+// the Events channel.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	for _, t := range m.targets {
+		m.stopTarget(t)
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	close(m.quit)
+	m.fwd.Wait()
+}
+
+var errStopped = errors.New("check stopped")
+
+// timeoutError is the cause of a probe cancelled for taking too long.
+type timeoutError struct {
+	what string
+	d    time.Duration
+}
+
+func (e *timeoutError) Error() string { return fmt.Sprintf("no answer within %s %s", e.what, e.d) }
+
+// probeTimeout returns the bound of one probe: connect_timeout, or for
+// MISC_CHECK misc_timeout, which defaults to delay_loop as in keepalived.
+func probeTimeout(c service.Check) (string, time.Duration) {
+	if c.Kind == service.CheckMisc {
+		if c.MiscTimeout > 0 {
+			return "misc_timeout", c.MiscTimeout
+		}
+		return "misc_timeout (delay_loop)", c.DelayLoop
+	}
+	if c.ConnectTimeout > 0 {
+		return "connect_timeout", c.ConnectTimeout
+	}
+	return "connect_timeout", service.DefaultConnectTimeout
+}
+
+func (m *Manager) schedule(r *runner, d time.Duration) {
+	r.seq++
+	seq := r.seq
+	r.timer = m.clock.AfterFunc(d, func() { m.fire(r, seq) })
+}
+
+// fire starts a probe. The probe's deadline is a timer on the manager's
+// clock cancelling its context, rather than a context deadline, so that
+// connect_timeout follows the same clock as every other delay.
+func (m *Manager) fire(r *runner, seq uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || r.stopped || seq != r.seq {
+		return
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	what, d := probeTimeout(r.check)
+	deadline := m.clock.AfterFunc(d, func() { cancel(&timeoutError{what, d}) })
+	r.cancel = cancel
+	c := r.m.probeCheck(r.check)
+	be := r.t.key.be
+	start := m.clock.Now()
+	m.probes++
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		res, err := m.prober.Probe(ctx, c, be)
+		deadline.Stop()
+		var te *timeoutError
+		if errors.As(context.Cause(ctx), &te) {
+			// A probe that outlived its bound failed, whatever it
+			// returned afterwards.
+			err = te
+		}
+		cancel(nil)
+		m.done(r, seq, c, start, res, err)
+	}()
+}
+
+// done handles the outcome of one probe.
+func (m *Manager) done(r *runner, seq uint64, c service.Check, start time.Time, res Result, err error) {
+	m.mu.Lock()
+	if !m.closed && !r.stopped && seq == r.seq {
+		m.handle(r, c, start, res, err)
+	}
+	hook := m.afterProbe
+	m.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+}
+
+func (m *Manager) handle(r *runner, c service.Check, start time.Time, res Result, err error) {
+	t := r.t
+	r.cancel = nil
+	now := m.clock.Now()
+	s := r.m.observe(err == nil)
+	d := s.delay
+	if s.fromStart {
+		d = max(start.Add(d).Sub(now), 0)
+	}
+	m.schedule(r, d)
+	if err != nil {
+		r.lastErr = err
+	}
+	if s.changed {
+		if r.m.up {
+			m.log.Info("health check passes", "service", t.key.svc.String(), "backend", t.key.be.String(), "check", describe(c, t.key.be))
+		} else {
+			m.log.Warn("health check fails", "service", t.key.svc.String(), "backend", t.key.be.String(), "check", describe(c, t.key.be), "err", err)
+		}
+	}
+	reason := ""
+	if err == nil && res.Weight != nil && (t.weight == nil || *t.weight != *res.Weight) {
+		w := *res.Weight
+		t.weight = &w
+		reason = fmt.Sprintf("%s asks for weight %d", describe(c, t.key.be), w)
+	}
+	m.settle(t, now, reason)
+}
+
+// settle recomputes the state of t from its checks and the damping rule,
+// and reports a change. A non-empty weightNote forces an event, because the
+// dynamic weight changed.
+func (m *Manager) settle(t *target, now time.Time, weightNote string) {
+	raw := true
+	for _, r := range t.checks {
+		raw = raw && r.m.up
+	}
+	if raw != t.raw {
+		t.raw = raw
+		m.noteFlip(t, now)
+	}
+	up := t.raw && !now.Before(t.holdUntil)
+	if up == t.up && weightNote == "" {
+		return
+	}
+	t.up = up
+	reason := weightNote
+	if reason == "" {
+		reason = m.reason(t, now)
+	}
+	if up {
+		m.log.Info("backend up", "service", t.key.svc.String(), "backend", t.key.be.String(), "reason", reason)
+	} else {
+		m.log.Warn("backend down", "service", t.key.svc.String(), "backend", t.key.be.String(), "reason", reason)
+	}
+	var w *int
+	if t.weight != nil {
+		v := *t.weight
+		w = &v
+	}
+	m.queue = append(m.queue, Event{Service: t.key.svc, Backend: t.key.be, Up: up, Weight: w, Reason: reason, At: now})
+	m.emitted++
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Manager) reason(t *target, now time.Time) string {
+	if t.raw && !t.up {
+		return fmt.Sprintf("flapping: held down until %s", t.holdUntil.Format(time.RFC3339))
+	}
+	if t.raw {
+		if len(t.checks) == 0 {
+			return "no health checks"
+		}
+		return "all health checks pass"
+	}
+	for _, r := range t.checks {
+		if !r.m.up {
+			if r.lastErr == nil {
+				return describe(r.check, t.key.be) + " failed"
+			}
+			return fmt.Sprintf("%s: %v", describe(r.check, t.key.be), r.lastErr)
+		}
+	}
+	return "down"
+}
+
+// noteFlip applies flap damping to a change of raw state at now.
+func (m *Manager) noteFlip(t *target, now time.Time) {
+	if !m.opts.dampingOn() {
+		return
+	}
+	from := now.Add(-m.opts.DampingWindow)
+	kept := t.flips[:0]
+	for _, at := range t.flips {
+		if at.After(from) {
+			kept = append(kept, at)
+		}
+	}
+	t.flips = append(kept, now)
+	if len(t.flips) <= m.opts.DampingMax {
+		return
+	}
+	t.holdUntil = now.Add(m.opts.HoldDown)
+	if t.hold != nil {
+		t.hold.Stop()
+	}
+	m.log.Warn("backend flapping; holding it down", "service", t.key.svc.String(), "backend", t.key.be.String(),
+		"changes", len(t.flips), "window", m.opts.DampingWindow, "until", t.holdUntil)
+	until := t.holdUntil
+	t.hold = m.clock.AfterFunc(m.opts.HoldDown, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.closed || t.gone || !t.holdUntil.Equal(until) {
+			return
+		}
+		m.settle(t, m.clock.Now(), "")
+	})
+}
+
+// forward delivers queued events, so that a slow reader never blocks the
+// probes.
+func (m *Manager) forward() {
+	defer m.fwd.Done()
+	defer close(m.out)
+	for {
+		m.mu.Lock()
+		if len(m.queue) == 0 {
+			m.mu.Unlock()
+			select {
+			case <-m.wake:
+				continue
+			case <-m.quit:
+				return
+			}
+		}
+		ev := m.queue[0]
+		m.queue = m.queue[1:]
+		m.mu.Unlock()
+		select {
+		case m.out <- ev:
+		case <-m.quit:
+			return
+		}
+	}
+}
+
+// describe names a check in logs and reasons, e.g. "http check GET
+// http://198.51.100.7:80/health".
+func describe(c service.Check, be netip.AddrPort) string {
+	dst := dest(c, be)
+	switch c.Kind {
+	case service.CheckHTTP, service.CheckSSL:
+		scheme := "http"
+		if c.Kind == service.CheckSSL {
+			scheme = "https"
+		}
+		if len(c.URLs) == 1 {
+			return fmt.Sprintf("%s check GET %s://%s%s", c.Kind, scheme, dst, c.URLs[0].Path)
+		}
+		return fmt.Sprintf("%s check of %s://%s", c.Kind, scheme, dst)
+	case service.CheckMisc:
+		return fmt.Sprintf("misc check %q", c.MiscPath)
+	}
+	return fmt.Sprintf("%s check of %s", c.Kind, dst)
+}
+
+// sameChecks compares two check lists, ignoring where they were written.
+func sameChecks(a, b []service.Check) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !sameCheck(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameCheck(a, b service.Check) bool {
+	return reflect.DeepEqual(withoutPos(a), withoutPos(b))
+}
+
+func withoutPos(c service.Check) service.Check {
+	c.Source = service.Pos{}
+	urls := c.URLs
+	c.URLs = nil
+	for _, u := range urls {
+		u.Source = service.Pos{}
+		if len(u.StatusCodes) == 0 {
+			u.StatusCodes = nil
+		}
+		c.URLs = append(c.URLs, u)
+	}
+	return c
+}

@@ -1,0 +1,214 @@
+package healthcheck
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// Prober runs one probe of one check against one backend. It returns nil
+// when the probe passes and must return promptly once ctx is done: the
+// Manager cancels ctx when connect_timeout (misc_timeout for MISC_CHECK)
+// has passed. An HTTP or SSL check handed to Probe may list several URLs;
+// all must pass. The Manager hands it one URL at a time, as keepalived
+// fetches them.
+type Prober interface {
+	Probe(ctx context.Context, c service.Check, backend netip.AddrPort) (Result, error)
+}
+
+// Result is what a passing probe can say besides "up".
+type Result struct {
+	// Weight is the weight a misc_dynamic script asked for with its exit
+	// status (status - 2); nil leaves the weight as it is.
+	Weight *int
+}
+
+// DefaultProber probes with real connections and processes. Probes leave
+// from the balancer's own address (the kernel's choice, or bindto), never
+// from a VIP, and connect to connect_ip:connect_port, which default to the
+// backend's address and port.
+type DefaultProber struct {
+	// TermGrace is how long a MISC_CHECK script that has timed out gets
+	// between SIGTERM and SIGKILL; zero means keepalived's 2 seconds.
+	TermGrace time.Duration
+}
+
+// Probe runs the probe c describes.
+func (p *DefaultProber) Probe(ctx context.Context, c service.Check, backend netip.AddrPort) (Result, error) {
+	switch c.Kind {
+	case service.CheckTCP:
+		return Result{}, probeTCP(ctx, c, backend)
+	case service.CheckHTTP, service.CheckSSL:
+		return Result{}, probeHTTP(ctx, c, backend)
+	case service.CheckMisc:
+		return p.probeMisc(ctx, c)
+	}
+	return Result{}, fmt.Errorf("unknown check type %s", c.Kind)
+}
+
+// dest returns the address a check connects to.
+func dest(c service.Check, backend netip.AddrPort) netip.AddrPort {
+	ip, port := backend.Addr(), backend.Port()
+	if c.ConnectIP.IsValid() {
+		ip = c.ConnectIP
+	}
+	if c.ConnectPort != 0 {
+		port = c.ConnectPort
+	}
+	return netip.AddrPortFrom(ip, port)
+}
+
+func dialer(c service.Check) *net.Dialer {
+	d := &net.Dialer{}
+	if c.BindTo.IsValid() || c.BindPort != 0 {
+		la := &net.TCPAddr{Port: int(c.BindPort)}
+		if c.BindTo.IsValid() {
+			la.IP = c.BindTo.AsSlice()
+		}
+		d.LocalAddr = la
+	}
+	return d
+}
+
+// probeTCP is TCP_CHECK: the backend passes if it completes a handshake.
+func probeTCP(ctx context.Context, c service.Check, backend netip.AddrPort) error {
+	conn, err := dialer(c).DialContext(ctx, "tcp", dest(c, backend).String())
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// probeHTTP is HTTP_GET and SSL_GET: every URL must answer with an
+// accepted status and, if a digest is set, a body whose MD5 matches it.
+func probeHTTP(ctx context.Context, c service.Check, backend netip.AddrPort) error {
+	dst := dest(c, backend).String()
+	d := dialer(c)
+	scheme := "http"
+	if c.Kind == service.CheckSSL {
+		scheme = "https"
+	}
+	for _, u := range c.URLs {
+		if err := fetch(ctx, c, u, scheme, dst, d); err != nil {
+			return fmt.Errorf("GET %s://%s%s: %w", scheme, dst, u.Path, err)
+		}
+	}
+	return nil
+}
+
+func fetch(ctx context.Context, c service.Check, u service.URL, scheme, dst string, d *net.Dialer) error {
+	vhost := u.VirtualHost
+	if vhost == "" {
+		vhost = c.VirtualHost
+	}
+	sni := ""
+	if c.EnableSNI {
+		sni = hostOnly(vhost)
+	}
+	tr := &http.Transport{
+		// Never a proxy from the environment: the probe is about this
+		// backend.
+		Proxy:             nil,
+		DialContext:       d.DialContext,
+		DisableKeepAlives: true,
+		// SSL_GET does not verify the certificate (keepalived does not
+		// unless given a CA), and sends SNI only when enable_sni is set.
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, ServerName: sni})
+			if err := tc.HandshakeContext(ctx); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return tc, nil
+		},
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{
+		Transport: tr,
+		// A redirect is an answer like any other; its status decides.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	ref, err := url.ParseRequestURI(u.Path)
+	if err != nil {
+		return fmt.Errorf("bad path: %w", err)
+	}
+	ref.Scheme, ref.Host = scheme, dst
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ref.String(), nil)
+	if err != nil {
+		return err
+	}
+	if vhost != "" {
+		req.Host = vhost
+	}
+	// keepalived's user agent, so that backends that filter health checks
+	// out of their logs keep doing so.
+	req.Header.Set("User-Agent", "KeepAliveClient")
+	req.Close = true
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if !statusAccepted(resp.StatusCode, u.StatusCodes) {
+		return fmt.Errorf("status %d not in %s", resp.StatusCode, statusList(u.StatusCodes))
+	}
+	if u.Digest == "" {
+		return nil
+	}
+	h := md5.New()
+	if _, err := io.Copy(h, resp.Body); err != nil {
+		return fmt.Errorf("reading body: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != strings.ToLower(u.Digest) {
+		return fmt.Errorf("body digest %s, want %s", got, strings.ToLower(u.Digest))
+	}
+	return nil
+}
+
+func statusAccepted(code int, ranges []service.StatusRange) bool {
+	if len(ranges) == 0 {
+		return code >= service.DefaultHTTPStatusMin && code <= service.DefaultHTTPStatusMax
+	}
+	for _, r := range ranges {
+		if code >= r.Min && code <= r.Max {
+			return true
+		}
+	}
+	return false
+}
+
+func statusList(ranges []service.StatusRange) string {
+	if len(ranges) == 0 {
+		return strconv.Itoa(service.DefaultHTTPStatusMin) + "-" + strconv.Itoa(service.DefaultHTTPStatusMax)
+	}
+	s := make([]string, len(ranges))
+	for i, r := range ranges {
+		s[i] = r.String()
+	}
+	return strings.Join(s, " ")
+}
+
+// hostOnly strips a port from a virtualhost, for SNI.
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return h
+}
