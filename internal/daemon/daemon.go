@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/xlb-project/xlb/internal/balancer"
 	"github.com/xlb-project/xlb/internal/config"
 	"github.com/xlb-project/xlb/internal/datapath"
+	"github.com/xlb-project/xlb/internal/healthcheck"
 	"github.com/xlb-project/xlb/internal/neigh"
 	"github.com/xlb-project/xlb/internal/service"
 )
@@ -53,6 +55,7 @@ type Daemon struct {
 	dp   *datapath.Datapath
 	bal  *balancer.Balancer
 	res  *neigh.Resolver
+	hc   *healthcheck.Manager
 
 	mu   sync.Mutex // guards cfg and macs, and serialises applies
 	cfg  *service.Config
@@ -103,11 +106,23 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	}
 	defer d.res.Close()
 
+	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log})
+	defer d.hc.Close()
+
 	d.resolveAll(ctx, cfg)
 	if err := d.apply(cfg); err != nil {
 		return err
 	}
 	d.cfg = cfg
+	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
+
+	// VRRP stops before the program detaches (defers run last first):
+	// a stopping master hands the VIP over while still forwarding.
+	vs, err := d.startVRRP(cfg)
+	if err != nil {
+		return err
+	}
+	defer vs.stop()
 
 	srv, err := d.serveAPI()
 	if err != nil {
@@ -136,6 +151,8 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 			d.neighbourChanged(ch)
 		case <-retry.C:
 			d.retryUnresolved(ctx)
+		case ev := <-d.hc.Events():
+			d.healthChanged(ev)
 		}
 	}
 }
@@ -169,7 +186,11 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		d.log.Error("reload rejected, old configuration still served", "err", err)
 		return err
 	}
+	if !reflect.DeepEqual(vrrpPart(d.cfg), vrrpPart(cfg)) {
+		d.log.Warn("reload: VRRP settings changed; they take effect when xlb restarts")
+	}
 	d.cfg = cfg
+	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
 	d.log.Info("reloaded", "services", len(cfg.Services))
 	return nil
 }
@@ -181,7 +202,11 @@ func (d *Daemon) apply(cfg *service.Config) error {
 }
 
 func (d *Daemon) applyLocked(cfg *service.Config) error {
-	return d.bal.Apply(desired(cfg, d.macs, nil))
+	var h health = alwaysUp{}
+	if d.hc != nil {
+		h = d.hc
+	}
+	return d.bal.Apply(desired(cfg, d.macs, h))
 }
 
 // backendAddrs lists the distinct real-server addresses of cfg.
@@ -190,6 +215,9 @@ func backendAddrs(cfg *service.Config) []netip.Addr {
 	for _, s := range cfg.Services {
 		for _, b := range s.Backends {
 			out = append(out, b.Addr)
+		}
+		if s.SorryServer != nil {
+			out = append(out, s.SorryServer.Addr)
 		}
 	}
 	slices.SortFunc(out, netip.Addr.Compare)
@@ -272,9 +300,46 @@ func (d *Daemon) neighbourChanged(ch neigh.Change) {
 		return
 	}
 	d.macs[ch.IP] = ch.MAC
-	d.log.Info("backend MAC changed", "backend", ch.IP, "old", net.HardwareAddr(old), "new", ch.MAC)
+	d.log.Info("backend MAC changed", "backend", ch.IP, "old", net.HardwareAddr(old).String(), "new", ch.MAC.String())
 	if err := d.applyLocked(d.cfg); err != nil {
 		d.log.Error("apply after MAC change", "backend", ch.IP, "err", err)
+	}
+}
+
+// vrrpPart is the VRRP half of a configuration; a block that only moved
+// in the file counts as changed too (positions are part of it).
+func vrrpPart(cfg *service.Config) any {
+	return []any{cfg.VRRP, cfg.SyncGroups, cfg.Scripts}
+}
+
+// healthChanged serves a backend's new state: one transaction per event,
+// as keepalived changes IPVS one destination at a time.
+func (d *Daemon) healthChanged(ev healthcheck.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	state := "down"
+	if ev.Up {
+		state = "up"
+	}
+	d.log.Info("backend "+state, "service", ev.Service, "backend", ev.Backend, "reason", ev.Reason)
+	for _, s := range d.cfg.Services {
+		if s.Key() != ev.Service || ev.Up {
+			continue
+		}
+		allDown := true
+		for _, be := range s.Backends {
+			if d.hc.Up(s.Key(), be.AddrPort()) {
+				allDown = false
+			}
+		}
+		if allDown && s.SorryServer != nil {
+			d.log.Warn("every backend is down: new connections go to the sorry server", "service", ev.Service, "sorry_server", s.SorryServer.Addr)
+		} else if allDown {
+			d.log.Error("every backend is down and there is no sorry_server: keeping the last table so the VIP still answers", "service", ev.Service)
+		}
+	}
+	if err := d.applyLocked(d.cfg); err != nil {
+		d.log.Error("apply after health change", "backend", ev.Backend, "err", err)
 	}
 }
 

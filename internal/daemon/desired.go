@@ -17,33 +17,57 @@ func dpKey(k service.ServiceKey) datapath.ServiceKey {
 	return datapath.ServiceKey{Addr: k.VIP, Port: k.Port, Proto: protoNumbers[k.Proto]}
 }
 
-// backendWeight is the weight of a backend as health makes it: a backend
-// that is down is drained (inhibit_on_failure) or gone.
-type backendWeight func(svc service.ServiceKey, be netip.AddrPort, configured uint32) (weight uint32, present bool)
+// health is what desired needs of the health checker.
+type health interface {
+	Up(svc service.ServiceKey, be netip.AddrPort) bool
+	DynamicWeight(svc service.ServiceKey, be netip.AddrPort) (int, bool)
+}
 
-// desired computes what the balancer should serve: every service of cfg
-// with each backend's MAC (nil while unresolved) and effective weight.
-func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, weight backendWeight) []balancer.Service {
+// alwaysUp is the health of a daemon without checks.
+type alwaysUp struct{}
+
+func (alwaysUp) Up(service.ServiceKey, netip.AddrPort) bool { return true }
+func (alwaysUp) DynamicWeight(service.ServiceKey, netip.AddrPort) (int, bool) {
+	return 0, false
+}
+
+// desired computes what the balancer should serve, with keepalived's
+// semantics for failed real servers: a down backend with
+// inhibit_on_failure stays at weight 0 (its flows drain), one without is
+// removed (its flows are re-hashed). When no backend is up, the sorry
+// server takes new flows if there is one; otherwise every backend stays
+// present at weight 0, so the balancer keeps serving the last table rather
+// than turning the VIP away.
+func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h health) []balancer.Service {
 	out := make([]balancer.Service, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
 		bs := balancer.Service{
 			Key:        dpKey(s.Key()),
 			HashSource: hashSource(s),
 		}
+		anyUp := false
+		for _, be := range s.Backends {
+			if h.Up(s.Key(), be.AddrPort()) {
+				anyUp = true
+				break
+			}
+		}
 		for _, be := range s.Backends {
 			w := uint32(max(be.Weight, 0))
-			if weight != nil {
-				var ok bool
-				if w, ok = weight(s.Key(), be.AddrPort(), w); !ok {
+			if dw, ok := h.DynamicWeight(s.Key(), be.AddrPort()); ok {
+				w = uint32(max(dw, 0))
+			}
+			if !h.Up(s.Key(), be.AddrPort()) {
+				if !be.InhibitOnFailure && (anyUp || s.SorryServer != nil) {
 					continue
 				}
+				w = 0
 			}
-			bs.Backends = append(bs.Backends, balancer.Backend{
-				Addr:   be.Addr,
-				Port:   be.Port,
-				Weight: w,
-				MAC:    macs[be.Addr],
-			})
+			bs.Backends = append(bs.Backends, balancer.Backend{Addr: be.Addr, Port: be.Port, Weight: w, MAC: macs[be.Addr]})
+		}
+		if !anyUp && len(s.Backends) > 0 && s.SorryServer != nil {
+			ss := s.SorryServer
+			bs.Backends = append(bs.Backends, balancer.Backend{Addr: ss.Addr, Port: ss.Port, Weight: 1, MAC: macs[ss.Addr]})
 		}
 		out = append(out, bs)
 	}
@@ -51,8 +75,12 @@ func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, weight b
 }
 
 // hashSource reports whether a service hashes on the client address only:
-// IPVS sh, or keepalived persistence (every connection of a client to one
-// real server).
+// IPVS sh and mh, or keepalived persistence (every connection of a client
+// to one real server).
 func hashSource(s service.Service) bool {
-	return s.Persistence > 0 || s.Scheduler == "sh"
+	if s.Persistence > 0 {
+		return true
+	}
+	src, _, err := service.SchedulerPlan(s.Scheduler)
+	return err == nil && src
 }

@@ -141,7 +141,7 @@ func (r *Resolver) Resolve(ctx context.Context, ip netip.Addr) (net.HardwareAddr
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s on %s: %w", ip, r.ifi.Name, err)
 	}
-	r.log.Debug("resolved neighbour", "ip", ip, "mac", mac, "took", time.Since(start))
+	r.log.Debug("resolved neighbour", "ip", ip, "mac", mac.String(), "took", time.Since(start))
 	r.keep(ip, mac, false)
 	return mac, nil
 }
@@ -188,7 +188,7 @@ func (r *Resolver) keep(ip netip.Addr, mac net.HardwareAddr, alreadyManaged bool
 	})
 	if err != nil {
 		r.log.Warn("cannot keep neighbour entry in the kernel table; MAC changes without a gratuitous announcement will go unnoticed",
-			"ip", ip, "mac", mac, "err", err)
+			"ip", ip, "mac", mac.String(), "err", err)
 	}
 }
 

@@ -1,0 +1,214 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/xlb-project/xlb/internal/announce"
+	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/vrrp"
+)
+
+// vrrpSet is the running VRRP instances of a configuration, with the
+// trackers that feed them (vrrp_script results, interface link state).
+type vrrpSet struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	insts  map[string]*vrrp.Instance
+}
+
+// startVRRP starts every vrrp_instance of cfg. Each holds its virtual
+// addresses (and sends gratuitous ARP/NA) while master; the data path
+// forwards VIP traffic whatever the state, so a standby still serves
+// frames that stale ARP caches send it.
+func (d *Daemon) startVRRP(cfg *service.Config) (*vrrpSet, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	set := &vrrpSet{cancel: cancel, insts: map[string]*vrrp.Instance{}}
+	fail := func(err error) (*vrrpSet, error) {
+		set.stop()
+		return nil, err
+	}
+	groups := map[string]*vrrp.Group{}
+	for _, g := range cfg.SyncGroups {
+		grp, err := vrrp.NewGroup(g, nil)
+		if err != nil {
+			return fail(fmt.Errorf("vrrp_sync_group %s: %w", g.Name, err))
+		}
+		for _, name := range g.Instances {
+			groups[name] = grp
+		}
+	}
+	for _, ic := range cfg.VRRP {
+		if ic.Interface == "" {
+			ic.Interface = d.opts.Interface
+		}
+		ipv6 := len(ic.VirtualIPs) > 0 && ic.VirtualIPs[0].Prefix.Addr().Is6()
+		conn, err := vrrp.Listen(vrrp.ConnConfig{
+			Interface: ic.Interface,
+			IPv6:      ipv6,
+			Source:    ic.SourceIP,
+			Unicast:   len(ic.UnicastPeers) > 0,
+		})
+		if err != nil {
+			return fail(fmt.Errorf("vrrp_instance %s: %w", ic.Name, err))
+		}
+		log := d.log.With("vrrp_instance", ic.Name)
+		an := announce.New(announce.FromInstance(ic), announce.Options{Logger: log})
+		inst, err := vrrp.New(ic, vrrp.Options{
+			Conn:   conn,
+			Logger: d.log, // the instance names itself in its lines
+			Group:  groups[ic.Name],
+			OnChange: func(e vrrp.Event) {
+				var err error
+				switch {
+				case e.To.HoldsAddresses() && !e.From.HoldsAddresses():
+					err = an.Acquire()
+				case !e.To.HoldsAddresses() && e.From.HoldsAddresses():
+					err = an.Release()
+				}
+				if err != nil {
+					log.Error("virtual addresses", "err", err)
+				}
+			},
+		})
+		if err != nil {
+			conn.Close()
+			return fail(fmt.Errorf("vrrp_instance %s: %w", ic.Name, err))
+		}
+		set.insts[ic.Name] = inst
+		set.wg.Add(1)
+		go func() {
+			defer set.wg.Done()
+			if err := inst.Run(ctx); err != nil {
+				log.Error("vrrp instance stopped", "err", err)
+			}
+		}()
+		for _, tr := range ic.TrackInterfaces {
+			set.trackInterface(ctx, inst, tr.Name, log)
+		}
+	}
+	for _, sc := range cfg.Scripts {
+		var users []*vrrp.Instance
+		for _, ic := range cfg.VRRP {
+			for _, tr := range ic.TrackScripts {
+				if tr.Name == sc.Name {
+					users = append(users, set.insts[ic.Name])
+				}
+			}
+		}
+		if len(users) == 0 {
+			continue
+		}
+		if err := vrrp.CheckScript(sc.Script); err != nil {
+			return fail(fmt.Errorf("vrrp_script %s: %w", sc.Name, err))
+		}
+		set.runScript(ctx, sc, users, d.log.With("vrrp_script", sc.Name))
+	}
+	return set, nil
+}
+
+// stop stops every instance gracefully (priority 0, then the addresses go
+// once the new master is heard) and waits for them.
+func (s *vrrpSet) stop() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// runScript runs a vrrp_script every interval, as keepalived does: rise
+// successes in a row make it pass, fall failures make it fail; it starts
+// failed until it first rises.
+func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, users []*vrrp.Instance, log interface{ Warn(string, ...any) }) {
+	interval := max(sc.Interval, 100*time.Millisecond)
+	timeout := sc.Timeout
+	if timeout <= 0 {
+		timeout = interval
+	}
+	rise, fall := max(sc.Rise, 1), max(sc.Fall, 1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		okRun, badRun, state, known := 0, 0, false, false
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			rctx, cancel := context.WithTimeout(ctx, timeout)
+			argv := strings.Fields(sc.Script)
+			err := exec.CommandContext(rctx, argv[0], argv[1:]...).Run()
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				okRun, badRun = okRun+1, 0
+			} else {
+				okRun, badRun = 0, badRun+1
+			}
+			next := state
+			if okRun >= rise {
+				next = true
+			} else if badRun >= fall {
+				next = false
+			}
+			if next != state || !known {
+				if !next {
+					log.Warn("vrrp_script failing", "err", err)
+				}
+				state, known = next, true
+				for _, inst := range users {
+					inst.SetScript(sc.Name, state)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// trackInterface feeds an interface's link state (operationally up, with
+// carrier) to an instance: a tracked interface going down moves it to
+// FAULT or lowers its priority, as its weight says.
+func (s *vrrpSet) trackInterface(ctx context.Context, inst *vrrp.Instance, name string, log interface{ Warn(string, ...any) }) {
+	updates := make(chan netlink.LinkUpdate, 16)
+	done := make(chan struct{})
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		log.Warn("track_interface: cannot follow link state", "interface", name, "err", err)
+		return
+	}
+	if l, err := netlink.LinkByName(name); err == nil {
+		inst.SetInterface(name, linkUp(l))
+	} else {
+		inst.SetInterface(name, false)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				if u.Link.Attrs().Name == name {
+					inst.SetInterface(name, linkUp(u.Link))
+				}
+			}
+		}
+	}()
+}
+
+func linkUp(l netlink.Link) bool {
+	a := l.Attrs()
+	return a.Flags&net.FlagUp != 0 && (a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown)
+}
