@@ -9,7 +9,7 @@ APT_PKGS := clang:clang llc:llvm bpftool:bpftool keepalived:keepalived \
             ip:iproute2 ethtool:ethtool nsenter:util-linux tcpdump:tcpdump
 BPF_HDR  := /usr/include/bpf/bpf_helpers.h
 
-.PHONY: all deps generate check-generated build test test-unit bench lint demo clean
+.PHONY: all deps generate check-generated build test test-unit bench lint demo vagrant clean
 
 all: build
 
@@ -58,6 +58,13 @@ lint:
 
 demo: deps build
 	./scripts/demo.sh
+
+# vagrant builds the same topology as VMs (Vagrantfile). The binaries are
+# built here, static, since the VMs' Debian Go is too old to build xlb.
+vagrant:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o bin/xlb ./cmd/xlb
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o bin/rsserver ./internal/testutil/cmd/rsserver
+	vagrant up
 
 clean:
 	rm -rf bin

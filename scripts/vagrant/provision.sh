@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# provision.sh turns a Debian 12 VM into one host of the xlb topology, the
+# same hosts and addresses scripts/topology.sh builds in namespaces:
+#
+#   client .10   lb1 .2   lb2 .3   rs1 .11   rs2 .12    on 198.51.100.0/24
+#
+# VIP 192.0.2.10 is on-link for the client, floats between lb1 and lb2 by
+# VRRP (xlb's own), and sits on the real servers' lo. The Vagrantfile runs
+# this on every boot (run: "always"): routes and addresses do not persist,
+# and every step replaces rather than adds.
+#
+# Usage: provision.sh ROLE   (client, lb1, lb2, rs1, rs2)
+# The repository is mounted at /vagrant; the LBs and real servers run the
+# binaries `make vagrant` built there (bin/xlb, bin/rsserver): Debian 12's
+# Go is too old to build xlb in the VM.
+set -euo pipefail
+
+role=${1:?usage: provision.sh ROLE}
+REPO=/vagrant
+NET4=198.51.100
+VIP4=192.0.2.10
+
+die() { echo "provision.sh: $*" >&2; exit 1; }
+
+# iface is the interface on the topology's network. Vagrant's first NIC is
+# its own NAT, and the private NIC's name depends on box and provider, so
+# find it by the address Vagrant gave it.
+iface() {
+	local dev
+	dev=$(ip -o -4 addr show | awk -v net="$NET4." 'index($4, net) == 1 { print $2; exit }')
+	[ -n "$dev" ] || die "no interface has an address in $NET4.0/24"
+	echo "$dev"
+}
+
+need_bin() {
+	[ -x "$REPO/bin/$1" ] || die "$REPO/bin/$1 is missing: run 'make vagrant' on the host (it builds the binaries before 'vagrant up')"
+}
+
+apt_install() {
+	local missing=() p
+	for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+	[ ${#missing[@]} -eq 0 ] && return
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# service runs cmd as a transient systemd unit, replacing an earlier one.
+service() {
+	local unit=$1
+	shift
+	systemctl stop "$unit" 2>/dev/null || true
+	systemctl reset-failed "$unit" 2>/dev/null || true
+	systemd-run --quiet --unit "$unit" "$@"
+}
+
+dev=$(iface)
+apt_install iproute2 curl tcpdump
+
+case $role in
+client)
+	# The VIP is on-link: the client ARPs for it, and the VRRP master answers.
+	ip route replace "$VIP4/32" dev "$dev"
+	;;
+lb1 | lb2)
+	need_bin xlb
+	apt_install bpftool
+	install -m 0755 "$REPO/bin/xlb" /usr/local/sbin/xlb
+	install -d -m 0755 /etc/xlb
+	prio=150
+	[ "$role" = lb2 ] && prio=100
+	sed -e "s/\\<eth1\\>/$dev/g" -e "s/^\\( *priority\\) 150\$/\\1 $prio/" \
+		"$REPO/examples/keepalived-ha.conf" >/etc/xlb/keepalived.conf
+	/usr/local/sbin/xlb check -f /etc/xlb/keepalived.conf >/dev/null
+	# Virtual NICs differ in native XDP support; auto falls back to generic.
+	printf 'XLB_CONFIG=/etc/xlb/keepalived.conf\nXLB_IFACE=%s\nXLB_ARGS=--xdp-mode auto\n' "$dev" >/etc/default/xlb
+	install -m 0644 "$REPO/contrib/xlb.service" /etc/systemd/system/xlb.service
+	systemctl daemon-reload
+	systemctl enable --quiet xlb
+	systemctl restart xlb
+	;;
+rs1 | rs2)
+	need_bin rsserver
+	RS_IFACE=$dev "$REPO/scripts/realserver.sh" - "$VIP4"
+	install -m 0755 "$REPO/bin/rsserver" /usr/local/bin/rsserver
+	service xlb-rsserver /usr/local/bin/rsserver -name "$role" -http :80 -echo :7
+	;;
+*)
+	die "unknown role $role (client, lb1, lb2, rs1, rs2)"
+	;;
+esac
+echo "provision.sh: $role ready on $dev"
