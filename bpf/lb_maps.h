@@ -18,11 +18,14 @@ struct {
 } services SEC(".maps");
 
 /* The template of every Maglev table. BPF_F_INNER_MAP lets tables of
- * other sizes be stored in the outer map. */
+ * other sizes be stored in the outer map. BPF_F_MMAPABLE lets the loader
+ * fill a new table with one copy instead of a syscall element per slot
+ * (16381 slots: 3.4 ms by batch update, tens of microseconds by mmap); the
+ * outer map checks inner flags, so the template carries it too. */
 struct maglev_table {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, XLB_MAGLEV_DEFAULT_SIZE);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 };

@@ -1,12 +1,15 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Service is what a service key maps to.
@@ -176,7 +179,11 @@ func (d *Datapath) waitForReaders() error {
 	return nil
 }
 
-// newTable creates an array of len(table) entries and fills it.
+// newTable creates an array of len(table) entries and fills it through a
+// shared mapping of its memory. Nothing reads the array before it is
+// stored in the outer map, so a plain copy is safe. The mapping is removed
+// at once: a live mapping would hold the table in the kernel after it is
+// retired.
 func (d *Datapath) newTable(table []uint32) (*ebpf.Map, error) {
 	spec := d.inner.Copy()
 	spec.MaxEntries = uint32(len(table))
@@ -184,15 +191,32 @@ func (d *Datapath) newTable(table []uint32) (*ebpf.Map, error) {
 	if err != nil {
 		return nil, fmt.Errorf("maglev table of %d: %w", len(table), err)
 	}
-	keys := make([]uint32, len(table))
-	for i := range keys {
-		keys[i] = uint32(i)
-	}
-	if _, err := m.BatchUpdate(keys, table, nil); err != nil {
+	if err := fillArray(m, table); err != nil {
 		m.Close()
-		return nil, fmt.Errorf("fill maglev table: %w", err)
+		return nil, fmt.Errorf("fill maglev table of %d: %w", len(table), err)
 	}
 	return m, nil
+}
+
+// arrayStride is the distance between the values of an array map: the
+// kernel rounds each value up to 8 bytes.
+const arrayStride = 8
+
+// fillArray writes values into the mmapable array m, in the kernel's
+// layout: one value per arrayStride bytes, in host byte order.
+func fillArray(m *ebpf.Map, values []uint32) error {
+	size := (len(values)*arrayStride + os.Getpagesize() - 1) &^ (os.Getpagesize() - 1)
+	mem, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	for i, v := range values {
+		binary.NativeEndian.PutUint32(mem[i*arrayStride:], v)
+	}
+	if err := unix.Munmap(mem); err != nil {
+		return fmt.Errorf("munmap: %w", err)
+	}
+	return nil
 }
 
 // putSlots stores tables[i] in slots[i] with one syscall.
