@@ -86,6 +86,28 @@ static __always_inline int is_reuse(__u8 flags, __u8 state)
 	       (state == XLB_FLOW_FIN || state == XLB_FLOW_CLOSE);
 }
 
+/* for_this_host reports whether the frame is addressed to the interface's
+ * MAC (always, when none is configured). A VIP frame for another host's
+ * MAC reaches XDP only in promiscuous mode or through a flood where no
+ * hardware filter exists (a bridge to a veth, generic XDP): the standby
+ * balancer would forward it a second time. */
+static __always_inline int for_this_host(void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+	__u8 any = 0, diff = 0;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++) {
+		__u8 m = xlb_cfg.mac[i];
+
+		any |= m;
+		diff |= m ^ eth->h_dest[i];
+	}
+	return !any || !diff;
+}
+
 static __always_inline int xlb_process(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -130,6 +152,11 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 			count(XLB_CNT_PASS_NOT_VIP);
 			return XDP_PASS;
 		}
+	}
+
+	if (!for_this_host(data, data_end)) {
+		count(XLB_CNT_PASS_OTHER_HOST);
+		return XDP_PASS;
 	}
 
 	now = bpf_jiffies64() >> XLB_ATIME_SHIFT;

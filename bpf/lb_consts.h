@@ -52,6 +52,7 @@ enum xlb_counter {
 	XLB_CNT_PASS_NO_BACKEND, /* service has no table or an empty slot */
 	XLB_CNT_FLOW_NEW,        /* flow-table inserts */
 	XLB_CNT_FLOW_REHASH,     /* known flow whose backend was removed */
+	XLB_CNT_PASS_OTHER_HOST, /* VIP traffic sent to another host's MAC */
 	XLB_CNT_MAX,
 };
 

@@ -239,6 +239,11 @@ func (m *model) process(frame []byte) modelResult {
 		}
 	}
 
+	if m.srcMAC != (macAddr{}) && macAddr(frame[0:6]) != m.srcMAC {
+		res.Counters[CounterPassOtherHost]++
+		return res
+	}
+
 	var id uint32
 	fresh := uint64(0)
 	f, known := m.flows[k]

@@ -116,10 +116,11 @@ const (
 	CounterPassNoBackend
 	CounterFlowNew
 	CounterFlowRehash
+	CounterPassOtherHost
 	counterMax
 )
 
-var counterNames = [...]string{"tx", "pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip", "pass_no_backend", "flow_new", "flow_rehash"}
+var counterNames = [...]string{"tx", "pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip", "pass_no_backend", "flow_new", "flow_rehash", "pass_other_host"}
 
 func (c Counter) String() string {
 	if c < counterMax {
