@@ -60,6 +60,12 @@ func (d *Daemon) startVRRP(cfg *service.Config) (*vrrpSet, error) {
 		}
 		log := d.log.With("vrrp_instance", ic.Name)
 		an := announce.New(announce.FromInstance(ic), announce.Options{Logger: log})
+		// An xlb that was killed left its addresses behind; until this
+		// instance is elected they would answer ARP beside the real
+		// master's. keepalived clears them at startup for the same reason.
+		if err := an.Release(); err != nil {
+			log.Warn("cannot remove virtual addresses left by an earlier run", "err", err)
+		}
 		inst, err := vrrp.New(ic, vrrp.Options{
 			Conn:   conn,
 			Logger: d.log, // the instance names itself in its lines

@@ -61,7 +61,8 @@ type Options struct {
 	// OnChange is called for every state change, in order, with the
 	// instance's (or its sync group's) lock held: it must not call back
 	// into the instance. The caller adds the addresses when To holds them
-	// and removes them when it no longer does.
+	// and removes them when it no longer does. A change to Master is
+	// reported before the first advertisement is sent.
 	OnChange func(Event)
 	// Scripts runs notify scripts; nil means ExecRunner.
 	Scripts ScriptRunner
@@ -448,12 +449,21 @@ func (i *Instance) transition(to State, reason string, fromGroup bool) {
 	i.state = to
 	prio := i.priority()
 	i.log.Info("state change", "from", from.String(), "to", to.String(), "priority", prio, "reason", reason)
+	ev := Event{Instance: i.name, From: from, To: to, Priority: prio, Reason: reason}
+	notified := false
 	switch to {
 	case StateBackup:
 		i.masterAdvInt = i.cfg.AdvertInt
 		i.arm(i.downInterval(), i.masterDown)
 	case StateMaster:
 		i.preemptAt = time.Time{}
+		// The caller takes the addresses and sends gratuitous ARP before
+		// the first advertisement goes out: a releasing master lets go
+		// of the addresses, and stops forwarding, when it hears that
+		// advertisement, and by then the link's ARP caches must already
+		// point here or the frames in between are lost.
+		i.onChange(ev)
+		notified = true
 		i.send(prio)
 		i.arm(i.cfg.AdvertInt, i.advertise)
 	case StateFault:
@@ -466,7 +476,9 @@ func (i *Instance) transition(to State, reason string, fromGroup bool) {
 	case StateStopped:
 		i.disarm()
 	}
-	i.onChange(Event{Instance: i.name, From: from, To: to, Priority: prio, Reason: reason})
+	if !notified {
+		i.onChange(ev)
+	}
 	if to == StateStopped {
 		close(i.stopped)
 	}

@@ -660,3 +660,54 @@ func TestNewInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestMasterTakesAddressesBeforeAdvertising checks the order of a
+// takeover: the caller is told (and so adds the addresses and sends
+// gratuitous ARP) before the first advertisement leaves, because a
+// releasing master lets go when it hears that advertisement.
+func TestMasterTakesAddressesBeforeAdvertising(t *testing.T) {
+	tests := []struct {
+		name     string
+		priority int
+		// to master drives the instance from Backup to Master.
+		toMaster func(h *harness)
+	}{
+		{"master down timer", 100, func(h *harness) { h.clock.Advance(mdi100) }},
+		{"master released", 100, func(h *harness) {
+			h.recv(upper, 150)
+			h.recv(upper, PriorityStop)
+			h.clock.Advance(skew100)
+		}},
+		{"address owner at startup", PriorityOwner, func(*harness) {}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := baseConfig()
+			cfg.Priority = tt.priority
+			conn := newFakeConn(t, self)
+			sentAtMaster := -1
+			clock := newFakeClock()
+			inst, err := New(cfg, Options{Conn: conn, Clock: clock, Logger: quiet, Scripts: &recorder{},
+				OnChange: func(e Event) {
+					if e.To == StateMaster {
+						conn.mu.Lock()
+						sentAtMaster = len(conn.out)
+						conn.mu.Unlock()
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := &harness{t: t, clock: clock, conn: conn, inst: inst}
+			inst.Start()
+			tt.toMaster(h)
+			h.wantState(StateMaster)
+			if sentAtMaster != 0 {
+				t.Errorf("%d advertisements had left when the caller heard of MASTER, want 0", sentAtMaster)
+			}
+			if got := conn.priorities(); len(got) != 1 || got[0] != tt.priority {
+				t.Errorf("sent priorities %v on becoming master, want [%d]", got, tt.priority)
+			}
+		})
+	}
+}
