@@ -95,10 +95,6 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	defer func() {
 		err = errors.Join(err, d.dp.Close(), d.dp.Unpin())
 	}()
-	if err := d.dp.Attach(opts.Interface, opts.XDPMode); err != nil {
-		return err
-	}
-	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
 	d.bal = balancer.New(d.dp)
 	d.res, err = neigh.New(opts.Interface, d.log)
 	if err != nil {
@@ -113,6 +109,13 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	if err := d.apply(cfg); err != nil {
 		return err
 	}
+	// Attach once the tables are full: a program an earlier run left
+	// attached (see datapath.Attach) keeps forwarding until this one
+	// replaces it, and this one must not start with empty tables.
+	if err := d.dp.Attach(opts.Interface, opts.XDPMode); err != nil {
+		return err
+	}
+	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
 	d.cfg = cfg
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
 

@@ -238,7 +238,18 @@ func (m Mode) String() string {
 	return [...]string{"auto", "native", "generic"}[m]
 }
 
-// Attach attaches the program to the interface.
+// linkPin is the name of the pinned XDP link for an attach mode. The mode
+// is part of the name because the kernel does not report it: a run asking
+// for another mode must attach afresh.
+func linkPin(mode Mode) string { return "xdp_link_" + mode.String() }
+
+// Attach attaches the program to the interface through a pinned link. The
+// pin keeps the program attached, with the maps it uses, when the process
+// dies without detaching (a crash, SIGKILL, the OOM killer), as IPVS keeps
+// forwarding when keepalived dies: established connections are not reset
+// by the host taking over the VIP traffic. A link an earlier run left for
+// the same interface and mode gets this program in place, atomically, so a
+// restart forwards without a gap; any other leftover link is detached.
 func (d *Datapath) Attach(iface string, mode Mode) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -248,6 +259,11 @@ func (d *Datapath) Attach(iface string, mode Mode) error {
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		return fmt.Errorf("datapath: interface %s: %w", iface, err)
+	}
+	pin := filepath.Join(d.pinDir, linkPin(mode))
+	if l := d.adoptLink(pin, ifi.Index); l != nil {
+		d.link = l
+		return nil
 	}
 	var flags link.XDPAttachFlags
 	switch mode {
@@ -260,12 +276,40 @@ func (d *Datapath) Attach(iface string, mode Mode) error {
 	if err != nil {
 		return fmt.Errorf("datapath: attach to %s (%s mode): %w", iface, mode, err)
 	}
+	if err := l.Pin(pin); err != nil {
+		l.Close()
+		return fmt.Errorf("datapath: attach to %s: pin link: %w", iface, err)
+	}
 	d.link = l
 	return nil
 }
 
-// Close detaches the program and releases the maps. Pins stay: a later
-// Load re-adopts them.
+// adoptLink updates the link pinned at pin to this program when it is an
+// XDP link on ifindex, and detaches every other XDP link pinned in the
+// directory (another interface or mode) so the attach that follows finds
+// the interface free. It returns the adopted link, or nil.
+func (d *Datapath) adoptLink(pin string, ifindex int) link.Link {
+	for _, m := range []Mode{ModeAuto, ModeNative, ModeGeneric} {
+		path := filepath.Join(d.pinDir, linkPin(m))
+		l, err := link.LoadPinnedLink(path, nil)
+		if err != nil {
+			continue
+		}
+		if path == pin {
+			info, err := l.Info()
+			if err == nil && info.Type == link.XDPType && info.XDP() != nil && int(info.XDP().Ifindex) == ifindex && l.Update(d.objs.XlbXdp) == nil {
+				return l
+			}
+		}
+		_ = l.Unpin()
+		_ = l.Close()
+	}
+	return nil
+}
+
+// Close releases the program and the maps. A program attached by Attach
+// stays attached through its pinned link until Detach: this is also what a
+// crash leaves behind.
 func (d *Datapath) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -281,12 +325,18 @@ func (d *Datapath) Close() error {
 	return errors.Join(errs...)
 }
 
-// Unpin removes the pins and the pin directory, so that the maps go away
-// with the last reference.
+// Unpin removes the pins, the XDP link's too, and the pin directory: the
+// maps go away with their last reference, and the program detaches once
+// the link is also closed (Close, in either order).
 func (d *Datapath) Unpin() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.Flows, d.objs.Stats, d.objs.Counters} {
 		if err := m.Unpin(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, m := range []Mode{ModeAuto, ModeNative, ModeGeneric} {
+		if err := os.Remove(filepath.Join(d.pinDir, linkPin(m))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

@@ -123,9 +123,25 @@ type lbDaemon struct {
 	killed atomic.Bool
 }
 
+// hostPins is each balancer's pin directory, kept across its restarts
+// within a test as /sys/fs/bpf/xlb is on a real host: a run after a crash
+// finds the dead run's pinned XDP link there and takes it over.
+var hostPins sync.Map // topo.NS(host) -> string
+
+func pinsOf(tb testing.TB, topo *testutil.Topology, host string) string {
+	tb.Helper()
+	if p, ok := hostPins.Load(topo.NS(host)); ok {
+		return p.(string)
+	}
+	p := filepath.Join(mountBPFFS(tb), "xlb")
+	hostPins.Store(topo.NS(host), p)
+	tb.Cleanup(func() { hostPins.Delete(topo.NS(host)) })
+	return p
+}
+
 // startLB runs `xlb run` on host's eth0 with the configuration text conf,
-// in native XDP mode with a bpffs, pin directory and socket of its own,
-// and waits until it serves with every backend resolved. A daemon still
+// in native XDP mode with a socket of its own and the host's bpffs, and
+// waits until it serves with every backend resolved. A daemon still
 // running at cleanup is stopped with SIGTERM and must exit cleanly.
 func startLB(tb testing.TB, topo *testutil.Topology, host, conf string) *lbDaemon {
 	tb.Helper()
@@ -137,7 +153,7 @@ func startLB(tb testing.TB, topo *testutil.Topology, host, conf string) *lbDaemo
 		bin:    testutil.BuildBinary(tb, "./cmd/xlb"),
 		conf:   path,
 		socket: filepath.Join(dir, "xlb.sock"),
-		pins:   filepath.Join(mountBPFFS(tb), "xlb"),
+		pins:   pinsOf(tb, topo, host),
 	}}
 	d.proc = topo.StartNet(tb, host, d.bin, "run", "-f", path, "-i", "eth0",
 		"--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket)

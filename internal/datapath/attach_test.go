@@ -1,0 +1,165 @@
+package datapath
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// inTestNetns locks the test's goroutine to its thread and moves the thread
+// into a new network namespace holding a veth pair, xlb0 and xlb1, both up;
+// the thread goes back when the test ends. Attach and the netlink queries
+// below run on this thread, so they see only the test's interfaces.
+func inTestNetns(t *testing.T) {
+	t.Helper()
+	requireRoot(t)
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("current netns: %v", err)
+	}
+	ns, err := netns.New() // also moves the thread into it
+	if err != nil {
+		orig.Close()
+		runtime.UnlockOSThread()
+		t.Fatalf("new netns: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := netns.Set(orig); err != nil {
+			// A thread stuck in the test's namespace must not run other
+			// goroutines: leave it locked so it exits with this one.
+			t.Errorf("back to the original netns: %v", err)
+			return
+		}
+		ns.Close()
+		orig.Close()
+		runtime.UnlockOSThread()
+	})
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "xlb0"}, PeerName: "xlb1"}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("add veth: %v", err)
+	}
+	for _, name := range []string{"xlb0", "xlb1"} {
+		l, err := netlink.LinkByName(name)
+		if err == nil {
+			err = netlink.LinkSetUp(l)
+		}
+		if err != nil {
+			t.Fatalf("%s up: %v", name, err)
+		}
+	}
+}
+
+// attachedProg is the id of the XDP program on the interface, 0 for none.
+func attachedProg(t *testing.T, iface string) uint32 {
+	t.Helper()
+	l, err := netlink.LinkByName(iface)
+	if err != nil {
+		t.Fatalf("%s: %v", iface, err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		return x.ProgId
+	}
+	return 0
+}
+
+func linkID(t *testing.T, d *Datapath) link.ID {
+	t.Helper()
+	info, err := d.link.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.ID
+}
+
+func progID(t *testing.T, d *Datapath) uint32 {
+	t.Helper()
+	info, err := d.objs.XlbXdp.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		t.Fatal("kernel reports no program id")
+	}
+	return uint32(id)
+}
+
+// TestAttachSurvivesProcessDeath walks the life of the pinned XDP link: a
+// run that ends without detaching (a crash) leaves its program forwarding;
+// the next run replaces it in place; a run in another mode starts afresh;
+// Close with Unpin detaches.
+func TestAttachSurvivesProcessDeath(t *testing.T) {
+	inTestNetns(t)
+	pins := mountBPFFS(t)
+	loadFresh := func() *Datapath {
+		d := load(t, pins, Options{Fresh: true})
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+
+	first := loadFresh()
+	if err := first.Attach("xlb0", ModeGeneric); err != nil {
+		t.Fatal(err)
+	}
+	want := progID(t, first)
+	if got := attachedProg(t, "xlb0"); got != want {
+		t.Fatalf("after attach: program %d on xlb0, want %d", got, want)
+	}
+	firstLink := linkID(t, first)
+	if err := first.Attach("xlb0", ModeGeneric); err == nil {
+		t.Error("second attach of one datapath: no error")
+	}
+
+	// A crash: the process's descriptors close, nothing is unpinned.
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := attachedProg(t, "xlb0"); got != want {
+		t.Fatalf("after the first run died: program %d on xlb0, want its program %d still attached", got, want)
+	}
+
+	second := loadFresh()
+	if err := second.Attach("xlb0", ModeGeneric); err != nil {
+		t.Fatalf("attach over the dead run's link: %v", err)
+	}
+	want = progID(t, second)
+	if got := attachedProg(t, "xlb0"); got != want {
+		t.Fatalf("after the restart: program %d on xlb0, want the new run's %d", got, want)
+	}
+	// The same link, its program swapped: there was no moment without one.
+	if got := linkID(t, second); got != firstLink {
+		t.Errorf("after the restart: link %d, want the dead run's link %d updated in place", got, firstLink)
+	}
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another mode cannot take the old link over: it is detached first,
+	// or the interface would refuse the new attachment.
+	third := loadFresh()
+	if err := third.Attach("xlb0", ModeAuto); err != nil {
+		t.Fatalf("attach in another mode: %v", err)
+	}
+	want = progID(t, third)
+	if got := attachedProg(t, "xlb0"); got != want {
+		t.Fatalf("after the mode change: program %d on xlb0, want %d", got, want)
+	}
+	if _, err := os.Stat(pins + "/" + linkPin(ModeGeneric)); !os.IsNotExist(err) {
+		t.Errorf("the generic-mode link is still pinned: %v", err)
+	}
+
+	// A clean stop.
+	if err := errors.Join(third.Close(), third.Unpin()); err != nil {
+		t.Fatal(err)
+	}
+	if got := attachedProg(t, "xlb0"); got != 0 {
+		t.Fatalf("after Close and Unpin: program %d still on xlb0", got)
+	}
+}
