@@ -162,8 +162,10 @@ func (d *Daemon) State() (api.State, error) {
 		}
 		for _, be := range s.Backends {
 			ab := api.Backend{Addr: be.Addr.String(), Port: be.Port, ConfigWeight: uint32(max(be.Weight, 0)), Unresolved: true}
-			if ok {
-				fillBackend(&ab, bs, be, d.dp, perBackend)
+			if ok && !fillBackend(&ab, bs, be, d.dp, perBackend) {
+				// Taken out by a failed health check without
+				// inhibit_on_failure: ipvsadm no longer lists it either.
+				continue
 			}
 			as.Backends = append(as.Backends, ab)
 		}
@@ -172,14 +174,16 @@ func (d *Daemon) State() (api.State, error) {
 	return out, nil
 }
 
-func fillBackend(ab *api.Backend, bs balancer.ServiceState, be service.Backend, dp *datapath.Datapath, perBackend map[uint32]*conns) {
+// fillBackend fills in what the balancer serves of be, and reports whether
+// it serves be at all (unresolved counts: it keeps its place).
+func fillBackend(ab *api.Backend, bs balancer.ServiceState, be service.Backend, dp *datapath.Datapath, perBackend map[uint32]*conns) bool {
 	for i, b := range bs.Backends {
 		if b.Key() != be.AddrPort() {
 			continue
 		}
 		id := bs.BackendIDs[i]
 		if id == 0 {
-			return
+			return true
 		}
 		ab.Unresolved = false
 		ab.Weight = b.Weight
@@ -190,8 +194,9 @@ func fillBackend(ab *api.Backend, bs balancer.ServiceState, be service.Backend, 
 		if st, err := dp.BackendStats(id); err == nil {
 			ab.Stats = apiStats(st)
 		}
-		return
+		return true
 	}
+	return false
 }
 
 func apiStats(s datapath.Stats) api.Stats {

@@ -5,6 +5,13 @@
 // -echo it also echoes raw TCP back, for long-lived connection tests.
 //
 //	rsserver -name rs1 -http :80 -echo :7
+//
+// SIGUSR1 closes the listeners and SIGUSR2 opens them again; established
+// connections carry on either way. That is a server whose service is down
+// for new connections (health checks fail, connection refused) while the
+// flows it already has stay up, which is what a drain must preserve. The
+// server prints "paused" once the listeners are closed and "ready" once
+// they are bound, at start and after each SIGUSR2.
 package main
 
 import (
@@ -19,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -37,72 +45,188 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := run(ctx, *name, *httpAddr, *echoAddr, os.Stdout); err != nil {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	listen := make(chan bool)
+	go func() {
+		for s := range sigs {
+			select {
+			case listen <- s == syscall.SIGUSR2:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if err := run(ctx, *name, *httpAddr, *echoAddr, os.Stdout, listen); err != nil {
 		log.Fatalf("rsserver: %v", err)
 	}
 }
 
 // run listens and serves until ctx ends. It prints "ready" to out once every
 // listener is bound, so a caller can wait for that line instead of polling.
-func run(ctx context.Context, name, httpAddr, echoAddr string, out io.Writer) error {
+// A false on listen closes the listeners (then "paused" is printed), a true
+// binds them again; a value that asks for the current state is ignored.
+func run(ctx context.Context, name, httpAddr, echoAddr string, out io.Writer, listen <-chan bool) error {
 	if httpAddr == "" && echoAddr == "" {
 		return errors.New("nothing to serve: -http and -echo are both empty")
 	}
-	var httpLn, echoLn net.Listener
-	var err error
+	s := newServer(name)
+	defer s.shutdown()
+	for {
+		httpLn, echoLn, err := bind(httpAddr, echoAddr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "ready")
+		paused, err := s.accept(ctx, httpLn, echoLn, listen)
+		if err != nil || !paused {
+			return err
+		}
+		fmt.Fprintln(out, "paused")
+		if !waitListen(ctx, listen) {
+			return nil
+		}
+	}
+}
+
+// waitListen waits for a request to listen again; false if ctx ended first.
+func waitListen(ctx context.Context, listen <-chan bool) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case up := <-listen:
+			if up {
+				return true
+			}
+		}
+	}
+}
+
+func bind(httpAddr, echoAddr string) (httpLn, echoLn net.Listener, err error) {
 	if httpAddr != "" {
 		if httpLn, err = net.Listen("tcp", httpAddr); err != nil {
-			return fmt.Errorf("http: %w", err)
+			return nil, nil, fmt.Errorf("http: %w", err)
 		}
 	}
 	if echoAddr != "" {
 		if echoLn, err = net.Listen("tcp", echoAddr); err != nil {
-			return fmt.Errorf("echo: %w", err)
+			if httpLn != nil {
+				httpLn.Close()
+			}
+			return nil, nil, fmt.Errorf("echo: %w", err)
 		}
 	}
-	fmt.Fprintln(out, "ready")
-	return serve(ctx, name, httpLn, echoLn)
+	return httpLn, echoLn, nil
 }
 
-// serve answers HTTP on httpLn and echoes on echoLn (either may be nil)
-// until ctx ends or a listener fails.
-func serve(ctx context.Context, name string, httpLn, echoLn net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
+// server holds what outlives one set of listeners: the HTTP server and the
+// established echo connections.
+type server struct {
+	http *http.Server
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup // echo connections
+}
+
+func newServer(name string) *server {
+	return &server{
+		http:  &http.Server{Handler: handler(name), ReadHeaderTimeout: 10 * time.Second},
+		conns: map[net.Conn]struct{}{},
+	}
+}
+
+// accept takes new connections on httpLn and echoLn until ctx ends, a
+// listener fails, or listen says false (paused). Either way it closes both
+// listeners before it returns, and leaves established connections alone.
+func (s *server) accept(ctx context.Context, httpLn, echoLn net.Listener, listen <-chan bool) (paused bool, err error) {
+	// Closing a listener is how accept stops the loops below; their
+	// errors from then on are not failures.
+	var closing atomic.Bool
 	errc := make(chan error, 2)
+	var wg sync.WaitGroup
 	if httpLn != nil {
-		srv := &http.Server{Handler: handler(name), ReadHeaderTimeout: 10 * time.Second}
-		wg.Add(2)
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+			if err := s.http.Serve(httpLn); !closing.Load() {
 				errc <- fmt.Errorf("http %s: %w", httpLn.Addr(), err)
 			}
-		}()
-		go func() {
-			defer wg.Done()
-			<-ctx.Done()
-			srv.Close()
 		}()
 	}
 	if echoLn != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serveEcho(ctx, echoLn); err != nil {
+			if err := s.acceptEcho(echoLn); !closing.Load() {
 				errc <- fmt.Errorf("echo %s: %w", echoLn.Addr(), err)
 			}
 		}()
 	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err = <-errc:
+			break loop
+		case up := <-listen:
+			if !up {
+				paused = true
+				break loop
+			}
+		}
 	}
-	cancel()
+	closing.Store(true)
+	for _, ln := range []net.Listener{httpLn, echoLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 	wg.Wait()
-	return err
+	return paused, err
+}
+
+// acceptEcho copies every connection's input back to it until the peer
+// closes or the server shuts down.
+func (s *server) acceptEcho(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			io.Copy(c, c)
+			c.Close()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// shutdown closes every connection and waits for their handlers.
+func (s *server) shutdown() {
+	s.http.Close()
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
 }
 
 // handler answers "NAME CLIENTADDR\n": the address is the TCP peer this
@@ -112,43 +236,4 @@ func handler(name string) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "%s %s\n", name, r.RemoteAddr)
 	})
-}
-
-// serveEcho copies every connection's input back to it until the peer
-// closes or ctx ends, which closes all connections.
-func serveEcho(ctx context.Context, ln net.Listener) error {
-	var mu sync.Mutex
-	conns := make(map[net.Conn]struct{})
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		mu.Lock()
-		conns[c] = struct{}{}
-		mu.Unlock()
-		if ctx.Err() != nil {
-			// Accepted after the shutdown sweep: close it here instead.
-			c.Close()
-		}
-		go func() {
-			io.Copy(c, c)
-			c.Close()
-			mu.Lock()
-			delete(conns, c)
-			mu.Unlock()
-		}()
-	}
 }

@@ -12,6 +12,16 @@ import (
 	"time"
 )
 
+// serve answers HTTP on httpLn and echoes on echoLn (either may be nil)
+// until ctx ends or a listener fails, then closes every connection: run on
+// listeners the test chose.
+func serve(ctx context.Context, name string, httpLn, echoLn net.Listener) error {
+	s := newServer(name)
+	defer s.shutdown()
+	_, err := s.accept(ctx, httpLn, echoLn, nil)
+	return err
+}
+
 func TestServe(t *testing.T) {
 	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -97,7 +107,113 @@ func TestServe(t *testing.T) {
 }
 
 func TestRunNeedsAListener(t *testing.T) {
-	if err := run(context.Background(), "rs9", "", "", io.Discard); err == nil {
+	if err := run(context.Background(), "rs9", "", "", io.Discard, nil); err == nil {
 		t.Error("run with no listeners: no error")
 	}
+}
+
+// TestPauseAndResume closes and reopens the listeners under an established
+// echo connection: while paused new connections are refused and the old
+// one keeps echoing; after the resume both ports take connections again.
+func TestPauseAndResume(t *testing.T) {
+	httpAddr, echoAddr := freePort(t), freePort(t)
+	pr, pw := io.Pipe()
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	listen := make(chan bool)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, "rs9", httpAddr, echoAddr, pw, listen) }()
+	t.Cleanup(func() {
+		cancel()
+		pr.Close()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	expectLine := func(want string) {
+		t.Helper()
+		select {
+		case got, ok := <-lines:
+			if !ok {
+				t.Fatalf("waiting for %q: output ended", want)
+			}
+			if got != want {
+				t.Fatalf("printed %q, want %q", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("printed nothing in 10s, want %q", want)
+		}
+	}
+	expectLine("ready")
+
+	old, err := net.DialTimeout("tcp", echoAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	old.SetDeadline(time.Now().Add(10 * time.Second))
+	echo := func(what string) {
+		t.Helper()
+		msg := what + "\n"
+		if _, err := io.WriteString(old, msg); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(old, got); err != nil || string(got) != msg {
+			t.Fatalf("%s: echoed %q, %v; want %q", what, got, err, msg)
+		}
+	}
+	echo("before the pause")
+
+	listen <- true // already listening: ignored
+	echo("after a redundant resume")
+	listen <- false
+	expectLine("paused")
+	for _, addr := range []string{httpAddr, echoAddr} {
+		if c, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+			c.Close()
+			t.Errorf("connect to %s while paused: accepted, want refused", addr)
+		}
+	}
+	echo("while paused")
+
+	listen <- false // already paused: ignored
+	listen <- true
+	expectLine("ready")
+	echo("after the resume")
+	for _, addr := range []string{httpAddr, echoAddr} {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Errorf("connect to %s after the resume: %v", addr, err)
+			continue
+		}
+		c.Close()
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + httpAddr + "/")
+	if err != nil {
+		t.Fatalf("HTTP after the resume: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("HTTP after the resume: %s", resp.Status)
+	}
+}
+
+// freePort returns a loopback address whose port was free a moment ago:
+// run binds by address, and rebinds the same one after a pause.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
