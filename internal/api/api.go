@@ -53,7 +53,9 @@ type Backend struct {
 	ConfigWeight uint32 `json:"config_weight"`
 	MAC          string `json:"mac,omitempty"`
 	// Unresolved: no MAC is known, so the backend takes no traffic.
-	Unresolved bool   `json:"unresolved,omitempty"`
+	Unresolved bool `json:"unresolved,omitempty"`
+	// Sorry marks the sorry_server, listed only while it serves.
+	Sorry      bool   `json:"sorry,omitempty"`
 	ActiveConn uint64 `json:"active_conn"`
 	InActConn  uint64 `json:"inact_conn"`
 	Stats      Stats  `json:"stats"`

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -168,6 +169,14 @@ func (d *Daemon) State() (api.State, error) {
 				continue
 			}
 			as.Backends = append(as.Backends, ab)
+		}
+		// The sorry server is listed while it serves, as keepalived adds
+		// it to IPVS only when every real server is down.
+		if ss := s.SorryServer; ok && ss != nil && !slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return b.Addr == ss.Addr && b.Port == ss.Port }) {
+			ab := api.Backend{Addr: ss.Addr.String(), Port: ss.Port, ConfigWeight: 1, Unresolved: true, Sorry: true}
+			if fillBackend(&ab, bs, service.Backend{Addr: ss.Addr, Port: ss.Port}, d.dp, perBackend) {
+				as.Backends = append(as.Backends, ab)
+			}
 		}
 		out.Services = append(out.Services, as)
 	}

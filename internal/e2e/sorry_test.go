@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/xlb-project/xlb/internal/testutil"
+)
+
+// sorryConf is a web service over rs1 and rs2, drained on failure, with
+// rs3 as its sorry_server.
+func sorryConf(h healthSettings) string {
+	conf := fmt.Sprintf("virtual_server %s %d {\n    delay_loop %d\n    lvs_sched wrr\n    lvs_method DR\n    protocol TCP\n    sorry_server %s %d\n",
+		testutil.VIP4, httpPort, int(h.delayLoop/time.Second), testutil.HostIP4(testutil.RS3), httpPort)
+	for _, rs := range []string{testutil.RS1, testutil.RS2} {
+		conf += fmt.Sprintf("    real_server %s %d {\n        weight 1\n        inhibit_on_failure\n        TCP_CHECK {\n            connect_timeout %d\n            retry %d\n            delay_before_retry %d\n        }\n    }\n",
+			testutil.HostIP4(rs), httpPort, int(h.connectTimeout/time.Second), h.retry, int(h.retryDelay[healthTCP]/time.Second))
+	}
+	return conf + "}\n"
+}
+
+// TestSorryServer fails every real server of a service: new connections
+// go to the sorry_server, which `xlb list` shows while it serves, with the
+// failed servers drained at weight 0; once one real server answers again
+// the sorry server leaves the table.
+func TestSorryServer(t *testing.T) {
+	h := healthFast
+	topo := newTopology(t)
+	procs := healthStartRealServers(t, topo)
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	writeFile(t, conf, sorryConf(h))
+	d := startDaemon(t, topo, conf)
+
+	type line struct {
+		weight uint32
+		sorry  bool
+	}
+	listing := func() (map[string]line, error) {
+		st, err := d.state()
+		if err != nil {
+			return nil, err
+		}
+		s := findService(st, testutil.VIP4, httpPort)
+		if s == nil {
+			return nil, fmt.Errorf("no service %s:%d", testutil.VIP4, httpPort)
+		}
+		out := map[string]line{}
+		for _, b := range s.Backends {
+			if b.Unresolved {
+				return nil, fmt.Errorf("backend %s unresolved", b.Addr)
+			}
+			out[b.Addr] = line{b.Weight, b.Sorry}
+		}
+		return out, nil
+	}
+	waitListing := func(what string, want map[string]line) {
+		t.Helper()
+		waitFor(t, 15*time.Second, what, func() (bool, string) {
+			got, err := listing()
+			if err != nil {
+				return false, err.Error()
+			}
+			return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprintf("listing %v, want %v", got, want)
+		})
+	}
+	rs1, rs2, rs3 := testutil.HostIP4(testutil.RS1).String(), testutil.HostIP4(testutil.RS2).String(), testutil.HostIP4(testutil.RS3).String()
+
+	waitListing("both real servers up, no sorry server", map[string]line{rs1: {1, false}, rs2: {1, false}})
+	// Past the startup rule (one failure takes a server out before its
+	// first verdict), as the other health tests.
+	time.Sleep(h.delayLoop + h.connectTimeout)
+
+	healthToggle(t, procs[testutil.RS1], testutil.RS1, false)
+	healthToggle(t, procs[testutil.RS2], testutil.RS2, false)
+	waitListing("the sorry server to take over", map[string]line{rs1: {0, false}, rs2: {0, false}, rs3: {1, true}})
+	for i := range 5 {
+		a, err := httpGet(topo, testutil.Client)
+		if err != nil {
+			t.Fatalf("request %d with every real server down: %v", i, err)
+		}
+		if a.Server != testutil.RS3 {
+			t.Fatalf("request %d with every real server down answered by %s, want the sorry server rs3", i, a.Server)
+		}
+	}
+
+	healthToggle(t, procs[testutil.RS2], testutil.RS2, true)
+	waitListing("rs2 back, the sorry server gone", map[string]line{rs1: {0, false}, rs2: {1, false}})
+	for i := range 5 {
+		a, err := httpGet(topo, testutil.Client)
+		if err != nil {
+			t.Fatalf("request %d after rs2's return: %v", i, err)
+		}
+		if a.Server != testutil.RS2 {
+			t.Fatalf("request %d after rs2's return answered by %s, want rs2, the only real server up", i, a.Server)
+		}
+	}
+}
