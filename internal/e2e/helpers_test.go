@@ -355,7 +355,12 @@ type answer struct {
 // httpGet sends one HTTP request over a new connection from host to the
 // VIP and returns rsserver's answer.
 func httpGet(topo *testutil.Topology, host string) (answer, error) {
-	vip := netip.AddrPortFrom(testutil.VIP4, httpPort)
+	return httpGetVIP(topo, host, testutil.VIP4)
+}
+
+// httpGetVIP is httpGet to the given VIP.
+func httpGetVIP(topo *testutil.Topology, host string, addr netip.Addr) (answer, error) {
+	vip := netip.AddrPortFrom(addr, httpPort)
 	c, err := dial(topo, host, vip)
 	if err != nil {
 		return answer{}, fmt.Errorf("connect to %s: %w", vip, err)
