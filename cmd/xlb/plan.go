@@ -26,7 +26,11 @@ func writePlan(w io.Writer, cfg *service.Config) {
 			if s.Timeout > 0 {
 				fmt.Fprintf(w, ", timeout %s", s.Timeout)
 			}
-			fmt.Fprintf(w, ", weight %d, rise %d, fall %d  (%s)\n", s.Weight, s.Rise, s.Fall, s.Source)
+			fmt.Fprintf(w, ", weight %d, rise %d, fall %d", s.Weight, s.Rise, s.Fall)
+			if s.InitFail {
+				fmt.Fprint(w, ", starts failed")
+			}
+			fmt.Fprintf(w, "  (%s)\n", s.Source)
 		}
 	}
 	if len(cfg.VRRP) > 0 {

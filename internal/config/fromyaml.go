@@ -34,7 +34,7 @@ func (y *fromYAML) config(doc *fileYAML) *service.Config {
 	}
 	for _, s := range doc.Scripts {
 		sc := service.VRRPScript{
-			Name: s.Name.v, Script: s.Script, Weight: s.Weight, User: s.User, Source: y.pos(s.Name.line),
+			Name: s.Name.v, Script: s.Script, Weight: s.Weight, InitFail: s.InitFail, User: s.User, Source: y.pos(s.Name.line),
 			Interval: service.DefaultVRRPScriptInterval,
 			Rise:     service.DefaultVRRPScriptRiseOrFall, Fall: service.DefaultVRRPScriptRiseOrFall,
 		}

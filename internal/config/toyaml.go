@@ -24,7 +24,7 @@ func MarshalYAML(cfg *service.Config) ([]byte, error) {
 	for _, s := range cfg.Scripts {
 		doc.Scripts = append(doc.Scripts, scriptYAML{
 			Name: yString{v: s.Name}, Script: s.Script, Interval: dur(s.Interval), Timeout: optDur(s.Timeout),
-			Weight: s.Weight, Rise: ptr(s.Rise), Fall: ptr(s.Fall), User: s.User,
+			Weight: s.Weight, Rise: ptr(s.Rise), Fall: ptr(s.Fall), InitFail: s.InitFail, User: s.User,
 		})
 	}
 	for i := range cfg.VRRP {

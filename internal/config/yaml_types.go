@@ -138,6 +138,7 @@ type scriptYAML struct {
 	Weight   int        `yaml:"weight,omitempty"`
 	Rise     *int       `yaml:"rise,omitempty"`
 	Fall     *int       `yaml:"fall,omitempty"`
+	InitFail bool       `yaml:"init_fail,omitempty"`
 	User     string     `yaml:"user,omitempty"`
 }
 

@@ -126,20 +126,23 @@ func (s *vrrpSet) stop() {
 	s.wg.Wait()
 }
 
-// runScript runs a vrrp_script every interval, as keepalived does: rise
-// successes in a row make it pass, fall failures make it fail; it starts
-// failed until it first rises.
+// runScript runs a vrrp_script every interval and tells the instances
+// tracking it whenever its verdict changes (scriptVerdict).
 func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, users []*vrrp.Instance, log interface{ Warn(string, ...any) }) {
 	interval := max(sc.Interval, 100*time.Millisecond)
 	timeout := sc.Timeout
 	if timeout <= 0 {
 		timeout = interval
 	}
-	rise, fall := max(sc.Rise, 1), max(sc.Fall, 1)
+	v := newScriptVerdict(sc.Rise, sc.Fall, sc.InitFail)
+	if sc.InitFail {
+		for _, inst := range users {
+			inst.SetScript(sc.Name, false)
+		}
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		okRun, badRun, state, known := 0, 0, false, false
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -150,24 +153,12 @@ func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, users []
 			if ctx.Err() != nil {
 				return
 			}
-			if err == nil {
-				okRun, badRun = okRun+1, 0
-			} else {
-				okRun, badRun = 0, badRun+1
-			}
-			next := state
-			if okRun >= rise {
-				next = true
-			} else if badRun >= fall {
-				next = false
-			}
-			if next != state || !known {
-				if !next {
+			if good, changed := v.add(err == nil); changed {
+				if !good {
 					log.Warn("vrrp_script failing", "err", err)
 				}
-				state, known = next, true
 				for _, inst := range users {
-					inst.SetScript(sc.Name, state)
+					inst.SetScript(sc.Name, good)
 				}
 			}
 			select {
@@ -177,6 +168,47 @@ func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, users []
 			}
 		}
 	}()
+}
+
+// scriptVerdict turns a vrrp_script's exit statuses into its verdict the
+// way keepalived counts them: good after rise successes in a row, failed
+// after fall failures in a row. Before the first run the script has no
+// verdict and that run decides either way; with init_fail it starts
+// failed instead and must rise.
+type scriptVerdict struct {
+	rise, fall int
+	// n runs from 0 (failed, no success since) to rise+fall-1 (good, no
+	// failure since); the script is good from rise on.
+	n     int
+	fresh bool
+}
+
+func newScriptVerdict(rise, fall int, initFail bool) *scriptVerdict {
+	v := &scriptVerdict{rise: max(rise, 1), fall: max(fall, 1)}
+	if !initFail {
+		v.n, v.fresh = v.rise-1, true
+	}
+	return v
+}
+
+// add records one run and returns the verdict and whether it changed
+// (always true for the deciding first run).
+func (v *scriptVerdict) add(ok bool) (good, changed bool) {
+	top := v.rise + v.fall - 1
+	switch {
+	case ok && v.n < v.rise-1:
+		v.n++
+	case ok:
+		changed = v.n < v.rise || v.fresh
+		v.n = top
+	case v.n > v.rise:
+		v.n--
+	default:
+		changed = v.n >= v.rise || v.fresh
+		v.n = 0
+	}
+	v.fresh = false
+	return v.n >= v.rise, changed
 }
 
 // trackInterface feeds an interface's link state (operationally up, with

@@ -84,6 +84,9 @@ type VRRPScript struct {
 	Weight   int
 	Rise     int
 	Fall     int
+	// InitFail starts the script failed until it first rises; without it
+	// the first run decides (keepalived's init_fail).
+	InitFail bool
 	User     string
 	Source   Pos
 }

@@ -380,7 +380,9 @@ func (c *converter) vrrpScript(n *node) (service.VRRPScript, bool) {
 				s.User = strings.Join(k.args, " ")
 			}
 		case "init_fail":
-			c.ignored(k)
+			if c.args(k, 0, 0) {
+				s.InitFail = true
+			}
 		default:
 			c.unknown(k, "vrrp_script")
 		}
