@@ -28,7 +28,12 @@ const (
 	interopAdv  = 200 * time.Millisecond
 )
 
-var interopVIP = netip.MustParsePrefix("192.0.2.10/32")
+// interopVIPs are the virtual addresses of the interop runs, one per
+// address family.
+var interopVIPs = map[string]netip.Prefix{
+	"ipv4": netip.MustParsePrefix("192.0.2.10/32"),
+	"ipv6": netip.MustParsePrefix("2001:db8:200::10/128"),
+}
 
 // TestInteropPeer is the xlb side of TestKeepalivedInterop: the test
 // binary re-runs itself inside the namespace with the instance in the
@@ -42,7 +47,8 @@ func TestInteropPeer(t *testing.T) {
 	if err := json.Unmarshal([]byte(spec), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := vrrp.Listen(vrrp.ConnConfig{Interface: cfg.Interface})
+	ipv6 := len(cfg.VirtualIPs) > 0 && cfg.VirtualIPs[0].Prefix.Addr().Is6()
+	conn, err := vrrp.Listen(vrrp.ConnConfig{Interface: cfg.Interface, IPv6: ipv6})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +135,7 @@ type holder struct {
 	longest   time.Duration
 }
 
-func (h *holder) poll(t *testing.T, ctx context.Context, nss ...string) {
+func (h *holder) poll(t *testing.T, ctx context.Context, vip netip.Prefix, nss ...string) {
 	handles := map[string]*netlink.Handle{}
 	for _, ns := range nss {
 		nh, err := netns.GetFromName(ns)
@@ -155,9 +161,9 @@ func (h *holder) poll(t *testing.T, ctx context.Context, nss ...string) {
 			if err != nil {
 				continue
 			}
-			addrs, _ := hd.AddrList(link, netlink.FAMILY_V4)
+			addrs, _ := hd.AddrList(link, netlink.FAMILY_ALL)
 			for _, a := range addrs {
-				if a.IPNet.String() == interopVIP.String() {
+				if a.IPNet.String() == vip.String() {
 					holds[ns] = true
 				}
 			}
@@ -201,9 +207,10 @@ func (h *holder) waitOnly(t *testing.T, ns string, within time.Duration) {
 }
 
 // TestKeepalivedInterop runs xlb's VRRP against Debian's keepalived on one
-// VRID (v3, IPv4, 200 ms adverts): each is master in turn, each preempts
-// the other, each stops gracefully with priority 0, and the VIP is never
-// held by both for longer than one advertisement interval.
+// VRID (v3, 200 ms adverts), over IPv4 and over IPv6: each is master in
+// turn, each preempts the other, each stops gracefully with priority 0,
+// and the VIP is never held by both for longer than one advertisement
+// interval.
 func TestKeepalivedInterop(t *testing.T) {
 	if os.Getenv(peerEnv) != "" {
 		t.Skip("peer process")
@@ -219,8 +226,14 @@ func TestKeepalivedInterop(t *testing.T) {
 		kbin = "/usr/sbin/keepalived"
 	}
 	if testing.Short() {
-		t.Skip("takes about 15 s")
+		t.Skip("takes about 15 s per address family")
 	}
+	for _, family := range []string{"ipv4", "ipv6"} {
+		t.Run(family, func(t *testing.T) { testKeepalivedInterop(t, kbin, interopVIPs[family]) })
+	}
+}
+
+func testKeepalivedInterop(t *testing.T, kbin string, vip netip.Prefix) {
 	dir := t.TempDir()
 	nsK, nsX := fmt.Sprintf("xlbk%d", os.Getpid()), fmt.Sprintf("xlbx%d", os.Getpid())
 	run := func(args ...string) {
@@ -232,6 +245,13 @@ func TestKeepalivedInterop(t *testing.T) {
 	for _, ns := range []string{nsK, nsX} {
 		run("netns", "add", ns)
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		// IPv6 VRRP speaks from the link-local address, which must not
+		// sit tentative through duplicate address detection.
+		for _, kv := range []string{"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"} {
+			if out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-qw", kv).CombinedOutput(); err != nil {
+				t.Fatalf("%s: sysctl %s: %v: %s", ns, kv, err, out)
+			}
+		}
 	}
 	run("link", "add", "eth0", "netns", nsK, "type", "veth", "peer", "name", "eth0", "netns", nsX)
 	run("-n", nsK, "addr", "add", "198.51.100.1/24", "dev", "eth0")
@@ -244,7 +264,7 @@ func TestKeepalivedInterop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &holder{}
 	polled := make(chan struct{})
-	go func() { h.poll(t, ctx, nsK, nsX); close(polled) }()
+	go func() { h.poll(t, ctx, vip, nsK, nsX); close(polled) }()
 	t.Cleanup(func() { cancel(); <-polled })
 
 	k := &side{name: "keepalived", ns: nsK}
@@ -271,7 +291,7 @@ vrrp_instance VI_1 {
   advert_int %.1f
   virtual_ipaddress { %s }
 }
-`, interopVRID, prio, interopAdv.Seconds(), interopVIP), 0o644)
+`, interopVRID, prio, interopAdv.Seconds(), vip), 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +303,7 @@ vrrp_instance VI_1 {
 		cfg := service.VRRPInstance{
 			Name: "VI_1", State: "BACKUP", Interface: "eth0", VirtualRouterID: interopVRID, Priority: prio,
 			AdvertInt: interopAdv, Version: 3, Preempt: true, GARPMasterRepeat: 2,
-			VirtualIPs: []service.VirtualIP{{Prefix: interopVIP}},
+			VirtualIPs: []service.VirtualIP{{Prefix: vip}},
 		}
 		spec, err := json.Marshal(cfg)
 		if err != nil {
