@@ -93,7 +93,7 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 		return err
 	}
 	defer func() {
-		err = errors.Join(err, d.dp.Close(), d.dp.Unpin())
+		err = errors.Join(err, d.dp.Unpin(), d.dp.Close())
 	}()
 	d.bal = balancer.New(d.dp)
 	d.res, err = neigh.New(opts.Interface, d.log)

@@ -155,11 +155,12 @@ func TestAttachSurvivesProcessDeath(t *testing.T) {
 		t.Errorf("the generic-mode link is still pinned: %v", err)
 	}
 
-	// A clean stop.
-	if err := errors.Join(third.Close(), third.Unpin()); err != nil {
+	// A clean stop, in the daemon's order: with the pin gone first, closing
+	// the descriptor drops the last reference and detaches at once.
+	if err := errors.Join(third.Unpin(), third.Close()); err != nil {
 		t.Fatal(err)
 	}
 	if got := attachedProg(t, "xlb0"); got != 0 {
-		t.Fatalf("after Close and Unpin: program %d still on xlb0", got)
+		t.Fatalf("after Unpin and Close: program %d still on xlb0", got)
 	}
 }

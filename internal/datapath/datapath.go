@@ -327,7 +327,9 @@ func (d *Datapath) Close() error {
 
 // Unpin removes the pins, the XDP link's too, and the pin directory: the
 // maps go away with their last reference, and the program detaches once
-// the link is also closed (Close, in either order).
+// the link is also closed. Unpin before Close: the kernel releases a link
+// whose last reference was a pin from a work queue, a moment later, but
+// one whose last reference was a descriptor at once.
 func (d *Datapath) Unpin() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.Flows, d.objs.Stats, d.objs.Counters} {

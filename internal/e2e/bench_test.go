@@ -81,7 +81,7 @@ func benchApply(b *testing.B) {
 		if mem, err = measureMapMemory(pins); err != nil {
 			b.Fatal(err)
 		}
-		if err := errors.Join(dp.Close(), dp.Unpin()); err != nil {
+		if err := errors.Join(dp.Unpin(), dp.Close()); err != nil {
 			b.Fatal(err)
 		}
 	}
