@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os/exec"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/xlb-project/xlb/internal/announce"
+	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 	"github.com/xlb-project/xlb/internal/vrrp"
 )
@@ -111,10 +110,14 @@ func (d *Daemon) startVRRP(cfg *service.Config) (*vrrpSet, error) {
 		if len(users) == 0 {
 			continue
 		}
-		if err := vrrp.CheckScript(sc.Script); err != nil {
-			return fail(fmt.Errorf("vrrp_script %s: %w", sc.Name, err))
+		if err := script.Check(sc.Script, sc.Source.File); err != nil {
+			return fail(fmt.Errorf("vrrp_script %s: script %q: %w", sc.Name, sc.Script, err))
 		}
-		set.runScript(ctx, sc, users, d.log.With("vrrp_script", sc.Name))
+		set.runScript(ctx, sc, func(good bool) {
+			for _, inst := range users {
+				inst.SetScript(sc.Name, good)
+			}
+		}, d.log.With("vrrp_script", sc.Name))
 	}
 	return set, nil
 }
@@ -126,9 +129,10 @@ func (s *vrrpSet) stop() {
 	s.wg.Wait()
 }
 
-// runScript runs a vrrp_script every interval and tells the instances
-// tracking it whenever its verdict changes (scriptVerdict).
-func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, users []*vrrp.Instance, log interface{ Warn(string, ...any) }) {
+// runScript runs a vrrp_script every interval, as its user and bounded by
+// its timeout, and reports its verdict to the instances tracking it
+// whenever the verdict changes (scriptVerdict).
+func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, report func(good bool), log interface{ Warn(string, ...any) }) {
 	interval := max(sc.Interval, 100*time.Millisecond)
 	timeout := sc.Timeout
 	if timeout <= 0 {
@@ -136,9 +140,22 @@ func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, users []
 	}
 	v := newScriptVerdict(sc.Rise, sc.Fall, sc.InitFail)
 	if sc.InitFail {
-		for _, inst := range users {
-			inst.SetScript(sc.Name, false)
+		report(false)
+	}
+	// A line that does not split fails every run (startVRRP has
+	// checked it, so it does not happen).
+	argv, splitErr := script.Split(sc.Script)
+	run := func() error {
+		if splitErr != nil {
+			return splitErr
 		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		st, err := script.Command{Args: argv, User: sc.User}.Run(rctx)
+		if err != nil {
+			return err
+		}
+		return st.Err()
 	}
 	s.wg.Add(1)
 	go func() {
@@ -146,10 +163,7 @@ func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, users []
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
-			rctx, cancel := context.WithTimeout(ctx, timeout)
-			argv := strings.Fields(sc.Script)
-			err := exec.CommandContext(rctx, argv[0], argv[1:]...).Run()
-			cancel()
+			err := run()
 			if ctx.Err() != nil {
 				return
 			}
@@ -157,9 +171,7 @@ func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, users []
 				if !good {
 					log.Warn("vrrp_script failing", "err", err)
 				}
-				for _, inst := range users {
-					inst.SetScript(sc.Name, good)
-				}
+				report(good)
 			}
 			select {
 			case <-ctx.Done():

@@ -538,62 +538,6 @@ func TestNotifyScripts(t *testing.T) {
 	}
 }
 
-func TestScriptSecurity(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to create root-owned scripts and chown them")
-	}
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mk := func(name string, mode os.FileMode, uid int) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(p, uid, 0); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	openDir := filepath.Join(dir, "open")
-	if err := os.Mkdir(openDir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(openDir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name, line, wantErr string
-	}{
-		{"root 0755", mk("ok.sh", 0o755, 0) + " arg", ""},
-		{"group writable", mk("gw.sh", 0o775, 0), "writable by group or others"},
-		{"other writable", mk("ow.sh", 0o757, 0), "writable by group or others"},
-		{"not root", mk("user.sh", 0o755, 65534), "owned by uid 65534"},
-		{"not executable", mk("noexec.sh", 0o644, 0), "not executable"},
-		{"missing", filepath.Join(dir, "missing.sh"), "no such file"},
-		{"world-writable directory", mk("open/x.sh", 0o755, 0), "open: writable by group or others"},
-		{"on PATH", "true", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := CheckScript(tt.line)
-			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Errorf("CheckScript(%q) = %v, want error containing %q", tt.line, err, tt.wantErr)
-			}
-		})
-	}
-	cfg := baseConfig()
-	cfg.Notify.Master = filepath.Join(dir, "gw.sh")
-	_, err := New(cfg, Options{Conn: newFakeConn(t, self), Clock: newFakeClock(), Logger: quiet})
-	if err == nil || !strings.Contains(err.Error(), "vrrp_instance VI_1: notify_master") {
-		t.Errorf("New with an insecure notify_master: %v, want an error naming it", err)
-	}
-}
-
 // TestRun drives the instance through Run and the Conn, as the daemon does.
 func TestRun(t *testing.T) {
 	clock := newFakeClock()

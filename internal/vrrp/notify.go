@@ -2,18 +2,13 @@ package vrrp
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -27,8 +22,14 @@ type ScriptRunner interface {
 // failures; keepalived likewise never waits for notify scripts.
 type ExecRunner struct {
 	Timeout time.Duration // 0 means 30 s
-	Logger  *slog.Logger
+	// User runs the scripts, as keepalived's "user [group]"; empty means
+	// keepalived_script if that user exists, else root.
+	User   string
+	Logger *slog.Logger
 }
+
+// notifyOutput bounds how much of a failing script's output is logged.
+const notifyOutput = 4 << 10
 
 // Run starts argv and returns at once.
 func (r ExecRunner) Run(argv []string) {
@@ -43,73 +44,33 @@ func (r ExecRunner) Run(argv []string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+		out := &headBuffer{max: notifyOutput}
+		st, err := script.Command{Args: argv, User: r.User, Output: out}.Run(ctx)
+		if err == nil {
+			err = st.Err()
+		}
 		if err != nil {
-			log.Warn("notify script failed", "argv", argv, "err", err, "output", strings.TrimSpace(string(out)))
+			log.Warn("notify script failed", "argv", argv, "err", err, "output", strings.TrimSpace(string(out.b)))
 		}
 	}()
 }
 
-// CheckScript applies keepalived's script security to the program a
-// script line names: the file must exist, be owned by root and not be
-// writable by group or others, and no directory above it may let a
-// non-root user replace it (a sticky directory such as /tmp is fine, as
-// only the owner may rename or remove the file there).
-func CheckScript(line string) error {
-	argv := strings.Fields(line)
-	if len(argv) == 0 {
-		return errors.New("empty script")
-	}
-	path := argv[0]
-	if !filepath.IsAbs(path) {
-		lp, err := exec.LookPath(path)
-		if err != nil {
-			return fmt.Errorf("script %s: %w", path, err)
-		}
-		path = lp
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("script %s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("script %s: not a regular file", path)
-	}
-	if err := secure(path, st, false); err != nil {
-		return err
-	}
-	if st.Mode().Perm()&0o100 == 0 {
-		return fmt.Errorf("script %s: not executable by its owner", path)
-	}
-	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
-		dst, err := os.Stat(dir)
-		if err != nil {
-			return fmt.Errorf("script %s: %w", path, err)
-		}
-		if err := secure(dir, dst, true); err != nil {
-			return fmt.Errorf("script %s: %w", path, err)
-		}
-		if dir == filepath.Dir(dir) {
-			return nil
-		}
-	}
+// headBuffer keeps the first max bytes written to it: enough of a script's
+// output to log, without trusting the script to be brief.
+type headBuffer struct {
+	b   []byte
+	max int
 }
 
-func secure(path string, st fs.FileInfo, dir bool) error {
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Errorf("%s: cannot read its owner", path)
+func (h *headBuffer) Write(p []byte) (int, error) {
+	if room := h.max - len(h.b); room > 0 {
+		h.b = append(h.b, p[:min(room, len(p))]...)
 	}
-	if sys.Uid != 0 {
-		return fmt.Errorf("insecure %s: owned by uid %d, not root", path, sys.Uid)
-	}
-	if st.Mode().Perm()&0o022 != 0 && !(dir && st.Mode()&fs.ModeSticky != 0) {
-		return fmt.Errorf("insecure %s: writable by group or others (mode %v)", path, st.Mode().Perm())
-	}
-	return nil
+	return len(p), nil
 }
 
-// checkNotify checks every script of n; what names the owner in errors.
+// checkNotify applies keepalived's script security to every script of n;
+// what names the owner in errors.
 func checkNotify(what string, n service.Notify) error {
 	for _, s := range []struct{ kw, line string }{
 		{"notify", n.Any}, {"notify_master", n.Master}, {"notify_backup", n.Backup},
@@ -118,8 +79,8 @@ func checkNotify(what string, n service.Notify) error {
 		if s.line == "" {
 			continue
 		}
-		if err := CheckScript(s.line); err != nil {
-			return fmt.Errorf("%s: %s: %w", what, s.kw, err)
+		if err := script.Check(s.line, ""); err != nil {
+			return fmt.Errorf("%s: %s %q: %w", what, s.kw, s.line, err)
 		}
 	}
 	return nil
@@ -127,7 +88,7 @@ func checkNotify(what string, n service.Notify) error {
 
 // runNotify starts the scripts keepalived runs when kind ("INSTANCE" or
 // "GROUP") name enters state: the state's own script as written, then
-// `notify` with the arguments "kind name state priority".
+// `notify` with the arguments "kind name state priority" after its own.
 func runNotify(r ScriptRunner, n service.Notify, kind, name string, state State, priority int) {
 	var own string
 	switch state {
@@ -142,10 +103,11 @@ func runNotify(r ScriptRunner, n service.Notify, kind, name string, state State,
 	default:
 		return
 	}
-	if own != "" {
-		r.Run(strings.Fields(own))
+	// checkNotify has refused lines that do not split.
+	if argv, err := script.Split(own); err == nil && len(argv) > 0 {
+		r.Run(argv)
 	}
-	if n.Any != "" {
-		r.Run(append(strings.Fields(n.Any), kind, name, state.String(), strconv.Itoa(priority)))
+	if argv, err := script.Split(n.Any); err == nil && len(argv) > 0 {
+		r.Run(append(argv, kind, name, state.String(), strconv.Itoa(priority)))
 	}
 }

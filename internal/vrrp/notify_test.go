@@ -1,0 +1,173 @@
+package vrrp
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// TestNotifySecurity checks that New and NewGroup refuse notify scripts
+// that fail keepalived's script security, naming the instance or group and
+// the keyword; internal/script tests the rules themselves.
+func TestNotifySecurity(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create root-owned scripts and chown them")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, uid int) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, 0); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	secure, insecure := mk("ok.sh", 0), mk("user.sh", 65534)
+	refused := fmt.Sprintf("refusing to run %s: %s is owned by uid 65534, not root", insecure, insecure)
+	tests := []struct {
+		name    string
+		notify  service.Notify
+		group   bool // the notify scripts are the sync group's
+		wantErr string
+	}{
+		{name: "secure scripts", notify: service.Notify{Any: secure + ` "an arg"`, Master: "true", Backup: secure, Fault: secure, Stop: secure}},
+		{name: "notify", notify: service.Notify{Any: insecure},
+			wantErr: fmt.Sprintf("vrrp_instance VI_1: notify %q: %s", insecure, refused)},
+		{name: "notify_master", notify: service.Notify{Any: secure, Master: insecure + " --up"},
+			wantErr: fmt.Sprintf("vrrp_instance VI_1: notify_master %q: %s", insecure+" --up", refused)},
+		{name: "notify_backup", notify: service.Notify{Backup: insecure},
+			wantErr: fmt.Sprintf("vrrp_instance VI_1: notify_backup %q: %s", insecure, refused)},
+		{name: "notify_fault", notify: service.Notify{Fault: insecure},
+			wantErr: fmt.Sprintf("vrrp_instance VI_1: notify_fault %q: %s", insecure, refused)},
+		{name: "notify_stop", notify: service.Notify{Stop: insecure},
+			wantErr: fmt.Sprintf("vrrp_instance VI_1: notify_stop %q: %s", insecure, refused)},
+		{name: "missing", notify: service.Notify{Master: filepath.Join(dir, "missing.sh")},
+			wantErr: fmt.Sprintf("vrrp_instance VI_1: notify_master %q: refusing to run %[1]s: lstat %[1]s: no such file or directory", filepath.Join(dir, "missing.sh"))},
+		{name: "unbalanced quote", notify: service.Notify{Master: secure + ` "open`},
+			wantErr: fmt.Sprintf(`vrrp_instance VI_1: notify_master %q: unterminated " quote`, secure+` "open`)},
+		{name: "sync group notify_fault", group: true, notify: service.Notify{Fault: insecure},
+			wantErr: fmt.Sprintf("vrrp_sync_group G: notify_fault %q: %s", insecure, refused)},
+		{name: "sync group secure", group: true, notify: service.Notify{Any: secure}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.group {
+				_, err = NewGroup(service.SyncGroup{Name: "G", Instances: []string{"VI_1"}, Notify: tt.notify}, &recorder{})
+			} else {
+				cfg := baseConfig()
+				cfg.Notify = tt.notify
+				_, err = New(cfg, Options{Conn: newFakeConn(t, self), Clock: newFakeClock(), Logger: quiet, Scripts: &recorder{}})
+			}
+			if got := errText(err); got != tt.wantErr {
+				t.Errorf("error:\n %s\nwant:\n %s", got, tt.wantErr)
+			}
+		})
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// TestRunNotifySplits: notify lines are split with keepalived's quoting,
+// and notify gets "kind name state priority" after its own arguments.
+func TestRunNotifySplits(t *testing.T) {
+	rec := &recorder{}
+	n := service.Notify{Any: `/etc/xlb/any.sh 'a b'`, Master: `/etc/xlb/m.sh "two words" x\ y`}
+	runNotify(rec, n, "GROUP", "G", StateMaster, 100)
+	runNotify(rec, n, "GROUP", "G", StateBackup, 100)
+	want := [][]string{
+		{"/etc/xlb/m.sh", "two words", "x y"},
+		{"/etc/xlb/any.sh", "a b", "GROUP", "G", "MASTER", "100"},
+		{"/etc/xlb/any.sh", "a b", "GROUP", "G", "BACKUP", "100"},
+	}
+	if diff := cmp.Diff(want, rec.takeRuns()); diff != "" {
+		t.Errorf("scripts run (-want +got):\n%s", diff)
+	}
+}
+
+// syncBuffer is a log destination that the test can read while the
+// runner's goroutine writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestExecRunner runs real scripts and checks what a failure logs.
+func TestExecRunner(t *testing.T) {
+	const guard = 10 * time.Second
+	tests := []struct {
+		name     string
+		runner   ExecRunner
+		argv     []string
+		needRoot bool
+		want     []string // in the log line
+	}{
+		{name: "exit status and output", argv: []string{"sh", "-c", "echo oops; echo more >&2; exit 3"},
+			want: []string{`msg="notify script failed"`, `err="exit status 3"`, `output="oops\nmore"`}},
+		{name: "arguments", argv: []string{"sh", "-c", `echo "$1|$2"; exit 1`, "sh", "two words", "GROUP"},
+			want: []string{`output="two words|GROUP"`}},
+		{name: "output is bounded", argv: []string{"sh", "-c", "head -c 10000 /dev/zero | tr '\\0' x; exit 1"},
+			want: []string{"output=" + strings.Repeat("x", notifyOutput) + "\n"}},
+		{name: "timeout", runner: ExecRunner{Timeout: 100 * time.Millisecond}, argv: []string{"sleep", "30"},
+			want: []string{`err="stopped: context deadline exceeded"`}},
+		{name: "user", runner: ExecRunner{User: "nobody"}, argv: []string{"sh", "-c", "id -u; exit 1"}, needRoot: true,
+			want: []string{`output=65534`}},
+		{name: "no program", argv: []string{"no-such-program-xlb"},
+			want: []string{`executable file not found`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.needRoot && os.Geteuid() != 0 {
+				t.Skip("needs root to run a script as another user")
+			}
+			var logs syncBuffer
+			r := tt.runner
+			r.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			r.Run(tt.argv)
+			deadline := time.Now().Add(guard)
+			for !strings.Contains(logs.String(), "\n") {
+				if time.Now().After(deadline) {
+					t.Fatal("no log line from a failing script")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(logs.String(), w) {
+					t.Errorf("log %q lacks %q", logs.String(), w)
+				}
+			}
+		})
+	}
+}
