@@ -175,7 +175,7 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 	if i.scripts == nil {
 		i.scripts = ExecRunner{Logger: i.log}
 	}
-	if err := checkNotify(name, cfg.Notify); err != nil {
+	if err := checkNotify(name, cfg.Notify, cfg.Source.File); err != nil {
 		return nil, err
 	}
 	if g := opt.Group; g != nil {
@@ -202,7 +202,7 @@ type Group struct {
 // NewGroup builds a sync group; instances join it through Options.Group.
 // scripts runs the group's notify scripts (nil means ExecRunner).
 func NewGroup(cfg service.SyncGroup, scripts ScriptRunner) (*Group, error) {
-	if err := checkNotify("vrrp_sync_group "+cfg.Name, cfg.Notify); err != nil {
+	if err := checkNotify("vrrp_sync_group "+cfg.Name, cfg.Notify, cfg.Source.File); err != nil {
 		return nil, err
 	}
 	if scripts == nil {

@@ -71,7 +71,7 @@ func (h *headBuffer) Write(p []byte) (int, error) {
 
 // checkNotify applies keepalived's script security to every script of n;
 // what names the owner in errors.
-func checkNotify(what string, n service.Notify) error {
+func checkNotify(what string, n service.Notify, configFile string) error {
 	for _, s := range []struct{ kw, line string }{
 		{"notify", n.Any}, {"notify_master", n.Master}, {"notify_backup", n.Backup},
 		{"notify_fault", n.Fault}, {"notify_stop", n.Stop},
@@ -79,7 +79,7 @@ func checkNotify(what string, n service.Notify) error {
 		if s.line == "" {
 			continue
 		}
-		if err := script.Check(s.line, ""); err != nil {
+		if err := script.Check(s.line, configFile); err != nil {
 			return fmt.Errorf("%s: %s %q: %w", what, s.kw, s.line, err)
 		}
 	}

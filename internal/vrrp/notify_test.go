@@ -38,11 +38,19 @@ func TestNotifySecurity(t *testing.T) {
 		return p
 	}
 	secure, insecure := mk("ok.sh", 0), mk("user.sh", 65534)
+	conf := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(conf, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(conf, 0o666); err != nil { // past the umask
+		t.Fatal(err)
+	}
 	refused := fmt.Sprintf("refusing to run %s: %s is owned by uid 65534, not root", insecure, insecure)
 	tests := []struct {
 		name    string
 		notify  service.Notify
-		group   bool // the notify scripts are the sync group's
+		group   bool   // the notify scripts are the sync group's
+		conf    string // the configuration file they come from
 		wantErr string
 	}{
 		{name: "secure scripts", notify: service.Notify{Any: secure + ` "an arg"`, Master: "true", Backup: secure, Fault: secure, Stop: secure}},
@@ -63,15 +71,20 @@ func TestNotifySecurity(t *testing.T) {
 		{name: "sync group notify_fault", group: true, notify: service.Notify{Fault: insecure},
 			wantErr: fmt.Sprintf("vrrp_sync_group G: notify_fault %q: %s", insecure, refused)},
 		{name: "sync group secure", group: true, notify: service.Notify{Any: secure}},
+		{name: "writable configuration", conf: conf, notify: service.Notify{Master: secure},
+			wantErr: fmt.Sprintf("vrrp_instance VI_1: notify_master %q: refusing to run %s: configuration file: %s is writable by others (mode -rw-rw-rw-)", secure, secure, conf)},
+		{name: "sync group, writable configuration", group: true, conf: conf, notify: service.Notify{Master: secure},
+			wantErr: fmt.Sprintf("vrrp_sync_group G: notify_master %q: refusing to run %s: configuration file: %s is writable by others (mode -rw-rw-rw-)", secure, secure, conf)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var err error
 			if tt.group {
-				_, err = NewGroup(service.SyncGroup{Name: "G", Instances: []string{"VI_1"}, Notify: tt.notify}, &recorder{})
+				_, err = NewGroup(service.SyncGroup{Name: "G", Instances: []string{"VI_1"}, Notify: tt.notify, Source: service.Pos{File: tt.conf}}, &recorder{})
 			} else {
 				cfg := baseConfig()
 				cfg.Notify = tt.notify
+				cfg.Source.File = tt.conf
 				_, err = New(cfg, Options{Conn: newFakeConn(t, self), Clock: newFakeClock(), Logger: quiet, Scripts: &recorder{}})
 			}
 			if got := errText(err); got != tt.wantErr {
