@@ -12,6 +12,12 @@ import (
 // writePlan prints what xlb would serve from cfg, laid out like ipvsadm's
 // listing so keepalived users recognise it.
 func writePlan(w io.Writer, cfg *service.Config) {
+	if f := cfg.Global.FlapDamping; f.On() {
+		fmt.Fprintf(w, "flap damping: a backend changing state more than %d times in %s is held down until %s pass without a change\n", f.Changes, f.Window, f.HoldDown)
+		if cfg.Global.RouterID == "" {
+			fmt.Fprintln(w)
+		}
+	}
 	if cfg.Global.RouterID != "" {
 		fmt.Fprintf(w, "router_id %s\n\n", cfg.Global.RouterID)
 	}

@@ -85,6 +85,9 @@ func ParseYAML(name string, data []byte) (*service.Config, error) {
 var (
 	lineRE     = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 	notFoundRE = regexp.MustCompile(`^field (\S+) not found in type config\.(\w+)YAML$`)
+	// yamlBlockNames name the blocks whose Go type does not read as the
+	// user's name for them in "unknown field" errors.
+	yamlBlockNames = map[string]string{"instance": "vrrp instance", "flap": "flap_damping"}
 )
 
 // yamlErrors turns yaml.v3's errors into positioned ones, one per problem.
@@ -103,7 +106,11 @@ func yamlErrors(name string, err error) error {
 			e.Pos.Line, _ = strconv.Atoi(sub[1])
 			e.Msg = sub[2]
 			if nf := notFoundRE.FindStringSubmatch(e.Msg); nf != nil {
-				e.Msg = fmt.Sprintf("unknown field %s in %s", nf[1], strings.ReplaceAll(nf[2], "instance", "vrrp instance"))
+				block := nf[2]
+				if b, ok := yamlBlockNames[block]; ok {
+					block = b
+				}
+				e.Msg = fmt.Sprintf("unknown field %s in %s", nf[1], block)
 			}
 		}
 		errs = append(errs, e)

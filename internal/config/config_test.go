@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -98,6 +99,12 @@ func TestParseYAMLErrors(t *testing.T) {
 		{"two documents", "services: []\n---\nservices: []\n", []string{
 			"c.yaml: more than one YAML document; xlb reads one",
 		}},
+		{"flap damping without a hold-down", "global:\n  flap_damping:\n    changes: 4\n    window: 60s\n", []string{
+			"c.yaml:4: flap_damping: changes (4), window (1m0s) and hold_down (0s) must all be positive",
+		}},
+		{"flap damping, unknown field", "global:\n  flap_damping:\n    changes: 4\n    windows: 60s\n", []string{
+			"c.yaml:4: unknown field windows in flap_damping",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,6 +146,27 @@ func TestYAMLDefaults(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, s, modelOpts, cmpopts.IgnoreTypes(service.Pos{})); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestFlapDamping: xlb's own knob (keepalived has none) reads from the
+// YAML global block and survives the round trip.
+func TestFlapDamping(t *testing.T) {
+	doc := "global:\n  router_id: lb1\n  flap_damping:\n    changes: 4\n    window: 1m0s\n    hold_down: 5m0s\n"
+	cfg, err := ParseYAML("f.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := service.FlapDamping{Changes: 4, Window: time.Minute, HoldDown: 5 * time.Minute, Source: service.Pos{File: "f.yaml", Line: 6}}
+	if diff := cmp.Diff(want, cfg.Global.FlapDamping); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	out, err := MarshalYAML(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != doc {
+		t.Errorf("written back as:\n%s\nwant:\n%s", out, doc)
 	}
 }
 

@@ -28,6 +28,12 @@ func (y *fromYAML) config(doc *fileYAML) *service.Config {
 	cfg := &service.Config{}
 	if g := doc.Global; g != nil {
 		cfg.Global = service.Global{RouterID: g.RouterID.v, Source: y.pos(g.RouterID.line)}
+		if f := g.FlapDamping; f != nil {
+			cfg.Global.FlapDamping = service.FlapDamping{
+				Changes: f.Changes, Window: f.Window.v, HoldDown: f.HoldDown.v,
+				Source: y.pos(max(f.Window.line, f.HoldDown.line, g.RouterID.line)),
+			}
+		}
 	}
 	for i := range doc.Services {
 		cfg.Services = append(cfg.Services, y.service(&doc.Services[i]))

@@ -15,8 +15,11 @@ import (
 // for source positions.
 func MarshalYAML(cfg *service.Config) ([]byte, error) {
 	doc := fileYAML{}
-	if cfg.Global.RouterID != "" {
-		doc.Global = &globalYAML{RouterID: yString{v: cfg.Global.RouterID}}
+	if g := cfg.Global; g.RouterID != "" || g.FlapDamping.On() {
+		doc.Global = &globalYAML{RouterID: yString{v: g.RouterID}}
+		if f := g.FlapDamping; f.On() {
+			doc.Global.FlapDamping = &flapYAML{Changes: f.Changes, Window: yDuration{v: f.Window}, HoldDown: yDuration{v: f.HoldDown}}
+		}
 	}
 	for i := range cfg.Services {
 		doc.Services = append(doc.Services, serviceToYAML(&cfg.Services[i]))

@@ -21,7 +21,14 @@ type fileYAML struct {
 }
 
 type globalYAML struct {
-	RouterID yString `yaml:"router_id,omitempty"`
+	RouterID    yString   `yaml:"router_id,omitempty"`
+	FlapDamping *flapYAML `yaml:"flap_damping,omitempty"`
+}
+
+type flapYAML struct {
+	Changes  int       `yaml:"changes"`
+	Window   yDuration `yaml:"window"`
+	HoldDown yDuration `yaml:"hold_down"`
 }
 
 type serviceYAML struct {

@@ -205,6 +205,15 @@ func (m *Manager) DynamicWeight(svc service.ServiceKey, be netip.AddrPort) (int,
 	return *t.weight, true
 }
 
+// SetDamping changes flap damping, off unless all three are positive (see
+// Options), for a configuration reload. A backend held down stays held
+// until its hold-down has passed.
+func (m *Manager) SetDamping(window time.Duration, maxChanges int, holdDown time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.opts.DampingWindow, m.opts.DampingMax, m.opts.HoldDown = window, maxChanges, holdDown
+}
+
 // Update makes targets the set of probed backends. New targets start up
 // (keepalived's default) with their first probe after a random warmup.
 // Targets that are gone stop being probed. A target whose checks are

@@ -555,6 +555,7 @@ func TestFlapDamping(t *testing.T) {
 	tests := []struct {
 		name string
 		opts Options
+		set  *Options // given to SetDamping before the targets, as a reload does
 		want []eventRec
 	}{
 		{
@@ -576,10 +577,24 @@ func TestFlapDamping(t *testing.T) {
 			opts: Options{DampingWindow: s(60), DampingMax: 4, HoldDown: s(100)},
 			want: []eventRec{down(s(10)), up(s(20)), down(s(30)), up(s(40))},
 		},
+		{
+			name: "turned on by SetDamping",
+			set:  &Options{DampingWindow: s(60), DampingMax: 2, HoldDown: s(100)},
+			want: []eventRec{down(s(10)), up(s(20)), down(s(30)), up(s(140))},
+		},
+		{
+			name: "turned off by SetDamping",
+			opts: Options{DampingWindow: s(60), DampingMax: 2, HoldDown: s(100)},
+			set:  &Options{},
+			want: []eventRec{down(s(10)), up(s(20)), down(s(30)), up(s(40))},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, tt.opts, flapping)
+			if o := tt.set; o != nil {
+				h.m.SetDamping(o.DampingWindow, o.DampingMax, o.HoldDown)
+			}
 			h.update(Target{Service: svcA, Backend: rs1, Checks: []service.Check{c}})
 			h.runUntil(s(150))
 			if diff := cmp.Diff(tt.want, h.eventRecs(), cmpAddr); diff != "" {

@@ -26,8 +26,24 @@ type Config struct {
 type Global struct {
 	// RouterID names this balancer in logs and notifications.
 	RouterID string
+	// FlapDamping holds down backends whose health flaps; the zero value
+	// is off, as keepalived has none.
+	FlapDamping FlapDamping
+	Source      Pos
+}
+
+// FlapDamping holds a backend down when its health check changes state
+// more than Changes times within Window, until HoldDown has passed
+// without a further change.
+type FlapDamping struct {
+	Changes  int
+	Window   time.Duration
+	HoldDown time.Duration
 	Source   Pos
 }
+
+// On reports whether damping is configured.
+func (f FlapDamping) On() bool { return f != (FlapDamping{Source: f.Source}) }
 
 // Proto is the transport protocol of a service.
 type Proto uint8

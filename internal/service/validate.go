@@ -26,6 +26,9 @@ func (c *Config) Validate() error {
 		}
 		seen[k] = s.Source
 	}
+	if f := c.Global.FlapDamping; f.On() && (f.Changes <= 0 || f.Window <= 0 || f.HoldDown <= 0) {
+		v.add(f.Source, "flap_damping: changes (%d), window (%s) and hold_down (%s) must all be positive", f.Changes, f.Window, f.HoldDown)
+	}
 	v.vrrp(c)
 	return errors.Join(v.errs...)
 }
