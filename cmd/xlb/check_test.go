@@ -91,3 +91,20 @@ func containsLine(s, line string) bool {
 	}
 	return false
 }
+
+// TestCheckPlanFlapDamping: xlb's own damping knob shows in the plan.
+func TestCheckPlanFlapDamping(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "xlb.yaml")
+	doc := "global:\n  flap_damping:\n    changes: 4\n    window: 60s\n    hold_down: 5m\n"
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "-f", path}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	const want = "flap damping: a backend changing state more than 4 times in 1m0s is held down until 5m0s pass without a change\n"
+	if !strings.HasPrefix(stdout.String(), want) {
+		t.Errorf("plan:\n%s\nwant it to start with:\n%s", stdout.String(), want)
+	}
+}
