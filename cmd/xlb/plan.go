@@ -131,6 +131,9 @@ func checkLine(b *service.Backend, c *service.Check) string {
 		fmt.Fprintf(&sb, " timeout %s", c.ConnectTimeout)
 	}
 	fmt.Fprintf(&sb, ", every %s, retry %d after %s, warmup up to %s", c.DelayLoop, c.Retry, c.DelayBeforeRetry, c.Warmup)
+	if c.Rise > 1 {
+		fmt.Fprintf(&sb, ", up after %d successes", c.Rise)
+	}
 	if c.VirtualHost != "" {
 		fmt.Fprintf(&sb, ", host %s", c.VirtualHost)
 	}

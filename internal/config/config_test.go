@@ -99,6 +99,9 @@ func TestParseYAMLErrors(t *testing.T) {
 		{"two documents", "services: []\n---\nservices: []\n", []string{
 			"c.yaml: more than one YAML document; xlb reads one",
 		}},
+		{"negative rise", svc + "    backends:\n      - address: 198.51.100.7\n        checks:\n          - type: tcp\n            rise: -2\n", []string{
+			"c.yaml:8: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: tcp check: rise -2 is negative",
+		}},
 		{"flap damping without a hold-down", "global:\n  flap_damping:\n    changes: 4\n    window: 60s\n", []string{
 			"c.yaml:4: flap_damping: changes (4), window (1m0s) and hold_down (0s) must all be positive",
 		}},
@@ -146,6 +149,30 @@ func TestYAMLDefaults(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, s, modelOpts, cmpopts.IgnoreTypes(service.Pos{})); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestCheckRise: xlb's rise (keepalived has none) reads from a YAML check
+// and is written back.
+func TestCheckRise(t *testing.T) {
+	doc := "services:\n  - vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n    backends:\n      - address: 198.51.100.7\n        checks:\n          - type: tcp\n            rise: 3\n"
+	cfg, err := ParseYAML("r.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Services[0].Backends[0].Checks[0].Rise; got != 3 {
+		t.Errorf("rise %d, want 3", got)
+	}
+	out, err := MarshalYAML(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseYAML("r.yaml", out)
+	if err != nil {
+		t.Fatalf("%v in:\n%s", err, out)
+	}
+	if got := back.Services[0].Backends[0].Checks[0].Rise; got != 3 {
+		t.Errorf("rise %d after the round trip, want 3:\n%s", got, out)
 	}
 }
 

@@ -165,6 +165,7 @@ func (y *fromYAML) check(cy *checkYAML, delayLoop time.Duration, line int) (serv
 	}
 	setDur(&c.ConnectTimeout, cy.ConnectTimeout)
 	setInt(&c.Retry, cy.Retry)
+	c.Rise = cy.Rise
 	setDur(&c.DelayBeforeRetry, cy.DelayBeforeRetry)
 	setDur(&c.DelayLoop, cy.DelayLoop)
 	c.Warmup = c.DelayLoop

@@ -67,6 +67,7 @@ type checkYAML struct {
 	ConnectTimeout   *yDuration `yaml:"connect_timeout,omitempty"`
 	Retry            *int       `yaml:"retry,omitempty"`
 	DelayBeforeRetry *yDuration `yaml:"delay_before_retry,omitempty"`
+	Rise             int        `yaml:"rise,omitempty"`
 	Warmup           *yDuration `yaml:"warmup,omitempty"`
 	DelayLoop        *yDuration `yaml:"delay_loop,omitempty"`
 	URLs             []urlYAML  `yaml:"urls,omitempty"`

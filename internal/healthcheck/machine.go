@@ -18,6 +18,7 @@ type machine struct {
 	delayLoop        time.Duration
 	delayBeforeRetry time.Duration
 	urls             int
+	rise             int
 
 	up bool
 	// hasRun is keepalived's has_run: false until the check has reached a
@@ -26,6 +27,9 @@ type machine struct {
 	// at its first probe.
 	hasRun bool
 	fails  int
+	// risen counts the verdicts of "up" in a row while a down check
+	// waits for rise of them.
+	risen int
 	// url is the index of the URL the next HTTP probe fetches.
 	url int
 	// failedURL is set while a down HTTP check waits for the URL that
@@ -56,6 +60,7 @@ func newMachine(c service.Check, startup bool) machine {
 		delayLoop:        c.DelayLoop,
 		delayBeforeRetry: c.DelayBeforeRetry,
 		urls:             len(c.URLs),
+		rise:             c.Rise,
 		up:               true,
 	}
 	if startup {
@@ -84,6 +89,20 @@ func (m *machine) observe(ok bool) step {
 		s = m.observeMisc(ok)
 	default:
 		s = m.observeTCP(ok)
+	}
+	// A configured rise holds a down check down until its checker has
+	// said "up" rise times in a row (for HTTP, rise rounds over every
+	// URL); any failure starts the count again.
+	switch {
+	case !ok:
+		m.risen = 0
+	case !was && m.up:
+		if m.risen++; m.risen < m.rise {
+			m.up = false
+		}
+	}
+	if m.up {
+		m.risen = 0
 	}
 	s.changed = m.up != was
 	return s

@@ -74,6 +74,26 @@ func TestMachine(t *testing.T) {
 			want: []after{{s(2), u, 0}, {s(10), u, 0}, {s(2), u, 0}, {s(10), u, 0}},
 		},
 		{
+			name:  "tcp: rise 3 takes three successes in a row to come back",
+			check: with(tcp, func(c *service.Check) { c.Rise = 3 }), outcomes: "+--+++",
+			want: []after{{s(10), u, 0}, {s(2), u, 0}, {s(10), d, 0}, {s(10), d, 0}, {s(10), d, 0}, {s(10), u, 0}},
+		},
+		{
+			name:  "tcp: rise 3, a failure restarts the count",
+			check: with(tcp, func(c *service.Check) { c.Rise = 3 }), outcomes: "--++-+++",
+			want: []after{{s(2), u, 0}, {s(10), d, 0}, {s(10), d, 0}, {s(10), d, 0}, {s(2), d, 0}, {s(10), d, 0}, {s(10), d, 0}, {s(10), u, 0}},
+		},
+		{
+			name:  "tcp: rise does not delay going down",
+			check: with(tcp, func(c *service.Check) { c.Rise = 3 }), outcomes: "+--",
+			want: []after{{s(10), u, 0}, {s(2), u, 0}, {s(10), d, 0}},
+		},
+		{
+			name:  "misc: rise 2",
+			check: with(misc, func(c *service.Check) { c.Rise = 2 }), outcomes: "-++",
+			want: []after{{s(10), d, 0}, {s(10), d, 0}, {s(10), u, 0}},
+		},
+		{
 			name:  "tcp: at startup the first failure counts at once",
 			check: tcp, startup: true, outcomes: "-",
 			want: []after{{s(10), d, 0}},

@@ -189,6 +189,9 @@ type Check struct {
 	// down; DelayBeforeRetry spaces them.
 	Retry            int
 	DelayBeforeRetry time.Duration
+	// Rise is how many successes in a row bring a down backend back;
+	// 0 or 1 is keepalived's one. xlb only (YAML): keepalived has none.
+	Rise int
 	// Warmup is the maximum random delay before the first probe.
 	Warmup    time.Duration
 	DelayLoop time.Duration

@@ -124,6 +124,9 @@ func (v *validator) check(bname string, b *Backend, c *Check) {
 	if c.Retry < 0 {
 		v.add(c.Source, "%s: retry %d is negative", name, c.Retry)
 	}
+	if c.Rise < 0 {
+		v.add(c.Source, "%s: rise %d is negative", name, c.Rise)
+	}
 	switch c.Kind {
 	case CheckTCP, CheckHTTP, CheckSSL:
 		positive("connect_timeout", c.ConnectTimeout)
