@@ -3,6 +3,8 @@ package healthcheck
 import (
 	"sync"
 	"time"
+
+	"github.com/xlb-project/xlb/internal/clock"
 )
 
 // fakeClock is a Clock that moves only when told to. Timers fire
@@ -32,7 +34,7 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) clock.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++

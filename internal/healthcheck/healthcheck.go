@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xlb-project/xlb/internal/clock"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -62,7 +63,7 @@ type Event struct {
 // Options configure a Manager. The zero value is usable: the wall clock,
 // real probes, no logging and no flap damping.
 type Options struct {
-	Clock  Clock
+	Clock  clock.Clock
 	Log    *slog.Logger
 	Prober Prober
 	// Warmup picks the delay before a check's first probe, at most max;
@@ -85,7 +86,7 @@ func (o Options) dampingOn() bool {
 // Its methods are safe for concurrent use.
 type Manager struct {
 	opts   Options
-	clock  Clock
+	clock  clock.Clock
 	log    *slog.Logger
 	prober Prober
 	warmup func(time.Duration) time.Duration
@@ -124,7 +125,7 @@ type target struct {
 	weight    *int
 	flips     []time.Time
 	holdUntil time.Time
-	hold      Timer
+	hold      clock.Timer
 	gone      bool
 }
 
@@ -133,7 +134,7 @@ type runner struct {
 	t     *target
 	check service.Check
 	m     machine
-	timer Timer
+	timer clock.Timer
 	// seq invalidates the timers and probe results of a schedule that
 	// was stopped or replaced.
 	seq     uint64
@@ -156,7 +157,7 @@ func NewManager(opts Options) *Manager {
 		targets: map[targetKey]*target{},
 	}
 	if m.clock == nil {
-		m.clock = RealClock{}
+		m.clock = clock.Real{}
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xlb-project/xlb/internal/clock"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -56,7 +57,7 @@ type Event struct {
 type Options struct {
 	Conn Conn
 	// Clock defaults to SystemClock.
-	Clock  Clock
+	Clock  clock.Clock
 	Logger *slog.Logger
 	// OnChange is called for every state change, in order, with the
 	// instance's (or its sync group's) lock held: it must not call back
@@ -91,7 +92,7 @@ type Instance struct {
 	unit uint16 // own advert interval in the version's unit
 
 	conn     Conn
-	clock    Clock
+	clock    clock.Clock
 	log      *slog.Logger
 	onChange func(Event)
 	scripts  ScriptRunner
@@ -100,7 +101,7 @@ type Instance struct {
 	state        State
 	masterAdvInt time.Duration // v3: learned from the master
 	lastMismatch time.Duration
-	timer        Timer
+	timer        clock.Timer
 	timerGen     uint64
 	preemptAt    time.Time
 	ifDown       map[string]bool
@@ -163,7 +164,7 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 		}
 	}
 	if i.clock == nil {
-		i.clock = SystemClock{}
+		i.clock = clock.Real{}
 	}
 	if i.log == nil {
 		i.log = slog.Default()
