@@ -56,7 +56,7 @@ type Event struct {
 // Options are an instance's collaborators.
 type Options struct {
 	Conn Conn
-	// Clock defaults to SystemClock.
+	// Clock defaults to the wall clock.
 	Clock  clock.Clock
 	Logger *slog.Logger
 	// OnChange is called for every state change, in order, with the
