@@ -162,25 +162,7 @@ func startLB(tb testing.TB, topo *testutil.Topology, host, conf string) *lbDaemo
 			tb.Errorf("xlb run in %s did not exit cleanly on SIGTERM: %v\n%s", host, err, d.proc.Output())
 		}
 	})
-	waitFor(tb, 60*time.Second, "xlb run in "+host+" to serve with every backend resolved", func() (bool, string) {
-		select {
-		case <-d.proc.Done():
-			tb.Fatalf("xlb run in %s exited:\n%s", host, d.proc.Output())
-		default:
-		}
-		st, err := d.state()
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, s := range st.Services {
-			for _, b := range s.Backends {
-				if b.Unresolved {
-					return false, fmt.Sprintf("backend %s of %s:%d unresolved", b.Addr, s.Addr, s.Port)
-				}
-			}
-		}
-		return true, ""
-	})
+	d.waitServing(tb, "xlb run in "+host)
 	return d
 }
 

@@ -127,10 +127,18 @@ func startDaemon(tb testing.TB, topo *testutil.Topology, conf string) *daemon {
 	// the daemon's exit status.
 	tb.Cleanup(func() { d.checkStop(tb) })
 
-	waitFor(tb, 60*time.Second, "xlb run to serve with every backend resolved", func() (bool, string) {
+	d.waitServing(tb, "xlb run")
+	return d
+}
+
+// waitServing waits until the daemon answers on its socket with every
+// backend resolved; who names it in failures.
+func (d *daemon) waitServing(tb testing.TB, who string) {
+	tb.Helper()
+	waitFor(tb, 60*time.Second, who+" to serve with every backend resolved", func() (bool, string) {
 		select {
 		case <-d.proc.Done():
-			tb.Fatalf("xlb run exited:\n%s", d.proc.Output())
+			tb.Fatalf("%s exited:\n%s", who, d.proc.Output())
 		default:
 		}
 		if _, err := os.Stat(d.socket); err != nil {
@@ -149,7 +157,6 @@ func startDaemon(tb testing.TB, topo *testutil.Topology, conf string) *daemon {
 		}
 		return true, ""
 	})
-	return d
 }
 
 // checkStop stops the daemon and checks it went the way SIGTERM promises.
