@@ -109,6 +109,64 @@ func New(dp Datapath) *Balancer {
 	}
 }
 
+// IDs are the backend ids a balancer has given out: what a later process
+// needs to give the same backends the same ids, so that a flow table it
+// adopts (datapath.Options.KeepFlows) still points each connection at its
+// real server.
+type IDs struct {
+	// Next is where backend id allocation goes on.
+	Next     uint32      `json:"next"`
+	Backends []BackendID `json:"backends"`
+}
+
+// BackendID is the id of one real server of one service.
+type BackendID struct {
+	Service datapath.ServiceKey `json:"service"`
+	Backend netip.AddrPort      `json:"backend"`
+	ID      uint32              `json:"id"`
+}
+
+// IDs returns the backend ids given out so far, in id order.
+func (b *Balancer) IDs() IDs {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := IDs{Next: b.ids.nextBack}
+	for ref, id := range b.ids.backends {
+		out.Backends = append(out.Backends, BackendID{Service: ref.svc, Backend: ref.be, ID: id})
+	}
+	slices.SortFunc(out.Backends, func(a, b BackendID) int { return int(a.ID) - int(b.ID) })
+	return out
+}
+
+// NewFrom returns a balancer like New that gives the backends in ids the
+// same ids again and allocates new ones from ids.Next on. Its data path
+// must start without backends: ids of backends the first Apply no longer
+// has are released without a deletion.
+func NewFrom(dp Datapath, ids IDs) (*Balancer, error) {
+	b := New(dp)
+	if ids.Next != 0 {
+		if ids.Next >= datapath.MaxBackends {
+			return nil, fmt.Errorf("backend ids: next %d is out of range (1-%d)", ids.Next, datapath.MaxBackends-1)
+		}
+		b.ids.nextBack = ids.Next
+	}
+	for _, e := range ids.Backends {
+		ref := backendRef{e.Service, e.Backend}
+		switch {
+		case e.ID == 0 || e.ID >= datapath.MaxBackends:
+			return nil, fmt.Errorf("backend ids: service %s: backend %s: id %d is out of range (1-%d)", e.Service, e.Backend, e.ID, datapath.MaxBackends-1)
+		case b.ids.usedBack[e.ID]:
+			return nil, fmt.Errorf("backend ids: service %s: backend %s: id %d is given twice", e.Service, e.Backend, e.ID)
+		}
+		if _, dup := b.ids.backends[ref]; dup {
+			return nil, fmt.Errorf("backend ids: service %s: backend %s is listed twice", e.Service, e.Backend)
+		}
+		b.ids.backends[ref] = e.ID
+		b.ids.usedBack[e.ID] = true
+	}
+	return b, nil
+}
+
 // tableSize is the Maglev table size for n backends: the default, or the
 // smallest listed prime that keeps M >= 100 x n, where Maglev's balance and
 // disruption bounds hold.
@@ -228,7 +286,11 @@ func (b *Balancer) Apply(services []Service) error {
 	}
 	for ref, id := range ids.backends {
 		if !keepBackend[id] {
-			txn.DeleteBackends = append(txn.DeleteBackends, id)
+			// Only what this process wrote is in the data path: an id
+			// NewFrom was handed but no backend took up is just freed.
+			if _, written := ids.macs[id]; written {
+				txn.DeleteBackends = append(txn.DeleteBackends, id)
+			}
 			delete(ids.backends, ref)
 			delete(ids.usedBack, id)
 			delete(ids.macs, id)

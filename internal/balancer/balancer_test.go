@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/xlb-project/xlb/internal/datapath"
 )
 
@@ -250,5 +252,78 @@ func TestTableSize(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("tableSize(%d, %d) = %d, %v; want %d", tc.req, tc.n, got, err, tc.want)
 		}
+	}
+}
+
+// TestNewFromKeepsIDs: a balancer built from another's IDs (after a JSON
+// round trip, as the daemon stores them) gives the same backends the same
+// ids, never hands out a departed backend's id to a newcomer, and deletes
+// nothing it did not write.
+func TestNewFromKeepsIDs(t *testing.T) {
+	first := New(&fakeDP{})
+	if err := first.Apply([]Service{{Key: vip, Backends: []Backend{be(1, 1), be(2, 1), be(3, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := ids(first, vip)
+	b, err := json.Marshal(first.IDs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved IDs
+	if err := json.Unmarshal(b, &saved); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(first.IDs(), saved, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); diff != "" {
+		t.Fatalf("IDs after a JSON round trip (-before +after):\n%s", diff)
+	}
+
+	dp := &fakeDP{}
+	second, err := NewFrom(dp, saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Apply([]Service{{Key: vip, Backends: []Backend{be(1, 1), be(3, 1), be(4, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	after := ids(second, vip)
+	for _, last := range []byte{1, 3} {
+		k := be(last, 1).Key()
+		if after[k] != before[k] {
+			t.Errorf("backend %s: id %d, want %d as before", k, after[k], before[k])
+		}
+	}
+	if newID := after[be(4, 1).Key()]; newID == before[be(2, 1).Key()] || newID == 0 {
+		t.Errorf("new backend got id %d; the departed backend had %d", newID, before[be(2, 1).Key()])
+	}
+	txn := dp.last()
+	if len(txn.DeleteBackends) != 0 {
+		t.Errorf("first transaction deletes backends %v it never wrote", txn.DeleteBackends)
+	}
+	if len(txn.Backends) != 3 {
+		t.Errorf("first transaction writes %d backends, want all 3", len(txn.Backends))
+	}
+}
+
+func TestNewFromRejects(t *testing.T) {
+	ref := func(last byte, id uint32) BackendID {
+		return BackendID{Service: vip, Backend: be(last, 1).Key(), ID: id}
+	}
+	for _, tc := range []struct {
+		name string
+		ids  IDs
+		want string
+	}{
+		{"id 0", IDs{Backends: []BackendID{ref(1, 0)}}, "backend ids: service 192.0.2.10:80/tcp: backend 198.51.100.1:80: id 0 is out of range (1-65535)"},
+		{"id too large", IDs{Backends: []BackendID{ref(1, datapath.MaxBackends)}}, "is out of range"},
+		{"id twice", IDs{Backends: []BackendID{ref(1, 5), ref(2, 5)}}, "backend 198.51.100.2:80: id 5 is given twice"},
+		{"backend twice", IDs{Backends: []BackendID{ref(1, 5), ref(1, 6)}}, "backend 198.51.100.1:80 is listed twice"},
+		{"next out of range", IDs{Next: datapath.MaxBackends}, "backend ids: next"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewFrom(&fakeDP{}, tc.ids)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
 	}
 }

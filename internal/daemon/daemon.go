@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xlb-project/xlb/internal/api"
 	"github.com/xlb-project/xlb/internal/balancer"
 	"github.com/xlb-project/xlb/internal/config"
 	"github.com/xlb-project/xlb/internal/datapath"
@@ -73,6 +74,15 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	if opts.PinDir == "" {
 		opts.PinDir = datapath.DefaultPinDir
 	}
+	if opts.Socket == "" {
+		opts.Socket = api.DefaultSocket
+	}
+	// Before anything else: a second daemon on the same socket would
+	// otherwise replace the first one's pins and saved ids.
+	if c, err := net.Dial("unix", opts.Socket); err == nil {
+		c.Close()
+		return fmt.Errorf("api socket %s: another xlb daemon is listening", opts.Socket)
+	}
 	d := &Daemon{opts: opts, log: opts.Log, macs: map[netip.Addr]net.HardwareAddr{}}
 
 	cfg, err := d.loadConfig()
@@ -83,19 +93,34 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", opts.Interface, err)
 	}
+	// A run that died without cleaning up left its flow table pinned (its
+	// program may still be forwarding with it) and its backend ids beside
+	// the socket: with both, established connections keep their real
+	// servers across the restart, whatever the tables say now.
+	ids, err := readIDs(d.idsPath())
+	if err != nil {
+		d.log.Warn("backend ids of an earlier run unusable; starting with an empty flow table", "err", err)
+	}
 	d.dp, err = datapath.Load(datapath.Options{
 		PinDir:        opts.PinDir,
 		MAC:           ifi.HardwareAddr,
 		FlowTableSize: opts.FlowTableSize,
 		Fresh:         true,
+		KeepFlows:     ids != nil,
 	})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		err = errors.Join(err, d.dp.Unpin(), d.dp.Close())
+		err = errors.Join(err, d.dp.Unpin(), d.dp.Close(), removeIDs(d.idsPath()))
 	}()
 	d.bal = balancer.New(d.dp)
+	if ids != nil {
+		if d.bal, err = balancer.NewFrom(d.dp, *ids); err != nil {
+			return fmt.Errorf("%s: %w", d.idsPath(), err)
+		}
+		d.log.Info("adopted the flow table and backend ids of an earlier run", "backends", len(ids.Backends))
+	}
 	d.res, err = neigh.New(opts.Interface, d.log)
 	if err != nil {
 		return err
@@ -212,7 +237,14 @@ func (d *Daemon) applyLocked(cfg *service.Config) error {
 	if d.hc != nil {
 		h = d.hc
 	}
-	return d.bal.Apply(desired(cfg, d.macs, h))
+	if err := d.bal.Apply(desired(cfg, d.macs, h)); err != nil {
+		return err
+	}
+	if err := writeIDs(d.idsPath(), d.bal.IDs()); err != nil {
+		// Serving goes on; only a crash restart would lose flow affinity.
+		d.log.Warn("cannot save backend ids", "err", err)
+	}
+	return nil
 }
 
 // backendAddrs lists the distinct real-server addresses of cfg.

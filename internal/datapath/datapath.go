@@ -62,8 +62,12 @@ type Options struct {
 	// zero). Pinned flows of another size are not re-adopted.
 	FlowTableSize uint32
 	// Fresh removes maps an earlier run left pinned instead of adopting
-	// them: a daemon that does not yet re-adopt its state starts clean.
+	// them, so a daemon starts from its configuration alone.
 	Fresh bool
+	// KeepFlows exempts the flow table from Fresh: connections an earlier
+	// run (or its still-attached program) placed keep their backends,
+	// provided the caller gives the same backends the same ids.
+	KeepFlows bool
 }
 
 // mapNames are the pinned maps, as bpf/lb_maps.h names them.
@@ -103,18 +107,22 @@ func Load(opts Options) (*Datapath, error) {
 	if err := ensureBPFFS(opts.PinDir); err != nil {
 		return nil, err
 	}
-	if opts.Fresh {
-		for _, name := range mapNames {
-			if err := os.Remove(filepath.Join(opts.PinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("datapath: remove stale pin: %w", err)
-			}
-		}
-	}
 	spec, err := loadLb()
 	if err != nil {
 		return nil, fmt.Errorf("datapath: %w", err)
 	}
 	spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
+	if opts.Fresh {
+		for _, name := range mapNames {
+			path := filepath.Join(opts.PinDir, name)
+			if name == lbMapFlows && opts.KeepFlows && fits(path, spec.Maps[lbMapFlows]) {
+				continue
+			}
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("datapath: remove stale pin: %w", err)
+			}
+		}
+	}
 	var cfg lbXlbConfig
 	copy(cfg.Mac[:], opts.MAC)
 	if err := spec.Variables[lbVarXlbCfg].Set(cfg); err != nil {
@@ -236,6 +244,17 @@ func ParseMode(s string) (Mode, error) {
 
 func (m Mode) String() string {
 	return [...]string{"auto", "native", "generic"}[m]
+}
+
+// fits reports whether the map pinned at path is what spec describes, so
+// that loading adopts it; one of another size or layout is replaced.
+func fits(path string, spec *ebpf.MapSpec) bool {
+	m, err := ebpf.LoadPinnedMap(path, nil)
+	if err != nil {
+		return false
+	}
+	defer m.Close()
+	return m.Type() == spec.Type && m.KeySize() == spec.KeySize && m.ValueSize() == spec.ValueSize && m.MaxEntries() == spec.MaxEntries
 }
 
 // linkPin is the name of the pinned XDP link for an attach mode. The mode

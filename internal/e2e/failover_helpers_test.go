@@ -123,24 +123,26 @@ type lbDaemon struct {
 	killed atomic.Bool
 }
 
-// hostPins is each balancer's pin directory, kept across its restarts
-// within a test as /sys/fs/bpf/xlb is on a real host: a run after a crash
-// finds the dead run's pinned XDP link there and takes it over.
-var hostPins sync.Map // topo.NS(host) -> string
+// hostDirs are each balancer's pin and runtime directories, kept across
+// its restarts within a test as /sys/fs/bpf/xlb and /run/xlb are on a
+// real host: a run after a crash finds there the dead run's pinned XDP
+// link, flow table and backend ids and takes them over.
+var hostDirs sync.Map // topo.NS(host) -> [2]string
 
-func pinsOf(tb testing.TB, topo *testutil.Topology, host string) string {
+func dirsOf(tb testing.TB, topo *testutil.Topology, host string) (pins, run string) {
 	tb.Helper()
-	if p, ok := hostPins.Load(topo.NS(host)); ok {
-		return p.(string)
+	if p, ok := hostDirs.Load(topo.NS(host)); ok {
+		d := p.([2]string)
+		return d[0], d[1]
 	}
-	p := filepath.Join(mountBPFFS(tb), "xlb")
-	hostPins.Store(topo.NS(host), p)
-	tb.Cleanup(func() { hostPins.Delete(topo.NS(host)) })
-	return p
+	d := [2]string{filepath.Join(mountBPFFS(tb), "xlb"), tb.TempDir()}
+	hostDirs.Store(topo.NS(host), d)
+	tb.Cleanup(func() { hostDirs.Delete(topo.NS(host)) })
+	return d[0], d[1]
 }
 
 // startLB runs `xlb run` on host's eth0 with the configuration text conf,
-// in native XDP mode with a socket of its own and the host's bpffs, and
+// in native XDP mode with the host's pin and runtime directories, and
 // waits until it serves with every backend resolved. A daemon still
 // running at cleanup is stopped with SIGTERM and must exit cleanly.
 func startLB(tb testing.TB, topo *testutil.Topology, host, conf string) *lbDaemon {
@@ -148,12 +150,13 @@ func startLB(tb testing.TB, topo *testutil.Topology, host, conf string) *lbDaemo
 	dir := tb.TempDir()
 	path := filepath.Join(dir, "keepalived.conf")
 	writeFile(tb, path, conf)
+	pins, run := dirsOf(tb, topo, host)
 	d := &lbDaemon{host: host, daemon: &daemon{
 		topo:   topo,
 		bin:    testutil.BuildBinary(tb, "./cmd/xlb"),
 		conf:   path,
-		socket: filepath.Join(dir, "xlb.sock"),
-		pins:   pinsOf(tb, topo, host),
+		socket: filepath.Join(run, "xlb.sock"),
+		pins:   pins,
 	}}
 	d.proc = topo.StartNet(tb, host, d.bin, "run", "-f", path, "-i", "eth0",
 		"--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket)
