@@ -9,7 +9,7 @@ APT_PKGS := clang:clang llc:llvm bpftool:bpftool keepalived:keepalived \
             ip:iproute2 ethtool:ethtool nsenter:util-linux tcpdump:tcpdump
 BPF_HDR  := /usr/include/bpf/bpf_helpers.h
 
-.PHONY: all deps generate check-generated build test test-unit bench lint demo vagrant clean
+.PHONY: all deps generate check-generated build test test-unit test-race bench lint demo vagrant clean
 
 all: build
 
@@ -47,6 +47,11 @@ test: deps
 
 test-unit:
 	$(GO) test $(GOFLAGS) -count=1 -short $(PKGS)
+
+# test-race runs every test under the race detector, the daemon the
+# end-to-end tests start included.
+test-race: deps
+	XLB_TEST_BUILDFLAGS=-race $(GO) test $(GOFLAGS) -race -count=1 -timeout 30m $(PKGS)
 
 bench: deps
 	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)

@@ -69,7 +69,10 @@ func build(pkg string) (string, error) {
 		name = path.Base(root)
 	}
 	out := filepath.Join(dir, name)
-	cmd := exec.Command(goTool(), "build", "-o", out, pkg)
+	// XLB_TEST_BUILDFLAGS adds go build flags, e.g. -race, so the daemon
+	// the end-to-end tests run is checked for data races too.
+	args := append([]string{"build"}, strings.Fields(os.Getenv("XLB_TEST_BUILDFLAGS"))...)
+	cmd := exec.Command(goTool(), append(args, "-o", out, pkg)...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build %s: %w\n%s", pkg, err, b)
