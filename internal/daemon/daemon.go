@@ -196,7 +196,29 @@ func (d *Daemon) loadConfig() (*service.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkScripts(cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
+}
+
+// checkScripts refuses a configuration whose MISC_CHECK scripts fail
+// keepalived's script security, with the place of each: serving it would
+// take those backends down at their first probe, for a reason only the
+// log would tell.
+func checkScripts(cfg *service.Config) error {
+	var errs []error
+	for _, s := range cfg.Services {
+		for _, b := range s.Backends {
+			for _, c := range b.Checks {
+				if err := healthcheck.CheckScriptSecurity(c); err != nil {
+					errs = append(errs, &service.Error{Pos: c.Source, Err: err,
+						Msg: fmt.Sprintf("service %s: backend %s: %v", s.Key(), b.AddrPort(), err)})
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Reload re-reads the configuration and serves it. A configuration that

@@ -1,0 +1,56 @@
+package daemon
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/xlb-project/xlb/internal/service"
+)
+
+// TestCheckScripts: a configuration with an insecure MISC_CHECK script is
+// refused at load, naming the check's place, the service and the backend.
+func TestCheckScripts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: script security wants root-owned scripts")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\nexit 0\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		return p
+	}
+	secure, insecure := mk("ok.sh", 0o755), mk("open.sh", 0o777)
+	conf := mk("keepalived.conf", 0o644)
+	cfg := func(path string) *service.Config {
+		return &service.Config{Services: []service.Service{{
+			VIP: netip.MustParseAddr("192.0.2.10"), Port: 80, Proto: service.TCP,
+			Backends: []service.Backend{
+				{Addr: netip.MustParseAddr("198.51.100.11"), Port: 80, Weight: 1, Checks: []service.Check{
+					{Kind: service.CheckTCP, Source: service.Pos{File: conf, Line: 7}},
+				}},
+				{Addr: netip.MustParseAddr("198.51.100.12"), Port: 80, Weight: 1, Checks: []service.Check{
+					{Kind: service.CheckMisc, MiscPath: path + " --quiet", Source: service.Pos{File: conf, Line: 12}},
+				}},
+			},
+		}}}
+	}
+	if err := checkScripts(cfg(secure)); err != nil {
+		t.Errorf("secure script refused: %v", err)
+	}
+	err := checkScripts(cfg(insecure))
+	want := fmt.Sprintf(`%s:12: service 192.0.2.10:80/tcp: backend 198.51.100.12:80: misc_path "%s --quiet": refusing to run %s: %s is writable by others (mode -rwxrwxrwx)`, conf, insecure, insecure, insecure)
+	if err == nil || err.Error() != want {
+		t.Errorf("error:\n %v\nwant:\n %s", err, want)
+	}
+}
