@@ -93,6 +93,8 @@ static __always_inline int is_reuse(__u8 flags, __u8 state)
  * balancer would forward it a second time. */
 static __always_inline int for_this_host(void *data, void *data_end)
 {
+	/* Byte by byte: a memcpy from the volatile config would let clang
+	 * fold in the zero initialiser that the loader rewrites. */
 	struct ethhdr *eth = data;
 	__u8 any = 0, diff = 0;
 
@@ -200,21 +202,9 @@ forward:
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
-	{
-		/* Byte by byte: a memcpy from the volatile config would let
-		 * clang fold in the zero initialiser that the loader rewrites. */
-		__u8 mac[ETH_ALEN], any = 0;
-
-#pragma unroll
-		for (int i = 0; i < ETH_ALEN; i++) {
-			mac[i] = xlb_cfg.mac[i];
-			any |= mac[i];
-		}
-		if (any)
-			__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
-		else
-			__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-	}
+	/* for_this_host let through only frames addressed to the configured
+	 * MAC, or any frame when none is: the destination is the source. */
+	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
 
 	account(svc->id, data_end - data, fresh);

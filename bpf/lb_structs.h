@@ -61,7 +61,7 @@ struct lb_stats {
 
 /* Set at load time through .rodata: the program is loaded per interface. */
 struct xlb_config {
-	__u8 mac[6]; /* source MAC of forwarded frames; zero = keep the frame's destination MAC */
+	__u8 mac[6]; /* the interface's: only frames to it are forwarded; zero = any */
 	__u16 pad;
 };
 

@@ -54,9 +54,9 @@ type Options struct {
 	// PinDir is the bpffs directory of the pinned maps (DefaultPinDir if
 	// empty). It is created, and a bpffs mounted, when needed.
 	PinDir string
-	// MAC is the source address of forwarded frames, normally the
-	// interface's own. Nil keeps each frame's destination MAC, which is
-	// the interface's for unicast traffic.
+	// MAC is the interface's own address: only VIP frames addressed to
+	// it are forwarded, with it as their source. Nil accepts any
+	// destination and keeps it as the source.
 	MAC net.HardwareAddr
 	// FlowTableSize is the flows map's capacity (DefaultFlowTableSize if
 	// zero). Pinned flows of another size are not re-adopted.
