@@ -58,9 +58,12 @@ type Daemon struct {
 	res  *neigh.Resolver
 	hc   *healthcheck.Manager
 
-	mu   sync.Mutex // guards cfg and macs, and serialises applies
+	mu   sync.Mutex // guards cfg, macs and saved, and serialises applies
 	cfg  *service.Config
 	macs map[netip.Addr]net.HardwareAddr
+	// saved is what the ids file holds: most applies (health, MAC
+	// changes) give out no id, and then nothing is written.
+	saved balancer.IDs
 }
 
 // Run serves until ctx ends or a fatal error: it loads the configuration,
@@ -114,11 +117,13 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	defer func() {
 		err = errors.Join(err, d.dp.Unpin(), d.dp.Close(), removeIDs(d.idsPath()))
 	}()
-	d.bal = balancer.New(d.dp)
-	if ids != nil {
+	if ids == nil {
+		d.bal = balancer.New(d.dp)
+	} else {
 		if d.bal, err = balancer.NewFrom(d.dp, *ids); err != nil {
 			return fmt.Errorf("%s: %w", d.idsPath(), err)
 		}
+		d.saved = *ids
 		d.log.Info("adopted the flow table and backend ids of an earlier run", "backends", len(ids.Backends))
 	}
 	d.res, err = neigh.New(opts.Interface, d.log)
@@ -262,10 +267,16 @@ func (d *Daemon) applyLocked(cfg *service.Config) error {
 	if err := d.bal.Apply(desired(cfg, d.macs, h)); err != nil {
 		return err
 	}
-	if err := writeIDs(d.idsPath(), d.bal.IDs()); err != nil {
+	ids := d.bal.IDs()
+	if ids.Next == d.saved.Next && slices.Equal(ids.Backends, d.saved.Backends) {
+		return nil
+	}
+	if err := writeIDs(d.idsPath(), ids); err != nil {
 		// Serving goes on; only a crash restart would lose flow affinity.
 		d.log.Warn("cannot save backend ids", "err", err)
+		return nil
 	}
+	d.saved = ids
 	return nil
 }
 
@@ -382,25 +393,25 @@ func (d *Daemon) healthChanged(ev healthcheck.Event) {
 		state = "up"
 	}
 	d.log.Info("backend "+state, "service", ev.Service, "backend", ev.Backend, "reason", ev.Reason)
-	for _, s := range d.cfg.Services {
-		if s.Key() != ev.Service || ev.Up {
-			continue
-		}
-		allDown := true
-		for _, be := range s.Backends {
-			if d.hc.Up(s.Key(), be.AddrPort()) {
-				allDown = false
-			}
-		}
-		if allDown && s.SorryServer != nil {
-			d.log.Warn("every backend is down: new connections go to the sorry server", "service", ev.Service, "sorry_server", s.SorryServer.Addr)
-		} else if allDown {
-			d.log.Error("every backend is down and there is no sorry_server: keeping the last table so the VIP still answers", "service", ev.Service)
-		}
+	if !ev.Up {
+		d.warnIfAllDown(ev.Service)
 	}
 	if err := d.applyLocked(d.cfg); err != nil {
 		d.log.Error("apply after health change", "backend", ev.Backend, "err", err)
 	}
+}
+
+// warnIfAllDown says loudly that no backend of the service is up any more.
+func (d *Daemon) warnIfAllDown(key service.ServiceKey) {
+	i := slices.IndexFunc(d.cfg.Services, func(s service.Service) bool { return s.Key() == key })
+	if i < 0 || anyUp(d.cfg.Services[i], d.hc) {
+		return
+	}
+	if ss := d.cfg.Services[i].SorryServer; ss != nil {
+		d.log.Warn("every backend is down: new connections go to the sorry server", "service", key, "sorry_server", ss.Addr)
+		return
+	}
+	d.log.Error("every backend is down and there is no sorry_server: keeping the last table so the VIP still answers", "service", key)
 }
 
 // socketDir creates the socket's directory, root only.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/xlb-project/xlb/internal/balancer"
 	"github.com/xlb-project/xlb/internal/datapath"
@@ -45,13 +46,7 @@ func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h health
 			Key:        dpKey(s.Key()),
 			HashSource: hashSource(s),
 		}
-		anyUp := false
-		for _, be := range s.Backends {
-			if h.Up(s.Key(), be.AddrPort()) {
-				anyUp = true
-				break
-			}
-		}
+		anyUp := anyUp(s, h)
 		for _, be := range s.Backends {
 			w := uint32(max(be.Weight, 0))
 			if dw, ok := h.DynamicWeight(s.Key(), be.AddrPort()); ok {
@@ -72,6 +67,11 @@ func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h health
 		out = append(out, bs)
 	}
 	return out
+}
+
+// anyUp reports whether some backend of s is up.
+func anyUp(s service.Service, h health) bool {
+	return slices.ContainsFunc(s.Backends, func(be service.Backend) bool { return h.Up(s.Key(), be.AddrPort()) })
 }
 
 // hashSource reports whether a service hashes on the client address only:

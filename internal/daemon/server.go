@@ -2,9 +2,9 @@ package daemon
 
 import (
 	"encoding/json"
-	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -27,18 +27,11 @@ type apiServer struct {
 
 func (d *Daemon) serveAPI() (*apiServer, error) {
 	path := d.opts.Socket
-	if path == "" {
-		path = api.DefaultSocket
-	}
 	if err := socketDir(path); err != nil {
 		return nil, err
 	}
-	// A socket left by a daemon that died is in the way; a live daemon's
-	// would answer, and two daemons must not share one.
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, errors.New("api socket " + path + ": another xlb daemon is listening")
-	}
+	// A socket left by a daemon that died is in the way (Run has made
+	// sure that no live daemon answers on it).
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -163,7 +156,7 @@ func (d *Daemon) State() (api.State, error) {
 		}
 		for _, be := range s.Backends {
 			ab := api.Backend{Addr: be.Addr.String(), Port: be.Port, ConfigWeight: uint32(max(be.Weight, 0)), Unresolved: true}
-			if ok && !fillBackend(&ab, bs, be, d.dp, perBackend) {
+			if ok && !fillBackend(&ab, bs, be.AddrPort(), d.dp, perBackend) {
 				// Taken out by a failed health check without
 				// inhibit_on_failure: ipvsadm no longer lists it either.
 				continue
@@ -172,9 +165,9 @@ func (d *Daemon) State() (api.State, error) {
 		}
 		// The sorry server is listed while it serves, as keepalived adds
 		// it to IPVS only when every real server is down.
-		if ss := s.SorryServer; ok && ss != nil && !slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return b.Addr == ss.Addr && b.Port == ss.Port }) {
+		if ss := s.SorryServer; ok && ss != nil && !slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return b.AddrPort() == ss.AddrPort() }) {
 			ab := api.Backend{Addr: ss.Addr.String(), Port: ss.Port, ConfigWeight: 1, Unresolved: true, Sorry: true}
-			if fillBackend(&ab, bs, service.Backend{Addr: ss.Addr, Port: ss.Port}, d.dp, perBackend) {
+			if fillBackend(&ab, bs, ss.AddrPort(), d.dp, perBackend) {
 				as.Backends = append(as.Backends, ab)
 			}
 		}
@@ -183,11 +176,12 @@ func (d *Daemon) State() (api.State, error) {
 	return out, nil
 }
 
-// fillBackend fills in what the balancer serves of be, and reports whether
-// it serves be at all (unresolved counts: it keeps its place).
-func fillBackend(ab *api.Backend, bs balancer.ServiceState, be service.Backend, dp *datapath.Datapath, perBackend map[uint32]*conns) bool {
+// fillBackend fills in what the balancer serves of the backend at key, and
+// reports whether it serves it at all (unresolved counts: it keeps its
+// place).
+func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, dp *datapath.Datapath, perBackend map[uint32]*conns) bool {
 	for i, b := range bs.Backends {
-		if b.Key() != be.AddrPort() {
+		if b.Key() != key {
 			continue
 		}
 		id := bs.BackendIDs[i]

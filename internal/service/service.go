@@ -122,6 +122,9 @@ type SorryServer struct {
 	Source  Pos
 }
 
+// AddrPort returns the sorry server's address and port.
+func (s *SorryServer) AddrPort() netip.AddrPort { return netip.AddrPortFrom(s.Addr, s.Port) }
+
 // Backend is one real server of a service.
 type Backend struct {
 	Addr netip.Addr
