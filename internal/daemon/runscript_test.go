@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -80,7 +81,11 @@ func TestRunScript(t *testing.T) {
 			set := &vrrpSet{cancel: cancel}
 			verdicts := make(chan bool, 1)
 			log := &warnings{}
-			set.runScript(ctx, sc, func(good bool) { verdicts <- good }, log)
+			argv, err := script.Split(sc.Script)
+			if err != nil {
+				t.Fatal(err)
+			}
+			set.runScript(ctx, sc, argv, func(good bool) { verdicts <- good }, log)
 			select {
 			case got := <-verdicts:
 				if got != tt.want {

@@ -3,7 +3,9 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +36,7 @@ func (d *Daemon) startVRRP(cfg *service.Config) (*vrrpSet, error) {
 		return nil, err
 	}
 	groups := map[string]*vrrp.Group{}
+	tracks := map[string][]*vrrp.Instance{} // interface -> instances tracking it
 	for _, g := range cfg.SyncGroups {
 		grp, err := vrrp.NewGroup(g, nil)
 		if err != nil {
@@ -95,9 +98,14 @@ func (d *Daemon) startVRRP(cfg *service.Config) (*vrrpSet, error) {
 			}
 		}()
 		for _, tr := range ic.TrackInterfaces {
-			set.trackInterface(ctx, inst, tr.Name, log)
+			tracks[tr.Name] = append(tracks[tr.Name], inst)
 		}
 	}
+	set.trackInterfaces(ctx, slices.Collect(maps.Keys(tracks)), func(name string, up bool) {
+		for _, inst := range tracks[name] {
+			inst.SetInterface(name, up)
+		}
+	}, d.log)
 	for _, sc := range cfg.Scripts {
 		var users []*vrrp.Instance
 		for _, ic := range cfg.VRRP {
@@ -113,7 +121,11 @@ func (d *Daemon) startVRRP(cfg *service.Config) (*vrrpSet, error) {
 		if err := script.Check(sc.Script, sc.Source.File); err != nil {
 			return fail(fmt.Errorf("vrrp_script %s: script %q: %w", sc.Name, sc.Script, err))
 		}
-		set.runScript(ctx, sc, func(good bool) {
+		argv, err := script.Split(sc.Script)
+		if err != nil {
+			return fail(fmt.Errorf("vrrp_script %s: script %q: %w", sc.Name, sc.Script, err))
+		}
+		set.runScript(ctx, sc, argv, func(good bool) {
 			for _, inst := range users {
 				inst.SetScript(sc.Name, good)
 			}
@@ -132,7 +144,7 @@ func (s *vrrpSet) stop() {
 // runScript runs a vrrp_script every interval, as its user and bounded by
 // its timeout, and reports its verdict to the instances tracking it
 // whenever the verdict changes (scriptVerdict).
-func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, report func(good bool), log interface{ Warn(string, ...any) }) {
+func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, argv []string, report func(good bool), log interface{ Warn(string, ...any) }) {
 	interval := max(sc.Interval, 100*time.Millisecond)
 	timeout := sc.Timeout
 	if timeout <= 0 {
@@ -142,13 +154,7 @@ func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, report f
 	if sc.InitFail {
 		report(false)
 	}
-	// A line that does not split fails every run (startVRRP has
-	// checked it, so it does not happen).
-	argv, splitErr := script.Split(sc.Script)
 	run := func() error {
-		if splitErr != nil {
-			return splitErr
-		}
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		st, err := script.Command{Args: argv, User: sc.User}.Run(rctx)
@@ -223,20 +229,23 @@ func (v *scriptVerdict) add(ok bool) (good, changed bool) {
 	return v.n >= v.rise, changed
 }
 
-// trackInterface feeds an interface's link state (operationally up, with
-// carrier) to an instance: a tracked interface going down moves it to
-// FAULT or lowers its priority, as its weight says.
-func (s *vrrpSet) trackInterface(ctx context.Context, inst *vrrp.Instance, name string, log interface{ Warn(string, ...any) }) {
+// trackInterfaces reports the link state (operationally up, with carrier)
+// of the named interfaces, now and at every change, from one netlink
+// subscription: a tracked interface going down moves an instance to FAULT
+// or lowers its priority, as its weight says.
+func (s *vrrpSet) trackInterfaces(ctx context.Context, names []string, report func(name string, up bool), log interface{ Warn(string, ...any) }) {
+	if len(names) == 0 {
+		return
+	}
 	updates := make(chan netlink.LinkUpdate, 16)
 	done := make(chan struct{})
 	if err := netlink.LinkSubscribe(updates, done); err != nil {
-		log.Warn("track_interface: cannot follow link state", "interface", name, "err", err)
+		log.Warn("track_interface: cannot follow link state", "err", err)
 		return
 	}
-	if l, err := netlink.LinkByName(name); err == nil {
-		inst.SetInterface(name, linkUp(l))
-	} else {
-		inst.SetInterface(name, false)
+	for _, name := range names {
+		l, err := netlink.LinkByName(name)
+		report(name, err == nil && linkUp(l))
 	}
 	s.wg.Add(1)
 	go func() {
@@ -250,8 +259,8 @@ func (s *vrrpSet) trackInterface(ctx context.Context, inst *vrrp.Instance, name 
 				if !ok {
 					return
 				}
-				if u.Link.Attrs().Name == name {
-					inst.SetInterface(name, linkUp(u.Link))
+				if name := u.Link.Attrs().Name; slices.Contains(names, name) {
+					report(name, linkUp(u.Link))
 				}
 			}
 		}
