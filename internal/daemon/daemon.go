@@ -132,8 +132,7 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	}
 	defer d.res.Close()
 
-	f := cfg.Global.FlapDamping
-	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, DampingWindow: f.Window, DampingMax: f.Changes, HoldDown: f.HoldDown})
+	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, Damping: cfg.Global.FlapDamping})
 	defer d.hc.Close()
 
 	d.resolveAll(ctx, cfg)
@@ -246,8 +245,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		d.log.Warn("reload: VRRP settings changed; they take effect when xlb restarts")
 	}
 	d.cfg = cfg
-	f := cfg.Global.FlapDamping
-	d.hc.SetDamping(f.Window, f.Changes, f.HoldDown)
+	d.hc.SetDamping(cfg.Global.FlapDamping)
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
 	d.log.Info("reloaded", "services", len(cfg.Services))
 	return nil

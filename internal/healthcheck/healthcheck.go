@@ -70,16 +70,13 @@ type Options struct {
 	// nil picks uniformly at random, as keepalived does, so that checks
 	// of the same backend are spread out.
 	Warmup func(max time.Duration) time.Duration
-	// Flap damping, off unless all three are positive: a backend whose
-	// state changes more than DampingMax times within DampingWindow is
-	// held down until HoldDown has passed without a further change.
-	DampingWindow time.Duration
-	DampingMax    int
-	HoldDown      time.Duration
+	// Damping holds a flapping backend down; off unless all three of its
+	// values are positive.
+	Damping service.FlapDamping
 }
 
-func (o Options) dampingOn() bool {
-	return o.DampingWindow > 0 && o.DampingMax > 0 && o.HoldDown > 0
+func dampingOn(f service.FlapDamping) bool {
+	return f.Window > 0 && f.Changes > 0 && f.HoldDown > 0
 }
 
 // Manager runs the checks of a set of targets and reports their state.
@@ -206,13 +203,12 @@ func (m *Manager) DynamicWeight(svc service.ServiceKey, be netip.AddrPort) (int,
 	return *t.weight, true
 }
 
-// SetDamping changes flap damping, off unless all three are positive (see
-// Options), for a configuration reload. A backend held down stays held
-// until its hold-down has passed.
-func (m *Manager) SetDamping(window time.Duration, maxChanges int, holdDown time.Duration) {
+// SetDamping changes flap damping (see Options), for a configuration
+// reload. A backend held down stays held until its hold-down has passed.
+func (m *Manager) SetDamping(f service.FlapDamping) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.opts.DampingWindow, m.opts.DampingMax, m.opts.HoldDown = window, maxChanges, holdDown
+	m.opts.Damping = f
 }
 
 // Update makes targets the set of probed backends. New targets start up
@@ -506,10 +502,11 @@ func (m *Manager) reason(t *target, now time.Time) string {
 
 // noteFlip applies flap damping to a change of raw state at now.
 func (m *Manager) noteFlip(t *target, now time.Time) {
-	if !m.opts.dampingOn() {
+	f := m.opts.Damping
+	if !dampingOn(f) {
 		return
 	}
-	from := now.Add(-m.opts.DampingWindow)
+	from := now.Add(-f.Window)
 	kept := t.flips[:0]
 	for _, at := range t.flips {
 		if at.After(from) {
@@ -517,17 +514,17 @@ func (m *Manager) noteFlip(t *target, now time.Time) {
 		}
 	}
 	t.flips = append(kept, now)
-	if len(t.flips) <= m.opts.DampingMax {
+	if len(t.flips) <= f.Changes {
 		return
 	}
-	t.holdUntil = now.Add(m.opts.HoldDown)
+	t.holdUntil = now.Add(f.HoldDown)
 	if t.hold != nil {
 		t.hold.Stop()
 	}
 	m.log.Warn("backend flapping; holding it down", "service", t.key.svc.String(), "backend", t.key.be.String(),
-		"changes", len(t.flips), "window", m.opts.DampingWindow, "until", t.holdUntil)
+		"changes", len(t.flips), "window", f.Window, "until", t.holdUntil)
 	until := t.holdUntil
-	t.hold = m.clock.AfterFunc(m.opts.HoldDown, func() {
+	t.hold = m.clock.AfterFunc(f.HoldDown, func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if m.closed || t.gone || !t.holdUntil.Equal(until) {
@@ -570,10 +567,7 @@ func describe(c service.Check, be netip.AddrPort) string {
 	dst := dest(c, be)
 	switch c.Kind {
 	case service.CheckHTTP, service.CheckSSL:
-		scheme := "http"
-		if c.Kind == service.CheckSSL {
-			scheme = "https"
-		}
+		scheme := urlScheme(c.Kind)
 		if len(c.URLs) == 1 {
 			return fmt.Sprintf("%s check GET %s://%s%s", c.Kind, scheme, dst, c.URLs[0].Path)
 		}

@@ -564,27 +564,27 @@ func TestFlapDamping(t *testing.T) {
 		},
 		{
 			name: "more than 2 changes in 60s hold it down until 100s without a change",
-			opts: Options{DampingWindow: s(60), DampingMax: 2, HoldDown: s(100)},
+			opts: Options{Damping: service.FlapDamping{Window: s(60), Changes: 2, HoldDown: s(100)}},
 			want: []eventRec{down(s(10)), up(s(20)), down(s(30)), up(s(140))},
 		},
 		{
 			name: "changes spread wider than the window are not flapping",
-			opts: Options{DampingWindow: s(15), DampingMax: 2, HoldDown: s(100)},
+			opts: Options{Damping: service.FlapDamping{Window: s(15), Changes: 2, HoldDown: s(100)}},
 			want: []eventRec{down(s(10)), up(s(20)), down(s(30)), up(s(40))},
 		},
 		{
 			name: "a higher limit tolerates them",
-			opts: Options{DampingWindow: s(60), DampingMax: 4, HoldDown: s(100)},
+			opts: Options{Damping: service.FlapDamping{Window: s(60), Changes: 4, HoldDown: s(100)}},
 			want: []eventRec{down(s(10)), up(s(20)), down(s(30)), up(s(40))},
 		},
 		{
 			name: "turned on by SetDamping",
-			set:  &Options{DampingWindow: s(60), DampingMax: 2, HoldDown: s(100)},
+			set:  &Options{Damping: service.FlapDamping{Window: s(60), Changes: 2, HoldDown: s(100)}},
 			want: []eventRec{down(s(10)), up(s(20)), down(s(30)), up(s(140))},
 		},
 		{
 			name: "turned off by SetDamping",
-			opts: Options{DampingWindow: s(60), DampingMax: 2, HoldDown: s(100)},
+			opts: Options{Damping: service.FlapDamping{Window: s(60), Changes: 2, HoldDown: s(100)}},
 			set:  &Options{},
 			want: []eventRec{down(s(10)), up(s(20)), down(s(30)), up(s(40))},
 		},
@@ -593,7 +593,7 @@ func TestFlapDamping(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, tt.opts, flapping)
 			if o := tt.set; o != nil {
-				h.m.SetDamping(o.DampingWindow, o.DampingMax, o.HoldDown)
+				h.m.SetDamping(o.Damping)
 			}
 			h.update(Target{Service: svcA, Backend: rs1, Checks: []service.Check{c}})
 			h.runUntil(s(150))
@@ -608,7 +608,7 @@ func TestFlapHoldExtendsWhileFlapping(t *testing.T) {
 	c := tcpCheck(func(c *service.Check) { c.Retry = 0 })
 	// Flaps at 10, 20, 30 (held until 130), then again at 40 and 50:
 	// each change while flapping restarts the hold.
-	h := newHarness(t, Options{DampingWindow: s(60), DampingMax: 2, HoldDown: s(100)}, answers(pass, fail, pass, fail, pass, fail, pass))
+	h := newHarness(t, Options{Damping: service.FlapDamping{Window: s(60), Changes: 2, HoldDown: s(100)}}, answers(pass, fail, pass, fail, pass, fail, pass))
 	h.update(Target{Service: svcA, Backend: rs1, Checks: []service.Check{c}})
 	h.runUntil(s(200))
 	if diff := cmp.Diff([]eventRec{down(s(10)), up(s(20)), down(s(30)), up(s(160))}, h.eventRecs(), cmpAddr); diff != "" {

@@ -91,15 +91,20 @@ func probeTCP(ctx context.Context, c service.Check, backend netip.AddrPort) erro
 	return conn.Close()
 }
 
+// urlScheme is the scheme of an HTTP_GET (http) or SSL_GET (https) check.
+func urlScheme(k service.CheckKind) string {
+	if k == service.CheckSSL {
+		return "https"
+	}
+	return "http"
+}
+
 // probeHTTP is HTTP_GET and SSL_GET: every URL must answer with an
 // accepted status and, if a digest is set, a body whose MD5 matches it.
 func probeHTTP(ctx context.Context, c service.Check, backend netip.AddrPort) error {
 	dst := dest(c, backend).String()
 	d := dialer(c)
-	scheme := "http"
-	if c.Kind == service.CheckSSL {
-		scheme = "https"
-	}
+	scheme := urlScheme(c.Kind)
 	for _, u := range c.URLs {
 		if err := fetch(ctx, c, u, scheme, dst, d); err != nil {
 			return fmt.Errorf("GET %s://%s%s: %w", scheme, dst, u.Path, err)
