@@ -262,6 +262,9 @@ func fits(path string, spec *ebpf.MapSpec) bool {
 // for another mode must attach afresh.
 func linkPin(mode Mode) string { return "xdp_link_" + mode.String() }
 
+// modes are the attach modes, each with a link pin of its own.
+var modes = []Mode{ModeAuto, ModeNative, ModeGeneric}
+
 // Attach attaches the program to the interface through a pinned link. The
 // pin keeps the program attached, with the maps it uses, when the process
 // dies without detaching (a crash, SIGKILL, the OOM killer), as IPVS keeps
@@ -308,7 +311,7 @@ func (d *Datapath) Attach(iface string, mode Mode) error {
 // directory (another interface or mode) so the attach that follows finds
 // the interface free. It returns the adopted link, or nil.
 func (d *Datapath) adoptLink(pin string, ifindex int) link.Link {
-	for _, m := range []Mode{ModeAuto, ModeNative, ModeGeneric} {
+	for _, m := range modes {
 		path := filepath.Join(d.pinDir, linkPin(m))
 		l, err := link.LoadPinnedLink(path, nil)
 		if err != nil {
@@ -327,7 +330,7 @@ func (d *Datapath) adoptLink(pin string, ifindex int) link.Link {
 }
 
 // Close releases the program and the maps. A program attached by Attach
-// stays attached through its pinned link until Detach: this is also what a
+// stays attached through its pinned link until Unpin: this is also what a
 // crash leaves behind.
 func (d *Datapath) Close() error {
 	d.mu.Lock()
@@ -356,7 +359,7 @@ func (d *Datapath) Unpin() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, m := range []Mode{ModeAuto, ModeNative, ModeGeneric} {
+	for _, m := range modes {
 		if err := os.Remove(filepath.Join(d.pinDir, linkPin(m))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
