@@ -227,7 +227,7 @@ func (h *harness) update(targets ...Target) {
 	h.t.Helper()
 	h.m.Update(targets)
 	// Probes cancelled by the update report back; count them.
-	h.clk.advance(0)
+	h.clk.Advance(0)
 	h.settle()
 }
 
@@ -235,13 +235,13 @@ func (h *harness) update(targets ...Target) {
 func (h *harness) runUntil(end time.Duration) {
 	h.t.Helper()
 	for {
-		next, ok := h.clk.next()
+		next, ok := h.clk.Next()
 		if !ok || next.Sub(h.start) > end {
-			h.clk.advanceTo(h.start.Add(end))
+			h.clk.AdvanceTo(h.start.Add(end))
 			h.settle()
 			return
 		}
-		h.clk.advanceTo(next)
+		h.clk.AdvanceTo(next)
 		h.settle()
 	}
 }
@@ -700,7 +700,7 @@ func TestUpdate(t *testing.T) {
 		if diff := cmp.Diff([]eventRec{down(0), up(s(5))}, h.eventRecs(), cmpAddr); diff != "" {
 			t.Errorf("events (-want +got):\n%s", diff)
 		}
-		if n := h.clk.pending(); n != 0 {
+		if n := h.clk.Pending(); n != 0 {
 			t.Errorf("%d timers pending, want 0", n)
 		}
 	})
@@ -748,7 +748,7 @@ func TestUpdate(t *testing.T) {
 		h.update(tgt(c))
 		h.runUntil(s(10))
 		h.update()
-		if n := h.clk.pending(); n != 0 {
+		if n := h.clk.Pending(); n != 0 {
 			t.Errorf("%d timers pending after removing every target, want 0", n)
 		}
 		h.runUntil(s(100))
@@ -790,7 +790,7 @@ func TestCloseStopsProbesAndClosesEvents(t *testing.T) {
 		t.Fatal("Events not closed")
 	}
 	h.m.Update([]Target{{Service: svcA, Backend: rs1, Checks: []service.Check{tcpCheck(nil)}}})
-	if n := h.clk.pending(); n != 0 {
+	if n := h.clk.Pending(); n != 0 {
 		t.Errorf("Update after Close started %d timers", n)
 	}
 }
