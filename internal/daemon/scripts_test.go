@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/xlb-project/xlb/internal/service"
+
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // TestCheckScripts: a configuration with an insecure MISC_CHECK script is
@@ -17,18 +19,9 @@ func TestCheckScripts(t *testing.T) {
 		t.Skip("needs root: script security wants root-owned scripts")
 	}
 	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.Chmod(t, dir, 0o755)
 	mk := func(name string, mode os.FileMode) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte("#!/bin/sh\nexit 0\n"), mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, mode); err != nil { // past the umask
-			t.Fatal(err)
-		}
-		return p
+		return testutil.WriteFile(t, filepath.Join(dir, name), "#!/bin/sh\nexit 0\n", mode)
 	}
 	secure, insecure := mk("ok.sh", 0o755), mk("open.sh", 0o777)
 	conf := mk("keepalived.conf", 0o644)

@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/xlb-project/xlb/internal/service"
+
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // needRoot skips tests that need root: only root can own a script that
@@ -26,25 +28,13 @@ func needRoot(t *testing.T) {
 	}
 }
 
-// writeFile writes a file with exactly mode (no umask).
-func writeFile(t *testing.T, path, body string, mode os.FileMode) string {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(body), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // miscCheck returns a MISC_CHECK for a script in a fresh directory, named
 // by a fresh configuration file.
 func miscCheck(t *testing.T, body string) (service.Check, string) {
 	t.Helper()
 	dir := t.TempDir()
-	path := writeFile(t, filepath.Join(dir, "check.sh"), "#!/bin/sh\n"+body+"\n", 0o700)
-	conf := writeFile(t, filepath.Join(dir, "xlb.conf"), "# config\n", 0o600)
+	path := testutil.WriteFile(t, filepath.Join(dir, "check.sh"), "#!/bin/sh\n"+body+"\n", 0o700)
+	conf := testutil.WriteFile(t, filepath.Join(dir, "xlb.conf"), "# config\n", 0o600)
 	return service.Check{Kind: service.CheckMisc, MiscPath: path, Source: service.Pos{File: conf, Line: 1}}, dir
 }
 
@@ -185,9 +175,9 @@ func TestScriptSecurity(t *testing.T) {
 	}{
 		{name: "secure", setup: func(*testing.T, service.Check) {}},
 		{name: "script not owned by root", wantErr: "$SCRIPT is owned by uid 65534, not root",
-			setup: func(t *testing.T, c service.Check) { chown(t, c.MiscPath, nobody, 0) }},
+			setup: func(t *testing.T, c service.Check) { testutil.Chown(t, c.MiscPath, nobody, 0) }},
 		{name: "config file writable by others", wantErr: "configuration file: $CONF is writable by others (mode -rw----rw-)",
-			setup: func(t *testing.T, c service.Check) { chmod(t, c.Source.File, 0o606) }},
+			setup: func(t *testing.T, c service.Check) { testutil.Chmod(t, c.Source.File, 0o606) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,19 +217,5 @@ func TestScriptSecurity(t *testing.T) {
 func TestCheckScriptSecurityIgnoresOtherKinds(t *testing.T) {
 	if err := CheckScriptSecurity(service.Check{Kind: service.CheckTCP}); err != nil {
 		t.Error(err)
-	}
-}
-
-func chmod(t *testing.T, path string, mode os.FileMode) {
-	t.Helper()
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func chown(t *testing.T, path string, uid, gid int) {
-	t.Helper()
-	if err := os.Lchown(path, uid, gid); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // nobody owns what must not pass script security (Debian's nobody and
@@ -21,30 +23,6 @@ func needRoot(t *testing.T, why string) {
 	}
 }
 
-// writeFile writes a file with exactly mode (no umask).
-func writeFile(t *testing.T, path, body string, mode os.FileMode) string {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(body), mode); err != nil {
-		t.Fatal(err)
-	}
-	chmod(t, path, mode)
-	return path
-}
-
-func chmod(t *testing.T, path string, mode os.FileMode) {
-	t.Helper()
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func chown(t *testing.T, path string, uid, gid int) {
-	t.Helper()
-	if err := os.Lchown(path, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // layout is a script and the configuration file naming it, in a fresh
 // directory.
 type layout struct{ dir, script, conf string }
@@ -54,8 +32,8 @@ func newLayout(t *testing.T) layout {
 	dir := t.TempDir()
 	return layout{
 		dir:    dir,
-		script: writeFile(t, filepath.Join(dir, "check.sh"), "#!/bin/sh\nexit 0\n", 0o700),
-		conf:   writeFile(t, filepath.Join(dir, "xlb.conf"), "# config\n", 0o600),
+		script: testutil.WriteFile(t, filepath.Join(dir, "check.sh"), "#!/bin/sh\nexit 0\n", 0o700),
+		conf:   testutil.WriteFile(t, filepath.Join(dir, "xlb.conf"), "# config\n", 0o600),
 	}
 }
 
@@ -74,19 +52,19 @@ func TestCheck(t *testing.T) {
 		{name: "root-owned 0700 script, 0600 config"},
 		{name: "arguments after the program", setup: func(_ *testing.T, l layout) string { return l.script + ` rs1 "two words"` }},
 		{name: "script writable by others", wantErr: "refusing to run $DIR/check.sh: $DIR/check.sh is writable by others (mode -rwx----w-)",
-			setup: func(t *testing.T, l layout) string { chmod(t, l.script, 0o702); return "" }},
+			setup: func(t *testing.T, l layout) string { testutil.Chmod(t, l.script, 0o702); return "" }},
 		{name: "script writable by a group other than root's", wantErr: "refusing to run $DIR/check.sh: $DIR/check.sh is writable by group 65534 (mode -rwxrwx---)",
 			setup: func(t *testing.T, l layout) string {
-				chown(t, l.script, 0, nobody)
-				chmod(t, l.script, 0o770)
+				testutil.Chown(t, l.script, 0, nobody)
+				testutil.Chmod(t, l.script, 0o770)
 				return ""
 			}},
 		{name: "script writable by root's group",
-			setup: func(t *testing.T, l layout) string { chmod(t, l.script, 0o770); return "" }},
+			setup: func(t *testing.T, l layout) string { testutil.Chmod(t, l.script, 0o770); return "" }},
 		{name: "script not owned by root", wantErr: "refusing to run $DIR/check.sh: $DIR/check.sh is owned by uid 65534, not root",
-			setup: func(t *testing.T, l layout) string { chown(t, l.script, nobody, 0); return "" }},
+			setup: func(t *testing.T, l layout) string { testutil.Chown(t, l.script, nobody, 0); return "" }},
 		{name: "script not executable", wantErr: "refusing to run $DIR/check.sh: $DIR/check.sh is not executable",
-			setup: func(t *testing.T, l layout) string { chmod(t, l.script, 0o600); return "" }},
+			setup: func(t *testing.T, l layout) string { testutil.Chmod(t, l.script, 0o600); return "" }},
 		{name: "script is a directory", wantErr: "refusing to run $DIR/check.sh: $DIR/check.sh is not a regular file",
 			setup: func(t *testing.T, l layout) string {
 				if err := os.Remove(l.script); err != nil {
@@ -105,17 +83,21 @@ func TestCheck(t *testing.T) {
 				return ""
 			}},
 		{name: "directory writable by others", wantErr: "refusing to run $DIR/check.sh: $DIR is writable by others (mode -rwxrwxrwx)",
-			setup: func(t *testing.T, l layout) string { chmod(t, l.dir, 0o777); return "" }},
+			setup: func(t *testing.T, l layout) string { testutil.Chmod(t, l.dir, 0o777); return "" }},
 		{name: "sticky directory writable by others",
-			setup: func(t *testing.T, l layout) string { chmod(t, l.dir, 0o777|os.ModeSticky); return "" }},
+			setup: func(t *testing.T, l layout) string { testutil.Chmod(t, l.dir, 0o777|os.ModeSticky); return "" }},
 		{name: "directory not owned by root", wantErr: "refusing to run $DIR/check.sh: $DIR is owned by uid 65534, not root",
-			setup: func(t *testing.T, l layout) string { chown(t, l.dir, nobody, nobody); return "" }},
+			setup: func(t *testing.T, l layout) string { testutil.Chown(t, l.dir, nobody, nobody); return "" }},
 		{name: "directory writable by a group other than root's", wantErr: "refusing to run $DIR/check.sh: $DIR is writable by group 65534 (mode -rwxrwx---)",
-			setup: func(t *testing.T, l layout) string { chown(t, l.dir, 0, nobody); chmod(t, l.dir, 0o770); return "" }},
+			setup: func(t *testing.T, l layout) string {
+				testutil.Chown(t, l.dir, 0, nobody)
+				testutil.Chmod(t, l.dir, 0o770)
+				return ""
+			}},
 		{name: "config file writable by others", wantErr: "refusing to run $DIR/check.sh: configuration file: $DIR/xlb.conf is writable by others (mode -rw----rw-)",
-			setup: func(t *testing.T, l layout) string { chmod(t, l.conf, 0o606); return "" }},
+			setup: func(t *testing.T, l layout) string { testutil.Chmod(t, l.conf, 0o606); return "" }},
 		{name: "config file not owned by root", wantErr: "refusing to run $DIR/check.sh: configuration file: $DIR/xlb.conf is owned by uid 65534, not root",
-			setup: func(t *testing.T, l layout) string { chown(t, l.conf, nobody, nobody); return "" }},
+			setup: func(t *testing.T, l layout) string { testutil.Chown(t, l.conf, nobody, nobody); return "" }},
 		{name: "config file missing", wantErr: "refusing to run $DIR/check.sh: configuration file: lstat $DIR/xlb.conf: no such file or directory",
 			setup: func(t *testing.T, l layout) string {
 				if err := os.Remove(l.conf); err != nil {
@@ -124,17 +106,17 @@ func TestCheck(t *testing.T) {
 				return ""
 			}},
 		{name: "no config file: only the script is checked", noConf: true,
-			setup: func(t *testing.T, l layout) string { chown(t, l.conf, nobody, nobody); return "" }},
+			setup: func(t *testing.T, l layout) string { testutil.Chown(t, l.conf, nobody, nobody); return "" }},
 		{name: "symlink to a script in an insecure directory", wantErr: "refusing to run $DIR/check.sh: /tmp/", wantErr2: "/real.sh is owned by uid 65534, not root",
 			setup: func(t *testing.T, l layout) string {
-				real := writeFile(t, filepath.Join(t.TempDir(), "real.sh"), "#!/bin/sh\n", 0o700)
-				chown(t, real, nobody, nobody)
+				real := testutil.WriteFile(t, filepath.Join(t.TempDir(), "real.sh"), "#!/bin/sh\n", 0o700)
+				testutil.Chown(t, real, nobody, nobody)
 				symlink(t, real, l.script)
 				return ""
 			}},
 		{name: "symlink to a secure script",
 			setup: func(t *testing.T, l layout) string {
-				symlink(t, writeFile(t, filepath.Join(t.TempDir(), "real.sh"), "#!/bin/sh\n", 0o700), l.script)
+				symlink(t, testutil.WriteFile(t, filepath.Join(t.TempDir(), "real.sh"), "#!/bin/sh\n", 0o700), l.script)
 				return ""
 			}},
 		{name: "symlink to a directory with an insecure directory above it", wantErr: "refusing to run $DIR/bin/real.sh: /tmp/", wantErr2: "/open is writable by others (mode -rwxrwxrwx)",
@@ -146,8 +128,8 @@ func TestCheck(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				chmod(t, open, 0o777)
-				writeFile(t, filepath.Join(inner, "real.sh"), "#!/bin/sh\n", 0o700)
+				testutil.Chmod(t, open, 0o777)
+				testutil.WriteFile(t, filepath.Join(inner, "real.sh"), "#!/bin/sh\n", 0o700)
 				link := filepath.Join(l.dir, "bin")
 				if err := os.Symlink(inner, link); err != nil {
 					t.Fatal(err)

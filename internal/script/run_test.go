@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // shortTimeout bounds the runs that are meant to be stopped; tests assert
@@ -29,7 +31,7 @@ const guard = 10 * time.Second
 // in a fresh directory, followed by args.
 func shell(t *testing.T, body string, args ...string) []string {
 	t.Helper()
-	path := writeFile(t, filepath.Join(t.TempDir(), "script.sh"), "#!/bin/sh\n"+body+"\n", 0o700)
+	path := testutil.WriteFile(t, filepath.Join(t.TempDir(), "script.sh"), "#!/bin/sh\n"+body+"\n", 0o700)
 	return append([]string{path}, args...)
 }
 

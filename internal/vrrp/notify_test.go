@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/xlb-project/xlb/internal/service"
+
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // TestNotifySecurity checks that New and NewGroup refuse notify scripts
@@ -24,27 +26,11 @@ func TestNotifySecurity(t *testing.T) {
 		t.Skip("needs root to create root-owned scripts and chown them")
 	}
 	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mk := func(name string, uid int) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(p, uid, 0); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	secure, insecure := mk("ok.sh", 0), mk("user.sh", 65534)
-	conf := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(conf, nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(conf, 0o666); err != nil { // past the umask
-		t.Fatal(err)
-	}
+	testutil.Chmod(t, dir, 0o755)
+	secure := testutil.WriteFile(t, filepath.Join(dir, "ok.sh"), "#!/bin/sh\n", 0o755)
+	insecure := testutil.WriteFile(t, filepath.Join(dir, "user.sh"), "#!/bin/sh\n", 0o755)
+	testutil.Chown(t, insecure, 65534, 0)
+	conf := testutil.WriteFile(t, filepath.Join(dir, "keepalived.conf"), "", 0o666)
 	refused := fmt.Sprintf("refusing to run %s: %s is owned by uid 65534, not root", insecure, insecure)
 	tests := []struct {
 		name    string
