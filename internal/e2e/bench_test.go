@@ -405,13 +405,9 @@ func newFlowSender(tb testing.TB, topo *testutil.Topology) *flowSender {
 	tb.Helper()
 	s := &flowSender{}
 	err := topo.Do(testutil.Client, func() error {
-		ifi, err := net.InterfaceByName("eth0")
+		fd, ifi, err := packetSocket()
 		if err != nil {
 			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("packet socket: %w", err)
 		}
 		s.fd, s.ifindex = fd, ifi.Index
 		return nil

@@ -488,13 +488,9 @@ func arpWho(tb testing.TB, topo *testutil.Topology, l *linkLog, wait time.Durati
 	tb.Helper()
 	start := time.Now()
 	err := topo.Do(testutil.Client, func() error {
-		ifi, err := net.InterfaceByName("eth0")
+		fd, ifi, err := packetSocket()
 		if err != nil {
 			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("packet socket: %w", err)
 		}
 		defer unix.Close(fd)
 		f := make([]byte, 0, 42)

@@ -669,6 +669,20 @@ func (c *capture) stop() (drops uint32, err error) {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+// packetSocket opens a raw packet socket for sending hand-built frames on
+// eth0 of the namespace the caller runs in (see Topology.Do).
+func packetSocket() (int, *net.Interface, error) {
+	ifi, err := net.InterfaceByName("eth0")
+	if err != nil {
+		return -1, nil, err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("packet socket: %w", err)
+	}
+	return fd, ifi, nil
+}
+
 // ipv4 returns the addresses and protocol of an untagged IPv4 frame.
 func ipv4(frame []byte) (src, dst netip.Addr, proto uint8, ok bool) {
 	if len(frame) < 14+20 || binary.BigEndian.Uint16(frame[12:]) != unix.ETH_P_IP || frame[14]>>4 != 4 {
