@@ -15,14 +15,12 @@ import (
 type Fake struct {
 	mu     sync.Mutex
 	now    time.Time
-	seq    int
-	timers []*timer
+	timers []*timer // in the order they were set
 }
 
 type timer struct {
 	c    *Fake
 	when time.Time
-	seq  int
 	f    func()
 	done bool
 }
@@ -42,8 +40,7 @@ func (c *Fake) Now() time.Time {
 func (c *Fake) AfterFunc(d time.Duration, f func()) clock.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.seq++
-	t := &timer{c: c, when: c.now.Add(max(d, 0)), seq: c.seq, f: f}
+	t := &timer{c: c, when: c.now.Add(max(d, 0)), f: f}
 	c.timers = append(c.timers, t)
 	return t
 }
@@ -74,7 +71,7 @@ func (c *Fake) remove(t *timer) {
 func (c *Fake) earliest() *timer {
 	var first *timer
 	for _, t := range c.timers {
-		if first == nil || t.when.Before(first.when) || t.when.Equal(first.when) && t.seq < first.seq {
+		if first == nil || t.when.Before(first.when) {
 			first = t
 		}
 	}
