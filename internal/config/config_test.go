@@ -105,6 +105,9 @@ func TestParseYAMLErrors(t *testing.T) {
 		{"flap damping without a hold-down", "global:\n  flap_damping:\n    changes: 4\n    window: 60s\n", []string{
 			"c.yaml:4: flap_damping: changes (4), window (1m0s) and hold_down (0s) must all be positive",
 		}},
+		{"flap damping without changes", "global:\n  flap_damping:\n    window: 60s\n    hold_down: 5m\n", []string{
+			"c.yaml:4: flap_damping: changes (0), window (1m0s) and hold_down (5m0s) must all be positive",
+		}},
 		{"flap damping, unknown field", "global:\n  flap_damping:\n    changes: 4\n    windows: 60s\n", []string{
 			"c.yaml:4: unknown field windows in flap_damping",
 		}},

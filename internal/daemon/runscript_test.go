@@ -46,10 +46,12 @@ func TestRunScript(t *testing.T) {
 		user     string
 		timeout  time.Duration
 		needRoot bool
+		initFail bool
 		want     bool
 		wantLog  string
 	}{
 		{name: "success", script: "true", want: true},
+		{name: "init_fail reports failed before the first run", script: "true", initFail: true, want: false},
 		{name: "failure", script: "false", wantLog: "vrrp_script failing err exit status 1"},
 		{name: "keepalived quoting", script: `sh -c "exit 0"`, want: true},
 		{name: "runs as its user", script: `sh -c '[ "$(id -u)" = 65534 ]'`, user: "nobody", needRoot: true, want: true},
@@ -73,6 +75,7 @@ func TestRunScript(t *testing.T) {
 				Timeout:  tt.timeout,
 				Rise:     1,
 				Fall:     1,
+				InitFail: tt.initFail,
 			}
 			if sc.Timeout == 0 {
 				sc.Timeout = guard
