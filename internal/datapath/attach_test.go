@@ -3,44 +3,19 @@ package datapath
 import (
 	"errors"
 	"os"
-	"runtime"
 	"testing"
 
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
-// inTestNetns locks the test's goroutine to its thread and moves the thread
-// into a new network namespace holding a veth pair, xlb0 and xlb1, both up;
-// the thread goes back when the test ends. Attach and the netlink queries
-// below run on this thread, so they see only the test's interfaces.
+// inTestNetns moves the test into a network namespace of its own holding
+// a veth pair, xlb0 and xlb1, both up.
 func inTestNetns(t *testing.T) {
 	t.Helper()
-	requireRoot(t)
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("current netns: %v", err)
-	}
-	ns, err := netns.New() // also moves the thread into it
-	if err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Set(orig); err != nil {
-			// A thread stuck in the test's namespace must not run other
-			// goroutines: leave it locked so it exits with this one.
-			t.Errorf("back to the original netns: %v", err)
-			return
-		}
-		ns.Close()
-		orig.Close()
-		runtime.UnlockOSThread()
-	})
+	testutil.EnterNewNetns(t)
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "xlb0"}, PeerName: "xlb1"}
 	if err := netlink.LinkAdd(veth); err != nil {
 		t.Fatalf("add veth: %v", err)

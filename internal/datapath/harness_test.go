@@ -12,7 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"golang.org/x/sys/unix"
+
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // equateAddr lets cmp compare netip.Addr, which has unexported fields.
@@ -78,19 +79,7 @@ func newDatapath(tb testing.TB, opts Options) *Datapath {
 func mountBPFFS(tb testing.TB) string {
 	tb.Helper()
 	requireRoot(tb)
-	fs := filepath.Join(tb.TempDir(), "bpffs")
-	if err := os.Mkdir(fs, 0o700); err != nil {
-		tb.Fatal(err)
-	}
-	if err := unix.Mount("bpf", fs, "bpf", 0, "mode=0700"); err != nil {
-		tb.Fatalf("mount bpffs at %s: %v", fs, err)
-	}
-	tb.Cleanup(func() {
-		if err := unix.Unmount(fs, 0); err != nil {
-			tb.Errorf("unmount %s: %v", fs, err)
-		}
-	})
-	return filepath.Join(fs, "xlb")
+	return filepath.Join(testutil.MountBPFFS(tb), "xlb")
 }
 
 // load loads the program pinned at dir; the caller closes it.

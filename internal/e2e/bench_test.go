@@ -51,7 +51,7 @@ func BenchmarkReload(b *testing.B) {
 // benchApply times balancer.Apply on a data path that is loaded but not
 // attached: the control plane's own cost, without namespaces.
 func benchApply(b *testing.B) {
-	fs := mountBPFFS(b)
+	fs := testutil.MountBPFFS(b)
 	full, reload := benchServiceSet(0), benchServiceSet(1)
 	var fullTime, reloadTime time.Duration
 	var mem mapMemory

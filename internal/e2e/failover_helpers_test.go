@@ -135,7 +135,7 @@ func dirsOf(tb testing.TB, topo *testutil.Topology, host string) (pins, run stri
 		d := p.([2]string)
 		return d[0], d[1]
 	}
-	d := [2]string{filepath.Join(mountBPFFS(tb), "xlb"), tb.TempDir()}
+	d := [2]string{filepath.Join(testutil.MountBPFFS(tb), "xlb"), tb.TempDir()}
 	hostDirs.Store(topo.NS(host), d)
 	tb.Cleanup(func() { hostDirs.Delete(topo.NS(host)) })
 	return d[0], d[1]

@@ -84,7 +84,7 @@ func BenchmarkHealth(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			topo := newTopology(b)
-			procs := healthStartRealServers(b, topo)
+			procs := startRealServers(b, topo)
 			conf := filepath.Join(b.TempDir(), "keepalived.conf")
 			writeFile(b, conf, healthConf(bc.h, true))
 			d := startDaemon(b, topo, conf)

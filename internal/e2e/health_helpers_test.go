@@ -122,21 +122,6 @@ func healthConf(h healthSettings, inhibit bool) string {
 	return b.String()
 }
 
-// healthStartRealServers is startRealServers, returning each host's process
-// so a test can signal it.
-func healthStartRealServers(tb testing.TB, topo *testutil.Topology) map[string]*testutil.Proc {
-	tb.Helper()
-	bin := testutil.BuildBinary(tb, "./internal/testutil/cmd/rsserver")
-	procs := map[string]*testutil.Proc{}
-	for _, rs := range realServers {
-		procs[rs] = topo.Start(tb, rs, bin, "-name", rs, "-http", fmt.Sprintf(":%d", httpPort), "-echo", fmt.Sprintf(":%d", echoPort))
-	}
-	for _, rs := range realServers {
-		healthAwaitLine(tb, procs[rs], "rsserver in "+rs, "ready", 0)
-	}
-	return procs
-}
-
 // healthAwaitLine waits until p has printed line more than n times.
 func healthAwaitLine(tb testing.TB, p *testutil.Proc, who, line string, n int) {
 	tb.Helper()

@@ -42,7 +42,7 @@ func TestHealthCheckDrainAndRecovery(t *testing.T) {
 func testHealthDrain(t *testing.T, inhibit bool) {
 	h := healthFast
 	topo := newTopology(t)
-	procs := healthStartRealServers(t, topo)
+	procs := startRealServers(t, topo)
 	conf := filepath.Join(t.TempDir(), "keepalived.conf")
 	writeFile(t, conf, healthConf(h, inhibit))
 	d := startDaemon(t, topo, conf)

@@ -52,9 +52,10 @@ func newTopology(tb testing.TB) *testutil.Topology {
 	return testutil.NewTopology(tb, testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj})
 }
 
-// startRealServers runs rsserver (HTTP on 80, echo on 7) in rs1..rs3 and
-// waits until each has bound its listeners.
-func startRealServers(tb testing.TB, topo *testutil.Topology) {
+// startRealServers runs rsserver (HTTP on 80, echo on 7) in rs1..rs3,
+// waits until each has bound its listeners, and returns each host's
+// process, for tests that signal it.
+func startRealServers(tb testing.TB, topo *testutil.Topology) map[string]*testutil.Proc {
 	tb.Helper()
 	bin := testutil.BuildBinary(tb, "./internal/testutil/cmd/rsserver")
 	procs := map[string]*testutil.Proc{}
@@ -72,25 +73,7 @@ func startRealServers(tb testing.TB, topo *testutil.Topology) {
 			return strings.Contains(p.Output(), "ready"), p.Output()
 		})
 	}
-}
-
-// mountBPFFS mounts a private bpffs under the test's temporary
-// directory, unmounted at cleanup.
-func mountBPFFS(tb testing.TB) string {
-	tb.Helper()
-	fs := filepath.Join(tb.TempDir(), "bpffs")
-	if err := os.Mkdir(fs, 0o700); err != nil {
-		tb.Fatal(err)
-	}
-	if err := unix.Mount("bpf", fs, "bpf", 0, "mode=0700"); err != nil {
-		tb.Fatalf("mount bpffs at %s: %v", fs, err)
-	}
-	tb.Cleanup(func() {
-		if err := unix.Unmount(fs, unix.MNT_DETACH); err != nil {
-			tb.Errorf("unmount %s: %v", fs, err)
-		}
-	})
-	return fs
+	return procs
 }
 
 // daemon is an `xlb run` in lb1 with its own pin directory and socket.
@@ -113,7 +96,7 @@ func startDaemon(tb testing.TB, topo *testutil.Topology, conf string) *daemon {
 	// A bpffs of the daemon's own: a parallel test or the demo pinning
 	// under /sys/fs/bpf cannot collide with it. nsenter --net keeps this
 	// mount namespace, so the mount is the daemon's too.
-	fs := mountBPFFS(tb)
+	fs := testutil.MountBPFFS(tb)
 	d := &daemon{
 		topo:   topo,
 		bin:    testutil.BuildBinary(tb, "./cmd/xlb"),

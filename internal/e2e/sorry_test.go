@@ -28,7 +28,7 @@ func sorryConf(h healthSettings) string {
 func TestSorryServer(t *testing.T) {
 	h := healthFast
 	topo := newTopology(t)
-	procs := healthStartRealServers(t, topo)
+	procs := startRealServers(t, topo)
 	conf := filepath.Join(t.TempDir(), "keepalived.conf")
 	writeFile(t, conf, sorryConf(h))
 	d := startDaemon(t, topo, conf)
