@@ -67,12 +67,7 @@ func TestMiscProbe(t *testing.T) {
 			c.MiscPath += tt.args
 			c.MiscDynamic = tt.dynamic
 			res, err := probe(t, c, rs1)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("probe failed: %v", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Fatalf("probe error %v, want one containing %q", err, tt.wantErr)
-			}
+			wantProbeErr(t, err, tt.wantErr)
 			if diff := cmp.Diff(tt.wantWeight, res.Weight); diff != "" {
 				t.Errorf("weight (-want +got):\n%s", diff)
 			}

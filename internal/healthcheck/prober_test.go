@@ -270,20 +270,27 @@ func TestHTTPProbe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := probe(t, tt.check, be)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("probe failed: %v", err)
-			case tt.wantErr != "" && err == nil:
-				t.Fatalf("probe passed, want an error containing %q", tt.wantErr)
-			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
-				t.Fatalf("probe error %q, want one containing %q", err, tt.wantErr)
-			}
+			wantProbeErr(t, err, tt.wantErr)
 			if tt.wantHost != "" {
 				if got := web.lastHost(); got != tt.wantHost {
 					t.Errorf("server saw Host %q, want %q", got, tt.wantHost)
 				}
 			}
 		})
+	}
+}
+
+// wantProbeErr fails the test unless err is nil when want is empty, or
+// an error containing want.
+func wantProbeErr(t *testing.T, err error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatalf("probe failed: %v", err)
+	case want != "" && err == nil:
+		t.Fatalf("probe passed, want an error containing %q", want)
+	case want != "" && !strings.Contains(err.Error(), want):
+		t.Fatalf("probe error %q, want one containing %q", err, want)
 	}
 }
 
@@ -376,12 +383,7 @@ func TestSSLProbe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := probe(t, tt.check, be)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("probe failed: %v", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Fatalf("probe error %v, want one containing %q", err, tt.wantErr)
-			}
+			wantProbeErr(t, err, tt.wantErr)
 			if tt.check.Kind != service.CheckSSL {
 				return
 			}
