@@ -139,9 +139,10 @@ func TestRunStopsTheProcessGroup(t *testing.T) {
 	}{
 		{
 			name: "SIGTERM goes to the script's whole process group",
+			// The child writes its own pid once its trap is set: a pid
+			// written by the parent could let the stop arrive before it.
 			body: `trap 'wait; exit 1' TERM
-sh -c 'trap "touch \"\$0.term\"; exit 0" TERM; sleep 30 & wait' "$1" &
-echo $! > "$1"
+sh -c 'trap "touch \"\$0.term\"; exit 0" TERM; echo $$ > "$0"; sleep 30 & wait' "$1" &
 wait`,
 			want:     Status{Code: 1},
 			wantTerm: true,
@@ -153,7 +154,7 @@ wait`,
 		},
 		{
 			name: "children left by a script that exits on SIGTERM are killed",
-			body: `sh -c 'trap "" TERM; sleep 30' & echo $! > "$1"; wait`,
+			body: `sh -c 'trap "" TERM; echo $$ > "$0"; exec sleep 30' "$1" & wait`,
 			want: Status{Code: -1, Signal: syscall.SIGTERM},
 		},
 	}
