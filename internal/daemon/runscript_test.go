@@ -56,7 +56,7 @@ func TestRunScript(t *testing.T) {
 		{name: "keepalived quoting", script: `sh -c "exit 0"`, want: true},
 		{name: "runs as its user", script: `sh -c '[ "$(id -u)" = 65534 ]'`, user: "nobody", needRoot: true, want: true},
 		{name: "unknown user fails", script: "true", user: "no-such-user-xlb", wantLog: "unknown user no-such-user-xlb"},
-		{name: "timeout stops the script and its children", timeout: 200 * time.Millisecond,
+		{name: "timeout stops the script and its children", timeout: time.Second,
 			script:  `sh -c 'sleep 30 & echo $! > "$0"; wait' $DIR/child.pid`,
 			wantLog: "vrrp_script failing err stopped: context deadline exceeded"},
 	}
@@ -103,8 +103,11 @@ func TestRunScript(t *testing.T) {
 			}
 			pidfile := filepath.Join(dir, "child.pid")
 			b, err := os.ReadFile(pidfile)
-			if err != nil {
+			if tt.timeout == 0 {
 				return
+			}
+			if err != nil {
+				t.Fatalf("the script did not start its child: %v", err)
 			}
 			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 			if err != nil {

@@ -98,7 +98,8 @@ sleep 30 & echo $! > "$1"
 wait`)
 	pidfile := filepath.Join(dir, "child.pid")
 	c.MiscPath += " " + pidfile
-	ctx, cancel := context.WithTimeout(context.Background(), shortTimeout)
+	// Long enough for the shell to start its child on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err := (&DefaultProber{TermGrace: time.Nanosecond}).Probe(ctx, c, rs1)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), fmt.Sprintf("misc_path %q: ", c.MiscPath)) {
