@@ -36,6 +36,9 @@ func writePlan(w io.Writer, cfg *service.Config) {
 			if s.InitFail {
 				fmt.Fprint(w, ", starts failed")
 			}
+			if s.User != "" {
+				fmt.Fprintf(w, ", as %s", s.User)
+			}
 			fmt.Fprintf(w, "  (%s)\n", s.Source)
 		}
 	}
@@ -211,8 +214,13 @@ func writeNotify(w io.Writer, indent string, n service.Notify) {
 	for _, e := range []struct{ what, script string }{
 		{"notify", n.Any}, {"notify_master", n.Master}, {"notify_backup", n.Backup}, {"notify_fault", n.Fault}, {"notify_stop", n.Stop},
 	} {
-		if e.script != "" {
-			fmt.Fprintf(w, "%s%s %q\n", indent, e.what, e.script)
+		if e.script == "" {
+			continue
 		}
+		fmt.Fprintf(w, "%s%s %q", indent, e.what, e.script)
+		if n.User != "" {
+			fmt.Fprintf(w, " as %s", n.User)
+		}
+		fmt.Fprintln(w)
 	}
 }

@@ -22,6 +22,7 @@ var keepalivedFiles = []string{
 	"keepalived/testdata/good/full.conf",
 	"keepalived/testdata/good/includes/keepalived.conf",
 	"keepalived/testdata/good/defaults.conf",
+	"keepalived/testdata/good/global-defaults.conf",
 }
 
 var modelOpts = cmp.Options{

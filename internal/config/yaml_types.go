@@ -130,6 +130,7 @@ type notifyYAML struct {
 	Backup string `yaml:"backup,omitempty"`
 	Fault  string `yaml:"fault,omitempty"`
 	Stop   string `yaml:"stop,omitempty"`
+	User   string `yaml:"user,omitempty"`
 }
 
 type syncGroupYAML struct {

@@ -65,6 +65,9 @@ type Notify struct {
 	Backup string
 	Fault  string
 	Stop   string
+	// User runs the scripts, as keepalived's "user [group]"; empty means
+	// keepalived_script if that user exists, else root.
+	User string
 }
 
 // SyncGroup makes instances change state together.

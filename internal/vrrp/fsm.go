@@ -174,7 +174,7 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 		i.onChange = func(Event) {}
 	}
 	if i.scripts == nil {
-		i.scripts = ExecRunner{Logger: i.log}
+		i.scripts = ExecRunner{User: cfg.Notify.User, Logger: i.log}
 	}
 	if err := checkNotify(name, cfg.Notify, cfg.Source.File); err != nil {
 		return nil, err
@@ -207,7 +207,7 @@ func NewGroup(cfg service.SyncGroup, scripts ScriptRunner) (*Group, error) {
 		return nil, err
 	}
 	if scripts == nil {
-		scripts = ExecRunner{}
+		scripts = ExecRunner{User: cfg.Notify.User}
 	}
 	return &Group{cfg: cfg, scripts: scripts}, nil
 }

@@ -170,3 +170,24 @@ func TestExecRunner(t *testing.T) {
 		})
 	}
 }
+
+// TestNotifyUser: without an injected runner, an instance's and a sync
+// group's notify scripts run as their configured user.
+func TestNotifyUser(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Notify.User = "nobody nogroup"
+	inst, err := New(cfg, Options{Conn: newFakeConn(t, self), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := inst.scripts.(ExecRunner); !ok || r.User != "nobody nogroup" {
+		t.Errorf("instance runner %#v, want an ExecRunner as nobody nogroup", inst.scripts)
+	}
+	g, err := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"VI_1"}, Notify: service.Notify{User: "root"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := g.scripts.(ExecRunner); !ok || r.User != "root" {
+		t.Errorf("group runner %#v, want an ExecRunner as root", g.scripts)
+	}
+}

@@ -25,6 +25,7 @@ var goodFiles = []string{
 	"testdata/good/full.conf",
 	"testdata/good/includes/keepalived.conf",
 	"testdata/good/defaults.conf",
+	"testdata/good/global-defaults.conf",
 }
 
 type golden struct {
@@ -121,6 +122,10 @@ func TestBad(t *testing.T) {
 		}},
 		{"syntax.conf", []string{
 			"syntax.conf:2: unterminated quoted string",
+		}},
+		{"notify-users.conf", []string{
+			`notify-users.conf:11: notify_backup runs as "root", an earlier notify script of this block as "nobody"; xlb runs a block's notify scripts as one user`,
+			`notify-users.conf:18: notify_fault runs as "nobody", an earlier notify script of this block as "root"; xlb runs a block's notify scripts as one user`,
 		}},
 		{"vrrp.conf", []string{
 			`vrrp.conf:2: state "MASTR" is not MASTER or BACKUP`,

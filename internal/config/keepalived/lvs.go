@@ -9,11 +9,15 @@ import (
 
 func (c *converter) config(root *node) *service.Config {
 	cfg := &service.Config{}
-	vrrpVersion := service.DefaultVRRPVersion
+	c.defaults = defaults{
+		vrrpVersion:      service.DefaultVRRPVersion,
+		garpMasterDelay:  service.DefaultGARPMasterDelay,
+		garpMasterRepeat: service.DefaultGARPMasterRepeat,
+	}
 	// global_defs first: it sets defaults for blocks that may come before it.
 	for _, n := range root.children {
 		if n.kw == "global_defs" {
-			c.globalDefs(n, cfg, &vrrpVersion)
+			c.globalDefs(n, cfg)
 		}
 	}
 	for _, n := range root.children {
@@ -24,7 +28,7 @@ func (c *converter) config(root *node) *service.Config {
 				cfg.Services = append(cfg.Services, s)
 			}
 		case "vrrp_instance":
-			if in, ok := c.vrrpInstance(n, vrrpVersion); ok {
+			if in, ok := c.vrrpInstance(n); ok {
 				cfg.VRRP = append(cfg.VRRP, in)
 			}
 		case "vrrp_sync_group":
@@ -53,7 +57,7 @@ func (c *converter) config(root *node) *service.Config {
 	return cfg
 }
 
-func (c *converter) globalDefs(n *node, cfg *service.Config, vrrpVersion *int) {
+func (c *converter) globalDefs(n *node, cfg *service.Config) {
 	if !c.block(n) {
 		return
 	}
@@ -66,8 +70,28 @@ func (c *converter) globalDefs(n *node, cfg *service.Config, vrrpVersion *int) {
 			}
 		case "vrrp_version":
 			if v, ok := c.integer(k, 2, 3); ok {
-				*vrrpVersion = v
+				c.defaults.vrrpVersion = v
 			}
+		case "vrrp_garp_master_delay":
+			if v, ok := c.timer(k); ok {
+				c.defaults.garpMasterDelay = v
+			}
+		case "vrrp_garp_master_repeat":
+			if v, ok := c.integer(k, 0, 1<<31-1); ok {
+				c.defaults.garpMasterRepeat = v
+			}
+		case "vrrp_garp_master_refresh":
+			if v, ok := c.timer(k); ok {
+				c.defaults.garpMasterRefresh = v
+			}
+		case "script_user":
+			if c.args(k, 1, 2) {
+				c.defaults.scriptUser = strings.Join(k.args, " ")
+			}
+		case "enable_script_security":
+			// xlb always applies keepalived's script security: there is
+			// nothing to enable, and nothing to warn about.
+			c.args(k, 0, 0)
 		default:
 			c.warnf(k, "global_defs: %s is not used by xlb (ignored)", k.kw)
 		}
@@ -381,6 +405,9 @@ func (c *converter) check(n *node, kind service.CheckKind, d checkDefaults) (ser
 		default:
 			c.unknown(k, n.kw)
 		}
+	}
+	if kind == service.CheckMisc && ch.User == "" {
+		ch.User = c.defaults.scriptUser
 	}
 	ch.DelayLoop = *d.delayLoop
 	ch.Warmup = ch.DelayLoop // keepalived: random warmup up to delay_loop unless set

@@ -16,6 +16,21 @@ import (
 type converter struct {
 	errs  []error
 	warns []service.Warning
+	// defaults are global_defs' settings for the blocks that follow.
+	defaults defaults
+}
+
+// defaults are what global_defs sets for every block that does not set it
+// itself.
+type defaults struct {
+	vrrpVersion       int
+	garpMasterDelay   time.Duration
+	garpMasterRepeat  int
+	garpMasterRefresh time.Duration
+	// scriptUser runs every script that names no user of its own:
+	// MISC_CHECK, vrrp_script and notify. Empty leaves it to xlb's own
+	// default, as keepalived's: keepalived_script if it exists, else root.
+	scriptUser string
 }
 
 func (c *converter) errorf(n *node, format string, args ...any) {

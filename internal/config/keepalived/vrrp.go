@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/xlb-project/xlb/internal/service"
@@ -16,16 +17,17 @@ var ignoredVRRP = set("smtp_alert", "dont_track_primary", "garp_master_refresh_r
 
 // vrrpInstance converts a vrrp_instance block; track_script weights left
 // unset here are filled from the scripts by resolveTrackWeights.
-func (c *converter) vrrpInstance(n *node, version int) (service.VRRPInstance, bool) {
+func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 	in := service.VRRPInstance{
-		State:            "BACKUP",
-		Priority:         service.DefaultVRRPPriority,
-		AdvertInt:        service.DefaultVRRPAdvertInt,
-		Version:          version,
-		Preempt:          true,
-		GARPMasterDelay:  service.DefaultGARPMasterDelay,
-		GARPMasterRepeat: service.DefaultGARPMasterRepeat,
-		Source:           n.pos,
+		State:             "BACKUP",
+		Priority:          service.DefaultVRRPPriority,
+		AdvertInt:         service.DefaultVRRPAdvertInt,
+		Version:           c.defaults.vrrpVersion,
+		Preempt:           true,
+		GARPMasterDelay:   c.defaults.garpMasterDelay,
+		GARPMasterRepeat:  c.defaults.garpMasterRepeat,
+		GARPMasterRefresh: c.defaults.garpMasterRefresh,
+		Source:            n.pos,
 	}
 	errs := len(c.errs)
 	if len(n.args) != 1 {
@@ -276,9 +278,19 @@ func (c *converter) notify(k *node, nf *service.Notify) {
 	if !c.args(k, 1, 3) {
 		return
 	}
+	user := c.defaults.scriptUser
 	if len(k.args) > 1 {
-		c.warnf(k, "%s: running the script as user %s is not supported by xlb (ignored)", k.kw, strings.Join(k.args[1:], " "))
+		user = strings.Join(k.args[1:], " ")
 	}
+	// xlb runs a block's notify scripts as one user; a block whose
+	// scripts name different users is refused rather than run as the
+	// wrong one.
+	if *nf != (service.Notify{}) && nf.User != user {
+		c.errorf(k, "%s runs as %s, an earlier notify script of this block as %s; xlb runs a block's notify scripts as one user",
+			k.kw, userName(user), userName(nf.User))
+		return
+	}
+	nf.User = user
 	switch k.kw {
 	case "notify":
 		nf.Any = k.args[0]
@@ -291,6 +303,14 @@ func (c *converter) notify(k *node, nf *service.Notify) {
 	case "notify_stop":
 		nf.Stop = k.args[0]
 	}
+}
+
+// userName names a script user for a message; empty is xlb's default.
+func userName(u string) string {
+	if u == "" {
+		return "the default user"
+	}
+	return strconv.Quote(u)
 }
 
 func (c *converter) syncGroup(n *node) (service.SyncGroup, bool) {
@@ -335,6 +355,7 @@ func (c *converter) vrrpScript(n *node) (service.VRRPScript, bool) {
 		Interval: service.DefaultVRRPScriptInterval,
 		Rise:     service.DefaultVRRPScriptRiseOrFall,
 		Fall:     service.DefaultVRRPScriptRiseOrFall,
+		User:     c.defaults.scriptUser,
 		Source:   n.pos,
 	}
 	errs := len(c.errs)
