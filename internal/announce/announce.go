@@ -156,6 +156,37 @@ func (a *Announcer) Release() error {
 	return errors.Join(errs...)
 }
 
+// HandOver ends a's hold in favour of next, its successor after a reload:
+// a stops announcing, and of its addresses those that next holds stay on
+// their interface while the others are removed. Call it once next has had
+// its chance to Acquire, so that an address both hold is never missing.
+func (a *Announcer) HandOver(next *Announcer) error {
+	keep := map[string]bool{}
+	if next.Held() {
+		for _, v := range next.cfg.VIPs {
+			keep[next.dev(v)+" "+v.Prefix.String()] = true
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopTimers()
+	wasHeld := a.held
+	a.held = false
+	if !wasHeld {
+		return nil
+	}
+	var errs []error
+	for _, v := range a.cfg.VIPs {
+		if keep[a.dev(v)+" "+v.Prefix.String()] {
+			continue
+		}
+		if err := a.addrs.Del(a.dev(v), v.Prefix); err != nil {
+			errs = append(errs, fmt.Errorf("%s: remove %s dev %s: %w", a.cfg.Name, v.Prefix, a.dev(v), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Held reports whether the addresses are acquired.
 func (a *Announcer) Held() bool {
 	a.mu.Lock()

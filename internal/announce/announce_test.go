@@ -242,3 +242,55 @@ func TestFromInstance(t *testing.T) {
 		t.Errorf("FromInstance (-want +got):\n%s", diff)
 	}
 }
+
+// TestHandOver: after a reload the successor's addresses never leave the
+// interface, the predecessor's others do, and only the successor
+// announces; a successor that holds nothing leaves nothing behind.
+func TestHandOver(t *testing.T) {
+	tests := []struct {
+		name     string
+		acquired bool // the successor holds its addresses
+		want     []string
+	}{
+		{"successor holds", true, []string{"del 2001:db8::10/64 dev eth1"}},
+		{"successor does not hold", false, []string{"del 192.0.2.10/32 dev eth0", "del 2001:db8::10/64 dev eth1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old, l, clock := newTest(testConfig())
+			if err := old.Acquire(); err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig()
+			cfg.VIPs = []service.VirtualIP{
+				{Prefix: netip.MustParsePrefix("192.0.2.10/32")},
+				{Prefix: netip.MustParsePrefix("192.0.2.11/32")},
+			}
+			next := New(cfg, Options{Addresses: l, Sender: l, Clock: clock, Logger: quiet})
+			if tt.acquired {
+				if err := next.Acquire(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l.take()
+			if err := old.HandOver(next); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, l.take()); diff != "" {
+				t.Errorf("hand over (-want +got):\n%s", diff)
+			}
+			if old.Held() {
+				t.Error("the predecessor still holds after HandOver")
+			}
+			clock.Advance(time.Hour)
+			for _, e := range l.take() {
+				if !tt.acquired || strings.Contains(e, "2001:db8::10") {
+					t.Errorf("after HandOver: %s", e)
+				}
+			}
+			if err := old.HandOver(next); err != nil || len(l.take()) != 0 {
+				t.Errorf("a second HandOver: %v, or it changed addresses", err)
+			}
+		})
+	}
+}

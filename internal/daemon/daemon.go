@@ -64,6 +64,9 @@ type Daemon struct {
 	// saved is what the ids file holds: most applies (health, MAC
 	// changes) give out no id, and then nothing is written.
 	saved balancer.IDs
+	// vrrp is the running VRRP set; only Run's goroutine, which also
+	// serves reloads, replaces it.
+	vrrp *vrrpSet
 }
 
 // Run serves until ctx ends or a fatal error: it loads the configuration,
@@ -151,11 +154,11 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 
 	// VRRP stops before the program detaches (defers run last first):
 	// a stopping master hands the VIP over while still forwarding.
-	vs, err := d.startVRRP(cfg)
-	if err != nil {
+	if d.vrrp, err = d.prepareVRRP(cfg); err != nil {
 		return err
 	}
-	defer vs.stop()
+	d.vrrp.start(nil)
+	defer func() { d.vrrp.stop() }()
 
 	srv, err := d.serveAPI()
 	if err != nil {
@@ -234,20 +237,42 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		d.log.Error("reload rejected, old configuration still served", "err", err)
 		return err
 	}
+	// Changed VRRP settings get a new set, built and checked before
+	// anything changes (see vrrpSet.start for how it takes over).
+	d.mu.Lock()
+	vrrpChanged := !reflect.DeepEqual(vrrpPart(d.cfg), vrrpPart(cfg))
+	d.mu.Unlock()
+	var next *vrrpSet
+	if vrrpChanged {
+		if next, err = d.prepareVRRP(cfg); err != nil {
+			d.log.Error("reload rejected, old configuration still served", "err", err)
+			return err
+		}
+	}
 	d.resolveAll(ctx, cfg)
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if err := d.applyLocked(cfg); err != nil {
+		d.mu.Unlock()
+		if next != nil {
+			next.abort()
+		}
 		d.log.Error("reload rejected, old configuration still served", "err", err)
 		return err
 	}
-	if !reflect.DeepEqual(vrrpPart(d.cfg), vrrpPart(cfg)) {
-		d.log.Warn("reload: VRRP settings changed; they take effect when xlb restarts")
+	prev := d.vrrp
+	if next != nil {
+		next.start(prev)
+		d.vrrp = next
 	}
 	d.cfg = cfg
 	d.hc.SetDamping(cfg.Global.FlapDamping)
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
-	d.log.Info("reloaded", "services", len(cfg.Services))
+	d.mu.Unlock()
+	d.log.Info("reloaded", "services", len(cfg.Services), "vrrp_changed", vrrpChanged)
+	if next != nil && prev != nil {
+		// Instances the new configuration dropped release gracefully.
+		prev.wait()
+	}
 	return nil
 }
 

@@ -47,12 +47,15 @@ func TestRunScript(t *testing.T) {
 		timeout  time.Duration
 		needRoot bool
 		initFail bool
+		carried  *bool // the verdict from before a reload
 		want     bool
 		wantLog  string
 	}{
 		{name: "success", script: "true", want: true},
 		{name: "init_fail reports failed before the first run", script: "true", initFail: true, want: false},
 		{name: "failure", script: "false", wantLog: "vrrp_script failing err exit status 1"},
+		{name: "a verdict carried over a reload is reported first", script: "true", carried: new(false), want: false},
+		{name: "a carried verdict overrides init_fail", script: "true", initFail: true, carried: new(true), want: true},
 		{name: "keepalived quoting", script: `sh -c "exit 0"`, want: true},
 		{name: "runs as its user", script: `sh -c '[ "$(id -u)" = 65534 ]'`, user: "nobody", needRoot: true, want: true},
 		{name: "unknown user fails", script: "true", user: "no-such-user-xlb", wantLog: "unknown user no-such-user-xlb"},
@@ -82,6 +85,9 @@ func TestRunScript(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			set := &vrrpSet{cancel: cancel}
+			if tt.carried != nil {
+				set.verdicts = map[string]bool{scriptKey(sc): *tt.carried}
+			}
 			verdicts := make(chan bool, 1)
 			log := &warnings{}
 			argv, err := script.Split(sc.Script)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -16,44 +17,96 @@ import (
 	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
-// vrrpSet is the running VRRP instances of a configuration, with the
-// trackers that feed them (vrrp_script results, interface link state).
+// vrrpSet is the VRRP instances of a configuration, with the trackers
+// that feed them (vrrp_script results, interface link state).
+// prepareVRRP builds one without touching the host or the link; start
+// runs it, taking over from the set it replaces.
 type vrrpSet struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	insts  map[string]*vrrp.Instance
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	log     *slog.Logger
+	routers []*router
+	groupOf map[string]string // instance name -> vrrp_sync_group
+	tracks  map[string][]*vrrp.Instance
+	scripts []trackedScript
+
+	mu       sync.Mutex
+	verdicts map[string]bool // vrrp_script (scriptKey) -> its last verdict
 }
 
-// startVRRP starts every vrrp_instance of cfg. Each holds its virtual
-// addresses (and sends gratuitous ARP/NA) while master; the data path
-// forwards VIP traffic whatever the state, so a standby still serves
-// frames that stale ARP caches send it.
-func (d *Daemon) startVRRP(cfg *service.Config) (*vrrpSet, error) {
+// router is one vrrp_instance: the state machine, its connection (owned
+// by the machine once it runs) and the addresses it holds while master.
+type router struct {
+	cfg  service.VRRPInstance
+	inst *vrrp.Instance
+	conn vrrp.Conn
+	an   *announce.Announcer
+}
+
+// routerKey is how keepalived matches an instance across a reload: the
+// virtual router it speaks for, not its name.
+type routerKey struct {
+	iface string
+	vrid  int
+	ipv6  bool
+}
+
+func (r *router) key() routerKey {
+	return routerKey{r.cfg.Interface, r.cfg.VirtualRouterID, isIPv6(r.cfg)}
+}
+
+func isIPv6(ic service.VRRPInstance) bool {
+	return len(ic.VirtualIPs) > 0 && ic.VirtualIPs[0].Prefix.Addr().Is6()
+}
+
+// trackedScript is a vrrp_script some instance tracks.
+type trackedScript struct {
+	cfg   service.VRRPScript
+	argv  []string
+	users []*vrrp.Instance
+}
+
+// scriptKey identifies a vrrp_script across a reload: a changed command or
+// user starts without the old verdict.
+func scriptKey(sc service.VRRPScript) string {
+	return sc.Name + "\x00" + sc.Script + "\x00" + sc.User
+}
+
+// prepareVRRP builds, validates and opens the connections of every
+// vrrp_instance of cfg, without sending anything or changing an address:
+// a configuration that fails here leaves the running one untouched.
+func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	set := &vrrpSet{cancel: cancel, insts: map[string]*vrrp.Instance{}}
+	set := &vrrpSet{
+		ctx: ctx, cancel: cancel, log: d.log,
+		groupOf:  map[string]string{},
+		tracks:   map[string][]*vrrp.Instance{}, // interface -> instances tracking it
+		verdicts: map[string]bool{},
+	}
 	fail := func(err error) (*vrrpSet, error) {
-		set.stop()
+		set.abort()
 		return nil, err
 	}
 	groups := map[string]*vrrp.Group{}
-	tracks := map[string][]*vrrp.Instance{} // interface -> instances tracking it
 	for _, g := range cfg.SyncGroups {
 		grp, err := vrrp.NewGroup(g, nil)
 		if err != nil {
-			return fail(fmt.Errorf("vrrp_sync_group %s: %w", g.Name, err))
+			return fail(err) // it names the group
 		}
 		for _, name := range g.Instances {
 			groups[name] = grp
+			set.groupOf[name] = g.Name
 		}
 	}
+	insts := map[string]*vrrp.Instance{}
 	for _, ic := range cfg.VRRP {
 		if ic.Interface == "" {
 			ic.Interface = d.opts.Interface
 		}
-		ipv6 := len(ic.VirtualIPs) > 0 && ic.VirtualIPs[0].Prefix.Addr().Is6()
 		conn, err := vrrp.Listen(vrrp.ConnConfig{
 			Interface: ic.Interface,
-			IPv6:      ipv6,
+			IPv6:      isIPv6(ic),
 			Source:    ic.SourceIP,
 			Unicast:   len(ic.UnicastPeers) > 0,
 		})
@@ -62,12 +115,6 @@ func (d *Daemon) startVRRP(cfg *service.Config) (*vrrpSet, error) {
 		}
 		log := d.log.With("vrrp_instance", ic.Name)
 		an := announce.New(announce.FromInstance(ic), announce.Options{Logger: log})
-		// An xlb that was killed left its addresses behind; until this
-		// instance is elected they would answer ARP beside the real
-		// master's. keepalived clears them at startup for the same reason.
-		if err := an.Release(); err != nil {
-			log.Warn("cannot remove virtual addresses left by an earlier run", "err", err)
-		}
 		inst, err := vrrp.New(ic, vrrp.Options{
 			Conn:   conn,
 			Logger: d.log, // the instance names itself in its lines
@@ -87,31 +134,20 @@ func (d *Daemon) startVRRP(cfg *service.Config) (*vrrpSet, error) {
 		})
 		if err != nil {
 			conn.Close()
-			return fail(fmt.Errorf("vrrp_instance %s: %w", ic.Name, err))
+			return fail(err) // it names the instance
 		}
-		set.insts[ic.Name] = inst
-		set.wg.Add(1)
-		go func() {
-			defer set.wg.Done()
-			if err := inst.Run(ctx); err != nil {
-				log.Error("vrrp instance stopped", "err", err)
-			}
-		}()
+		set.routers = append(set.routers, &router{cfg: ic, inst: inst, conn: conn, an: an})
+		insts[ic.Name] = inst
 		for _, tr := range ic.TrackInterfaces {
-			tracks[tr.Name] = append(tracks[tr.Name], inst)
+			set.tracks[tr.Name] = append(set.tracks[tr.Name], inst)
 		}
 	}
-	set.trackInterfaces(ctx, slices.Collect(maps.Keys(tracks)), func(name string, up bool) {
-		for _, inst := range tracks[name] {
-			inst.SetInterface(name, up)
-		}
-	}, d.log)
 	for _, sc := range cfg.Scripts {
 		var users []*vrrp.Instance
 		for _, ic := range cfg.VRRP {
 			for _, tr := range ic.TrackScripts {
 				if tr.Name == sc.Name {
-					users = append(users, set.insts[ic.Name])
+					users = append(users, insts[ic.Name])
 				}
 			}
 		}
@@ -125,25 +161,128 @@ func (d *Daemon) startVRRP(cfg *service.Config) (*vrrpSet, error) {
 		if err != nil {
 			return fail(fmt.Errorf("vrrp_script %s: script %q: %w", sc.Name, sc.Script, err))
 		}
-		set.runScript(ctx, sc, argv, func(good bool) {
-			for _, inst := range users {
-				inst.SetScript(sc.Name, good)
-			}
-		}, d.log.With("vrrp_script", sc.Name))
+		set.scripts = append(set.scripts, trackedScript{cfg: sc, argv: argv, users: users})
 	}
 	return set, nil
+}
+
+// abort closes a prepared set that never ran.
+func (s *vrrpSet) abort() {
+	for _, r := range s.routers {
+		r.conn.Close()
+	}
+	s.cancel()
+}
+
+// start runs the set. Each instance holds its virtual addresses (and
+// sends gratuitous ARP/NA) while master; the data path forwards VIP
+// traffic whatever the state, so a standby still serves frames that stale
+// ARP caches send it.
+//
+// With prev, the set replaces a running one after a reload, as keepalived
+// does: an instance for the same virtual router takes over its
+// predecessor's state, so a master stays master and its addresses never
+// leave the interface (vrrp.Instance.Handoff and Resume), and vrrp_scripts
+// that did not change keep their verdicts. prev's other instances stop
+// gracefully; wait for them with prev.wait.
+func (s *vrrpSet) start(prev *vrrpSet) {
+	before := map[routerKey]*router{}
+	if prev != nil {
+		for _, r := range prev.routers {
+			before[r.key()] = r
+		}
+		prev.mu.Lock()
+		for _, sc := range s.scripts {
+			if good, ok := prev.verdicts[scriptKey(sc.cfg)]; ok {
+				s.verdicts[scriptKey(sc.cfg)] = good
+			}
+		}
+		prev.mu.Unlock()
+	}
+	// The tracked objects' state is known before any instance leaves
+	// Init, so that none starts in a state it must leave at once.
+	s.trackInterfaces(s.ctx, slices.Collect(maps.Keys(s.tracks)), func(name string, up bool) {
+		for _, inst := range s.tracks[name] {
+			inst.SetInterface(name, up)
+		}
+	}, s.log)
+	for _, sc := range s.scripts {
+		s.runScript(s.ctx, sc.cfg, sc.argv, func(good bool) {
+			s.mu.Lock()
+			s.verdicts[scriptKey(sc.cfg)] = good
+			s.mu.Unlock()
+			for _, inst := range sc.users {
+				inst.SetScript(sc.cfg.Name, good)
+			}
+		}, s.log.With("vrrp_script", sc.cfg.Name))
+	}
+
+	// A sync group resumes as master if any member was one: a member new
+	// to the group would otherwise start as backup and drag the others
+	// along, taking the addresses off the interface.
+	resumed := make([]vrrp.State, len(s.routers))
+	groupMaster := map[string]bool{}
+	for i, r := range s.routers {
+		resumed[i] = vrrp.StateInit
+		if old := before[r.key()]; old != nil {
+			resumed[i] = old.inst.Handoff()
+		}
+		if g, ok := s.groupOf[r.cfg.Name]; ok && resumed[i] == vrrp.StateMaster {
+			groupMaster[g] = true
+		}
+	}
+	if prev != nil {
+		// Stops the instances not handed over, gracefully.
+		prev.cancel()
+	}
+	for i, r := range s.routers {
+		old := before[r.key()]
+		state := resumed[i]
+		if groupMaster[s.groupOf[r.cfg.Name]] {
+			state = vrrp.StateMaster
+		}
+		if old == nil && state != vrrp.StateMaster {
+			// An xlb that was killed left its addresses behind; until
+			// this instance is elected they would answer ARP beside the
+			// real master's. keepalived clears them at startup for the
+			// same reason.
+			if err := r.an.Release(); err != nil {
+				s.log.Warn("cannot remove virtual addresses left by an earlier run", "vrrp_instance", r.cfg.Name, "err", err)
+			}
+		}
+		r.inst.Resume(state)
+		if old != nil {
+			if err := old.an.HandOver(r.an); err != nil {
+				s.log.Error("virtual addresses", "vrrp_instance", r.cfg.Name, "err", err)
+			}
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := r.inst.Run(s.ctx); err != nil {
+				s.log.Error("vrrp instance stopped", "vrrp_instance", r.cfg.Name, "err", err)
+			}
+		}()
+	}
 }
 
 // stop stops every instance gracefully (priority 0, then the addresses go
 // once the new master is heard) and waits for them.
 func (s *vrrpSet) stop() {
 	s.cancel()
+	s.wait()
+}
+
+// wait waits for the set's instances and trackers to end.
+func (s *vrrpSet) wait() {
 	s.wg.Wait()
 }
 
 // runScript runs a vrrp_script every interval, as its user and bounded by
 // its timeout, and reports its verdict to the instances tracking it
-// whenever the verdict changes (scriptVerdict).
+// whenever the verdict changes (scriptVerdict). A verdict the set carried
+// over from a reload is reported at once and stands until the runs
+// change it; init_fail applies only to a script without one.
 func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, argv []string, report func(good bool), log interface{ Warn(string, ...any) }) {
 	interval := max(sc.Interval, 100*time.Millisecond)
 	timeout := sc.Timeout
@@ -151,7 +290,14 @@ func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, argv []s
 		timeout = interval
 	}
 	v := newScriptVerdict(sc.Rise, sc.Fall, sc.InitFail)
-	if sc.InitFail {
+	s.mu.Lock()
+	good, carried := s.verdicts[scriptKey(sc)]
+	s.mu.Unlock()
+	switch {
+	case carried:
+		v = carriedVerdict(sc.Rise, sc.Fall, good)
+		report(good)
+	case sc.InitFail:
 		report(false)
 	}
 	run := func() error {
@@ -205,6 +351,17 @@ func newScriptVerdict(rise, fall int, initFail bool) *scriptVerdict {
 	v := &scriptVerdict{rise: max(rise, 1), fall: max(fall, 1)}
 	if !initFail {
 		v.n, v.fresh = v.rise-1, true
+	}
+	return v
+}
+
+// carriedVerdict continues a verdict from before a reload: a good script
+// must fail fall times in a row to fail, a failed one rise times in a row
+// to be good.
+func carriedVerdict(rise, fall int, good bool) *scriptVerdict {
+	v := &scriptVerdict{rise: max(rise, 1), fall: max(fall, 1)}
+	if good {
+		v.n = v.rise + v.fall - 1
 	}
 	return v
 }

@@ -52,3 +52,35 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// TestCarriedVerdict: a verdict carried over a reload stands until the
+// runs change it by the usual counts, and is not reported again by the
+// first run (that would be no change).
+func TestCarriedVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		rise, fall     int
+		good           bool
+		runs           string
+		verdicts, mark string
+	}{
+		{"good stays good", 2, 2, true, "+-+", "GGG", "   "},
+		{"good fails after fall failures", 2, 2, true, "--", "GF", " ^"},
+		{"failed stays failed", 2, 2, false, "-+-", "FFF", "   "},
+		{"failed rises after rise successes", 2, 2, false, "++", "FG", " ^"},
+		{"rise and fall 1", 1, 1, true, "-+", "FG", "^^"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := carriedVerdict(tc.rise, tc.fall, tc.good)
+			var got, mark strings.Builder
+			for _, r := range tc.runs {
+				g, c := v.add(r == '+')
+				got.WriteByte("FG"[b2i(g)])
+				mark.WriteByte(" ^"[b2i(c)])
+			}
+			if got.String() != tc.verdicts || mark.String() != tc.mark {
+				t.Errorf("runs %s: verdicts %q changes %q, want %q %q", tc.runs, got.String(), mark.String(), tc.verdicts, tc.mark)
+			}
+		})
+	}
+}

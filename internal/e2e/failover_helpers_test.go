@@ -232,8 +232,12 @@ type vipWatch struct {
 	// both is the longest time both held the VIP at once.
 	both      time.Duration
 	bothSince time.Time
-	stop      chan struct{}
-	done      chan struct{}
+	// held is set once an LB held the VIP; absent then counts the polls
+	// that found it on neither.
+	held   bool
+	absent int
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 // vipPollInterval paces the VIP watch: fine enough to see a dual hold of
@@ -296,6 +300,11 @@ func (w *vipWatch) poll(handles map[string]*netlink.Handle) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.holds = holds
+	if len(holds) > 0 {
+		w.held = true
+	} else if w.held {
+		w.absent++
+	}
 	switch both := len(holds) == 2; {
 	case both && w.bothSince.IsZero():
 		w.bothSince = now
@@ -344,6 +353,14 @@ func (w *vipWatch) resetBoth() {
 	if !w.bothSince.IsZero() {
 		w.bothSince = time.Now()
 	}
+}
+
+// absences returns how many polls found the VIP on neither LB after one
+// had first held it.
+func (w *vipWatch) absences() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.absent
 }
 
 // longestBoth returns the longest time both LBs held the VIP.

@@ -108,6 +108,9 @@ type Instance struct {
 	scriptDown   map[string]bool
 	stats        Stats
 	stopped      chan struct{}
+	// quiet holds back notify scripts while a resumed instance takes the
+	// state its predecessor had: nothing changed for the scripts' world.
+	quiet bool
 }
 
 // New builds an instance from its configuration. It checks the notify
@@ -258,6 +261,50 @@ func (i *Instance) Start() {
 		i.preemptAt = i.clock.Now().Add(i.cfg.PreemptDelay)
 	}
 	i.enterRunning("startup")
+}
+
+// Handoff ends the instance for a reload that replaces it with one for the
+// same virtual router. Unlike Stop it sends nothing, keeps the addresses
+// and runs no notify script, so that the successor can Resume where this
+// instance stood without the peers or the link noticing a change. It
+// returns that state; Run returns once its context is done.
+func (i *Instance) Handoff() State {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	prev := i.state
+	if prev == StateStopped {
+		return prev
+	}
+	i.disarm()
+	i.state = StateStopped
+	close(i.stopped)
+	i.log.Info("handed over for a reload", "state", prev.String())
+	return prev
+}
+
+// Resume leaves Init in place of an instance that Handoff ended in state
+// prev. A master stays master, without the notify scripts: it announces
+// its addresses and sends its first advertisement, with the new
+// configuration's priority, at once, and the peers elect by the usual
+// rules if that priority now loses. Any other state starts afresh, as
+// Start does. Call Resume before Run.
+func (i *Instance) Resume(prev State) {
+	if prev != StateMaster {
+		i.Start()
+		return
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.state != StateInit {
+		return
+	}
+	if i.faulty() {
+		i.enterRunning("reload")
+		return
+	}
+	i.quiet = true
+	i.transition(StateMaster, "resumed after reload", false)
+	i.quiet = false
 }
 
 // Stop begins a graceful stop and returns a channel closed once the
@@ -483,7 +530,7 @@ func (i *Instance) transition(to State, reason string, fromGroup bool) {
 	if to == StateStopped {
 		close(i.stopped)
 	}
-	if to != StateReleasing {
+	if to != StateReleasing && !i.quiet {
 		runNotify(i.scripts, i.cfg.Notify, "INSTANCE", i.name, to, prio)
 	}
 	if fromGroup || i.group == nil || to == StateReleasing || to == StateStopped {
@@ -499,7 +546,9 @@ func (i *Instance) transition(to State, reason string, fromGroup bool) {
 			m.transition(to, "vrrp_sync_group "+i.group.cfg.Name+": "+i.name+" is "+to.String(), true)
 		}
 	}
-	runNotify(i.group.scripts, i.group.cfg.Notify, "GROUP", i.group.cfg.Name, to, prio)
+	if !i.quiet {
+		runNotify(i.group.scripts, i.group.cfg.Notify, "GROUP", i.group.cfg.Name, to, prio)
+	}
 }
 
 func (i *Instance) masterDown() {

@@ -655,3 +655,85 @@ func TestMasterTakesAddressesBeforeAdvertising(t *testing.T) {
 		})
 	}
 }
+
+// TestHandoffResume replaces an instance as a reload does: the old one
+// hands off silently, the new one resumes its state. A master stays
+// master with no gap in advertisements, no priority-0 release and no
+// notify script; the new priority is what the peers hear next.
+func TestHandoffResume(t *testing.T) {
+	withNotify := func(cfg service.VRRPInstance) service.VRRPInstance {
+		cfg.Notify = service.Notify{Master: "/bin/true master", Backup: "/bin/true backup", Fault: "/bin/true fault", Stop: "/bin/true stop"}
+		return cfg
+	}
+	tests := []struct {
+		name string
+		// old runs to this state before the handoff.
+		master bool
+		new    func(*service.VRRPInstance)
+		// wantNew: the successor's events after Resume.
+		wantNew   []string
+		wantState State
+		wantPrio  []int // the successor's advertisements at once
+		wantRuns  int   // notify scripts the successor ran
+	}{
+		{name: "master stays master", master: true, new: func(c *service.VRRPInstance) { c.Priority = 120 },
+			wantNew: []string{"VI_1:MASTER"}, wantState: StateMaster, wantPrio: []int{120}},
+		{name: "backup starts as backup", new: func(c *service.VRRPInstance) {},
+			wantNew: []string{"VI_1:BACKUP"}, wantState: StateBackup, wantRuns: 1},
+		{name: "a faulty master goes to fault", master: true,
+			new: func(c *service.VRRPInstance) {
+				c.TrackInterfaces = []service.Track{{Name: "eth1"}}
+			},
+			wantNew: []string{"VI_1:FAULT"}, wantState: StateFault, wantRuns: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			old := newHarness(t, withNotify(baseConfig()), nil, nil, clock)
+			old.inst.Start()
+			if tt.master {
+				clock.Advance(mdi100)
+				old.wantState(StateMaster)
+			}
+			old.conn.take()
+			old.rec.states()
+			old.rec.takeRuns()
+
+			cfg := withNotify(baseConfig())
+			tt.new(&cfg)
+			next := newHarness(t, cfg, nil, nil, clock)
+			next.inst.SetInterface("eth1", false)
+			prev := old.inst.Handoff()
+			next.inst.Resume(prev)
+			next.wantState(tt.wantState)
+			if diff := cmp.Diff(tt.wantNew, next.rec.states()); diff != "" {
+				t.Errorf("successor's events (-want +got):\n%s", diff)
+			}
+			if got := next.rec.takeRuns(); len(got) != tt.wantRuns {
+				t.Errorf("successor ran notify scripts %v, want %d", got, tt.wantRuns)
+			}
+
+			select {
+			case <-old.inst.Stop():
+			default:
+				t.Fatal("the handed-off instance is not stopped")
+			}
+			clock.Advance(10 * time.Second)
+			if got := old.conn.take(); len(got) != 0 {
+				t.Errorf("the handed-off instance sent %d advertisements, want none", len(got))
+			}
+			if got := old.rec.states(); len(got) != 0 {
+				t.Errorf("the handed-off instance reported %v, want nothing (its addresses stay)", got)
+			}
+			if got := old.rec.takeRuns(); len(got) != 0 {
+				t.Errorf("the handed-off instance ran %v", got)
+			}
+			if tt.wantPrio != nil {
+				got := next.conn.priorities()
+				if len(got) < 11 || got[0] != tt.wantPrio[0] {
+					t.Errorf("successor's advertisements %v, want %d at once and every second after", got, tt.wantPrio[0])
+				}
+			}
+		})
+	}
+}
