@@ -24,6 +24,7 @@ var commands = map[string]command{
 	"run":    {summary: "run the balancer daemon on an interface", run: runRun},
 	"list":   {summary: "list the running services like ipvsadm -L -n", run: runList},
 	"reload": {summary: "make the running daemon re-read its configuration", run: runReload},
+	"vrrp":   {summary: "list the VRRP instances: state, priority, advertisements", run: runVRRP},
 }
 
 func main() {

@@ -29,6 +29,27 @@ type State struct {
 	Taken    time.Time `json:"taken"`
 	Config   string    `json:"config"`
 	Services []Service `json:"services"`
+	// VRRP is every vrrp_instance as it runs, in configuration order.
+	VRRP []VRRPInstance `json:"vrrp,omitempty"`
+}
+
+// VRRPInstance is a vrrp_instance as it runs.
+type VRRPInstance struct {
+	Name      string `json:"name"`
+	Interface string `json:"interface"`
+	VRID      int    `json:"vrid"`
+	// State is keepalived's name for it: MASTER, BACKUP, FAULT, ...
+	State string `json:"state"`
+	// Priority is the effective priority, tracked scripts and interfaces
+	// applied; BasePriority the configured one.
+	Priority     int      `json:"priority"`
+	BasePriority int      `json:"base_priority"`
+	VIPs         []string `json:"vips"`
+	// Advertisements sent, received, and received but dropped (bad
+	// checksum, TTL, authentication, address list, ...).
+	Sent     uint64 `json:"adverts_sent"`
+	Received uint64 `json:"adverts_received"`
+	Dropped  uint64 `json:"adverts_dropped"`
 }
 
 // Service is a virtual service.

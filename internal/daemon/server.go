@@ -109,7 +109,7 @@ var connTimeouts = map[datapath.FlowState]time.Duration{
 // with the configuration and the data path's counters and flows.
 func (d *Daemon) State() (api.State, error) {
 	d.mu.Lock()
-	cfg := d.cfg
+	cfg, vs := d.cfg, d.vrrp
 	d.mu.Unlock()
 	bst := d.bal.State()
 	byKey := map[datapath.ServiceKey]balancer.ServiceState{}
@@ -172,6 +172,9 @@ func (d *Daemon) State() (api.State, error) {
 			}
 		}
 		out.Services = append(out.Services, as)
+	}
+	if vs != nil {
+		out.VRRP = vs.state()
 	}
 	return out, nil
 }

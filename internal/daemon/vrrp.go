@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/xlb-project/xlb/internal/announce"
+	"github.com/xlb-project/xlb/internal/api"
 	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 	"github.com/xlb-project/xlb/internal/vrrp"
@@ -264,6 +265,27 @@ func (s *vrrpSet) start(prev *vrrpSet) {
 			}
 		}()
 	}
+}
+
+// state is the set's part of `xlb vrrp`.
+func (s *vrrpSet) state() []api.VRRPInstance {
+	var out []api.VRRPInstance
+	for _, r := range s.routers {
+		st := r.inst.Stats()
+		in := api.VRRPInstance{
+			Name: r.cfg.Name, Interface: r.cfg.Interface, VRID: r.cfg.VirtualRouterID,
+			State: r.inst.State().String(), Priority: r.inst.Priority(), BasePriority: r.cfg.Priority,
+			Sent: st.Sent, Received: st.Received - st.OtherVRID,
+		}
+		for _, n := range st.Dropped {
+			in.Dropped += n
+		}
+		for _, v := range r.cfg.VirtualIPs {
+			in.VIPs = append(in.VIPs, v.Prefix.String())
+		}
+		out = append(out, in)
+	}
+	return out
 }
 
 // stop stops every instance gracefully (priority 0, then the addresses go

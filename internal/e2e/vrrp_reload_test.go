@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/xlb-project/xlb/internal/api"
 	"github.com/xlb-project/xlb/internal/testutil"
 )
 
@@ -37,6 +39,8 @@ const vi2Priority = 77
 //	    script) is refused with the reason and changes nothing;
 //	(d) lb1's priority drops below lb2's: lb2 preempts it;
 //	(e) the second instance is removed: its VIP leaves lb1.
+//
+// `xlb vrrp` on both LBs shows each step's states and priorities.
 func TestVRRPReload(t *testing.T) {
 	topo := newFailoverTopology(t)
 	startRealServers(t, topo)
@@ -79,6 +83,25 @@ func TestVRRPReload(t *testing.T) {
 		return at
 	}
 	hasVIP2 := func() bool { return holds(t, topo, testutil.LB1, vip2) }
+	// wantVRRP checks `xlb vrrp` on d: each instance's state and
+	// effective priority, as "VI_1 MASTER 200".
+	wantVRRP := func(t *testing.T, d *lbDaemon, want ...string) {
+		t.Helper()
+		var got []api.VRRPInstance
+		if err := json.Unmarshal([]byte(d.xlb(t, "vrrp", "--json")), &got); err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, in := range got {
+			lines = append(lines, fmt.Sprintf("%s %s %d", in.Name, in.State, in.Priority))
+			if in.State == "MASTER" && in.Sent == 0 || in.State == "BACKUP" && in.Received == 0 {
+				t.Errorf("xlb vrrp on %s: %s %s sent %d and received %d advertisements", d.host, in.Name, in.State, in.Sent, in.Received)
+			}
+		}
+		if !slices.Equal(lines, want) {
+			t.Errorf("xlb vrrp on %s: %q, want %q", d.host, lines, want)
+		}
+	}
 
 	steps := []struct {
 		name string
@@ -98,6 +121,11 @@ func TestVRRPReload(t *testing.T) {
 		time.Sleep(2 * mdi)
 		if !strings.Contains(lb1.proc.Output(), `msg="handed over for a reload"`) {
 			t.Errorf("lb1 did not log the handover:\n%s", lb1.proc.Output())
+		}
+		wantVRRP(t, lb1, "VI_1 MASTER 200")
+		wantVRRP(t, lb2, "VI_1 BACKUP 100")
+		if out := lb1.xlb(t, "vrrp"); !strings.HasPrefix(out, "Instance  Interface  VRID  State   Priority") {
+			t.Errorf("xlb vrrp printed:\n%s", out)
 		}
 	}}, {"b: a second instance is added", func(t *testing.T) {
 		reload(t, lb1Conf(200, true, ""))
@@ -139,6 +167,8 @@ func TestVRRPReload(t *testing.T) {
 		if !hasVIP2() {
 			t.Error("lb1 let go of the second VIP, whose instance did not change")
 		}
+		wantVRRP(t, lb1, "VI_1 BACKUP 50", "VI_2 MASTER 77")
+		wantVRRP(t, lb2, "VI_1 MASTER 100")
 	}}, {"e: the second instance is removed", func(t *testing.T) {
 		reload(t, lb1Conf(50, false, ""))
 		// It releases gracefully: priority 0, then the address goes
