@@ -218,30 +218,23 @@ func (s *vrrpSet) start(prev *vrrpSet) {
 		}, s.log.With("vrrp_script", sc.cfg.Name))
 	}
 
-	// A sync group resumes as master if any member was one: a member new
-	// to the group would otherwise start as backup and drag the others
-	// along, taking the addresses off the interface.
-	resumed := make([]vrrp.State, len(s.routers))
-	groupMaster := map[string]bool{}
+	handed := make([]vrrp.State, len(s.routers))
+	groups := make([]string, len(s.routers))
 	for i, r := range s.routers {
-		resumed[i] = vrrp.StateInit
+		handed[i] = vrrp.StateInit
 		if old := before[r.key()]; old != nil {
-			resumed[i] = old.inst.Handoff()
+			handed[i] = old.inst.Handoff()
 		}
-		if g, ok := s.groupOf[r.cfg.Name]; ok && resumed[i] == vrrp.StateMaster {
-			groupMaster[g] = true
-		}
+		groups[i] = s.groupOf[r.cfg.Name]
 	}
 	if prev != nil {
 		// Stops the instances not handed over, gracefully.
 		prev.cancel()
 	}
+	resume := resumeStates(handed, groups)
 	for i, r := range s.routers {
 		old := before[r.key()]
-		state := resumed[i]
-		if groupMaster[s.groupOf[r.cfg.Name]] {
-			state = vrrp.StateMaster
-		}
+		state := resume[i]
 		if old == nil && state != vrrp.StateMaster {
 			// An xlb that was killed left its addresses behind; until
 			// this instance is elected they would answer ARP beside the
@@ -265,6 +258,28 @@ func (s *vrrpSet) start(prev *vrrpSet) {
 			}
 		}()
 	}
+}
+
+// resumeStates says what each instance of a new set resumes from, given
+// the state its predecessor was handed over in (StateInit for none) and
+// its sync group ("" for none). A sync group resumes as master if any
+// member was one: a member new to the group would otherwise start as
+// backup and drag the others along, taking their addresses off the
+// interface.
+func resumeStates(handed []vrrp.State, groups []string) []vrrp.State {
+	master := map[string]bool{}
+	for i, st := range handed {
+		if groups[i] != "" && st == vrrp.StateMaster {
+			master[groups[i]] = true
+		}
+	}
+	out := slices.Clone(handed)
+	for i := range out {
+		if master[groups[i]] {
+			out[i] = vrrp.StateMaster
+		}
+	}
+	return out
 }
 
 // state is the set's part of `xlb vrrp`.

@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
 // TestScriptVerdict runs sequences of vrrp_script results (+ success,
@@ -80,6 +83,33 @@ func TestCarriedVerdict(t *testing.T) {
 			}
 			if got.String() != tc.verdicts || mark.String() != tc.mark {
 				t.Errorf("runs %s: verdicts %q changes %q, want %q %q", tc.runs, got.String(), mark.String(), tc.verdicts, tc.mark)
+			}
+		})
+	}
+}
+
+func TestResumeStates(t *testing.T) {
+	const (
+		I = vrrp.StateInit
+		B = vrrp.StateBackup
+		M = vrrp.StateMaster
+		F = vrrp.StateFault
+	)
+	for _, tc := range []struct {
+		name   string
+		handed []vrrp.State
+		groups []string
+		want   []vrrp.State
+	}{
+		{"each as it was", []vrrp.State{M, B, F, I}, []string{"", "", "", ""}, []vrrp.State{M, B, F, I}},
+		{"a new member of a master group", []vrrp.State{M, I}, []string{"G", "G"}, []vrrp.State{M, M}},
+		{"a backup group stays backup", []vrrp.State{B, I}, []string{"G", "G"}, []vrrp.State{B, I}},
+		{"only the master's group", []vrrp.State{M, I, B, I}, []string{"G", "G", "H", ""}, []vrrp.State{M, M, B, I}},
+		{"a lone master does not pull in ungrouped instances", []vrrp.State{M, I}, []string{"", ""}, []vrrp.State{M, I}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := resumeStates(tc.handed, tc.groups); !slices.Equal(got, tc.want) {
+				t.Errorf("resumeStates(%v, %q) = %v, want %v", tc.handed, tc.groups, got, tc.want)
 			}
 		})
 	}

@@ -737,3 +737,47 @@ func TestHandoffResume(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncGroupResume: a master sync group handed over on a reload
+// resumes as master, member by member, with no notify script of the
+// group or its members, and no member passes through BACKUP.
+func TestSyncGroupResume(t *testing.T) {
+	clock := newFakeClock()
+	build := func() (*recorder, *harness, *harness) {
+		rec := &recorder{}
+		notify := service.Notify{Master: "/bin/true master", Backup: "/bin/true backup"}
+		group, err := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"A", "B"}, Notify: notify}, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgA := baseConfig()
+		cfgA.Name, cfgA.Notify = "A", notify
+		cfgB := baseConfig()
+		cfgB.Name, cfgB.VirtualRouterID, cfgB.Priority, cfgB.Notify = "B", 52, 50, notify
+		return rec, newHarness(t, cfgA, group, rec, clock), newHarness(t, cfgB, group, rec, clock)
+	}
+	oldRec, oldA, oldB := build()
+	oldA.inst.Start()
+	oldB.inst.Start()
+	clock.Advance(mdi100)
+	oldA.wantState(StateMaster)
+	oldB.wantState(StateMaster)
+	oldRec.states()
+	oldRec.takeRuns()
+
+	rec, a, b := build()
+	prevA, prevB := oldA.inst.Handoff(), oldB.inst.Handoff()
+	a.inst.Resume(prevA)
+	b.inst.Resume(prevB)
+	a.wantState(StateMaster)
+	b.wantState(StateMaster)
+	if diff := cmp.Diff([]string{"A:MASTER", "B:MASTER"}, rec.states()); diff != "" {
+		t.Errorf("resume (-want +got):\n%s", diff)
+	}
+	if runs := rec.takeRuns(); len(runs) != 0 {
+		t.Errorf("a resumed group ran %v", runs)
+	}
+	if got := oldRec.states(); len(got) != 0 {
+		t.Errorf("the handed-over group reported %v", got)
+	}
+}
