@@ -177,6 +177,9 @@ func writeInstance(w io.Writer, in *service.VRRPInstance) {
 	if in.GARPMasterRefresh > 0 {
 		fmt.Fprintf(w, ", refresh every %s", in.GARPMasterRefresh)
 	}
+	if in.SkipCheckAdvAddr {
+		fmt.Fprint(w, ", addresses unchecked from the same master")
+	}
 	fmt.Fprintln(w)
 	if in.Auth != nil {
 		fmt.Fprintf(w, "    authentication %s\n", in.Auth.Type)

@@ -18,8 +18,12 @@ import (
 	"github.com/xlb-project/xlb/internal/testutil"
 )
 
-// vip2 is the address of the second virtual router the reload test adds.
-var vip2 = netip.MustParseAddr("192.0.2.20")
+// vip2 is the address of the second virtual router the reload test adds,
+// vip3 one it adds to the first for a while.
+var (
+	vip2 = netip.MustParseAddr("192.0.2.20")
+	vip3 = netip.MustParseAddr("192.0.2.21")
+)
 
 // vi2Priority tells lb1's second virtual router's advertisements from
 // its first's on the link.
@@ -33,6 +37,9 @@ const vi2Priority = 77
 //	(a) lb1's priority rises: lb1 stays master without a gap in its
 //	    advertisements, now at the new priority, and lb2 never leaves
 //	    BACKUP;
+//	(a2) lb1's VIP list grows, then shrinks back: lb1 holds and then
+//	    drops the added VIP, and lb2, whose list now differs from lb1's
+//	    adverts, stays BACKUP thanks to vrrp_skip_check_adv_addr;
 //	(b) a second vrrp_instance is added: it takes its VIP, the first
 //	    instance stays as it was;
 //	(c) a reload whose VRRP part cannot start (an insecure notify
@@ -51,8 +58,13 @@ func TestVRRPReload(t *testing.T) {
 	vips := watchVIP(t, topo)
 	link := watchLink(t, topo)
 
+	// Both skip the address check of their master's advertisements, so
+	// that a VIP list reloaded on one balancer first does not split them.
+	skip := func(conf string) string {
+		return strings.Replace(conf, "    vrrp_version 3\n", "    vrrp_version 3\n    vrrp_skip_check_adv_addr\n", 1)
+	}
 	lb1Conf := func(prio int, second bool, extra string) string {
-		c := strings.Replace(vrrpInstanceConf(v, prio), "    preempt\n", "    preempt\n"+extra, 1)
+		c := strings.Replace(skip(vrrpInstanceConf(v, prio)), "    preempt\n", "    preempt\n"+extra, 1)
 		if second {
 			c += fmt.Sprintf("vrrp_instance VI_2 {\n    interface eth0\n    virtual_router_id %d\n    priority %d\n    advert_int %s\n    virtual_ipaddress {\n        %s/32 dev eth0\n    }\n}\n",
 				failoverVRID+1, vi2Priority, seconds(v.advert), vip2)
@@ -61,7 +73,7 @@ func TestVRRPReload(t *testing.T) {
 	}
 	lb1 := startLB(t, topo, testutil.LB1, lb1Conf(lb1Priority, false, ""))
 	vips.waitHolders(t, 10*time.Second, testutil.LB1)
-	lb2 := startLB(t, topo, testutil.LB2, vrrpInstanceConf(v, lb2Priority)+failoverServices())
+	lb2 := startLB(t, topo, testutil.LB2, skip(vrrpInstanceConf(v, lb2Priority))+failoverServices())
 	lb2Up := time.Now()
 	waitFor(t, 10*time.Second, "lb2 to hear lb1 for two Master_Down_Intervals", func() (bool, string) {
 		n := len(link.find("vrrp", testutil.LB1, since(lb2Up.Add(2*mdi))))
@@ -127,6 +139,22 @@ func TestVRRPReload(t *testing.T) {
 		if out := lb1.xlb(t, "vrrp"); !strings.HasPrefix(out, "Instance  Interface  VRID  State   Priority") {
 			t.Errorf("xlb vrrp printed:\n%s", out)
 		}
+	}}, {"a2: the VIP list grows on lb1 alone, and shrinks back", func(t *testing.T) {
+		grown := strings.Replace(lb1Conf(200, false, ""), fmt.Sprintf("        %s/32 dev eth0\n", testutil.VIP4),
+			fmt.Sprintf("        %s/32 dev eth0\n        %s/32 dev eth0\n", testutil.VIP4, vip3), 1)
+		reload(t, grown)
+		waitFor(t, 5*time.Second, "lb1 to hold the added VIP", func() (bool, string) {
+			return holds(t, topo, testutil.LB1, vip3), "not yet"
+		})
+		// lb2's list differs from lb1's adverts now; skip_check_adv_addr
+		// keeps it following its master.
+		time.Sleep(2 * mdi)
+		wantVRRP(t, lb2, "VI_1 BACKUP 100")
+		reload(t, lb1Conf(200, false, ""))
+		waitFor(t, 5*time.Second, "the VIP the reload dropped to leave lb1", func() (bool, string) {
+			return !holds(t, topo, testutil.LB1, vip3), "still held"
+		})
+		wantVRRP(t, lb1, "VI_1 MASTER 200")
 	}}, {"b: a second instance is added", func(t *testing.T) {
 		reload(t, lb1Conf(200, true, ""))
 		waitFor(t, 5*time.Second+2*mdi, "lb1 to hold the second VIP", func() (bool, string) {

@@ -31,8 +31,14 @@ type VRRPInstance struct {
 	GARPMasterDelay   time.Duration
 	GARPMasterRepeat  int
 	GARPMasterRefresh time.Duration
-	Notify            Notify
-	Source            Pos
+	// SkipCheckAdvAddr accepts an advertisement whose address list
+	// differs from the configured one when it comes from the master the
+	// previous one came from (keepalived's skip_check_adv_addr): a pair
+	// whose virtual_ipaddress lists are changed one balancer at a time
+	// then keeps one master.
+	SkipCheckAdvAddr bool
+	Notify           Notify
+	Source           Pos
 }
 
 // VRRPAuth is VRRPv2 simple-password authentication.

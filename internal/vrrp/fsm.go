@@ -100,6 +100,9 @@ type Instance struct {
 
 	state        State
 	masterAdvInt time.Duration // v3: learned from the master
+	// lastSrc sent the last advertisement accepted: with
+	// SkipCheckAdvAddr its address list is not checked.
+	lastSrc      netip.Addr
 	lastMismatch time.Duration
 	timer        clock.Timer
 	timerGen     uint64
@@ -631,7 +634,7 @@ func (i *Instance) Receive(b []byte, src, dst netip.Addr, ttl int) {
 			return
 		}
 	}
-	if !slices.Equal(i.vips, sortedAddrs(a.Addrs)) {
+	if !slices.Equal(i.vips, sortedAddrs(a.Addrs)) && !(i.cfg.SkipCheckAdvAddr && src == i.lastSrc) {
 		i.drop(ReasonAddrList, src, fmt.Sprintf("addresses %v, configured %v", a.Addrs, i.vips))
 		return
 	}
@@ -644,6 +647,7 @@ func (i *Instance) Receive(b []byte, src, dst netip.Addr, ttl int) {
 		i.drop(ReasonInterval, src, fmt.Sprintf("interval %d s, configured %d s", a.AdvertInt, i.unit))
 		return
 	}
+	i.lastSrc = src
 	i.advertisement(a, src)
 }
 

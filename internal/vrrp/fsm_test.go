@@ -781,3 +781,40 @@ func TestSyncGroupResume(t *testing.T) {
 		t.Errorf("the handed-over group reported %v", got)
 	}
 }
+
+// TestSkipCheckAdvAddr: with skip_check_adv_addr a backup keeps following
+// a master whose address list changed (its configuration was reloaded
+// first), but only that master: another router's advertisement with a
+// different list is still dropped. Without it the backup drops them all
+// and takes over, as keepalived does.
+func TestSkipCheckAdvAddr(t *testing.T) {
+	moreVIPs := func(a *Advertisement) { a.Addrs = []netip.Addr{vip10, vip11} }
+	tests := []struct {
+		name string
+		skip bool
+		// first is the source of the advertisements with the configured
+		// list; then comes the sender of the changed list.
+		first, then netip.Addr
+		wantMaster  bool
+	}{
+		{"same master, skipping", true, upper, upper, false},
+		{"same master, checking", false, upper, upper, true},
+		{"another router, skipping", true, upper, lower, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := baseConfig()
+			cfg.SkipCheckAdvAddr = tt.skip
+			h := newHarness(t, cfg, nil, nil, nil)
+			h.inst.Start()
+			h.recv(tt.first, 150)
+			for range 10 {
+				h.clock.Advance(time.Second)
+				h.recv(tt.then, 150, moreVIPs)
+			}
+			if got := h.inst.State() == StateMaster; got != tt.wantMaster {
+				t.Errorf("master %v after 10 s of changed lists from %v, want %v (drops %v)", got, tt.then, tt.wantMaster, h.inst.Stats().Dropped)
+			}
+		})
+	}
+}

@@ -84,6 +84,10 @@ func (c *converter) globalDefs(n *node, cfg *service.Config) {
 			if v, ok := c.timer(k); ok {
 				c.defaults.garpMasterRefresh = v
 			}
+		case "vrrp_skip_check_adv_addr":
+			if v, ok := c.boolean(k); ok {
+				c.defaults.skipCheckAdvAddr = v
+			}
 		case "script_user":
 			if c.args(k, 1, 2) {
 				c.defaults.scriptUser = strings.Join(k.args, " ")

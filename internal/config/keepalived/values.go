@@ -27,6 +27,7 @@ type defaults struct {
 	garpMasterDelay   time.Duration
 	garpMasterRepeat  int
 	garpMasterRefresh time.Duration
+	skipCheckAdvAddr  bool
 	// scriptUser runs every script that names no user of its own:
 	// MISC_CHECK, vrrp_script and notify. Empty leaves it to xlb's own
 	// default, as keepalived's: keepalived_script if it exists, else root.

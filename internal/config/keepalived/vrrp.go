@@ -12,8 +12,8 @@ import (
 
 var ignoredVRRP = set("smtp_alert", "dont_track_primary", "garp_master_refresh_repeat", "garp_lower_prio_delay",
 	"garp_lower_prio_repeat", "lower_prio_no_advert", "higher_prio_send_advert", "debug", "accept", "no_accept",
-	"strict_mode", "skip_check_adv_addr", "unicast_ttl", "check_unicast_src", "native_ipv6", "down_timer_adverts",
-	"kernel_rx_buf_size", "notify_deleted", "linkbeat_use_polling", "vrrp_skip_check_adv_addr")
+	"strict_mode", "unicast_ttl", "check_unicast_src", "native_ipv6", "down_timer_adverts",
+	"kernel_rx_buf_size", "notify_deleted", "linkbeat_use_polling")
 
 // vrrpInstance converts a vrrp_instance block; track_script weights left
 // unset here are filled from the scripts by resolveTrackWeights.
@@ -27,6 +27,7 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 		GARPMasterDelay:   c.defaults.garpMasterDelay,
 		GARPMasterRepeat:  c.defaults.garpMasterRepeat,
 		GARPMasterRefresh: c.defaults.garpMasterRefresh,
+		SkipCheckAdvAddr:  c.defaults.skipCheckAdvAddr,
 		Source:            n.pos,
 	}
 	errs := len(c.errs)
@@ -109,6 +110,10 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 			in.GARPMasterRepeat, _ = c.integer(k, 0, 1<<31-1)
 		case "garp_master_refresh":
 			in.GARPMasterRefresh, _ = c.timer(k)
+		case "skip_check_adv_addr":
+			if v, ok := c.boolean(k); ok {
+				in.SkipCheckAdvAddr = v
+			}
 		case "virtual_ipaddress_excluded":
 			c.unsupported(k, "list the addresses in virtual_ipaddress")
 		case "virtual_routes", "virtual_rules", "track_file", "track_process", "track_bfd", "use_vmac", "vmac_xmit_base", "track_src_ip":
