@@ -176,6 +176,9 @@ func writeInstance(w io.Writer, in *service.VRRPInstance) {
 	fmt.Fprintf(w, "    %s, gratuitous ARP %d after %s", preempt, in.GARPMasterRepeat, in.GARPMasterDelay)
 	if in.GARPMasterRefresh > 0 {
 		fmt.Fprintf(w, ", refresh every %s", in.GARPMasterRefresh)
+		if in.GARPMasterRefreshRepeat > 1 {
+			fmt.Fprintf(w, " x%d", in.GARPMasterRefreshRepeat)
+		}
 	}
 	if in.SkipCheckAdvAddr {
 		fmt.Fprint(w, ", addresses unchecked from the same master")

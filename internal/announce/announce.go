@@ -25,10 +25,13 @@ type Config struct {
 	// Repeat is the number of announcements per address in a burst
 	// (garp_master_repeat); Delay is the time until the second burst
 	// (garp_master_delay, 0 for none); Refresh the period of one more
-	// announcement while held (garp_master_refresh, 0 for none).
-	Repeat  int
-	Delay   time.Duration
-	Refresh time.Duration
+	// announcement while held (garp_master_refresh, 0 for none), and
+	// RefreshRepeat the announcements per address then
+	// (garp_master_refresh_repeat, 0 for one).
+	Repeat        int
+	Delay         time.Duration
+	Refresh       time.Duration
+	RefreshRepeat int
 }
 
 // FromInstance returns the Config of a vrrp_instance.
@@ -36,6 +39,7 @@ func FromInstance(in service.VRRPInstance) Config {
 	return Config{
 		Name: "vrrp_instance " + in.Name, Interface: in.Interface, VIPs: in.VirtualIPs,
 		Repeat: in.GARPMasterRepeat, Delay: in.GARPMasterDelay, Refresh: in.GARPMasterRefresh,
+		RefreshRepeat: in.GARPMasterRefreshRepeat,
 	}
 }
 
@@ -112,7 +116,8 @@ func (a *Announcer) dev(v service.VirtualIP) string {
 }
 
 // Acquire adds every address and announces them: a burst now, a second
-// burst after Delay, and one announcement every Refresh until Release.
+// burst after Delay, and a smaller one (RefreshRepeat) every Refresh until
+// Release.
 // It adds every address it can and reports all failures.
 func (a *Announcer) Acquire() error {
 	a.mu.Lock()
@@ -132,8 +137,9 @@ func (a *Announcer) Acquire() error {
 	}
 	if a.cfg.Refresh > 0 {
 		var refresh func()
+		n := max(a.cfg.RefreshRepeat, 1)
 		refresh = func() {
-			a.burst(1)
+			a.burst(n)
 			a.after(gen, a.cfg.Refresh, refresh)
 		}
 		a.after(gen, a.cfg.Refresh, refresh)

@@ -171,25 +171,31 @@ func TestAcquireRelease(t *testing.T) {
 	}
 }
 
+// TestRefresh: every garp_master_refresh, garp_master_refresh_repeat
+// announcements per address (one when unset), until Release.
 func TestRefresh(t *testing.T) {
-	cfg := testConfig()
-	cfg.Delay, cfg.Refresh, cfg.Repeat = 0, 10*time.Second, 1
-	a, l, clock := newTest(cfg)
-	if err := a.Acquire(); err != nil {
-		t.Fatal(err)
-	}
-	l.take()
-	clock.Advance(35 * time.Second)
-	if got, want := len(l.take()), 3*len(cfg.VIPs); got != want {
-		t.Errorf("%d announcements in 35 s with refresh 10 s, want %d", got, want)
-	}
-	if err := a.Release(); err != nil {
-		t.Fatal(err)
-	}
-	l.take()
-	clock.Advance(time.Minute)
-	if got := l.take(); len(got) != 0 {
-		t.Errorf("announced after Release: %v", got)
+	for _, repeat := range []int{0, 1, 3} {
+		t.Run(fmt.Sprintf("repeat %d", repeat), func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Delay, cfg.Refresh, cfg.Repeat, cfg.RefreshRepeat = 0, 10*time.Second, 1, repeat
+			a, l, clock := newTest(cfg)
+			if err := a.Acquire(); err != nil {
+				t.Fatal(err)
+			}
+			l.take()
+			clock.Advance(35 * time.Second)
+			if got, want := len(l.take()), 3*max(repeat, 1)*len(cfg.VIPs); got != want {
+				t.Errorf("%d announcements in 35 s with refresh 10 s, want %d", got, want)
+			}
+			if err := a.Release(); err != nil {
+				t.Fatal(err)
+			}
+			l.take()
+			clock.Advance(time.Minute)
+			if got := l.take(); len(got) != 0 {
+				t.Errorf("announced after Release: %v", got)
+			}
+		})
 	}
 }
 
@@ -234,10 +240,10 @@ func TestAcquireReportsFailures(t *testing.T) {
 
 func TestFromInstance(t *testing.T) {
 	in := service.VRRPInstance{
-		Name: "VI_9", Interface: "eth3", GARPMasterDelay: 5 * time.Second, GARPMasterRepeat: 5, GARPMasterRefresh: time.Minute,
+		Name: "VI_9", Interface: "eth3", GARPMasterDelay: 5 * time.Second, GARPMasterRepeat: 5, GARPMasterRefresh: time.Minute, GARPMasterRefreshRepeat: 2,
 		VirtualIPs: []service.VirtualIP{{Prefix: netip.MustParsePrefix("192.0.2.10/32")}},
 	}
-	want := Config{Name: "vrrp_instance VI_9", Interface: "eth3", VIPs: in.VirtualIPs, Repeat: 5, Delay: 5 * time.Second, Refresh: time.Minute}
+	want := Config{Name: "vrrp_instance VI_9", Interface: "eth3", VIPs: in.VirtualIPs, Repeat: 5, Delay: 5 * time.Second, Refresh: time.Minute, RefreshRepeat: 2}
 	if diff := cmp.Diff(want, FromInstance(in), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("FromInstance (-want +got):\n%s", diff)
 	}

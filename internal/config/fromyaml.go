@@ -235,6 +235,7 @@ func (y *fromYAML) instance(iy *instanceYAML, weights map[string]int) service.VR
 	setDur(&in.GARPMasterDelay, iy.GARPMasterDelay)
 	setInt(&in.GARPMasterRepeat, iy.GARPMasterRepeat)
 	setDur(&in.GARPMasterRefresh, iy.GARPMasterRefresh)
+	in.GARPMasterRefreshRepeat = iy.GARPRefreshRepeat
 	in.SkipCheckAdvAddr = iy.SkipCheckAdvAddr
 	if iy.Notify != nil {
 		in.Notify = service.Notify(*iy.Notify)

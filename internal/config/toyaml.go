@@ -111,7 +111,8 @@ func instanceToYAML(in *service.VRRPInstance) instanceYAML {
 		Priority: ptr(in.Priority), AdvertInt: dur(in.AdvertInt), Version: ptr(in.Version), Preempt: ptr(in.Preempt),
 		PreemptDelay: optDur(in.PreemptDelay), GARPMasterDelay: dur(in.GARPMasterDelay),
 		GARPMasterRepeat: ptr(in.GARPMasterRepeat), GARPMasterRefresh: optDur(in.GARPMasterRefresh),
-		SkipCheckAdvAddr: in.SkipCheckAdvAddr, Notify: notifyToYAML(in.Notify),
+		GARPRefreshRepeat: in.GARPMasterRefreshRepeat, SkipCheckAdvAddr: in.SkipCheckAdvAddr,
+		Notify: notifyToYAML(in.Notify),
 	}
 	if in.Auth != nil {
 		iy.Auth = &authYAML{Type: in.Auth.Type, Pass: in.Auth.Pass}

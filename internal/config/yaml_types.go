@@ -105,6 +105,7 @@ type instanceYAML struct {
 	GARPMasterDelay   *yDuration      `yaml:"garp_master_delay,omitempty"`
 	GARPMasterRepeat  *int            `yaml:"garp_master_repeat,omitempty"`
 	GARPMasterRefresh *yDuration      `yaml:"garp_master_refresh,omitempty"`
+	GARPRefreshRepeat int             `yaml:"garp_master_refresh_repeat,omitempty"`
 	SkipCheckAdvAddr  bool            `yaml:"skip_check_adv_addr,omitempty"`
 	Notify            *notifyYAML     `yaml:"notify,omitempty"`
 }

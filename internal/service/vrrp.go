@@ -31,6 +31,9 @@ type VRRPInstance struct {
 	GARPMasterDelay   time.Duration
 	GARPMasterRepeat  int
 	GARPMasterRefresh time.Duration
+	// GARPMasterRefreshRepeat is the announcements per address at each
+	// refresh; 0 means keepalived's 1.
+	GARPMasterRefreshRepeat int
 	// SkipCheckAdvAddr accepts an advertisement whose address list
 	// differs from the configured one when it comes from the master the
 	// previous one came from (keepalived's skip_check_adv_addr): a pair

@@ -84,6 +84,14 @@ func (c *converter) globalDefs(n *node, cfg *service.Config) {
 			if v, ok := c.timer(k); ok {
 				c.defaults.garpMasterRefresh = v
 			}
+		case "vrrp_garp_master_refresh_repeat":
+			if v, ok := c.integer(k, 1, 1<<31-1); ok {
+				c.defaults.garpRefreshRepeat = v
+			}
+		case "default_interface":
+			if s, ok := c.str(k); ok {
+				c.defaults.iface = s
+			}
 		case "vrrp_skip_check_adv_addr":
 			if v, ok := c.boolean(k); ok {
 				c.defaults.skipCheckAdvAddr = v

@@ -27,7 +27,11 @@ type defaults struct {
 	garpMasterDelay   time.Duration
 	garpMasterRepeat  int
 	garpMasterRefresh time.Duration
+	garpRefreshRepeat int
 	skipCheckAdvAddr  bool
+	// iface is default_interface: the interface of an instance that
+	// names none.
+	iface string
 	// scriptUser runs every script that names no user of its own:
 	// MISC_CHECK, vrrp_script and notify. Empty leaves it to xlb's own
 	// default, as keepalived's: keepalived_script if it exists, else root.

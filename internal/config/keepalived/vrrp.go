@@ -10,7 +10,7 @@ import (
 	"github.com/xlb-project/xlb/internal/service"
 )
 
-var ignoredVRRP = set("smtp_alert", "dont_track_primary", "garp_master_refresh_repeat", "garp_lower_prio_delay",
+var ignoredVRRP = set("smtp_alert", "dont_track_primary", "garp_lower_prio_delay",
 	"garp_lower_prio_repeat", "lower_prio_no_advert", "higher_prio_send_advert", "debug", "accept", "no_accept",
 	"strict_mode", "unicast_ttl", "check_unicast_src", "native_ipv6", "down_timer_adverts",
 	"kernel_rx_buf_size", "notify_deleted", "linkbeat_use_polling")
@@ -19,16 +19,18 @@ var ignoredVRRP = set("smtp_alert", "dont_track_primary", "garp_master_refresh_r
 // unset here are filled from the scripts by resolveTrackWeights.
 func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 	in := service.VRRPInstance{
-		State:             "BACKUP",
-		Priority:          service.DefaultVRRPPriority,
-		AdvertInt:         service.DefaultVRRPAdvertInt,
-		Version:           c.defaults.vrrpVersion,
-		Preempt:           true,
-		GARPMasterDelay:   c.defaults.garpMasterDelay,
-		GARPMasterRepeat:  c.defaults.garpMasterRepeat,
-		GARPMasterRefresh: c.defaults.garpMasterRefresh,
-		SkipCheckAdvAddr:  c.defaults.skipCheckAdvAddr,
-		Source:            n.pos,
+		State:                   "BACKUP",
+		Priority:                service.DefaultVRRPPriority,
+		AdvertInt:               service.DefaultVRRPAdvertInt,
+		Version:                 c.defaults.vrrpVersion,
+		Preempt:                 true,
+		GARPMasterDelay:         c.defaults.garpMasterDelay,
+		GARPMasterRepeat:        c.defaults.garpMasterRepeat,
+		GARPMasterRefresh:       c.defaults.garpMasterRefresh,
+		GARPMasterRefreshRepeat: c.defaults.garpRefreshRepeat,
+		SkipCheckAdvAddr:        c.defaults.skipCheckAdvAddr,
+		Interface:               c.defaults.iface,
+		Source:                  n.pos,
 	}
 	errs := len(c.errs)
 	if len(n.args) != 1 {
@@ -110,6 +112,8 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 			in.GARPMasterRepeat, _ = c.integer(k, 0, 1<<31-1)
 		case "garp_master_refresh":
 			in.GARPMasterRefresh, _ = c.timer(k)
+		case "garp_master_refresh_repeat":
+			in.GARPMasterRefreshRepeat, _ = c.integer(k, 1, 1<<31-1)
 		case "skip_check_adv_addr":
 			if v, ok := c.boolean(k); ok {
 				in.SkipCheckAdvAddr = v
