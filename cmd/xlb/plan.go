@@ -213,6 +213,9 @@ func writeInstance(w io.Writer, in *service.VRRPInstance) {
 	for _, t := range in.TrackInterfaces {
 		fmt.Fprintf(w, "    track interface %s weight %d\n", t.Name, t.Weight)
 	}
+	if in.DontTrackPrimary {
+		fmt.Fprintf(w, "    stays out of FAULT when its own interface goes down (dont_track_primary)\n")
+	}
 	writeNotify(w, "    ", in.Notify)
 }
 

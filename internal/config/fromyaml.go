@@ -237,6 +237,7 @@ func (y *fromYAML) instance(iy *instanceYAML, weights map[string]int) service.VR
 	setDur(&in.GARPMasterRefresh, iy.GARPMasterRefresh)
 	in.GARPMasterRefreshRepeat = iy.GARPRefreshRepeat
 	in.SkipCheckAdvAddr = iy.SkipCheckAdvAddr
+	in.DontTrackPrimary = iy.DontTrackPrimary
 	if iy.Notify != nil {
 		in.Notify = service.Notify(*iy.Notify)
 	}

@@ -112,7 +112,8 @@ func instanceToYAML(in *service.VRRPInstance) instanceYAML {
 		PreemptDelay: optDur(in.PreemptDelay), GARPMasterDelay: dur(in.GARPMasterDelay),
 		GARPMasterRepeat: ptr(in.GARPMasterRepeat), GARPMasterRefresh: optDur(in.GARPMasterRefresh),
 		GARPRefreshRepeat: in.GARPMasterRefreshRepeat, SkipCheckAdvAddr: in.SkipCheckAdvAddr,
-		Notify: notifyToYAML(in.Notify),
+		DontTrackPrimary: in.DontTrackPrimary,
+		Notify:           notifyToYAML(in.Notify),
 	}
 	if in.Auth != nil {
 		iy.Auth = &authYAML{Type: in.Auth.Type, Pass: in.Auth.Pass}

@@ -107,6 +107,7 @@ type instanceYAML struct {
 	GARPMasterRefresh *yDuration      `yaml:"garp_master_refresh,omitempty"`
 	GARPRefreshRepeat int             `yaml:"garp_master_refresh_repeat,omitempty"`
 	SkipCheckAdvAddr  bool            `yaml:"skip_check_adv_addr,omitempty"`
+	DontTrackPrimary  bool            `yaml:"dont_track_primary,omitempty"`
 	Notify            *notifyYAML     `yaml:"notify,omitempty"`
 }
 

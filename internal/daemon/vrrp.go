@@ -105,6 +105,12 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 		if ic.Interface == "" {
 			ic.Interface = d.opts.Interface
 		}
+		// keepalived tracks an instance's own interface unless told not
+		// to: a master whose link is gone must give up its addresses, and
+		// its notify_fault script must hear of it.
+		if !ic.DontTrackPrimary && !slices.ContainsFunc(ic.TrackInterfaces, func(t service.Track) bool { return t.Name == ic.Interface }) {
+			ic.TrackInterfaces = append(slices.Clone(ic.TrackInterfaces), service.Track{Name: ic.Interface})
+		}
 		conn, err := vrrp.Listen(vrrp.ConnConfig{
 			Interface: ic.Interface,
 			IPv6:      isIPv6(ic),

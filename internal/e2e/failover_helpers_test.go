@@ -59,11 +59,14 @@ func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), '
 
 // vrrpInstanceConf is the vrrp_instance block of an LB, the same for xlb
 // and keepalived: VRRPv3 (advert_int below a second needs it), the VIP
-// on the bridge-facing eth0, preempt on.
+// on the bridge-facing eth0, preempt on. dont_track_primary keeps a node
+// whose cable the test pulls before killing it as it would be at a real
+// node's death: master, with the VIP, rather than in FAULT for the moment
+// between the two (TestLinkFault covers that path).
 func vrrpInstanceConf(v vrrpTimes, prio int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "global_defs {\n    vrrp_version 3\n}\n")
-	fmt.Fprintf(&b, "vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0\n    virtual_router_id %d\n    priority %d\n    advert_int %s\n    preempt\n",
+	fmt.Fprintf(&b, "vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0\n    dont_track_primary\n    virtual_router_id %d\n    priority %d\n    advert_int %s\n    preempt\n",
 		failoverVRID, prio, seconds(v.advert))
 	if v.preemptDelay > 0 {
 		fmt.Fprintf(&b, "    preempt_delay %s\n", seconds(v.preemptDelay))

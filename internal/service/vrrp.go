@@ -40,6 +40,10 @@ type VRRPInstance struct {
 	// whose virtual_ipaddress lists are changed one balancer at a time
 	// then keeps one master.
 	SkipCheckAdvAddr bool
+	// DontTrackPrimary keeps the instance out of FAULT when its own
+	// interface goes down (keepalived's dont_track_primary); by default
+	// that interface is tracked like a track_interface of weight 0.
+	DontTrackPrimary bool
 	Notify           Notify
 	Source           Pos
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/xlb-project/xlb/internal/service"
 )
 
-var ignoredVRRP = set("smtp_alert", "dont_track_primary", "garp_lower_prio_delay",
+var ignoredVRRP = set("smtp_alert", "garp_lower_prio_delay",
 	"garp_lower_prio_repeat", "lower_prio_no_advert", "higher_prio_send_advert", "debug", "accept", "no_accept",
 	"strict_mode", "unicast_ttl", "check_unicast_src", "native_ipv6", "down_timer_adverts",
 	"kernel_rx_buf_size", "notify_deleted", "linkbeat_use_polling")
@@ -114,6 +114,10 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 			in.GARPMasterRefresh, _ = c.timer(k)
 		case "garp_master_refresh_repeat":
 			in.GARPMasterRefreshRepeat, _ = c.integer(k, 1, 1<<31-1)
+		case "dont_track_primary":
+			if c.args(k, 0, 0) {
+				in.DontTrackPrimary = true
+			}
 		case "skip_check_adv_addr":
 			if v, ok := c.boolean(k); ok {
 				in.SkipCheckAdvAddr = v
