@@ -205,13 +205,23 @@ func writeInstance(w io.Writer, in *service.VRRPInstance) {
 		for _, p := range in.UnicastPeers {
 			peers = append(peers, p.String())
 		}
-		fmt.Fprintf(w, "    unicast to %s\n", strings.Join(peers, ", "))
+		fmt.Fprintf(w, "    unicast to %s", strings.Join(peers, ", "))
+		if in.CheckUnicastSrc {
+			fmt.Fprint(w, ", accepting only from them")
+		}
+		fmt.Fprintln(w)
 	}
 	for _, t := range in.TrackScripts {
 		fmt.Fprintf(w, "    track script %s weight %d\n", t.Name, t.Weight)
 	}
 	for _, t := range in.TrackInterfaces {
 		fmt.Fprintf(w, "    track interface %s weight %d\n", t.Name, t.Weight)
+	}
+	if in.LowerPrioNoAdvert {
+		fmt.Fprintf(w, "    as master, does not answer a lower priority at once (lower_prio_no_advert)\n")
+	}
+	if in.HigherPrioSendAdvert {
+		fmt.Fprintf(w, "    as master, advertises once more before yielding to a higher priority (higher_prio_send_advert)\n")
 	}
 	if in.DontTrackPrimary {
 		fmt.Fprintf(w, "    stays out of FAULT when its own interface goes down (dont_track_primary)\n")

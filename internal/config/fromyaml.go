@@ -238,6 +238,9 @@ func (y *fromYAML) instance(iy *instanceYAML, weights map[string]int) service.VR
 	in.GARPMasterRefreshRepeat = iy.GARPRefreshRepeat
 	in.SkipCheckAdvAddr = iy.SkipCheckAdvAddr
 	in.DontTrackPrimary = iy.DontTrackPrimary
+	in.CheckUnicastSrc = iy.CheckUnicastSrc
+	in.LowerPrioNoAdvert = iy.LowerPrioNoAdvert
+	in.HigherPrioSendAdvert = iy.HigherPrioAdvert
 	if iy.Notify != nil {
 		in.Notify = service.Notify(*iy.Notify)
 	}

@@ -113,7 +113,8 @@ func instanceToYAML(in *service.VRRPInstance) instanceYAML {
 		GARPMasterRepeat: ptr(in.GARPMasterRepeat), GARPMasterRefresh: optDur(in.GARPMasterRefresh),
 		GARPRefreshRepeat: in.GARPMasterRefreshRepeat, SkipCheckAdvAddr: in.SkipCheckAdvAddr,
 		DontTrackPrimary: in.DontTrackPrimary,
-		Notify:           notifyToYAML(in.Notify),
+		CheckUnicastSrc:  in.CheckUnicastSrc, LowerPrioNoAdvert: in.LowerPrioNoAdvert, HigherPrioAdvert: in.HigherPrioSendAdvert,
+		Notify: notifyToYAML(in.Notify),
 	}
 	if in.Auth != nil {
 		iy.Auth = &authYAML{Type: in.Auth.Type, Pass: in.Auth.Pass}

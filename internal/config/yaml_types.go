@@ -108,6 +108,9 @@ type instanceYAML struct {
 	GARPRefreshRepeat int             `yaml:"garp_master_refresh_repeat,omitempty"`
 	SkipCheckAdvAddr  bool            `yaml:"skip_check_adv_addr,omitempty"`
 	DontTrackPrimary  bool            `yaml:"dont_track_primary,omitempty"`
+	CheckUnicastSrc   bool            `yaml:"check_unicast_src,omitempty"`
+	LowerPrioNoAdvert bool            `yaml:"lower_prio_no_advert,omitempty"`
+	HigherPrioAdvert  bool            `yaml:"higher_prio_send_advert,omitempty"`
 	Notify            *notifyYAML     `yaml:"notify,omitempty"`
 }
 

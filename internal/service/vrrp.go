@@ -44,8 +44,17 @@ type VRRPInstance struct {
 	// interface goes down (keepalived's dont_track_primary); by default
 	// that interface is tracked like a track_interface of weight 0.
 	DontTrackPrimary bool
-	Notify           Notify
-	Source           Pos
+	// CheckUnicastSrc drops unicast advertisements from an address that
+	// is not one of UnicastPeers (keepalived's check_unicast_src).
+	CheckUnicastSrc bool
+	// A master that hears a lower priority answers with an advertisement
+	// at once unless LowerPrioNoAdvert; one that hears a higher priority
+	// sends a last advertisement before yielding if HigherPrioSendAdvert
+	// (keepalived's lower_prio_no_advert and higher_prio_send_advert).
+	LowerPrioNoAdvert    bool
+	HigherPrioSendAdvert bool
+	Notify               Notify
+	Source               Pos
 }
 
 // VRRPAuth is VRRPv2 simple-password authentication.

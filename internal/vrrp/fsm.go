@@ -616,6 +616,10 @@ func (i *Instance) Receive(b []byte, src, dst netip.Addr, ttl int) {
 		i.drop(ReasonOwnPacket, src, "sent by this host")
 		return
 	}
+	if i.cfg.CheckUnicastSrc && len(i.cfg.UnicastPeers) > 0 && !slices.Contains(i.cfg.UnicastPeers, src) {
+		i.drop(ReasonSource, src, "not in unicast_peer")
+		return
+	}
 	if ttl != 255 {
 		i.drop(ReasonTTL, src, fmt.Sprintf("ttl %d, want 255", ttl))
 		return
@@ -691,13 +695,16 @@ func (i *Instance) advertisement(a *Advertisement, src netip.Addr) {
 			i.send(prio)
 			i.arm(i.cfg.AdvertInt, i.advertise)
 		case int(a.Priority) > prio || int(a.Priority) == prio && src.Compare(i.conn.LocalAddr()) > 0:
+			if i.cfg.HigherPrioSendAdvert {
+				i.send(prio)
+			}
 			i.transition(StateBackup, fmt.Sprintf("advertisement from %s with priority %d", src, a.Priority), false)
 			if i.cfg.Version == 3 {
 				// transition reset it to our own; the master's is what counts.
 				i.masterAdvInt = a.Interval()
 				i.arm(i.downInterval(), i.masterDown)
 			}
-		default:
+		case !i.cfg.LowerPrioNoAdvert:
 			// Two masters: assert ourselves at once rather than waiting
 			// for the next interval, as keepalived does.
 			i.send(prio)

@@ -160,23 +160,32 @@ func TestMasterReceives(t *testing.T) {
 		wantState State
 		// wantSent is what the master sends at once in answer.
 		wantSent []int
+		mod      func(*service.VRRPInstance)
 	}{
-		{"higher priority", lower, 101, StateBackup, nil},
-		{"equal priority from a higher address", upper, 100, StateBackup, nil},
-		{"equal priority from a lower address", lower, 100, StateMaster, []int{100}},
-		{"lower priority", upper, 99, StateMaster, []int{100}},
-		{"priority 0", upper, 0, StateMaster, []int{100}},
+		{"higher priority", lower, 101, StateBackup, nil, nil},
+		{"equal priority from a higher address", upper, 100, StateBackup, nil, nil},
+		{"equal priority from a lower address", lower, 100, StateMaster, []int{100}, nil},
+		{"lower priority", upper, 99, StateMaster, []int{100}, nil},
+		{"priority 0", upper, 0, StateMaster, []int{100}, nil},
+		{"lower priority, lower_prio_no_advert", upper, 99, StateMaster, nil,
+			func(c *service.VRRPInstance) { c.LowerPrioNoAdvert = true }},
+		{"higher priority, higher_prio_send_advert", lower, 101, StateBackup, []int{100},
+			func(c *service.VRRPInstance) { c.HigherPrioSendAdvert = true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := masterHarness(t, baseConfig())
+			cfg := baseConfig()
+			if tt.mod != nil {
+				tt.mod(&cfg)
+			}
+			h := masterHarness(t, cfg)
 			h.clock.Advance(300 * time.Millisecond)
 			h.recv(tt.src, tt.prio)
 			h.wantState(tt.wantState)
 			if diff := cmp.Diff(tt.wantSent, h.conn.priorities()); diff != "" {
 				t.Errorf("sent at once (-want +got):\n%s", diff)
 			}
-			if tt.wantState == StateMaster {
+			if tt.wantState == StateMaster && tt.wantSent != nil {
 				// The advert timer restarted from the answer.
 				h.clock.Advance(time.Second - time.Nanosecond)
 				if got := h.conn.take(); len(got) != 0 {
@@ -239,6 +248,7 @@ func TestInvalidPacketsDropped(t *testing.T) {
 			return h.advert(upper, 200, func(a *Advertisement) { a.Version, a.AdvertInt = 2, 1 }), upper, 255
 		}, ReasonVersion},
 		{"own packet looped back", baseConfig(), func(h *harness) ([]byte, netip.Addr, int) { return h.advert(self, 200), self, 255 }, ReasonOwnPacket},
+		{"check_unicast_src, not a peer", unicastChecked(), func(h *harness) ([]byte, netip.Addr, int) { return h.advert(upper, 200), upper, 255 }, ReasonSource},
 		{"v2 wrong password", v2(), func(h *harness) ([]byte, netip.Addr, int) {
 			return h.advert(upper, 200, func(a *Advertisement) { a.AuthData = pass("guess") }), upper, 255
 		}, ReasonAuth},
@@ -816,5 +826,27 @@ func TestSkipCheckAdvAddr(t *testing.T) {
 				t.Errorf("master %v after 10 s of changed lists from %v, want %v (drops %v)", got, tt.then, tt.wantMaster, h.inst.Stats().Dropped)
 			}
 		})
+	}
+}
+
+// unicastChecked is an instance with one unicast peer (lower) and
+// check_unicast_src.
+func unicastChecked() service.VRRPInstance {
+	c := baseConfig()
+	c.UnicastPeers, c.CheckUnicastSrc = []netip.Addr{lower}, true
+	return c
+}
+
+// TestCheckUnicastSrc: the listed peer is still heard.
+func TestCheckUnicastSrc(t *testing.T) {
+	h := newHarness(t, unicastChecked(), nil, nil, nil)
+	h.inst.Start()
+	for range 10 {
+		h.clock.Advance(time.Second)
+		h.recv(lower, 200)
+	}
+	h.wantState(StateBackup)
+	if st := h.inst.Stats(); len(st.Dropped) != 0 && st.Dropped[ReasonSource] != 0 {
+		t.Errorf("dropped the unicast peer's advertisements: %v", st.Dropped)
 	}
 }

@@ -96,6 +96,7 @@ const (
 	ReasonInterval
 	ReasonAddrList
 	ReasonOwnPacket
+	ReasonSource
 	numReasons
 )
 
@@ -111,6 +112,7 @@ var reasonNames = [...]string{
 	ReasonInterval:  "advert interval",
 	ReasonAddrList:  "address list",
 	ReasonOwnPacket: "own packet",
+	ReasonSource:    "not a unicast peer",
 }
 
 func (r Reason) String() string {

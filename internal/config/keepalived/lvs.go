@@ -92,6 +92,18 @@ func (c *converter) globalDefs(n *node, cfg *service.Config) {
 			if s, ok := c.str(k); ok {
 				c.defaults.iface = s
 			}
+		case "vrrp_check_unicast_src":
+			if c.args(k, 0, 0) {
+				c.defaults.checkUnicastSrc = true
+			}
+		case "vrrp_lower_prio_no_advert":
+			if v, ok := c.boolean(k); ok {
+				c.defaults.lowerPrioNoAdvert = v
+			}
+		case "vrrp_higher_prio_send_advert":
+			if v, ok := c.boolean(k); ok {
+				c.defaults.higherPrioAdvert = v
+			}
 		case "vrrp_skip_check_adv_addr":
 			if v, ok := c.boolean(k); ok {
 				c.defaults.skipCheckAdvAddr = v

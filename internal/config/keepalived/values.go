@@ -29,6 +29,9 @@ type defaults struct {
 	garpMasterRefresh time.Duration
 	garpRefreshRepeat int
 	skipCheckAdvAddr  bool
+	checkUnicastSrc   bool
+	lowerPrioNoAdvert bool
+	higherPrioAdvert  bool
 	// iface is default_interface: the interface of an instance that
 	// names none.
 	iface string

@@ -11,8 +11,8 @@ import (
 )
 
 var ignoredVRRP = set("smtp_alert", "garp_lower_prio_delay",
-	"garp_lower_prio_repeat", "lower_prio_no_advert", "higher_prio_send_advert", "debug", "accept", "no_accept",
-	"strict_mode", "unicast_ttl", "check_unicast_src", "native_ipv6", "down_timer_adverts",
+	"garp_lower_prio_repeat", "debug", "accept", "no_accept",
+	"strict_mode", "unicast_ttl", "native_ipv6", "down_timer_adverts",
 	"kernel_rx_buf_size", "notify_deleted", "linkbeat_use_polling")
 
 // vrrpInstance converts a vrrp_instance block; track_script weights left
@@ -29,6 +29,9 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 		GARPMasterRefresh:       c.defaults.garpMasterRefresh,
 		GARPMasterRefreshRepeat: c.defaults.garpRefreshRepeat,
 		SkipCheckAdvAddr:        c.defaults.skipCheckAdvAddr,
+		CheckUnicastSrc:         c.defaults.checkUnicastSrc,
+		LowerPrioNoAdvert:       c.defaults.lowerPrioNoAdvert,
+		HigherPrioSendAdvert:    c.defaults.higherPrioAdvert,
 		Interface:               c.defaults.iface,
 		Source:                  n.pos,
 	}
@@ -114,6 +117,18 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 			in.GARPMasterRefresh, _ = c.timer(k)
 		case "garp_master_refresh_repeat":
 			in.GARPMasterRefreshRepeat, _ = c.integer(k, 1, 1<<31-1)
+		case "check_unicast_src":
+			if c.args(k, 0, 0) {
+				in.CheckUnicastSrc = true
+			}
+		case "lower_prio_no_advert":
+			if v, ok := c.boolean(k); ok {
+				in.LowerPrioNoAdvert = v
+			}
+		case "higher_prio_send_advert":
+			if v, ok := c.boolean(k); ok {
+				in.HigherPrioSendAdvert = v
+			}
 		case "dont_track_primary":
 			if c.args(k, 0, 0) {
 				in.DontTrackPrimary = true
