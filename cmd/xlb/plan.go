@@ -137,6 +137,9 @@ func checkLine(b *service.Backend, c *service.Check) string {
 	if c.Rise > 1 {
 		fmt.Fprintf(&sb, ", up after %d successes", c.Rise)
 	}
+	if c.Alpha {
+		sb.WriteString(", starts down (alpha)")
+	}
 	if c.VirtualHost != "" {
 		fmt.Fprintf(&sb, ", host %s", c.VirtualHost)
 	}

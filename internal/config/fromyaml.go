@@ -145,7 +145,7 @@ func (y *fromYAML) check(cy *checkYAML, delayLoop time.Duration, line int) (serv
 	web := kind == service.CheckHTTP || kind == service.CheckSSL
 	c := service.Check{
 		Kind: kind, ConnectPort: cy.ConnectPort, BindPort: cy.BindPort, VirtualHost: cy.VirtualHost,
-		EnableSNI: cy.EnableSNI, MiscPath: cy.MiscPath, MiscDynamic: cy.MiscDynamic, User: cy.User,
+		EnableSNI: cy.EnableSNI, MiscPath: cy.MiscPath, MiscDynamic: cy.MiscDynamic, User: cy.User, Alpha: cy.Alpha,
 		DelayLoop: delayLoop, Retry: service.DefaultRetry, DelayBeforeRetry: service.DefaultDelayBeforeRetry,
 		Source: y.pos(line),
 	}

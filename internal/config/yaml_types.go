@@ -68,6 +68,7 @@ type checkYAML struct {
 	Retry            *int       `yaml:"retry,omitempty"`
 	DelayBeforeRetry *yDuration `yaml:"delay_before_retry,omitempty"`
 	Rise             int        `yaml:"rise,omitempty"`
+	Alpha            bool       `yaml:"alpha,omitempty"`
 	Warmup           *yDuration `yaml:"warmup,omitempty"`
 	DelayLoop        *yDuration `yaml:"delay_loop,omitempty"`
 	URLs             []urlYAML  `yaml:"urls,omitempty"`

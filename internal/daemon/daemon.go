@@ -138,6 +138,9 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, Damping: cfg.Global.FlapDamping})
 	defer d.hc.Close()
 
+	// The checks first: a backend whose check starts down (alpha) must
+	// not take traffic from the first table on.
+	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
 	d.resolveAll(ctx, cfg)
 	if err := d.apply(cfg); err != nil {
 		return err
@@ -150,7 +153,6 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	}
 	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
 	d.cfg = cfg
-	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
 
 	// VRRP stops before the program detaches (defers run last first):
 	// a stopping master hands the VIP over while still forwarding.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -267,4 +268,49 @@ func healthCheckRequests(t *testing.T, reqs []healthRequest, failed, out time.Ti
 	}
 	t.Logf("HTTP load: %d requests; %d refused or reset by rs1 before it left the table; all %d started after that answered", len(reqs), cut, answered)
 	return resets
+}
+
+// TestHealthAlpha runs the health tests' shape with keepalived's alpha on
+// both virtual servers and rs1 not listening when the daemon starts: every
+// real server starts down, rs1 never takes a connection (it is at weight 0
+// in every listing from the first one on), rs2 and rs3 come up with their
+// first passing check, and rs1 comes up once it listens.
+func TestHealthAlpha(t *testing.T) {
+	topo := newTopology(t)
+	procs := startRealServers(t, topo)
+	healthToggle(t, procs[testutil.RS1], testutil.RS1, false)
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	writeFile(t, conf, strings.ReplaceAll(healthConf(healthFast, true), "    protocol TCP\n", "    protocol TCP\n    alpha\n"))
+	d := startDaemon(t, topo, conf)
+
+	rs1 := testutil.HostIP4(testutil.RS1).String()
+	waitFor(t, 15*time.Second, "rs2 and rs3 to come up, rs1 staying down", func() (bool, string) {
+		st, err := d.state()
+		if err != nil {
+			return false, err.Error()
+		}
+		up := 0
+		for _, s := range st.Services {
+			for _, b := range s.Backends {
+				switch {
+				case b.Addr == rs1 && b.Weight != 0:
+					t.Fatalf("%s:%d: rs1 served at weight %d before any check of it passed", s.Addr, s.Port, b.Weight)
+				case b.Addr != rs1 && b.Weight == b.ConfigWeight && !b.Unresolved:
+					up++
+				}
+			}
+		}
+		return up == 2*len(healthServices), fmt.Sprintf("%d backends up", up)
+	})
+	n := 0
+	for _, l := range strings.Split(d.proc.Output(), "\n") {
+		if strings.Contains(l, `level=WARN msg="backend down"`) && strings.Contains(l, "alpha: down until its health checks pass") {
+			n++
+		}
+	}
+	if n != len(healthServices)*len(realServers) {
+		t.Errorf("the daemon logged %d alpha starts, want %d:\n%s", n, len(healthServices)*len(realServers), d.proc.Output())
+	}
+	healthToggle(t, procs[testutil.RS1], testutil.RS1, true)
+	healthWaitConfigured(t, d)
 }

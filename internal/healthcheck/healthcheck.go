@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -212,7 +213,8 @@ func (m *Manager) SetDamping(f service.FlapDamping) {
 }
 
 // Update makes targets the set of probed backends. New targets start up
-// (keepalived's default) with their first probe after a random warmup.
+// (keepalived's default), or down when a check has Alpha, which is then
+// reported as an event; their first probe comes after a random warmup.
 // Targets that are gone stop being probed. A target whose checks are
 // unchanged keeps running untouched; one whose checks changed starts a new
 // schedule but keeps its state, so a reload never turns a down backend up.
@@ -240,6 +242,13 @@ func (m *Manager) Update(targets []Target) {
 			m.targets[k] = t
 			for _, c := range tg.Checks {
 				m.startRunner(t, c, newMachine(c, startup))
+			}
+			// An alpha check starts its backend down; the event lets a
+			// reload that adds the backend take it out of the table at
+			// once. It is no flip for flap damping.
+			if slices.ContainsFunc(t.checks, func(r *runner) bool { return !r.m.up }) {
+				t.raw, t.up = false, false
+				m.report(t, m.clock.Now(), "alpha: down until its health checks pass")
 			}
 		case !sameChecks(t.checkList(), tg.Checks):
 			m.restart(t, tg.Checks)
@@ -461,6 +470,12 @@ func (m *Manager) settle(t *target, now time.Time, weightNote string) {
 	if reason == "" {
 		reason = m.reason(t, now)
 	}
+	m.report(t, now, reason)
+}
+
+// report logs t's state and queues it as an event.
+func (m *Manager) report(t *target, now time.Time, reason string) {
+	up := t.up
 	if up {
 		m.log.Info("backend up", "service", t.key.svc.String(), "backend", t.key.be.String(), "reason", reason)
 	} else {

@@ -49,10 +49,11 @@ type step struct {
 }
 
 // newMachine returns the machine of a check that starts up (keepalived's
-// default without alpha). startup marks the checks of the first
-// configuration: keepalived presets their retry counter to its limit
-// (validate_check_config: "for non alpha mode, one failure is enough
-// initially"), so their first failure counts at once.
+// default without alpha), or down with Alpha, until its first success.
+// startup marks the checks of the first configuration: keepalived presets
+// their retry counter to its limit (validate_check_config: "for non alpha
+// mode, one failure is enough initially"), so their first failure counts
+// at once.
 func newMachine(c service.Check, startup bool) machine {
 	m := machine{
 		kind:             c.Kind,
@@ -61,9 +62,9 @@ func newMachine(c service.Check, startup bool) machine {
 		delayBeforeRetry: c.DelayBeforeRetry,
 		urls:             len(c.URLs),
 		rise:             c.Rise,
-		up:               true,
+		up:               !c.Alpha,
 	}
-	if startup {
+	if startup && !c.Alpha {
 		m.fails = m.retry
 	}
 	return m

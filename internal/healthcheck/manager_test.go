@@ -806,3 +806,33 @@ func TestTargetsOf(t *testing.T) {
 		t.Errorf("TargetsOf (-want +got):\n%s", diff)
 	}
 }
+
+// TestAlpha: a backend whose check has alpha starts down, at once and
+// reported (so a reload that adds it takes it out of the table), and comes
+// up with its first passing probe; one that never passes never comes up.
+func TestAlpha(t *testing.T) {
+	warmup := func(time.Duration) time.Duration { return s(1) }
+	h := newHarness(t, Options{Warmup: warmup}, func(c *call, n int) outcome {
+		if c.be == rs2 {
+			return fail
+		}
+		return pass
+	})
+	alpha := tcpCheck(nil)
+	alpha.Alpha = true
+	h.update(Target{Service: svcA, Backend: rs1, Checks: []service.Check{alpha}},
+		Target{Service: svcA, Backend: rs2, Checks: []service.Check{alpha}})
+	if h.m.Up(svcA, rs1) || h.m.Up(svcA, rs2) {
+		t.Fatalf("alpha backends up before any probe: rs1 %v, rs2 %v", h.m.Up(svcA, rs1), h.m.Up(svcA, rs2))
+	}
+	h.runUntil(s(30))
+	want := []eventRec{{At: 0, Backend: rs1, Up: false}, {At: 0, Backend: rs2, Up: false}, {At: s(1), Backend: rs1, Up: true}}
+	if diff := cmp.Diff(want, h.eventRecs(), cmpAddr); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	for _, e := range h.events[:2] {
+		if !strings.HasPrefix(e.Reason, "alpha") {
+			t.Errorf("event %+v: reason does not say alpha", e)
+		}
+	}
+}

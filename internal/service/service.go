@@ -195,6 +195,10 @@ type Check struct {
 	// Rise is how many successes in a row bring a down backend back;
 	// 0 or 1 is keepalived's one. xlb only (YAML): keepalived has none.
 	Rise int
+	// Alpha starts the check down, so that its backend takes traffic only
+	// once the check has succeeded (keepalived's alpha); by default a
+	// check starts up.
+	Alpha bool
 	// Warmup is the maximum random delay before the first probe.
 	Warmup    time.Duration
 	DelayLoop time.Duration

@@ -131,6 +131,7 @@ type checkDefaults struct {
 	warmup           *time.Duration
 	delayLoop        *time.Duration
 	virtualHost      *string
+	alpha            *bool
 }
 
 // inherited handles a keyword that a virtual server, real server and
@@ -164,6 +165,10 @@ func (c *converter) inherited(n *node, d *checkDefaults) bool {
 		if v, ok := c.str(n); ok {
 			d.virtualHost = &v
 		}
+	case "alpha":
+		if v, ok := c.boolean(n); ok {
+			d.alpha = &v
+		}
 	default:
 		return false
 	}
@@ -185,7 +190,7 @@ func (c *converter) forwarding(n *node) bool {
 	return false
 }
 
-var ignoredVS = set("ha_suspend", "alpha", "omega", "quorum", "hysteresis", "quorum_up", "quorum_down",
+var ignoredVS = set("ha_suspend", "omega", "quorum", "hysteresis", "quorum_up", "quorum_down",
 	"smtp_alert", "snmp_name", "ops", "flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port",
 	"mh-fallback", "ip_family", "nat_mask", "net_mask", "inhibit_on_failure_sorry")
 
@@ -313,7 +318,7 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 	return s, len(c.errs) == errs
 }
 
-var ignoredRS = set("uthreshold", "lthreshold", "smtp_alert", "alpha", "snmp_name")
+var ignoredRS = set("uthreshold", "lthreshold", "smtp_alert", "snmp_name")
 
 func (c *converter) realServer(n *node, s *service.Service, vsd checkDefaults, inhibit bool) (service.Backend, bool) {
 	b := service.Backend{Weight: service.DefaultWeight, Source: n.pos}
@@ -375,7 +380,7 @@ var checkKinds = map[string]service.CheckKind{
 	"MISC_CHECK": service.CheckMisc,
 }
 
-var ignoredCheck = set("alpha", "log_all_failures", "bind_if", "fwmark", "http_protocol", "fast_recovery")
+var ignoredCheck = set("log_all_failures", "bind_if", "fwmark", "http_protocol", "fast_recovery")
 
 func (c *converter) check(n *node, kind service.CheckKind, d checkDefaults) (service.Check, bool) {
 	ch := service.Check{Kind: kind, Source: n.pos}
@@ -460,6 +465,9 @@ func (c *converter) check(n *node, kind service.CheckKind, d checkDefaults) (ser
 	}
 	if web && d.virtualHost != nil {
 		ch.VirtualHost = *d.virtualHost
+	}
+	if d.alpha != nil {
+		ch.Alpha = *d.alpha
 	}
 	return ch, true
 }
