@@ -140,6 +140,9 @@ func checkLine(b *service.Backend, c *service.Check) string {
 	if c.Alpha {
 		sb.WriteString(", starts down (alpha)")
 	}
+	if c.LogAllFailures {
+		sb.WriteString(", logs every failure")
+	}
 	if c.VirtualHost != "" {
 		fmt.Fprintf(&sb, ", host %s", c.VirtualHost)
 	}

@@ -146,7 +146,8 @@ func (y *fromYAML) check(cy *checkYAML, delayLoop time.Duration, line int) (serv
 	c := service.Check{
 		Kind: kind, ConnectPort: cy.ConnectPort, BindPort: cy.BindPort, VirtualHost: cy.VirtualHost,
 		EnableSNI: cy.EnableSNI, MiscPath: cy.MiscPath, MiscDynamic: cy.MiscDynamic, User: cy.User, Alpha: cy.Alpha,
-		DelayLoop: delayLoop, Retry: service.DefaultRetry, DelayBeforeRetry: service.DefaultDelayBeforeRetry,
+		LogAllFailures: cy.LogAllFailures,
+		DelayLoop:      delayLoop, Retry: service.DefaultRetry, DelayBeforeRetry: service.DefaultDelayBeforeRetry,
 		Source: y.pos(line),
 	}
 	if kind != service.CheckMisc {

@@ -85,7 +85,7 @@ func checkToYAML(c *service.Check) checkYAML {
 		Retry: ptr(c.Retry), DelayBeforeRetry: dur(c.DelayBeforeRetry), Rise: c.Rise, Warmup: dur(c.Warmup),
 		DelayLoop: dur(c.DelayLoop), VirtualHost: c.VirtualHost, EnableSNI: c.EnableSNI,
 		MiscPath: c.MiscPath, MiscTimeout: optDur(c.MiscTimeout), MiscDynamic: c.MiscDynamic, User: c.User,
-		Alpha: c.Alpha,
+		Alpha: c.Alpha, LogAllFailures: c.LogAllFailures,
 	}
 	if c.Kind != service.CheckMisc {
 		cy.ConnectTimeout = dur(c.ConnectTimeout)

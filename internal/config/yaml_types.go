@@ -69,6 +69,7 @@ type checkYAML struct {
 	DelayBeforeRetry *yDuration `yaml:"delay_before_retry,omitempty"`
 	Rise             int        `yaml:"rise,omitempty"`
 	Alpha            bool       `yaml:"alpha,omitempty"`
+	LogAllFailures   bool       `yaml:"log_all_failures,omitempty"`
 	Warmup           *yDuration `yaml:"warmup,omitempty"`
 	DelayLoop        *yDuration `yaml:"delay_loop,omitempty"`
 	URLs             []urlYAML  `yaml:"urls,omitempty"`

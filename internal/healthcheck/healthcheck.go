@@ -433,12 +433,13 @@ func (m *Manager) handle(r *runner, c service.Check, start time.Time, res Result
 	if err != nil {
 		r.lastErr = err
 	}
-	if s.changed {
-		if r.m.up {
-			m.log.Info("health check passes", "service", t.key.svc.String(), "backend", t.key.be.String(), "check", describe(c, t.key.be))
-		} else {
-			m.log.Warn("health check fails", "service", t.key.svc.String(), "backend", t.key.be.String(), "check", describe(c, t.key.be), "err", err)
-		}
+	switch {
+	case s.changed && r.m.up:
+		m.log.Info("health check passes", "service", t.key.svc.String(), "backend", t.key.be.String(), "check", describe(c, t.key.be))
+	case s.changed:
+		m.log.Warn("health check fails", "service", t.key.svc.String(), "backend", t.key.be.String(), "check", describe(c, t.key.be), "err", err)
+	case err != nil && c.LogAllFailures:
+		m.log.Info("health check probe failed", "service", t.key.svc.String(), "backend", t.key.be.String(), "check", describe(c, t.key.be), "err", err)
 	}
 	reason := ""
 	if err == nil && res.Weight != nil && (t.weight == nil || *t.weight != *res.Weight) {

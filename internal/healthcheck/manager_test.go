@@ -1,11 +1,14 @@
 package healthcheck
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -835,4 +838,50 @@ func TestAlpha(t *testing.T) {
 			t.Errorf("event %+v: reason does not say alpha", e)
 		}
 	}
+}
+
+// TestLogAllFailures: a failing check logs the failure that takes it down;
+// with log_all_failures it logs every failed probe, retries and the probes
+// of a check already down included.
+func TestLogAllFailures(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		t.Run(fmt.Sprint(all), func(t *testing.T) {
+			var logs syncBuffer
+			h := newHarness(t, Options{Log: slog.New(slog.NewTextHandler(&logs, nil))}, func(*call, int) outcome { return fail })
+			c := tcpCheck(func(c *service.Check) { c.LogAllFailures = all })
+			h.update(Target{Service: svcA, Backend: rs1, Checks: []service.Check{c}})
+			// Probes at 0 (down: the first failure counts at startup), 10, 12, 22, 24.
+			h.runUntil(s(25))
+			if len(h.probes) < 3 {
+				t.Fatalf("%d probes: the test needs retries and probes of a down check", len(h.probes))
+			}
+			fails := strings.Count(logs.String(), `msg="health check fails"`)
+			each := strings.Count(logs.String(), `msg="health check probe failed"`)
+			want := 0
+			if all {
+				want = len(h.probes) - 1
+			}
+			if fails != 1 || each != want {
+				t.Errorf("%d probes: %d \"fails\" and %d \"probe failed\" lines, want 1 and %d:\n%s", len(h.probes), fails, each, want, logs.String())
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer the manager's goroutines can log into.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -195,6 +195,9 @@ type Check struct {
 	// Rise is how many successes in a row bring a down backend back;
 	// 0 or 1 is keepalived's one. xlb only (YAML): keepalived has none.
 	Rise int
+	// LogAllFailures logs every failed probe, not only the failure that
+	// takes the check down (keepalived's log_all_failures).
+	LogAllFailures bool
 	// Alpha starts the check down, so that its backend takes traffic only
 	// once the check has succeeded (keepalived's alpha); by default a
 	// check starts up.

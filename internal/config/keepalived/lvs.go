@@ -380,7 +380,7 @@ var checkKinds = map[string]service.CheckKind{
 	"MISC_CHECK": service.CheckMisc,
 }
 
-var ignoredCheck = set("log_all_failures", "bind_if", "fwmark", "http_protocol", "fast_recovery")
+var ignoredCheck = set("bind_if", "fwmark", "http_protocol", "fast_recovery")
 
 func (c *converter) check(n *node, kind service.CheckKind, d checkDefaults) (service.Check, bool) {
 	ch := service.Check{Kind: kind, Source: n.pos}
@@ -425,6 +425,8 @@ func (c *converter) check(n *node, kind service.CheckKind, d checkDefaults) (ser
 			ch.MiscTimeout, _ = c.timer(k)
 		case kind == service.CheckMisc && k.kw == "misc_dynamic":
 			ch.MiscDynamic, _ = c.boolean(k)
+		case k.kw == "log_all_failures":
+			ch.LogAllFailures, _ = c.boolean(k)
 		case kind == service.CheckMisc && k.kw == "user":
 			if c.args(k, 1, 2) {
 				ch.User = strings.Join(k.args, " ")
