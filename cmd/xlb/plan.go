@@ -131,6 +131,9 @@ func checkLine(b *service.Backend, c *service.Check) string {
 		if c.BindTo.IsValid() || c.BindPort != 0 {
 			fmt.Fprintf(&sb, " from %s", netip.AddrPortFrom(c.BindTo, c.BindPort))
 		}
+		if c.BindIf != "" {
+			fmt.Fprintf(&sb, " via %s", c.BindIf)
+		}
 		fmt.Fprintf(&sb, " timeout %s", c.ConnectTimeout)
 	}
 	fmt.Fprintf(&sb, ", every %s, retry %d after %s, warmup up to %s", c.DelayLoop, c.Retry, c.DelayBeforeRetry, c.Warmup)

@@ -144,7 +144,7 @@ func (y *fromYAML) check(cy *checkYAML, delayLoop time.Duration, line int) (serv
 	}
 	web := kind == service.CheckHTTP || kind == service.CheckSSL
 	c := service.Check{
-		Kind: kind, ConnectPort: cy.ConnectPort, BindPort: cy.BindPort, VirtualHost: cy.VirtualHost,
+		Kind: kind, ConnectPort: cy.ConnectPort, BindPort: cy.BindPort, BindIf: cy.BindIf, VirtualHost: cy.VirtualHost,
 		EnableSNI: cy.EnableSNI, MiscPath: cy.MiscPath, MiscDynamic: cy.MiscDynamic, User: cy.User, Alpha: cy.Alpha,
 		LogAllFailures: cy.LogAllFailures,
 		DelayLoop:      delayLoop, Retry: service.DefaultRetry, DelayBeforeRetry: service.DefaultDelayBeforeRetry,

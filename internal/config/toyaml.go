@@ -81,7 +81,7 @@ func serviceToYAML(s *service.Service) serviceYAML {
 
 func checkToYAML(c *service.Check) checkYAML {
 	cy := checkYAML{
-		Type: yCheckKind{v: c.Kind.String()}, ConnectPort: c.ConnectPort, BindPort: c.BindPort,
+		Type: yCheckKind{v: c.Kind.String()}, ConnectPort: c.ConnectPort, BindPort: c.BindPort, BindIf: c.BindIf,
 		Retry: ptr(c.Retry), DelayBeforeRetry: dur(c.DelayBeforeRetry), Rise: c.Rise, Warmup: dur(c.Warmup),
 		DelayLoop: dur(c.DelayLoop), VirtualHost: c.VirtualHost, EnableSNI: c.EnableSNI,
 		MiscPath: c.MiscPath, MiscTimeout: optDur(c.MiscTimeout), MiscDynamic: c.MiscDynamic, User: c.User,

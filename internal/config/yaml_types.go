@@ -64,6 +64,7 @@ type checkYAML struct {
 	ConnectPort      uint16     `yaml:"connect_port,omitempty"`
 	BindTo           *yAddr     `yaml:"bindto,omitempty"`
 	BindPort         uint16     `yaml:"bind_port,omitempty"`
+	BindIf           string     `yaml:"bind_if,omitempty"`
 	ConnectTimeout   *yDuration `yaml:"connect_timeout,omitempty"`
 	Retry            *int       `yaml:"retry,omitempty"`
 	DelayBeforeRetry *yDuration `yaml:"delay_before_retry,omitempty"`

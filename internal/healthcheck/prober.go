@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/xlb-project/xlb/internal/service"
@@ -78,6 +79,18 @@ func dialer(c service.Check) *net.Dialer {
 			la.IP = c.BindTo.AsSlice()
 		}
 		d.LocalAddr = la
+	}
+	if c.BindIf != "" {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptString(int(fd), syscall.SOL_SOCKET, syscall.SO_BINDTODEVICE, c.BindIf)
+			})
+			if err == nil && serr != nil {
+				err = fmt.Errorf("bind_if %s: %w", c.BindIf, serr)
+			}
+			return err
+		}
 	}
 	return d
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -116,6 +117,19 @@ func TestTCPProbe(t *testing.T) {
 			}
 		})
 	}
+	t.Run("bind_if pins the probe to an interface", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root: SO_BINDTODEVICE")
+		}
+		if _, err := probe(t, service.Check{Kind: service.CheckTCP, BindIf: "lo"}, open); err != nil {
+			t.Errorf("probe bound to lo failed: %v", err)
+		}
+		// ENODEV can only come from the socket option: the probe used it.
+		_, err := probe(t, service.Check{Kind: service.CheckTCP, BindIf: "xlbnone0"}, open)
+		if !errors.Is(err, syscall.ENODEV) || !strings.Contains(err.Error(), "bind_if xlbnone0") {
+			t.Errorf("probe bound to a missing interface: %v, want ENODEV naming bind_if", err)
+		}
+	})
 	t.Run("bindto and bind_port set the source", func(t *testing.T) {
 		ln := listen(t, "127.0.0.1:0")
 		peers := acceptAll(ln)

@@ -186,6 +186,8 @@ type Check struct {
 	ConnectPort uint16
 	BindTo      netip.Addr
 	BindPort    uint16
+	// BindIf pins probes to an interface (keepalived's bind_if).
+	BindIf string
 	// ConnectTimeout bounds one probe.
 	ConnectTimeout time.Duration
 	// Retry is how many more failed probes in a row take an up backend

@@ -380,7 +380,7 @@ var checkKinds = map[string]service.CheckKind{
 	"MISC_CHECK": service.CheckMisc,
 }
 
-var ignoredCheck = set("bind_if", "fwmark", "http_protocol", "fast_recovery")
+var ignoredCheck = set("fwmark", "http_protocol", "fast_recovery")
 
 func (c *converter) check(n *node, kind service.CheckKind, d checkDefaults) (service.Check, bool) {
 	ch := service.Check{Kind: kind, Source: n.pos}
@@ -407,6 +407,8 @@ func (c *converter) check(n *node, kind service.CheckKind, d checkDefaults) (ser
 			if s, ok := c.str(k); ok {
 				ch.BindTo, _ = c.addr(k, k.kw, s)
 			}
+		case conn && k.kw == "bind_if":
+			ch.BindIf, _ = c.str(k)
 		case conn && k.kw == "bind_port":
 			if s, ok := c.str(k); ok {
 				ch.BindPort, _ = c.port(k, "bind_port", s)
