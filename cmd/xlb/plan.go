@@ -97,11 +97,15 @@ func writeService(w io.Writer, s *service.Service) {
 		for j := range b.Checks {
 			fmt.Fprintf(w, "       %s\n", checkLine(b, &b.Checks[j]))
 		}
+		as := ""
+		if b.NotifyUser != "" {
+			as = " as " + b.NotifyUser
+		}
 		if b.NotifyUp != "" {
-			fmt.Fprintf(w, "       notify_up %q\n", b.NotifyUp)
+			fmt.Fprintf(w, "       notify_up %q%s\n", b.NotifyUp, as)
 		}
 		if b.NotifyDown != "" {
-			fmt.Fprintf(w, "       notify_down %q\n", b.NotifyDown)
+			fmt.Fprintf(w, "       notify_down %q%s\n", b.NotifyDown, as)
 		}
 	}
 }

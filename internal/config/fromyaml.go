@@ -113,7 +113,7 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 	for _, by := range sy.Backends {
 		b := service.Backend{
 			Addr: by.Address.v, Port: s.Port, Weight: service.DefaultWeight,
-			InhibitOnFailure: by.InhibitOnFailure, NotifyUp: by.NotifyUp, NotifyDown: by.NotifyDown,
+			InhibitOnFailure: by.InhibitOnFailure, NotifyUp: by.NotifyUp, NotifyDown: by.NotifyDown, NotifyUser: by.NotifyUser,
 			Source: y.pos(by.Address.line),
 		}
 		if b.Source.Line == 0 {

@@ -69,7 +69,7 @@ func serviceToYAML(s *service.Service) serviceYAML {
 	for _, b := range s.Backends {
 		by := backendYAML{
 			Address: yAddr{v: b.Addr}, Port: ptr(b.Port), Weight: ptr(b.Weight),
-			InhibitOnFailure: b.InhibitOnFailure, NotifyUp: b.NotifyUp, NotifyDown: b.NotifyDown,
+			InhibitOnFailure: b.InhibitOnFailure, NotifyUp: b.NotifyUp, NotifyDown: b.NotifyDown, NotifyUser: b.NotifyUser,
 		}
 		for _, c := range b.Checks {
 			by.Checks = append(by.Checks, checkToYAML(&c))

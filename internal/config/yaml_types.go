@@ -56,6 +56,7 @@ type backendYAML struct {
 	Checks           []checkYAML `yaml:"checks,omitempty"`
 	NotifyUp         string      `yaml:"notify_up,omitempty"`
 	NotifyDown       string      `yaml:"notify_down,omitempty"`
+	NotifyUser       string      `yaml:"notify_user,omitempty"`
 }
 
 type checkYAML struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/xlb-project/xlb/internal/datapath"
 	"github.com/xlb-project/xlb/internal/healthcheck"
 	"github.com/xlb-project/xlb/internal/neigh"
+	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -211,10 +212,10 @@ func (d *Daemon) loadConfig() (*service.Config, error) {
 	return cfg, nil
 }
 
-// checkScripts refuses a configuration whose MISC_CHECK scripts fail
-// keepalived's script security, with the place of each: serving it would
-// take those backends down at their first probe, for a reason only the
-// log would tell.
+// checkScripts refuses a configuration whose MISC_CHECK or real server
+// notify scripts fail keepalived's script security, with the place of
+// each: serving it would take those backends down at their first probe,
+// or skip their notifications, for a reason only the log would tell.
 func checkScripts(cfg *service.Config) error {
 	var errs []error
 	for _, s := range cfg.Services {
@@ -223,6 +224,15 @@ func checkScripts(cfg *service.Config) error {
 				if err := healthcheck.CheckScriptSecurity(c); err != nil {
 					errs = append(errs, &service.Error{Pos: c.Source, Err: err,
 						Msg: fmt.Sprintf("service %s: backend %s: %v", s.Key(), b.AddrPort(), err)})
+				}
+			}
+			for _, n := range []struct{ kw, line string }{{"notify_up", b.NotifyUp}, {"notify_down", b.NotifyDown}} {
+				if n.line == "" {
+					continue
+				}
+				if err := script.Check(n.line, b.Source.File); err != nil {
+					errs = append(errs, &service.Error{Pos: b.Source, Err: err,
+						Msg: fmt.Sprintf("service %s: backend %s: %s %q: %v", s.Key(), b.AddrPort(), n.kw, n.line, err)})
 				}
 			}
 		}
@@ -449,6 +459,41 @@ func (d *Daemon) healthChanged(ev healthcheck.Event) {
 	if err := d.applyLocked(d.cfg); err != nil {
 		d.log.Error("apply after health change", "backend", ev.Backend, "err", err)
 	}
+	if ev.Changed {
+		d.notifyBackend(ev)
+	}
+}
+
+// notifyTimeout bounds a real server's notify_up or notify_down script.
+const notifyTimeout = 30 * time.Second
+
+// notifyBackend starts the backend's notify_up or notify_down script, as
+// keepalived does when a checker changes its state, without waiting for it.
+func (d *Daemon) notifyBackend(ev healthcheck.Event) {
+	i := slices.IndexFunc(d.cfg.Services, func(s service.Service) bool { return s.Key() == ev.Service })
+	if i < 0 {
+		return
+	}
+	s := d.cfg.Services[i]
+	j := slices.IndexFunc(s.Backends, func(b service.Backend) bool { return b.AddrPort() == ev.Backend })
+	if j < 0 {
+		return
+	}
+	b := s.Backends[j]
+	kw, line := "notify_down", b.NotifyDown
+	if ev.Up {
+		kw, line = "notify_up", b.NotifyUp
+	}
+	if line == "" {
+		return
+	}
+	// checkScripts has refused lines that do not split.
+	argv, err := script.Split(line)
+	if err != nil || len(argv) == 0 {
+		return
+	}
+	log := d.log.With("service", ev.Service, "backend", ev.Backend, "script", kw)
+	script.Start(script.Command{Args: argv, User: b.NotifyUser}, notifyTimeout, log, "notify script failed")
 }
 
 // warnIfAllDown says loudly that no backend of the service is up any more.

@@ -12,8 +12,9 @@ import (
 	"github.com/xlb-project/xlb/internal/testutil"
 )
 
-// TestCheckScripts: a configuration with an insecure MISC_CHECK script is
-// refused at load, naming the check's place, the service and the backend.
+// TestCheckScripts: a configuration with an insecure MISC_CHECK or
+// notify_up/notify_down script is refused at load, naming the place, the
+// service and the backend.
 func TestCheckScripts(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: script security wants root-owned scripts")
@@ -35,6 +36,8 @@ func TestCheckScripts(t *testing.T) {
 				{Addr: netip.MustParseAddr("198.51.100.12"), Port: 80, Weight: 1, Checks: []service.Check{
 					{Kind: service.CheckMisc, MiscPath: path + " --quiet", Source: service.Pos{File: conf, Line: 12}},
 				}},
+				{Addr: netip.MustParseAddr("198.51.100.13"), Port: 80, Weight: 1, NotifyDown: path + " rs3",
+					Source: service.Pos{File: conf, Line: 20}},
 			},
 		}}}
 	}
@@ -42,7 +45,8 @@ func TestCheckScripts(t *testing.T) {
 		t.Errorf("secure script refused: %v", err)
 	}
 	err := checkScripts(cfg(insecure))
-	want := fmt.Sprintf(`%s:12: service 192.0.2.10:80/tcp: backend 198.51.100.12:80: misc_path "%s --quiet": refusing to run %s: %s is writable by others (mode -rwxrwxrwx)`, conf, insecure, insecure, insecure)
+	want := fmt.Sprintf(`%s:12: service 192.0.2.10:80/tcp: backend 198.51.100.12:80: misc_path "%s --quiet": refusing to run %s: %s is writable by others (mode -rwxrwxrwx)`, conf, insecure, insecure, insecure) +
+		"\n" + fmt.Sprintf(`%s:20: service 192.0.2.10:80/tcp: backend 198.51.100.13:80: notify_down "%s rs3": refusing to run %s: %s is writable by others (mode -rwxrwxrwx)`, conf, insecure, insecure, insecure)
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n %v\nwant:\n %s", err, want)
 	}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -274,14 +276,37 @@ func healthCheckRequests(t *testing.T, reqs []healthRequest, failed, out time.Ti
 // both virtual servers and rs1 not listening when the daemon starts: every
 // real server starts down, rs1 never takes a connection (it is at weight 0
 // in every listing from the first one on), rs2 and rs3 come up with their
-// first passing check, and rs1 comes up once it listens.
+// first passing check, and rs1 comes up once it listens. rs1's notify_up
+// and notify_down scripts run when it comes up and when it stops again,
+// and not for the alpha start, which is no change.
 func TestHealthAlpha(t *testing.T) {
 	topo := newTopology(t)
 	procs := startRealServers(t, topo)
 	healthToggle(t, procs[testutil.RS1], testutil.RS1, false)
-	conf := filepath.Join(t.TempDir(), "keepalived.conf")
-	writeFile(t, conf, strings.ReplaceAll(healthConf(healthFast, true), "    protocol TCP\n", "    protocol TCP\n    alpha\n"))
+	dir := t.TempDir()
+	notes := filepath.Join(dir, "notes")
+	notify := testutil.WriteFile(t, filepath.Join(dir, "notify.sh"), fmt.Sprintf("#!/bin/sh\necho \"$1\" >> %s\n", notes), 0o755)
+	text := strings.ReplaceAll(healthConf(healthFast, true), "    protocol TCP\n", "    protocol TCP\n    alpha\n")
+	for _, s := range healthServices {
+		rs := fmt.Sprintf("    real_server %s %d {\n", testutil.HostIP4(testutil.RS1), s.port)
+		text = strings.Replace(text, rs, fmt.Sprintf("%s        notify_up \"%s up-%d\"\n        notify_down \"%s down-%d\"\n", rs, notify, s.port, notify, s.port), 1)
+	}
+	conf := filepath.Join(dir, "keepalived.conf")
+	writeFile(t, conf, text)
 	d := startDaemon(t, topo, conf)
+	noted := func() []string {
+		b, _ := os.ReadFile(notes)
+		lines := strings.Fields(string(b))
+		slices.Sort(lines)
+		return lines
+	}
+	waitNoted := func(want ...string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, fmt.Sprintf("rs1's notify scripts to have run %v", want), func() (bool, string) {
+			got := noted()
+			return slices.Equal(got, want), fmt.Sprint(got)
+		})
+	}
 
 	rs1 := testutil.HostIP4(testutil.RS1).String()
 	waitFor(t, 15*time.Second, "rs2 and rs3 to come up, rs1 staying down", func() (bool, string) {
@@ -311,6 +336,12 @@ func TestHealthAlpha(t *testing.T) {
 	if n != len(healthServices)*len(realServers) {
 		t.Errorf("the daemon logged %d alpha starts, want %d:\n%s", n, len(healthServices)*len(realServers), d.proc.Output())
 	}
+	if got := noted(); len(got) != 0 {
+		t.Errorf("notify scripts ran for the alpha start: %v", got)
+	}
 	healthToggle(t, procs[testutil.RS1], testutil.RS1, true)
 	healthWaitConfigured(t, d)
+	waitNoted(fmt.Sprintf("up-%d", echoPort), fmt.Sprintf("up-%d", httpPort))
+	healthToggle(t, procs[testutil.RS1], testutil.RS1, false)
+	waitNoted(fmt.Sprintf("down-%d", echoPort), fmt.Sprintf("down-%d", httpPort), fmt.Sprintf("up-%d", echoPort), fmt.Sprintf("up-%d", httpPort))
 }

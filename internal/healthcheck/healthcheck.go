@@ -52,6 +52,11 @@ type Event struct {
 	Service service.ServiceKey
 	Backend netip.AddrPort
 	Up      bool
+	// Changed reports that Up changed: a backend went up or down, and its
+	// notify_up or notify_down script is due. It is false for an event
+	// that only carries a new weight, and for an alpha backend's initial
+	// down, which is where it starts rather than a change.
+	Changed bool
 	// Weight is the weight a misc_dynamic check last asked for (its exit
 	// status minus 2); nil means the configured weight. An event is also
 	// sent when only the weight changes.
@@ -248,7 +253,7 @@ func (m *Manager) Update(targets []Target) {
 			// once. It is no flip for flap damping.
 			if slices.ContainsFunc(t.checks, func(r *runner) bool { return !r.m.up }) {
 				t.raw, t.up = false, false
-				m.report(t, m.clock.Now(), "alpha: down until its health checks pass")
+				m.report(t, m.clock.Now(), "alpha: down until its health checks pass", false)
 			}
 		case !sameChecks(t.checkList(), tg.Checks):
 			m.restart(t, tg.Checks)
@@ -466,16 +471,18 @@ func (m *Manager) settle(t *target, now time.Time, weightNote string) {
 	if up == t.up && weightNote == "" {
 		return
 	}
+	changed := up != t.up
 	t.up = up
 	reason := weightNote
 	if reason == "" {
 		reason = m.reason(t, now)
 	}
-	m.report(t, now, reason)
+	m.report(t, now, reason, changed)
 }
 
-// report logs t's state and queues it as an event.
-func (m *Manager) report(t *target, now time.Time, reason string) {
+// report logs t's state and queues it as an event; changed says that its
+// up state changed.
+func (m *Manager) report(t *target, now time.Time, reason string, changed bool) {
 	up := t.up
 	if up {
 		m.log.Info("backend up", "service", t.key.svc.String(), "backend", t.key.be.String(), "reason", reason)
@@ -487,7 +494,7 @@ func (m *Manager) report(t *target, now time.Time, reason string) {
 		v := *t.weight
 		w = &v
 	}
-	m.queue = append(m.queue, Event{Service: t.key.svc, Backend: t.key.be, Up: up, Weight: w, Reason: reason, At: now})
+	m.queue = append(m.queue, Event{Service: t.key.svc, Backend: t.key.be, Up: up, Changed: changed, Weight: w, Reason: reason, At: now})
 	m.emitted++
 	select {
 	case m.wake <- struct{}{}:

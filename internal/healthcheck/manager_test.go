@@ -547,6 +547,11 @@ func TestDynamicWeight(t *testing.T) {
 	if diff := cmp.Diff(want, h.eventRecs(), cmpAddr); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
+	for i, wantChanged := range []bool{false, false, true} {
+		if i < len(h.events) && h.events[i].Changed != wantChanged {
+			t.Errorf("event %d %+v: Changed %v, want %v (a new weight alone is no change of state)", i, h.events[i], h.events[i].Changed, wantChanged)
+		}
+	}
 	if got, ok := h.m.DynamicWeight(svcA, rs1); !ok || got != 9 {
 		t.Errorf("DynamicWeight = %d, %v; want 9, true", got, ok)
 	}
@@ -833,9 +838,12 @@ func TestAlpha(t *testing.T) {
 	if diff := cmp.Diff(want, h.eventRecs(), cmpAddr); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
-	for _, e := range h.events[:2] {
-		if !strings.HasPrefix(e.Reason, "alpha") {
-			t.Errorf("event %+v: reason does not say alpha", e)
+	for i, e := range h.events {
+		if i < 2 && (!strings.HasPrefix(e.Reason, "alpha") || e.Changed) {
+			t.Errorf("event %+v: want an alpha start, not a change (no notify_down)", e)
+		}
+		if i == 2 && !e.Changed {
+			t.Errorf("event %+v: coming up is a change (notify_up)", e)
 		}
 	}
 }

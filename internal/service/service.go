@@ -136,9 +136,13 @@ type Backend struct {
 	// drain) instead of removing it.
 	InhibitOnFailure bool
 	// Checks must all pass for the backend to be up; none means always up.
-	Checks     []Check
+	Checks []Check
+	// NotifyUp and NotifyDown run when the backend's health checks take
+	// it up or down, as NotifyUser (keepalived's "user [group]"; empty
+	// means keepalived_script if that user exists, else root).
 	NotifyUp   string
 	NotifyDown string
+	NotifyUser string
 	Source     Pos
 }
 

@@ -1,11 +1,9 @@
 package vrrp
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/xlb-project/xlb/internal/script"
@@ -28,9 +26,6 @@ type ExecRunner struct {
 	Logger *slog.Logger
 }
 
-// notifyOutput bounds how much of a failing script's output is logged.
-const notifyOutput = 4 << 10
-
 // Run starts argv and returns at once.
 func (r ExecRunner) Run(argv []string) {
 	timeout := r.Timeout
@@ -41,32 +36,7 @@ func (r ExecRunner) Run(argv []string) {
 	if log == nil {
 		log = slog.Default()
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		out := &headBuffer{max: notifyOutput}
-		st, err := script.Command{Args: argv, User: r.User, Output: out}.Run(ctx)
-		if err == nil {
-			err = st.Err()
-		}
-		if err != nil {
-			log.Warn("notify script failed", "argv", argv, "err", err, "output", strings.TrimSpace(string(out.b)))
-		}
-	}()
-}
-
-// headBuffer keeps the first max bytes written to it: enough of a script's
-// output to log, without trusting the script to be brief.
-type headBuffer struct {
-	b   []byte
-	max int
-}
-
-func (h *headBuffer) Write(p []byte) (int, error) {
-	if room := h.max - len(h.b); room > 0 {
-		h.b = append(h.b, p[:min(room, len(p))]...)
-	}
-	return len(p), nil
+	script.Start(script.Command{Args: argv, User: r.User}, timeout, log, "notify script failed")
 }
 
 // checkNotify applies keepalived's script security to every script of n;

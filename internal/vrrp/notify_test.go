@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 
 	"github.com/xlb-project/xlb/internal/testutil"
@@ -138,7 +139,7 @@ func TestExecRunner(t *testing.T) {
 		{name: "arguments", argv: []string{"sh", "-c", `echo "$1|$2"; exit 1`, "sh", "two words", "GROUP"},
 			want: []string{`output="two words|GROUP"`}},
 		{name: "output is bounded", argv: []string{"sh", "-c", "head -c 10000 /dev/zero | tr '\\0' x; exit 1"},
-			want: []string{"output=" + strings.Repeat("x", notifyOutput) + "\n"}},
+			want: []string{"output=" + strings.Repeat("x", script.OutputLogged) + "\n"}},
 		{name: "timeout", runner: ExecRunner{Timeout: 100 * time.Millisecond}, argv: []string{"sleep", "30"},
 			want: []string{`err="stopped: context deadline exceeded"`}},
 		{name: "user", runner: ExecRunner{User: "nobody"}, argv: []string{"sh", "-c", "id -u; exit 1"}, needRoot: true,

@@ -346,9 +346,17 @@ func (c *converter) realServer(n *node, s *service.Service, vsd checkDefaults, i
 			if !c.args(k, 1, 3) {
 				break
 			}
+			user := c.defaults.scriptUser
 			if len(k.args) > 1 {
-				c.warnf(k, "%s: running the script as user %s is not supported by xlb (ignored)", k.kw, strings.Join(k.args[1:], " "))
+				user = strings.Join(k.args[1:], " ")
 			}
+			// As for VRRP notify scripts: one user per real server.
+			if (b.NotifyUp != "" || b.NotifyDown != "") && b.NotifyUser != user {
+				c.errorf(k, "%s runs as %s, the other notify script of this real_server as %s; xlb runs a real server's notify scripts as one user",
+					k.kw, userName(user), userName(b.NotifyUser))
+				break
+			}
+			b.NotifyUser = user
 			if k.kw == "notify_up" {
 				b.NotifyUp = k.args[0]
 			} else {
