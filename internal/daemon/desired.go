@@ -38,7 +38,9 @@ func (alwaysUp) DynamicWeight(service.ServiceKey, netip.AddrPort) (int, bool) {
 // removed (its flows are re-hashed). When no backend is up, the sorry
 // server takes new flows if there is one; otherwise every backend stays
 // present at weight 0, so the balancer keeps serving the last table rather
-// than turning the VIP away.
+// than turning the VIP away. A sorry server with sorry_server_inhibit
+// stays at weight 0 while the real servers serve, so that the connections
+// it took drain rather than move when they come back.
 func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h health) []balancer.Service {
 	out := make([]balancer.Service, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
@@ -60,9 +62,12 @@ func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h health
 			}
 			bs.Backends = append(bs.Backends, balancer.Backend{Addr: be.Addr, Port: be.Port, Weight: w, MAC: macs[be.Addr]})
 		}
-		if !anyUp && len(s.Backends) > 0 && s.SorryServer != nil {
-			ss := s.SorryServer
-			bs.Backends = append(bs.Backends, balancer.Backend{Addr: ss.Addr, Port: ss.Port, Weight: 1, MAC: macs[ss.Addr]})
+		if ss := s.SorryServer; ss != nil && len(s.Backends) > 0 && (!anyUp || ss.Inhibit) {
+			w := uint32(1)
+			if anyUp {
+				w = 0
+			}
+			bs.Backends = append(bs.Backends, balancer.Backend{Addr: ss.Addr, Port: ss.Port, Weight: w, MAC: macs[ss.Addr]})
 		}
 		out = append(out, bs)
 	}

@@ -41,7 +41,7 @@ func ap(a netip.Addr) netip.AddrPort { return netip.AddrPortFrom(a, 80) }
 // leaves the table; with every server down the sorry server takes new
 // flows, or, without one, the table stays with every server at weight 0.
 func TestDesired(t *testing.T) {
-	svc := func(inhibit bool, withSorry bool) *service.Config {
+	svc := func(inhibit bool, withSorry bool, sorryInhibit ...bool) *service.Config {
 		s := service.Service{
 			VIP: netip.MustParseAddr("192.0.2.10"), Port: 80, Proto: service.TCP, Scheduler: "wrr",
 			Backends: []service.Backend{
@@ -50,7 +50,7 @@ func TestDesired(t *testing.T) {
 			},
 		}
 		if withSorry {
-			s.SorryServer = &service.SorryServer{Addr: sorry, Port: 80}
+			s.SorryServer = &service.SorryServer{Addr: sorry, Port: 80, Inhibit: len(sorryInhibit) > 0 && sorryInhibit[0]}
 		}
 		return &service.Config{Services: []service.Service{s}}
 	}
@@ -78,6 +78,10 @@ func TestDesired(t *testing.T) {
 			want: []balancer.Backend{be(rsA, 0), be(rsB, 0), be(sorry, 1)}},
 		{name: "one up, sorry server unused", cfg: svc(false, true), down: []netip.Addr{rsB},
 			want: []balancer.Backend{be(rsA, 3)}},
+		{name: "one up, sorry_server_inhibit: sorry server drained at weight 0", cfg: svc(false, true, true), down: []netip.Addr{rsB},
+			want: []balancer.Backend{be(rsA, 3), be(sorry, 0)}},
+		{name: "all down, sorry_server_inhibit: sorry server serves", cfg: svc(false, true, true), down: []netip.Addr{rsA, rsB},
+			want: []balancer.Backend{be(sorry, 1)}},
 		{name: "dynamic weight", cfg: svc(false, false), dynamic: map[netip.AddrPort]int{ap(rsB): 7},
 			want: []balancer.Backend{be(rsA, 3), be(rsB, 7)}},
 		{name: "dynamic weight of a down server with inhibit is 0", cfg: svc(true, false), down: []netip.Addr{rsB},

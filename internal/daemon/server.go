@@ -164,7 +164,9 @@ func (d *Daemon) State() (api.State, error) {
 			as.Backends = append(as.Backends, ab)
 		}
 		// The sorry server is listed while it serves, as keepalived adds
-		// it to IPVS only when every real server is down.
+		// it to IPVS only when every real server is down; with
+		// sorry_server_inhibit it stays listed at weight 0 otherwise
+		// (keepalived lists it so only once it has served).
 		if ss := s.SorryServer; ok && ss != nil && !slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return b.AddrPort() == ss.AddrPort() }) {
 			ab := api.Backend{Addr: ss.Addr.String(), Port: ss.Port, ConfigWeight: 1, Unresolved: true, Sorry: true}
 			if fillBackend(&ab, bs, ss.AddrPort(), d.dp, perBackend) {

@@ -24,7 +24,8 @@ type Config struct {
 
 // Global holds settings that apply to the whole host.
 type Global struct {
-	// RouterID names this balancer in logs and notifications.
+	// RouterID names this balancer. keepalived puts it in its e-mail
+	// alerts, which xlb does not send; `xlb check` shows it.
 	RouterID string
 	// FlapDamping holds down backends whose health flaps; the zero value
 	// is off, as keepalived has none.
