@@ -84,6 +84,19 @@ func writeService(w io.Writer, s *service.Service) {
 		}
 		fmt.Fprintf(w, "  sorry server %s%s\n", netip.AddrPortFrom(ss.Addr, ss.Port), inhibit)
 	}
+	if s.Quorum > 0 {
+		fmt.Fprintf(w, "  quorum %d live weight, hysteresis %d\n", s.Quorum, s.Hysteresis)
+	}
+	as := ""
+	if s.QuorumUser != "" {
+		as = " as " + s.QuorumUser
+	}
+	if s.QuorumUp != "" {
+		fmt.Fprintf(w, "  quorum_up %q%s\n", s.QuorumUp, as)
+	}
+	if s.QuorumDown != "" {
+		fmt.Fprintf(w, "  quorum_down %q%s\n", s.QuorumDown, as)
+	}
 	for i := range s.Backends {
 		b := &s.Backends[i]
 		onFail := "removed on failure"

@@ -39,6 +39,11 @@ type serviceYAML struct {
 	Persistence *yDuration    `yaml:"persistence,omitempty"`
 	DelayLoop   *yDuration    `yaml:"delay_loop,omitempty"`
 	SorryServer *sorryYAML    `yaml:"sorry_server,omitempty"`
+	Quorum      int           `yaml:"quorum,omitempty"`
+	Hysteresis  int           `yaml:"hysteresis,omitempty"`
+	QuorumUp    string        `yaml:"quorum_up,omitempty"`
+	QuorumDown  string        `yaml:"quorum_down,omitempty"`
+	QuorumUser  string        `yaml:"quorum_user,omitempty"`
 	Backends    []backendYAML `yaml:"backends"`
 }
 

@@ -68,6 +68,8 @@ type Daemon struct {
 	// vrrp is the running VRRP set; only Run's goroutine, which also
 	// serves reloads, replaces it.
 	vrrp *vrrpSet
+	// quorum is what the last apply served of each service's quorum.
+	quorum quorums
 }
 
 // Run serves until ctx ends or a fatal error: it loads the configuration,
@@ -212,10 +214,11 @@ func (d *Daemon) loadConfig() (*service.Config, error) {
 	return cfg, nil
 }
 
-// checkScripts refuses a configuration whose MISC_CHECK or real server
-// notify scripts fail keepalived's script security, with the place of
-// each: serving it would take those backends down at their first probe,
-// or skip their notifications, for a reason only the log would tell.
+// checkScripts refuses a configuration whose MISC_CHECK, notify_up,
+// notify_down, quorum_up or quorum_down scripts fail keepalived's script
+// security, with the place of each: serving it would take those backends
+// down at their first probe, or skip their scripts, for a reason only the
+// log would tell.
 func checkScripts(cfg *service.Config) error {
 	var errs []error
 	for _, s := range cfg.Services {
@@ -234,6 +237,15 @@ func checkScripts(cfg *service.Config) error {
 					errs = append(errs, &service.Error{Pos: b.Source, Err: err,
 						Msg: fmt.Sprintf("service %s: backend %s: %s %q: %v", s.Key(), b.AddrPort(), n.kw, n.line, err)})
 				}
+			}
+		}
+		for _, n := range []struct{ kw, line string }{{"quorum_up", s.QuorumUp}, {"quorum_down", s.QuorumDown}} {
+			if n.line == "" {
+				continue
+			}
+			if err := script.Check(n.line, s.Source.File); err != nil {
+				errs = append(errs, &service.Error{Pos: s.Source, Err: err,
+					Msg: fmt.Sprintf("service %s: %s %q: %v", s.Key(), n.kw, n.line, err)})
 			}
 		}
 	}
@@ -299,8 +311,13 @@ func (d *Daemon) applyLocked(cfg *service.Config) error {
 	if d.hc != nil {
 		h = d.hc
 	}
-	if err := d.bal.Apply(desired(cfg, d.macs, h)); err != nil {
+	q, changed := nextQuorums(cfg, h, d.quorum)
+	if err := d.bal.Apply(desired(cfg, d.macs, h, q)); err != nil {
 		return err
+	}
+	d.quorum = q
+	for _, s := range changed {
+		d.quorumChanged(s, q[s.Key()])
 	}
 	ids := d.bal.IDs()
 	if ids.Next == d.saved.Next && slices.Equal(ids.Backends, d.saved.Backends) {
@@ -462,6 +479,27 @@ func (d *Daemon) healthChanged(ev healthcheck.Event) {
 	if ev.Changed {
 		d.notifyBackend(ev)
 	}
+}
+
+// quorumChanged logs a service's lost or regained quorum and starts its
+// quorum_down or quorum_up script.
+func (d *Daemon) quorumChanged(s service.Service, held bool) {
+	kw, line := "quorum_down", s.QuorumDown
+	if held {
+		kw, line = "quorum_up", s.QuorumUp
+		d.log.Info("quorum gained", "service", s.Key())
+	} else {
+		d.log.Warn("quorum lost", "service", s.Key(), "quorum", max(s.Quorum, 1), "sorry_server", s.SorryServer != nil)
+	}
+	if line == "" {
+		return
+	}
+	// checkScripts has refused lines that do not split.
+	argv, err := script.Split(line)
+	if err != nil || len(argv) == 0 {
+		return
+	}
+	script.Start(script.Command{Args: argv, User: s.QuorumUser}, notifyTimeout, d.log.With("service", s.Key(), "script", kw), "quorum script failed")
 }
 
 // notifyTimeout bounds a real server's notify_up or notify_down script.

@@ -35,13 +35,15 @@ func (alwaysUp) DynamicWeight(service.ServiceKey, netip.AddrPort) (int, bool) {
 // desired computes what the balancer should serve, with keepalived's
 // semantics for failed real servers: a down backend with
 // inhibit_on_failure stays at weight 0 (its flows drain), one without is
-// removed (its flows are re-hashed). When no backend is up, the sorry
-// server takes new flows if there is one; otherwise every backend stays
-// present at weight 0, so the balancer keeps serving the last table rather
-// than turning the VIP away. A sorry server with sorry_server_inhibit
-// stays at weight 0 while the real servers serve, so that the connections
-// it took drain rather than move when they come back.
-func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h health) []balancer.Service {
+// removed (its flows are re-hashed). A service that has lost its quorum
+// (q; see nextQuorums) hands new flows to its sorry server, if there is
+// one, and its live backends leave as failed ones do. When no backend is
+// up and there is no sorry server, every backend stays present at weight
+// 0, so the balancer keeps serving the last table rather than turning the
+// VIP away. A sorry server with sorry_server_inhibit stays at weight 0
+// while the real servers serve, so that the connections it took drain
+// rather than move when they come back.
+func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h health, q quorums) []balancer.Service {
 	out := make([]balancer.Service, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
 		bs := balancer.Service{
@@ -49,29 +51,76 @@ func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h health
 			HashSource: hashSource(s),
 		}
 		anyUp := anyUp(s, h)
+		sorry := s.SorryServer != nil && len(s.Backends) > 0 && !q[s.Key()]
 		for _, be := range s.Backends {
-			w := uint32(max(be.Weight, 0))
-			if dw, ok := h.DynamicWeight(s.Key(), be.AddrPort()); ok {
-				w = uint32(max(dw, 0))
-			}
-			if !h.Up(s.Key(), be.AddrPort()) {
+			w := effectiveWeight(s, be, h)
+			if sorry || !h.Up(s.Key(), be.AddrPort()) {
 				if !be.InhibitOnFailure && (anyUp || s.SorryServer != nil) {
 					continue
 				}
 				w = 0
 			}
-			bs.Backends = append(bs.Backends, balancer.Backend{Addr: be.Addr, Port: be.Port, Weight: w, MAC: macs[be.Addr]})
+			bs.Backends = append(bs.Backends, balancer.Backend{Addr: be.Addr, Port: be.Port, Weight: uint32(w), MAC: macs[be.Addr]})
 		}
-		if ss := s.SorryServer; ss != nil && len(s.Backends) > 0 && (!anyUp || ss.Inhibit) {
-			w := uint32(1)
-			if anyUp {
-				w = 0
+		if ss := s.SorryServer; ss != nil && len(s.Backends) > 0 && (sorry || ss.Inhibit) {
+			w := uint32(0)
+			if sorry {
+				w = 1
 			}
 			bs.Backends = append(bs.Backends, balancer.Backend{Addr: ss.Addr, Port: ss.Port, Weight: w, MAC: macs[ss.Addr]})
 		}
 		out = append(out, bs)
 	}
 	return out
+}
+
+// effectiveWeight is the weight be is served at while up: the last one a
+// misc_dynamic check asked for, else the configured one.
+func effectiveWeight(s service.Service, be service.Backend, h health) int {
+	if dw, ok := h.DynamicWeight(s.Key(), be.AddrPort()); ok {
+		return max(dw, 0)
+	}
+	return max(be.Weight, 0)
+}
+
+// quorums is whether each service holds its quorum.
+type quorums map[service.ServiceKey]bool
+
+// nextQuorums applies keepalived's quorum rule to every service of cfg,
+// from the states in prev (a service not in it starts holding its
+// quorum): a service with Quorum set holds it while its live weight (the
+// effective weights of its up backends) is at least Quorum - Hysteresis
+// and above zero, and regains it at Quorum + Hysteresis; one without holds
+// it while any backend is up. It returns the new states and the services
+// whose state changed.
+func nextQuorums(cfg *service.Config, h health, prev quorums) (quorums, []service.Service) {
+	next := make(quorums, len(cfg.Services))
+	var changed []service.Service
+	for _, s := range cfg.Services {
+		was, ok := prev[s.Key()]
+		if !ok {
+			was = true
+		}
+		held := anyUp(s, h)
+		if s.Quorum > 0 {
+			live := 0
+			for _, be := range s.Backends {
+				if h.Up(s.Key(), be.AddrPort()) {
+					live += effectiveWeight(s, be, h)
+				}
+			}
+			if was {
+				held = live > 0 && live >= s.Quorum-s.Hysteresis
+			} else {
+				held = live > 0 && live >= s.Quorum+s.Hysteresis
+			}
+		}
+		next[s.Key()] = held
+		if held != was {
+			changed = append(changed, s)
+		}
+	}
+	return next, changed
 }
 
 // anyUp reports whether some backend of s is up.

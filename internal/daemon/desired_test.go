@@ -58,6 +58,10 @@ func TestDesired(t *testing.T) {
 	be := func(a netip.Addr, w uint32) balancer.Backend {
 		return balancer.Backend{Addr: a, Port: 80, Weight: w, MAC: macs[a]}
 	}
+	withQuorum := func(c *service.Config, q int) *service.Config {
+		c.Services[0].Quorum = q
+		return c
+	}
 	tests := []struct {
 		name    string
 		cfg     *service.Config
@@ -82,6 +86,14 @@ func TestDesired(t *testing.T) {
 			want: []balancer.Backend{be(rsA, 3), be(sorry, 0)}},
 		{name: "all down, sorry_server_inhibit: sorry server serves", cfg: svc(false, true, true), down: []netip.Addr{rsA, rsB},
 			want: []balancer.Backend{be(sorry, 1)}},
+		{name: "quorum lost, sorry server: the live backends leave too", cfg: withQuorum(svc(false, true), 4), down: []netip.Addr{rsB},
+			want: []balancer.Backend{be(sorry, 1)}},
+		{name: "quorum lost, sorry server, inhibit: all drained", cfg: withQuorum(svc(true, true), 4), down: []netip.Addr{rsB},
+			want: []balancer.Backend{be(rsA, 0), be(rsB, 0), be(sorry, 1)}},
+		{name: "quorum lost, no sorry server: served as without a quorum", cfg: withQuorum(svc(false, false), 4), down: []netip.Addr{rsB},
+			want: []balancer.Backend{be(rsA, 3)}},
+		{name: "quorum held", cfg: withQuorum(svc(false, true), 3), down: []netip.Addr{rsB},
+			want: []balancer.Backend{be(rsA, 3)}},
 		{name: "dynamic weight", cfg: svc(false, false), dynamic: map[netip.AddrPort]int{ap(rsB): 7},
 			want: []balancer.Backend{be(rsA, 3), be(rsB, 7)}},
 		{name: "dynamic weight of a down server with inhibit is 0", cfg: svc(true, false), down: []netip.Addr{rsB},
@@ -93,7 +105,8 @@ func TestDesired(t *testing.T) {
 			for _, a := range tc.down {
 				h.down[ap(a)] = true
 			}
-			got := desired(tc.cfg, macs, h)
+			q, _ := nextQuorums(tc.cfg, h, nil)
+			got := desired(tc.cfg, macs, h, q)
 			if len(got) != 1 {
 				t.Fatalf("%d services, want 1", len(got))
 			}
@@ -123,6 +136,52 @@ func TestHashSource(t *testing.T) {
 		}
 		if got := hashSource(s); got != tc.want {
 			t.Errorf("scheduler %s, persistence %v: hashSource %v, want %v", tc.sched, tc.persistence, got, tc.want)
+		}
+	}
+}
+
+// TestNextQuorums steps a service of weights 3, 1 and 1 through backend
+// failures: with quorum 4 and hysteresis 1 it holds down to a live weight
+// of 3, loses it below, and regains it only at 5; without a quorum it
+// holds while any backend is up.
+func TestNextQuorums(t *testing.T) {
+	rsC := netip.MustParseAddr("198.51.100.13")
+	cfg := func(quorum int) *service.Config {
+		return &service.Config{Services: []service.Service{{
+			VIP: netip.MustParseAddr("192.0.2.10"), Port: 80, Proto: service.TCP, Quorum: quorum, Hysteresis: 1,
+			Backends: []service.Backend{{Addr: rsA, Port: 80, Weight: 3}, {Addr: rsB, Port: 80, Weight: 1}, {Addr: rsC, Port: 80, Weight: 1}},
+		}}}
+	}
+	steps := []struct {
+		down []netip.Addr
+		// held and changed with quorum 4, then without a quorum.
+		held, changed       bool
+		heldAny, changedAny bool
+	}{
+		{nil, true, false, true, false},
+		{[]netip.Addr{rsC}, true, false, true, false},
+		{[]netip.Addr{rsB, rsC}, true, false, true, false},
+		{[]netip.Addr{rsA}, false, true, true, false},
+		{[]netip.Addr{rsC}, false, false, true, false},
+		{nil, true, true, true, false},
+		{[]netip.Addr{rsA, rsB, rsC}, false, true, false, true},
+		{[]netip.Addr{rsA, rsB}, false, false, true, true},
+	}
+	var q, qAny quorums
+	for i, st := range steps {
+		h := fakeHealth{down: map[netip.AddrPort]bool{}}
+		for _, a := range st.down {
+			h.down[ap(a)] = true
+		}
+		var changed, changedAny []service.Service
+		q, changed = nextQuorums(cfg(4), h, q)
+		qAny, changedAny = nextQuorums(cfg(0), h, qAny)
+		key := cfg(0).Services[0].Key()
+		if q[key] != st.held || (len(changed) > 0) != st.changed {
+			t.Errorf("step %d (down %v), quorum 4: held %v changed %v, want %v %v", i, st.down, q[key], len(changed) > 0, st.held, st.changed)
+		}
+		if qAny[key] != st.heldAny || (len(changedAny) > 0) != st.changedAny {
+			t.Errorf("step %d (down %v), no quorum: held %v changed %v, want %v %v", i, st.down, qAny[key], len(changedAny) > 0, st.heldAny, st.changedAny)
 		}
 	}
 }

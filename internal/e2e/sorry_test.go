@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,37 +35,9 @@ func TestSorryServer(t *testing.T) {
 	writeFile(t, conf, sorryConf(h))
 	d := startDaemon(t, topo, conf)
 
-	type line struct {
-		weight uint32
-		sorry  bool
-	}
-	listing := func() (map[string]line, error) {
-		st, err := d.state()
-		if err != nil {
-			return nil, err
-		}
-		s := findService(st, testutil.VIP4, httpPort)
-		if s == nil {
-			return nil, fmt.Errorf("no service %s:%d", testutil.VIP4, httpPort)
-		}
-		out := map[string]line{}
-		for _, b := range s.Backends {
-			if b.Unresolved {
-				return nil, fmt.Errorf("backend %s unresolved", b.Addr)
-			}
-			out[b.Addr] = line{b.Weight, b.Sorry}
-		}
-		return out, nil
-	}
 	waitListing := func(what string, want map[string]line) {
 		t.Helper()
-		waitFor(t, 15*time.Second, what, func() (bool, string) {
-			got, err := listing()
-			if err != nil {
-				return false, err.Error()
-			}
-			return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprintf("listing %v, want %v", got, want)
-		})
+		waitSorryListing(t, d, what, want)
 	}
 	rs1, rs2, rs3 := testutil.HostIP4(testutil.RS1).String(), testutil.HostIP4(testutil.RS2).String(), testutil.HostIP4(testutil.RS3).String()
 
@@ -96,4 +70,84 @@ func TestSorryServer(t *testing.T) {
 			t.Fatalf("request %d after rs2's return answered by %s, want rs2, the only real server up", i, a.Server)
 		}
 	}
+}
+
+// line is a backend of the sorry tests' listing: its weight, and whether
+// it is the sorry server.
+type line struct {
+	weight uint32
+	sorry  bool
+}
+
+// waitSorryListing waits until `xlb list` shows want for the web service.
+func waitSorryListing(t *testing.T, d *daemon, what string, want map[string]line) {
+	t.Helper()
+	listing := func() (map[string]line, error) {
+		st, err := d.state()
+		if err != nil {
+			return nil, err
+		}
+		s := findService(st, testutil.VIP4, httpPort)
+		if s == nil {
+			return nil, fmt.Errorf("no service %s:%d", testutil.VIP4, httpPort)
+		}
+		out := map[string]line{}
+		for _, b := range s.Backends {
+			if b.Unresolved {
+				return nil, fmt.Errorf("backend %s unresolved", b.Addr)
+			}
+			out[b.Addr] = line{b.Weight, b.Sorry}
+		}
+		return out, nil
+	}
+	waitFor(t, 15*time.Second, what, func() (bool, string) {
+		got, err := listing()
+		if err != nil {
+			return false, err.Error()
+		}
+		return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprintf("listing %v, want %v", got, want)
+	})
+}
+
+// TestSorryQuorum gives the sorry test's service quorum 2 with
+// quorum_up and quorum_down scripts: one real server failing of two
+// loses the quorum, so the sorry server takes new connections and the
+// server still up is drained with the failed one; its return regains
+// the quorum. Each change runs its script once.
+func TestSorryQuorum(t *testing.T) {
+	h := healthFast
+	topo := newTopology(t)
+	procs := startRealServers(t, topo)
+	dir := t.TempDir()
+	notes := filepath.Join(dir, "notes")
+	script := testutil.WriteFile(t, filepath.Join(dir, "quorum.sh"), fmt.Sprintf("#!/bin/sh\necho \"$1\" >> %s\n", notes), 0o755)
+	sorryLine := fmt.Sprintf("    sorry_server %s %d\n", testutil.HostIP4(testutil.RS3), httpPort)
+	text := strings.Replace(sorryConf(h), sorryLine,
+		fmt.Sprintf("%s    quorum 2\n    quorum_up \"%s up\"\n    quorum_down \"%s down\"\n", sorryLine, script, script), 1)
+	conf := filepath.Join(dir, "keepalived.conf")
+	writeFile(t, conf, text)
+	d := startDaemon(t, topo, conf)
+	noted := func() string {
+		b, _ := os.ReadFile(notes)
+		return strings.Join(strings.Fields(string(b)), " ")
+	}
+	rs1, rs2, rs3 := testutil.HostIP4(testutil.RS1).String(), testutil.HostIP4(testutil.RS2).String(), testutil.HostIP4(testutil.RS3).String()
+
+	waitSorryListing(t, d, "both real servers up, no sorry server", map[string]line{rs1: {1, false}, rs2: {1, false}})
+	time.Sleep(h.delayLoop + h.connectTimeout)
+	if got := noted(); got != "" {
+		t.Fatalf("quorum scripts ran with the quorum held from the start: %q", got)
+	}
+
+	healthToggle(t, procs[testutil.RS1], testutil.RS1, false)
+	waitSorryListing(t, d, "the quorum lost: the sorry server serves, rs2 drained too", map[string]line{rs1: {0, false}, rs2: {0, false}, rs3: {1, true}})
+	a, err := httpGet(topo, testutil.Client)
+	if err != nil || a.Server != testutil.RS3 {
+		t.Errorf("a request with the quorum lost: %+v, %v; want the sorry server rs3", a, err)
+	}
+	waitFor(t, 10*time.Second, "quorum_down to run", func() (bool, string) { return noted() == "down", noted() })
+
+	healthToggle(t, procs[testutil.RS1], testutil.RS1, true)
+	waitSorryListing(t, d, "the quorum regained, the sorry server gone", map[string]line{rs1: {1, false}, rs2: {1, false}})
+	waitFor(t, 10*time.Second, "quorum_up to run", func() (bool, string) { return noted() == "down up", noted() })
 }

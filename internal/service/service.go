@@ -106,8 +106,19 @@ type Service struct {
 	// unless they set their own.
 	DelayLoop   time.Duration
 	SorryServer *SorryServer
-	Backends    []Backend
-	Source      Pos
+	// Quorum, when set, is the total weight of live backends the service
+	// needs (keepalived's quorum): below it, less Hysteresis, the quorum
+	// is lost, and it is gained again at it plus Hysteresis. A lost
+	// quorum hands new connections to the sorry server, if there is one,
+	// and runs QuorumDown; gaining it runs QuorumUp; both as QuorumUser.
+	// Unset, the service loses it when no backend is up.
+	Quorum     int
+	Hysteresis int
+	QuorumUp   string
+	QuorumDown string
+	QuorumUser string
+	Backends   []Backend
+	Source     Pos
 }
 
 // Key returns the service's identity.

@@ -57,6 +57,9 @@ func (v *validator) service(s *Service) {
 	if s.Persistence < 0 {
 		v.add(s.Source, "%s: persistence %s is negative", name, s.Persistence)
 	}
+	if s.Quorum < 0 || s.Hysteresis < 0 {
+		v.add(s.Source, "%s: quorum %d and hysteresis %d must not be negative", name, s.Quorum, s.Hysteresis)
+	}
 	if s.Port == 0 && s.Persistence <= 0 {
 		v.add(s.Source, "%s: port 0 (all ports) needs persistence", name)
 	}

@@ -126,7 +126,8 @@ func TestBad(t *testing.T) {
 		{"notify-users.conf", []string{
 			`notify-users.conf:11: notify_backup runs as "root", an earlier notify script of this block as "nobody"; xlb runs a block's notify scripts as one user`,
 			`notify-users.conf:18: notify_fault runs as "nobody", an earlier notify script of this block as "root"; xlb runs a block's notify scripts as one user`,
-			`notify-users.conf:25: notify_down runs as "nobody", the other notify script of this real_server as "root"; xlb runs a real server's notify scripts as one user`,
+			`notify-users.conf:24: quorum_down runs as "nobody", the other quorum script of this virtual_server as "root"; xlb runs a virtual server's quorum scripts as one user`,
+			`notify-users.conf:27: notify_down runs as "nobody", the other notify script of this real_server as "root"; xlb runs a real server's notify scripts as one user`,
 		}},
 		{"vrrp.conf", []string{
 			`vrrp.conf:2: state "MASTR" is not MASTER or BACKUP`,

@@ -190,7 +190,7 @@ func (c *converter) forwarding(n *node) bool {
 	return false
 }
 
-var ignoredVS = set("ha_suspend", "omega", "quorum", "hysteresis", "quorum_up", "quorum_down",
+var ignoredVS = set("ha_suspend", "omega",
 	"smtp_alert", "snmp_name", "ops", "flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port",
 	"mh-fallback", "ip_family", "nat_mask", "net_mask", "inhibit_on_failure_sorry")
 
@@ -266,6 +266,29 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 			c.unsupported(k, "persistence is per client address")
 		case k.kw == "persistence_engine":
 			c.unsupported(k, "persistence is per client address")
+		case k.kw == "quorum":
+			s.Quorum, _ = c.integer(k, 1, 1<<31-1)
+		case k.kw == "hysteresis":
+			s.Hysteresis, _ = c.integer(k, 0, 1<<31-1)
+		case k.kw == "quorum_up" || k.kw == "quorum_down":
+			if !c.args(k, 1, 3) {
+				break
+			}
+			user := c.defaults.scriptUser
+			if len(k.args) > 1 {
+				user = strings.Join(k.args[1:], " ")
+			}
+			if (s.QuorumUp != "" || s.QuorumDown != "") && s.QuorumUser != user {
+				c.errorf(k, "%s runs as %s, the other quorum script of this virtual_server as %s; xlb runs a virtual server's quorum scripts as one user",
+					k.kw, userName(user), userName(s.QuorumUser))
+				break
+			}
+			s.QuorumUser = user
+			if k.kw == "quorum_up" {
+				s.QuorumUp = k.args[0]
+			} else {
+				s.QuorumDown = k.args[0]
+			}
 		case k.kw == "sorry_server_inhibit":
 		case k.kw == "sorry_server_lvs_method":
 			c.forwarding(k)
