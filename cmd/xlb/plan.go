@@ -206,6 +206,9 @@ func writeInstance(w io.Writer, in *service.VRRPInstance) {
 			fmt.Fprintf(w, " x%d", in.GARPMasterRefreshRepeat)
 		}
 	}
+	if in.GARPLowerPrioRepeat > 0 {
+		fmt.Fprintf(w, ", %d more on hearing a lower priority and again after %s", in.GARPLowerPrioRepeat, in.GARPLowerPrioDelay)
+	}
 	if in.SkipCheckAdvAddr {
 		fmt.Fprint(w, ", addresses unchecked from the same master")
 	}

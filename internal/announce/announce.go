@@ -88,6 +88,7 @@ type Announcer struct {
 	held   bool
 	gen    uint64 // invalidates timers of an earlier Acquire
 	timers []Timer
+	again  Timer // Reannounce's second burst
 }
 
 // New returns an Announcer that holds nothing yet.
@@ -193,6 +194,34 @@ func (a *Announcer) HandOver(next *Announcer) error {
 	return errors.Join(errs...)
 }
 
+// Reannounce sends n announcements per address now and n more after delay
+// (0 for none), while the addresses are held: for a master that heard
+// another router claim them.
+func (a *Announcer) Reannounce(n int, delay time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.held {
+		return
+	}
+	a.burst(n)
+	if delay <= 0 {
+		return
+	}
+	// One pending second burst at a time: a peer that keeps claiming the
+	// addresses every interval must not pile up timers.
+	if a.again != nil {
+		a.again.Stop()
+	}
+	gen := a.gen
+	a.again = a.clock.AfterFunc(delay, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if gen == a.gen && a.held {
+			a.burst(n)
+		}
+	})
+}
+
 // Held reports whether the addresses are acquired.
 func (a *Announcer) Held() bool {
 	a.mu.Lock()
@@ -205,6 +234,10 @@ func (a *Announcer) stopTimers() {
 		t.Stop()
 	}
 	a.timers = nil
+	if a.again != nil {
+		a.again.Stop()
+		a.again = nil
+	}
 	a.gen++
 }
 

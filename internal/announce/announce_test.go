@@ -300,3 +300,40 @@ func TestHandOver(t *testing.T) {
 		})
 	}
 }
+
+// TestReannounce: a held address is announced n times at once and n more
+// after the delay, however often the master hears a lower priority in
+// between; nothing once released.
+func TestReannounce(t *testing.T) {
+	cfg := testConfig()
+	cfg.Delay = 0
+	a, l, clock := newTest(cfg)
+	a.Reannounce(2, time.Second)
+	if got := l.take(); len(got) != 0 {
+		t.Errorf("announced addresses it does not hold: %v", got)
+	}
+	if err := a.Acquire(); err != nil {
+		t.Fatal(err)
+	}
+	l.take()
+	a.Reannounce(2, time.Second)
+	clock.Advance(500 * time.Millisecond)
+	a.Reannounce(2, time.Second)
+	if diff := cmp.Diff(append(slices.Clone(burst2), burst2...), l.take()); diff != "" {
+		t.Errorf("two reannouncements (-want +got):\n%s", diff)
+	}
+	clock.Advance(time.Second)
+	if diff := cmp.Diff(burst2, l.take()); diff != "" {
+		t.Errorf("one second burst for both (-want +got):\n%s", diff)
+	}
+	a.Reannounce(2, time.Second)
+	l.take()
+	if err := a.Release(); err != nil {
+		t.Fatal(err)
+	}
+	l.take()
+	clock.Advance(time.Hour)
+	if got := l.take(); len(got) != 0 {
+		t.Errorf("announced after Release: %v", got)
+	}
+}

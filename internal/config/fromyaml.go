@@ -239,6 +239,11 @@ func (y *fromYAML) instance(iy *instanceYAML, weights map[string]int) service.VR
 	setInt(&in.GARPMasterRepeat, iy.GARPMasterRepeat)
 	setDur(&in.GARPMasterRefresh, iy.GARPMasterRefresh)
 	in.GARPMasterRefreshRepeat = iy.GARPRefreshRepeat
+	in.GARPLowerPrioRepeat = iy.GARPLowerRepeat
+	if in.GARPLowerPrioRepeat > 0 {
+		in.GARPLowerPrioDelay = in.GARPMasterDelay
+		setDur(&in.GARPLowerPrioDelay, iy.GARPLowerDelay)
+	}
 	in.SkipCheckAdvAddr = iy.SkipCheckAdvAddr
 	in.DontTrackPrimary = iy.DontTrackPrimary
 	in.CheckUnicastSrc = iy.CheckUnicastSrc

@@ -113,7 +113,7 @@ func instanceToYAML(in *service.VRRPInstance) instanceYAML {
 		Priority: ptr(in.Priority), AdvertInt: dur(in.AdvertInt), Version: ptr(in.Version), Preempt: ptr(in.Preempt),
 		PreemptDelay: optDur(in.PreemptDelay), GARPMasterDelay: dur(in.GARPMasterDelay),
 		GARPMasterRepeat: ptr(in.GARPMasterRepeat), GARPMasterRefresh: optDur(in.GARPMasterRefresh),
-		GARPRefreshRepeat: in.GARPMasterRefreshRepeat, SkipCheckAdvAddr: in.SkipCheckAdvAddr,
+		GARPLowerRepeat: in.GARPLowerPrioRepeat, GARPLowerDelay: optDur(in.GARPLowerPrioDelay), GARPRefreshRepeat: in.GARPMasterRefreshRepeat, SkipCheckAdvAddr: in.SkipCheckAdvAddr,
 		DontTrackPrimary: in.DontTrackPrimary,
 		CheckUnicastSrc:  in.CheckUnicastSrc, LowerPrioNoAdvert: in.LowerPrioNoAdvert, HigherPrioAdvert: in.HigherPrioSendAdvert,
 		Notify: notifyToYAML(in.Notify),

@@ -115,6 +115,8 @@ type instanceYAML struct {
 	GARPMasterRepeat  *int            `yaml:"garp_master_repeat,omitempty"`
 	GARPMasterRefresh *yDuration      `yaml:"garp_master_refresh,omitempty"`
 	GARPRefreshRepeat int             `yaml:"garp_master_refresh_repeat,omitempty"`
+	GARPLowerRepeat   int             `yaml:"garp_lower_prio_repeat,omitempty"`
+	GARPLowerDelay    *yDuration      `yaml:"garp_lower_prio_delay,omitempty"`
 	SkipCheckAdvAddr  bool            `yaml:"skip_check_adv_addr,omitempty"`
 	DontTrackPrimary  bool            `yaml:"dont_track_primary,omitempty"`
 	CheckUnicastSrc   bool            `yaml:"check_unicast_src,omitempty"`

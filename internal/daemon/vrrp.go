@@ -122,10 +122,12 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 		}
 		log := d.log.With("vrrp_instance", ic.Name)
 		an := announce.New(announce.FromInstance(ic), announce.Options{Logger: log})
+		repeat, delay := ic.GARPLowerPrioRepeat, ic.GARPLowerPrioDelay
 		inst, err := vrrp.New(ic, vrrp.Options{
-			Conn:   conn,
-			Logger: d.log, // the instance names itself in its lines
-			Group:  groups[ic.Name],
+			Conn:            conn,
+			Logger:          d.log, // the instance names itself in its lines
+			Group:           groups[ic.Name],
+			OnLowerPriority: func() { an.Reannounce(repeat, delay) },
 			OnChange: func(e vrrp.Event) {
 				var err error
 				switch {

@@ -326,7 +326,7 @@ func (v *validator) instance(in *VRRPInstance, scripts map[string]Pos) {
 			v.add(t.Source, "%s: track_interface %s: weight %d is outside -253..253", name, t.Name, t.Weight)
 		}
 	}
-	if in.PreemptDelay < 0 || in.GARPMasterDelay < 0 || in.GARPMasterRefresh < 0 || in.GARPMasterRepeat < 0 || in.GARPMasterRefreshRepeat < 0 {
+	if in.PreemptDelay < 0 || in.GARPMasterDelay < 0 || in.GARPMasterRefresh < 0 || in.GARPMasterRepeat < 0 || in.GARPMasterRefreshRepeat < 0 || in.GARPLowerPrioRepeat < 0 || in.GARPLowerPrioDelay < 0 {
 		v.add(in.Source, "%s: preempt_delay and garp_master_* must not be negative", name)
 	}
 }

@@ -34,6 +34,13 @@ type VRRPInstance struct {
 	// GARPMasterRefreshRepeat is the announcements per address at each
 	// refresh; 0 means keepalived's 1.
 	GARPMasterRefreshRepeat int
+	// GARPLowerPrioRepeat announcements per address, and as many again
+	// GARPLowerPrioDelay later, go out when a master hears a lower
+	// priority (keepalived's garp_lower_prio_repeat and _delay): the other
+	// router believed itself master, and the link's ARP caches may point
+	// at it. 0 sends none.
+	GARPLowerPrioRepeat int
+	GARPLowerPrioDelay  time.Duration
 	// SkipCheckAdvAddr accepts an advertisement whose address list
 	// differs from the configured one when it comes from the master the
 	// previous one came from (keepalived's skip_check_adv_addr): a pair

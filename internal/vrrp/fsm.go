@@ -65,6 +65,10 @@ type Options struct {
 	// and removes them when it no longer does. A change to Master is
 	// reported before the first advertisement is sent.
 	OnChange func(Event)
+	// OnLowerPriority is called, with the same lock held as OnChange,
+	// when a master hears a lower priority and garp_lower_prio_repeat is
+	// set: the caller announces the addresses again.
+	OnLowerPriority func()
 	// Scripts runs notify scripts; nil means ExecRunner.
 	Scripts ScriptRunner
 	// Group is the sync group the instance belongs to, if any.
@@ -91,12 +95,13 @@ type Instance struct {
 	dsts []netip.Addr
 	unit uint16 // own advert interval in the version's unit
 
-	conn     Conn
-	clock    clock.Clock
-	log      *slog.Logger
-	onChange func(Event)
-	scripts  ScriptRunner
-	group    *Group
+	conn            Conn
+	clock           clock.Clock
+	log             *slog.Logger
+	onChange        func(Event)
+	onLowerPriority func()
+	scripts         ScriptRunner
+	group           *Group
 
 	state        State
 	masterAdvInt time.Duration // v3: learned from the master
@@ -142,7 +147,8 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 	local := opt.Conn.LocalAddr()
 	i := &Instance{
 		mu: new(sync.Mutex), name: cfg.Name, cfg: cfg, unit: unit,
-		conn: opt.Conn, clock: opt.Clock, log: opt.Logger, onChange: opt.OnChange, scripts: opt.Scripts,
+		conn: opt.Conn, clock: opt.Clock, log: opt.Logger, onChange: opt.OnChange, onLowerPriority: opt.OnLowerPriority,
+		scripts:      opt.Scripts,
 		masterAdvInt: cfg.AdvertInt,
 		ifDown:       map[string]bool{}, scriptDown: map[string]bool{},
 		stats:   Stats{Dropped: map[Reason]uint64{}},
@@ -176,6 +182,9 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 		i.log = slog.Default()
 	}
 	i.log = i.log.With("vrrp_instance", cfg.Name)
+	if i.onLowerPriority == nil {
+		i.onLowerPriority = func() {}
+	}
 	if i.onChange == nil {
 		i.onChange = func(Event) {}
 	}
@@ -704,11 +713,17 @@ func (i *Instance) advertisement(a *Advertisement, src netip.Addr) {
 				i.masterAdvInt = a.Interval()
 				i.arm(i.downInterval(), i.masterDown)
 			}
-		case !i.cfg.LowerPrioNoAdvert:
+		default:
 			// Two masters: assert ourselves at once rather than waiting
-			// for the next interval, as keepalived does.
-			i.send(prio)
-			i.arm(i.cfg.AdvertInt, i.advertise)
+			// for the next interval, as keepalived does, and have the
+			// link's ARP caches point here again if so configured.
+			if !i.cfg.LowerPrioNoAdvert {
+				i.send(prio)
+				i.arm(i.cfg.AdvertInt, i.advertise)
+			}
+			if i.cfg.GARPLowerPrioRepeat > 0 {
+				i.onLowerPriority()
+			}
 		}
 	case StateReleasing:
 		if a.Priority != PriorityStop {

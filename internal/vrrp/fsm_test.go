@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -848,5 +849,40 @@ func TestCheckUnicastSrc(t *testing.T) {
 	h.wantState(StateBackup)
 	if st := h.inst.Stats(); len(st.Dropped) != 0 && st.Dropped[ReasonSource] != 0 {
 		t.Errorf("dropped the unicast peer's advertisements: %v", st.Dropped)
+	}
+}
+
+// TestLowerPriorityReannounce: with garp_lower_prio_repeat a master that
+// hears a lower priority asks for its addresses to be announced again;
+// a higher priority or a priority-0 release does not.
+func TestLowerPriorityReannounce(t *testing.T) {
+	for _, repeat := range []int{0, 3} {
+		t.Run(fmt.Sprint(repeat), func(t *testing.T) {
+			cfg := baseConfig()
+			cfg.GARPLowerPrioRepeat = repeat
+			clock := newFakeClock()
+			calls := 0
+			inst, err := New(cfg, Options{Conn: newFakeConn(t, self), Clock: clock, Logger: quiet, Scripts: &recorder{},
+				OnLowerPriority: func() { calls++ }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := &harness{t: t, clock: clock, conn: inst.conn.(*fakeConn), rec: &recorder{}, inst: inst}
+			inst.Start()
+			clock.Advance(mdi100)
+			h.wantState(StateMaster)
+			h.recv(upper, 0)
+			h.recv(upper, 50)
+			h.recv(lower, 99)
+			h.recv(upper, 200)
+			h.wantState(StateBackup)
+			want := 0
+			if repeat > 0 {
+				want = 2
+			}
+			if calls != want {
+				t.Errorf("OnLowerPriority called %d times, want %d", calls, want)
+			}
+		})
 	}
 }

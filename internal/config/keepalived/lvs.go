@@ -84,6 +84,14 @@ func (c *converter) globalDefs(n *node, cfg *service.Config) {
 			if v, ok := c.timer(k); ok {
 				c.defaults.garpMasterRefresh = v
 			}
+		case "vrrp_garp_lower_prio_repeat":
+			if v, ok := c.integer(k, 0, 1<<31-1); ok {
+				c.defaults.garpLowerRepeat = v
+			}
+		case "vrrp_garp_lower_prio_delay":
+			if v, ok := c.timer(k); ok {
+				c.defaults.garpLowerDelay = &v
+			}
 		case "vrrp_garp_master_refresh_repeat":
 			if v, ok := c.integer(k, 1, 1<<31-1); ok {
 				c.defaults.garpRefreshRepeat = v

@@ -28,6 +28,8 @@ type defaults struct {
 	garpMasterRepeat  int
 	garpMasterRefresh time.Duration
 	garpRefreshRepeat int
+	garpLowerRepeat   int
+	garpLowerDelay    *time.Duration
 	skipCheckAdvAddr  bool
 	checkUnicastSrc   bool
 	lowerPrioNoAdvert bool

@@ -6,12 +6,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/xlb-project/xlb/internal/service"
 )
 
-var ignoredVRRP = set("smtp_alert", "garp_lower_prio_delay",
-	"garp_lower_prio_repeat", "debug", "accept", "no_accept",
+var ignoredVRRP = set("smtp_alert", "debug", "accept", "no_accept",
 	"strict_mode", "unicast_ttl", "native_ipv6", "down_timer_adverts",
 	"kernel_rx_buf_size", "notify_deleted", "linkbeat_use_polling")
 
@@ -45,6 +45,8 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 		return in, false
 	}
 	versionSet := false
+	var lowerDelay *time.Duration
+	in.GARPLowerPrioRepeat = c.defaults.garpLowerRepeat
 	for _, k := range n.children {
 		switch k.kw {
 		case "state":
@@ -115,6 +117,12 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 			in.GARPMasterRepeat, _ = c.integer(k, 0, 1<<31-1)
 		case "garp_master_refresh":
 			in.GARPMasterRefresh, _ = c.timer(k)
+		case "garp_lower_prio_repeat":
+			in.GARPLowerPrioRepeat, _ = c.integer(k, 0, 1<<31-1)
+		case "garp_lower_prio_delay":
+			if v, ok := c.timer(k); ok {
+				lowerDelay = &v
+			}
 		case "garp_master_refresh_repeat":
 			in.GARPMasterRefreshRepeat, _ = c.integer(k, 1, 1<<31-1)
 		case "check_unicast_src":
@@ -147,6 +155,17 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 			} else {
 				c.unknown(k, "vrrp_instance")
 			}
+		}
+	}
+	// The second lower-priority burst comes garp_master_delay later
+	// unless told otherwise.
+	if in.GARPLowerPrioRepeat > 0 {
+		in.GARPLowerPrioDelay = in.GARPMasterDelay
+		if c.defaults.garpLowerDelay != nil {
+			in.GARPLowerPrioDelay = *c.defaults.garpLowerDelay
+		}
+		if lowerDelay != nil {
+			in.GARPLowerPrioDelay = *lowerDelay
 		}
 	}
 	// keepalived runs IPv6 instances as VRRPv3 whatever the default.
