@@ -97,6 +97,9 @@ func writeService(w io.Writer, s *service.Service) {
 	if s.QuorumDown != "" {
 		fmt.Fprintf(w, "  quorum_down %q%s\n", s.QuorumDown, as)
 	}
+	if s.Omega {
+		fmt.Fprintf(w, "  omega: notify_down and quorum_down run when xlb stops\n")
+	}
 	for i := range s.Backends {
 		b := &s.Backends[i]
 		onFail := "removed on failure"

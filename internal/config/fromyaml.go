@@ -106,6 +106,7 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 	setDur(&s.DelayLoop, sy.DelayLoop)
 	s.Quorum, s.Hysteresis = sy.Quorum, sy.Hysteresis
 	s.QuorumUp, s.QuorumDown, s.QuorumUser = sy.QuorumUp, sy.QuorumDown, sy.QuorumUser
+	s.Omega = sy.Omega
 	if ss := sy.SorryServer; ss != nil {
 		s.SorryServer = &service.SorryServer{Addr: ss.Address.v, Port: s.Port, Inhibit: ss.Inhibit, Source: y.pos(ss.Address.line)}
 		if ss.Port != nil {

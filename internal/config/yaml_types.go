@@ -44,6 +44,7 @@ type serviceYAML struct {
 	QuorumUp    string        `yaml:"quorum_up,omitempty"`
 	QuorumDown  string        `yaml:"quorum_down,omitempty"`
 	QuorumUser  string        `yaml:"quorum_user,omitempty"`
+	Omega       bool          `yaml:"omega,omitempty"`
 	Backends    []backendYAML `yaml:"backends"`
 }
 

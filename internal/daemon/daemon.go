@@ -179,6 +179,7 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 		select {
 		case <-ctx.Done():
 			d.log.Info("stopping")
+			d.omega()
 			return nil
 		case done := <-reload:
 			done <- d.Reload(ctx)
@@ -500,6 +501,47 @@ func (d *Daemon) quorumChanged(s service.Service, held bool) {
 		return
 	}
 	script.Start(script.Command{Args: argv, User: s.QuorumUser}, notifyTimeout, d.log.With("service", s.Key(), "script", kw), "quorum script failed")
+}
+
+// omega runs, for each service with omega, the notify_down scripts of its
+// backends still up and its quorum_down if it holds the quorum, as
+// keepalived does at shutdown, and waits for them (each bounded by
+// notifyTimeout): the process is about to exit.
+func (d *Daemon) omega() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var wg sync.WaitGroup
+	run := func(line, user string, log *slog.Logger) {
+		argv, err := script.Split(line)
+		if line == "" || err != nil || len(argv) == 0 {
+			return
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+			defer cancel()
+			st, err := script.Command{Args: argv, User: user}.Run(ctx)
+			if err == nil {
+				err = st.Err()
+			}
+			if err != nil {
+				log.Warn("omega script failed", "argv", argv, "err", err)
+			}
+		})
+	}
+	for _, s := range d.cfg.Services {
+		if !s.Omega {
+			continue
+		}
+		for _, b := range s.Backends {
+			if d.hc.Up(s.Key(), b.AddrPort()) {
+				run(b.NotifyDown, b.NotifyUser, d.log.With("service", s.Key(), "backend", b.AddrPort(), "script", "notify_down"))
+			}
+		}
+		if d.quorum[s.Key()] {
+			run(s.QuorumDown, s.QuorumUser, d.log.With("service", s.Key(), "script", "quorum_down"))
+		}
+	}
+	wg.Wait()
 }
 
 // notifyTimeout bounds a real server's notify_up or notify_down script.

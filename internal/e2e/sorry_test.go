@@ -113,7 +113,8 @@ func waitSorryListing(t *testing.T, d *daemon, what string, want map[string]line
 // quorum_up and quorum_down scripts: one real server failing of two
 // loses the quorum, so the sorry server takes new connections and the
 // server still up is drained with the failed one; its return regains
-// the quorum. Each change runs its script once.
+// the quorum. Each change runs its script once, and with omega stopping
+// xlb runs quorum_down.
 func TestSorryQuorum(t *testing.T) {
 	h := healthFast
 	topo := newTopology(t)
@@ -123,7 +124,7 @@ func TestSorryQuorum(t *testing.T) {
 	script := testutil.WriteFile(t, filepath.Join(dir, "quorum.sh"), fmt.Sprintf("#!/bin/sh\necho \"$1\" >> %s\n", notes), 0o755)
 	sorryLine := fmt.Sprintf("    sorry_server %s %d\n", testutil.HostIP4(testutil.RS3), httpPort)
 	text := strings.Replace(sorryConf(h), sorryLine,
-		fmt.Sprintf("%s    quorum 2\n    quorum_up \"%s up\"\n    quorum_down \"%s down\"\n", sorryLine, script, script), 1)
+		fmt.Sprintf("%s    quorum 2\n    quorum_up \"%s up\"\n    quorum_down \"%s down\"\n    omega\n", sorryLine, script, script), 1)
 	conf := filepath.Join(dir, "keepalived.conf")
 	writeFile(t, conf, text)
 	d := startDaemon(t, topo, conf)
@@ -150,4 +151,11 @@ func TestSorryQuorum(t *testing.T) {
 	healthToggle(t, procs[testutil.RS1], testutil.RS1, true)
 	waitSorryListing(t, d, "the quorum regained, the sorry server gone", map[string]line{rs1: {1, false}, rs2: {1, false}})
 	waitFor(t, 10*time.Second, "quorum_up to run", func() (bool, string) { return noted() == "down up", noted() })
+
+	// omega: stopping with the quorum held runs quorum_down, before the
+	// daemon exits.
+	d.checkStop(t)
+	if got := noted(); got != "down up down" {
+		t.Errorf("scripts after the daemon stopped: %q, want quorum_down run once more by omega", got)
+	}
 }

@@ -117,8 +117,11 @@ type Service struct {
 	QuorumUp   string
 	QuorumDown string
 	QuorumUser string
-	Backends   []Backend
-	Source     Pos
+	// Omega runs, when xlb stops, the notify_down scripts of the backends
+	// still up and quorum_down if the quorum is held (keepalived's omega).
+	Omega    bool
+	Backends []Backend
+	Source   Pos
 }
 
 // Key returns the service's identity.

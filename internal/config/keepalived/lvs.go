@@ -198,7 +198,7 @@ func (c *converter) forwarding(n *node) bool {
 	return false
 }
 
-var ignoredVS = set("ha_suspend", "omega",
+var ignoredVS = set("ha_suspend",
 	"smtp_alert", "snmp_name", "ops", "flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port",
 	"mh-fallback", "ip_family", "nat_mask", "net_mask", "inhibit_on_failure_sorry")
 
@@ -274,6 +274,10 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 			c.unsupported(k, "persistence is per client address")
 		case k.kw == "persistence_engine":
 			c.unsupported(k, "persistence is per client address")
+		case k.kw == "omega":
+			if c.args(k, 0, 0) {
+				s.Omega = true
+			}
 		case k.kw == "quorum":
 			s.Quorum, _ = c.integer(k, 1, 1<<31-1)
 		case k.kw == "hysteresis":
