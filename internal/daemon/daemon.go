@@ -508,38 +508,44 @@ func (d *Daemon) quorumChanged(s service.Service, held bool) {
 // keepalived does at shutdown, and waits for them (each bounded by
 // notifyTimeout): the process is about to exit.
 func (d *Daemon) omega() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var wg sync.WaitGroup
-	run := func(line, user string, log *slog.Logger) {
-		argv, err := script.Split(line)
-		if line == "" || err != nil || len(argv) == 0 {
-			return
-		}
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
-			defer cancel()
-			st, err := script.Command{Args: argv, User: user}.Run(ctx)
-			if err == nil {
-				err = st.Err()
-			}
-			if err != nil {
-				log.Warn("omega script failed", "argv", argv, "err", err)
-			}
-		})
+	type due struct {
+		line, user string
+		log        *slog.Logger
 	}
+	var scripts []due
+	d.mu.Lock()
 	for _, s := range d.cfg.Services {
 		if !s.Omega {
 			continue
 		}
 		for _, b := range s.Backends {
-			if d.hc.Up(s.Key(), b.AddrPort()) {
-				run(b.NotifyDown, b.NotifyUser, d.log.With("service", s.Key(), "backend", b.AddrPort(), "script", "notify_down"))
+			if b.NotifyDown != "" && d.hc.Up(s.Key(), b.AddrPort()) {
+				scripts = append(scripts, due{b.NotifyDown, b.NotifyUser, d.log.With("service", s.Key(), "backend", b.AddrPort(), "script", "notify_down")})
 			}
 		}
-		if d.quorum[s.Key()] {
-			run(s.QuorumDown, s.QuorumUser, d.log.With("service", s.Key(), "script", "quorum_down"))
+		if s.QuorumDown != "" && d.quorum[s.Key()] {
+			scripts = append(scripts, due{s.QuorumDown, s.QuorumUser, d.log.With("service", s.Key(), "script", "quorum_down")})
 		}
+	}
+	d.mu.Unlock()
+	// Without the lock: the API still answers while they run.
+	var wg sync.WaitGroup
+	for _, sc := range scripts {
+		argv, err := script.Split(sc.line)
+		if err != nil || len(argv) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+			defer cancel()
+			st, err := script.Command{Args: argv, User: sc.user}.Run(ctx)
+			if err == nil {
+				err = st.Err()
+			}
+			if err != nil {
+				sc.log.Warn("omega script failed", "argv", argv, "err", err)
+			}
+		})
 	}
 	wg.Wait()
 }
