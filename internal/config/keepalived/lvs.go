@@ -283,19 +283,10 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 		case k.kw == "hysteresis":
 			s.Hysteresis, _ = c.integer(k, 0, 1<<31-1)
 		case k.kw == "quorum_up" || k.kw == "quorum_down":
-			if !c.args(k, 1, 3) {
+			if !c.userScript(k, &s.QuorumUser, s.QuorumUp != "" || s.QuorumDown != "",
+				"the other quorum script of this virtual_server", "a virtual server's quorum scripts") {
 				break
 			}
-			user := c.defaults.scriptUser
-			if len(k.args) > 1 {
-				user = strings.Join(k.args[1:], " ")
-			}
-			if (s.QuorumUp != "" || s.QuorumDown != "") && s.QuorumUser != user {
-				c.errorf(k, "%s runs as %s, the other quorum script of this virtual_server as %s; xlb runs a virtual server's quorum scripts as one user",
-					k.kw, userName(user), userName(s.QuorumUser))
-				break
-			}
-			s.QuorumUser = user
 			if k.kw == "quorum_up" {
 				s.QuorumUp = k.args[0]
 			} else {
@@ -378,20 +369,10 @@ func (c *converter) realServer(n *node, s *service.Service, vsd checkDefaults, i
 		case k.kw == "lvs_method":
 			c.forwarding(k)
 		case k.kw == "notify_up" || k.kw == "notify_down":
-			if !c.args(k, 1, 3) {
+			if !c.userScript(k, &b.NotifyUser, b.NotifyUp != "" || b.NotifyDown != "",
+				"the other notify script of this real_server", "a real server's notify scripts") {
 				break
 			}
-			user := c.defaults.scriptUser
-			if len(k.args) > 1 {
-				user = strings.Join(k.args[1:], " ")
-			}
-			// As for VRRP notify scripts: one user per real server.
-			if (b.NotifyUp != "" || b.NotifyDown != "") && b.NotifyUser != user {
-				c.errorf(k, "%s runs as %s, the other notify script of this real_server as %s; xlb runs a real server's notify scripts as one user",
-					k.kw, userName(user), userName(b.NotifyUser))
-				break
-			}
-			b.NotifyUser = user
 			if k.kw == "notify_up" {
 				b.NotifyUp = k.args[0]
 			} else {

@@ -322,22 +322,9 @@ func resolveTrackWeights(cfg *service.Config) {
 }
 
 func (c *converter) notify(k *node, nf *service.Notify) {
-	if !c.args(k, 1, 3) {
+	if !c.userScript(k, &nf.User, *nf != (service.Notify{}), "an earlier notify script of this block", "a block's notify scripts") {
 		return
 	}
-	user := c.defaults.scriptUser
-	if len(k.args) > 1 {
-		user = strings.Join(k.args[1:], " ")
-	}
-	// xlb runs a block's notify scripts as one user; a block whose
-	// scripts name different users is refused rather than run as the
-	// wrong one.
-	if *nf != (service.Notify{}) && nf.User != user {
-		c.errorf(k, "%s runs as %s, an earlier notify script of this block as %s; xlb runs a block's notify scripts as one user",
-			k.kw, userName(user), userName(nf.User))
-		return
-	}
-	nf.User = user
 	switch k.kw {
 	case "notify":
 		nf.Any = k.args[0]
@@ -350,6 +337,28 @@ func (c *converter) notify(k *node, nf *service.Notify) {
 	case "notify_stop":
 		nf.Stop = k.args[0]
 	}
+}
+
+// userScript reads "KEYWORD SCRIPT [USER [GROUP]]" for a block whose
+// scripts xlb runs as one user, kept in *user once an earlier script of
+// the block set it (had). A script naming another user is refused, rather
+// than run as the wrong one: the error names the earlier script (other)
+// and the scripts that share the user (shared). Without its own user a
+// script runs as global_defs' script_user.
+func (c *converter) userScript(k *node, user *string, had bool, other, shared string) bool {
+	if !c.args(k, 1, 3) {
+		return false
+	}
+	u := c.defaults.scriptUser
+	if len(k.args) > 1 {
+		u = strings.Join(k.args[1:], " ")
+	}
+	if had && *user != u {
+		c.errorf(k, "%s runs as %s, %s as %s; xlb runs %s as one user", k.kw, userName(u), other, userName(*user), shared)
+		return false
+	}
+	*user = u
+	return true
 }
 
 // userName names a script user for a message; empty is xlb's default.
