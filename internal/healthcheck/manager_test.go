@@ -1,20 +1,19 @@
 package healthcheck
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // cmpAddr compares netip values, whose fields cmp cannot see.
@@ -854,7 +853,7 @@ func TestAlpha(t *testing.T) {
 func TestLogAllFailures(t *testing.T) {
 	for _, all := range []bool{false, true} {
 		t.Run(fmt.Sprint(all), func(t *testing.T) {
-			var logs syncBuffer
+			var logs testutil.Buffer
 			h := newHarness(t, Options{Log: slog.New(slog.NewTextHandler(&logs, nil))}, func(*call, int) outcome { return fail })
 			c := tcpCheck(func(c *service.Check) { c.LogAllFailures = all })
 			h.update(Target{Service: svcA, Backend: rs1, Checks: []service.Check{c}})
@@ -874,22 +873,4 @@ func TestLogAllFailures(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer the manager's goroutines can log into.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -215,7 +215,7 @@ func runBounded(tb testing.TB, c *exec.Cmd) string {
 // Proc is a command running in the background of a test.
 type Proc struct {
 	Cmd  *exec.Cmd
-	out  lockedBuffer
+	out  Buffer
 	done chan struct{}
 	err  error
 }
@@ -280,18 +280,22 @@ func (p *Proc) Done() <-chan struct{} { return p.done }
 // Output returns what the process wrote to stdout and stderr so far.
 func (p *Proc) Output() string { return p.out.String() }
 
-type lockedBuffer struct {
+// Buffer is a bytes.Buffer safe for concurrent use: a process's output or
+// a logger's, read by the test while it is written.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (l *Buffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+// String returns what was written so far.
+func (l *Buffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()

@@ -1,13 +1,11 @@
 package vrrp
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -105,25 +103,6 @@ func TestRunNotifySplits(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination that the test can read while the
-// runner's goroutine writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestExecRunner runs real scripts and checks what a failure logs.
 func TestExecRunner(t *testing.T) {
 	const guard = 10 * time.Second
@@ -152,7 +131,7 @@ func TestExecRunner(t *testing.T) {
 			if tt.needRoot && os.Geteuid() != 0 {
 				t.Skip("needs root to run a script as another user")
 			}
-			var logs syncBuffer
+			var logs testutil.Buffer
 			r := tt.runner
 			r.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			r.Run(tt.argv)
