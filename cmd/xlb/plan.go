@@ -87,16 +87,7 @@ func writeService(w io.Writer, s *service.Service) {
 	if s.Quorum > 0 {
 		fmt.Fprintf(w, "  quorum %d live weight, hysteresis %d\n", s.Quorum, s.Hysteresis)
 	}
-	as := ""
-	if s.QuorumUser != "" {
-		as = " as " + s.QuorumUser
-	}
-	if s.QuorumUp != "" {
-		fmt.Fprintf(w, "  quorum_up %q%s\n", s.QuorumUp, as)
-	}
-	if s.QuorumDown != "" {
-		fmt.Fprintf(w, "  quorum_down %q%s\n", s.QuorumDown, as)
-	}
+	writeScripts(w, "  ", s.QuorumUser, [2]string{"quorum_up", s.QuorumUp}, [2]string{"quorum_down", s.QuorumDown})
 	if s.Omega {
 		fmt.Fprintf(w, "  omega: notify_down and quorum_down run when xlb stops\n")
 	}
@@ -113,16 +104,7 @@ func writeService(w io.Writer, s *service.Service) {
 		for j := range b.Checks {
 			fmt.Fprintf(w, "       %s\n", checkLine(b, &b.Checks[j]))
 		}
-		as := ""
-		if b.NotifyUser != "" {
-			as = " as " + b.NotifyUser
-		}
-		if b.NotifyUp != "" {
-			fmt.Fprintf(w, "       notify_up %q%s\n", b.NotifyUp, as)
-		}
-		if b.NotifyDown != "" {
-			fmt.Fprintf(w, "       notify_down %q%s\n", b.NotifyDown, as)
-		}
+		writeScripts(w, "       ", b.NotifyUser, [2]string{"notify_up", b.NotifyUp}, [2]string{"notify_down", b.NotifyDown})
 	}
 }
 
@@ -262,16 +244,20 @@ func writeInstance(w io.Writer, in *service.VRRPInstance) {
 }
 
 func writeNotify(w io.Writer, indent string, n service.Notify) {
-	for _, e := range []struct{ what, script string }{
-		{"notify", n.Any}, {"notify_master", n.Master}, {"notify_backup", n.Backup}, {"notify_fault", n.Fault}, {"notify_stop", n.Stop},
-	} {
-		if e.script == "" {
-			continue
+	writeScripts(w, indent, n.User, [2]string{"notify", n.Any}, [2]string{"notify_master", n.Master},
+		[2]string{"notify_backup", n.Backup}, [2]string{"notify_fault", n.Fault}, [2]string{"notify_stop", n.Stop})
+}
+
+// writeScripts prints each {keyword, script} that is set, one a line, and
+// the user they run as.
+func writeScripts(w io.Writer, indent, user string, scripts ...[2]string) {
+	as := ""
+	if user != "" {
+		as = " as " + user
+	}
+	for _, s := range scripts {
+		if s[1] != "" {
+			fmt.Fprintf(w, "%s%s %q%s\n", indent, s[0], s[1], as)
 		}
-		fmt.Fprintf(w, "%s%s %q", indent, e.what, e.script)
-		if n.User != "" {
-			fmt.Fprintf(w, " as %s", n.User)
-		}
-		fmt.Fprintln(w)
 	}
 }
