@@ -492,15 +492,21 @@ func (d *Daemon) quorumChanged(s service.Service, held bool) {
 	} else {
 		d.log.Warn("quorum lost", "service", s.Key(), "quorum", max(s.Quorum, 1), "sorry_server", s.SorryServer != nil)
 	}
-	if line == "" {
-		return
-	}
-	// checkScripts has refused lines that do not split.
+	startScript(line, s.QuorumUser, d.log.With("service", s.Key(), "script", kw), "quorum script failed")
+}
+
+// startScript starts a notify_*, quorum_* script line as user in the
+// background (script.Start) and returns the channel closed when it has
+// ended; an empty line, or one that does not split (checkScripts refused
+// those at load), starts nothing.
+func startScript(line, user string, log *slog.Logger, msg string) <-chan struct{} {
 	argv, err := script.Split(line)
 	if err != nil || len(argv) == 0 {
-		return
+		done := make(chan struct{})
+		close(done)
+		return done
 	}
-	script.Start(script.Command{Args: argv, User: s.QuorumUser}, notifyTimeout, d.log.With("service", s.Key(), "script", kw), "quorum script failed")
+	return script.Start(script.Command{Args: argv, User: user}, notifyTimeout, log, msg)
 }
 
 // omega runs, for each service with omega, the notify_down scripts of its
@@ -508,46 +514,28 @@ func (d *Daemon) quorumChanged(s service.Service, held bool) {
 // keepalived does at shutdown, and waits for them (each bounded by
 // notifyTimeout): the process is about to exit.
 func (d *Daemon) omega() {
-	type due struct {
-		line, user string
-		log        *slog.Logger
-	}
-	var scripts []due
+	var ended []<-chan struct{}
 	d.mu.Lock()
 	for _, s := range d.cfg.Services {
 		if !s.Omega {
 			continue
 		}
 		for _, b := range s.Backends {
-			if b.NotifyDown != "" && d.hc.Up(s.Key(), b.AddrPort()) {
-				scripts = append(scripts, due{b.NotifyDown, b.NotifyUser, d.log.With("service", s.Key(), "backend", b.AddrPort(), "script", "notify_down")})
+			if d.hc.Up(s.Key(), b.AddrPort()) {
+				log := d.log.With("service", s.Key(), "backend", b.AddrPort(), "script", "notify_down")
+				ended = append(ended, startScript(b.NotifyDown, b.NotifyUser, log, "omega script failed"))
 			}
 		}
-		if s.QuorumDown != "" && d.quorum[s.Key()] {
-			scripts = append(scripts, due{s.QuorumDown, s.QuorumUser, d.log.With("service", s.Key(), "script", "quorum_down")})
+		if d.quorum[s.Key()] {
+			log := d.log.With("service", s.Key(), "script", "quorum_down")
+			ended = append(ended, startScript(s.QuorumDown, s.QuorumUser, log, "omega script failed"))
 		}
 	}
 	d.mu.Unlock()
-	// Without the lock: the API still answers while they run.
-	var wg sync.WaitGroup
-	for _, sc := range scripts {
-		argv, err := script.Split(sc.line)
-		if err != nil || len(argv) == 0 {
-			continue
-		}
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
-			defer cancel()
-			st, err := script.Command{Args: argv, User: sc.user}.Run(ctx)
-			if err == nil {
-				err = st.Err()
-			}
-			if err != nil {
-				sc.log.Warn("omega script failed", "argv", argv, "err", err)
-			}
-		})
+	// Waited for without the lock: the API still answers meanwhile.
+	for _, done := range ended {
+		<-done
 	}
-	wg.Wait()
 }
 
 // notifyTimeout bounds a real server's notify_up or notify_down script.
@@ -570,16 +558,7 @@ func (d *Daemon) notifyBackend(ev healthcheck.Event) {
 	if ev.Up {
 		kw, line = "notify_up", b.NotifyUp
 	}
-	if line == "" {
-		return
-	}
-	// checkScripts has refused lines that do not split.
-	argv, err := script.Split(line)
-	if err != nil || len(argv) == 0 {
-		return
-	}
-	log := d.log.With("service", ev.Service, "backend", ev.Backend, "script", kw)
-	script.Start(script.Command{Args: argv, User: b.NotifyUser}, notifyTimeout, log, "notify script failed")
+	startScript(line, b.NotifyUser, d.log.With("service", ev.Service, "backend", ev.Backend, "script", kw), "notify script failed")
 }
 
 // warnIfAllDown says loudly that no backend of the service is up any more.

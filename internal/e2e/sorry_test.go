@@ -121,7 +121,8 @@ func TestSorryQuorum(t *testing.T) {
 	procs := startRealServers(t, topo)
 	dir := t.TempDir()
 	notes := filepath.Join(dir, "notes")
-	script := testutil.WriteFile(t, filepath.Join(dir, "quorum.sh"), fmt.Sprintf("#!/bin/sh\necho \"$1\" >> %s\n", notes), 0o755)
+	// It takes a moment, so that omega's wait for it shows at shutdown.
+	script := testutil.WriteFile(t, filepath.Join(dir, "quorum.sh"), fmt.Sprintf("#!/bin/sh\nsleep 0.5\necho \"$1\" >> %s\n", notes), 0o755)
 	sorryLine := fmt.Sprintf("    sorry_server %s %d\n", testutil.HostIP4(testutil.RS3), httpPort)
 	text := strings.Replace(sorryConf(h), sorryLine,
 		fmt.Sprintf("%s    quorum 2\n    quorum_up \"%s up\"\n    quorum_down \"%s down\"\n    omega\n", sorryLine, script, script), 1)

@@ -13,9 +13,12 @@ const OutputLogged = 4 << 10
 // Start runs c in the background, bounded by timeout, and logs a failure
 // with the first OutputLogged bytes of its output: notify scripts, whose
 // outcome nobody waits for (keepalived never waits for them either). msg
-// is the log message of a failure.
-func Start(c Command, timeout time.Duration, log *slog.Logger, msg string) {
+// is the log message of a failure. The channel is closed once the script
+// has ended, for a caller about to exit.
+func Start(c Command, timeout time.Duration, log *slog.Logger, msg string) <-chan struct{} {
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		out := &headBuffer{max: OutputLogged}
@@ -28,6 +31,7 @@ func Start(c Command, timeout time.Duration, log *slog.Logger, msg string) {
 			log.Warn(msg, "argv", c.Args, "err", err, "output", strings.TrimSpace(string(out.b)))
 		}
 	}()
+	return done
 }
 
 // headBuffer keeps the first max bytes written to it: enough of a script's
