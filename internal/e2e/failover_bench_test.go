@@ -126,10 +126,7 @@ func failoverRun(b *testing.B, topo *testutil.Topology, v vrrpTimes, ev failover
 	vips.waitHolders(b, 3*v.masterDown(lb2Priority)+10*time.Second, testutil.LB1)
 
 	probes := startProber(b, topo)
-	waitFor(b, 10*time.Second, "probes through lb1 to be answered", func() (bool, string) {
-		n := probes.answered()
-		return n >= probeSettle, fmt.Sprintf("%d answered", n)
-	})
+	probes.waitAnswered(b, 10*time.Second, probeSettle, "probes through lb1")
 	switch ev {
 	case eventCrash:
 		// Right after an advertisement, so that lb2 waits out a whole
@@ -144,11 +141,7 @@ func failoverRun(b *testing.B, topo *testutil.Topology, v vrrpTimes, ev failover
 	// A killed lb1 may keep its copy of the VIP (keepalived drops it
 	// when it sees the link go, xlb does not look).
 	vips.waitHeldBy(b, 3*v.masterDown(lb2Priority)+10*time.Second, testutil.LB2)
-	from := probes.answered()
-	waitFor(b, 3*v.masterDown(lb2Priority)+10*time.Second, "probes through lb2 to be answered", func() (bool, string) {
-		n := probes.answered() - from
-		return n >= probeSettle, fmt.Sprintf("%d answered", n)
-	})
+	probes.waitAnswered(b, 3*v.masterDown(lb2Priority)+10*time.Second, probeSettle, "probes through lb2")
 	return probes.finish(b)
 }
 

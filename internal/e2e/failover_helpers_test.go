@@ -172,6 +172,23 @@ func startLB(tb testing.TB, topo *testutil.Topology, host, conf string) *lbDaemo
 	return d
 }
 
+// startPair starts lb1 on conf1 and waits until it holds the VIP, then
+// lb2 on conf2, and returns once the client has seen lb1 advertise for
+// two of lb2's Master_Down_Intervals (mdi) after lb2 started: a wrongly
+// eager lb2 has had its chance to go wrong.
+func startPair(tb testing.TB, topo *testutil.Topology, vips *vipWatch, link *linkLog, mdi time.Duration, conf1, conf2 string) (lb1, lb2 *lbDaemon) {
+	tb.Helper()
+	lb1 = startLB(tb, topo, testutil.LB1, conf1)
+	vips.waitHolders(tb, 10*time.Second, testutil.LB1)
+	lb2 = startLB(tb, topo, testutil.LB2, conf2)
+	lb2Up := time.Now()
+	waitFor(tb, 10*time.Second, "lb2 to hear lb1 for two Master_Down_Intervals", func() (bool, string) {
+		n := len(link.find("vrrp", testutil.LB1, since(lb2Up.Add(2*mdi))))
+		return n > 0, fmt.Sprintf("%d advertisements from lb1", n)
+	})
+	return lb1, lb2
+}
+
 // kill kills the daemon with SIGKILL and waits for it to be gone.
 func (d *lbDaemon) kill(tb testing.TB) {
 	tb.Helper()
@@ -671,6 +688,17 @@ func (p *prober) answered() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.nGot
+}
+
+// waitAnswered waits, up to within, until n more probes than now have
+// come back; what names the probes in a failure.
+func (p *prober) waitAnswered(tb testing.TB, within time.Duration, n int, what string) {
+	tb.Helper()
+	from := p.answered()
+	waitFor(tb, within, what+" to be answered", func() (bool, string) {
+		got := p.answered() - from
+		return got >= n, fmt.Sprintf("%d answered", got)
+	})
 }
 
 // halt closes the socket; the receiver then ends.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -59,15 +58,7 @@ func TestFailoverTwoBalancers(t *testing.T) {
 		resetsBefore[h] = tcpCounters(t, topo, h)
 	}
 
-	lb1 := startLB(t, topo, testutil.LB1, conf(testutil.LB1))
-	vips.waitHolders(t, 10*time.Second, testutil.LB1)
-	lb2 := startLB(t, topo, testutil.LB2, conf(testutil.LB2))
-	// Give a wrongly eager lb2 a Master_Down_Interval and more to go wrong.
-	lb2Up := time.Now()
-	waitFor(t, 10*time.Second, "lb2 to hear lb1 for two Master_Down_Intervals", func() (bool, string) {
-		n := len(link.find("vrrp", testutil.LB1, since(lb2Up.Add(2*mdi))))
-		return n > 0, fmt.Sprintf("%d advertisements from lb1", n)
-	})
+	lb1, lb2 := startPair(t, topo, vips, link, mdi, conf(testutil.LB1), conf(testutil.LB2))
 	if got := vips.holders(); !slices.Equal(got, []string{testutil.LB1}) {
 		t.Fatalf("with both up the VIP is held by %v, want lb1 only", got)
 	}
@@ -108,10 +99,7 @@ func TestFailoverTwoBalancers(t *testing.T) {
 
 	// (b) Graceful stop under a probe stream.
 	probes := startProber(t, topo)
-	waitFor(t, 10*time.Second, "probes through lb1 to be answered", func() (bool, string) {
-		n := probes.answered()
-		return n >= 200, fmt.Sprintf("%d answered", n)
-	})
+	probes.waitAnswered(t, 10*time.Second, 200, "probes through lb1")
 	stop := time.Now()
 	lb1.stop(t)
 	vips.waitHolders(t, 10*time.Second, testutil.LB2)
@@ -119,11 +107,7 @@ func TestFailoverTwoBalancers(t *testing.T) {
 	checkTakeover(t, link, "lb1's graceful stop", mdi, release,
 		link.waitEvent(t, 10*time.Second, "vrrp", testutil.LB2, since(stop)))
 	link.waitEvent(t, 5*time.Second, "garp", testutil.LB2, since(stop))
-	after := probes.answered()
-	waitFor(t, 10*time.Second, "probes through lb2 to be answered", func() (bool, string) {
-		n := probes.answered() - after
-		return n >= 200, fmt.Sprintf("%d answered", n)
-	})
+	probes.waitAnswered(t, 10*time.Second, 200, "probes through lb2")
 	if o := probes.finish(t); o.lost > 0 {
 		t.Errorf("graceful stop: %v; want none lost", o)
 	} else {

@@ -36,10 +36,7 @@ func TestLinkFault(t *testing.T) {
 		c := strings.Replace(vrrpInstanceConf(v, prio), "    dont_track_primary\n", extra, 1)
 		return c + failoverServices()
 	}
-	lb1 := startLB(t, topo, testutil.LB1, tracked(lb1Priority, "    notify_fault "+script+"\n"))
-	vips.waitHolders(t, 10*time.Second, testutil.LB1)
-	lb2 := startLB(t, topo, testutil.LB2, tracked(lb2Priority, ""))
-	time.Sleep(2 * mdi)
+	lb1, lb2 := startPair(t, topo, vips, watchLink(t, topo), mdi, tracked(lb1Priority, "    notify_fault "+script+"\n"), tracked(lb2Priority, ""))
 	if got := lb2.vrrpStates(); !slices.Equal(got, []string{"BACKUP"}) {
 		t.Fatalf("lb2 went through states %v before the fault, want BACKUP", got)
 	}

@@ -71,19 +71,9 @@ func TestVRRPReload(t *testing.T) {
 		}
 		return c + failoverServices()
 	}
-	lb1 := startLB(t, topo, testutil.LB1, lb1Conf(lb1Priority, false, ""))
-	vips.waitHolders(t, 10*time.Second, testutil.LB1)
-	lb2 := startLB(t, topo, testutil.LB2, skip(vrrpInstanceConf(v, lb2Priority))+failoverServices())
-	lb2Up := time.Now()
-	waitFor(t, 10*time.Second, "lb2 to hear lb1 for two Master_Down_Intervals", func() (bool, string) {
-		n := len(link.find("vrrp", testutil.LB1, since(lb2Up.Add(2*mdi))))
-		return n > 0, fmt.Sprintf("%d advertisements from lb1", n)
-	})
+	lb1, lb2 := startPair(t, topo, vips, link, mdi, lb1Conf(lb1Priority, false, ""), skip(vrrpInstanceConf(v, lb2Priority))+failoverServices())
 	probes := startProber(t, topo)
-	waitFor(t, 10*time.Second, "probes through lb1 to be answered", func() (bool, string) {
-		n := probes.answered()
-		return n >= 200, fmt.Sprintf("%d answered", n)
-	})
+	probes.waitAnswered(t, 10*time.Second, 200, "probes through lb1")
 
 	reload := func(t *testing.T, conf string) time.Time {
 		t.Helper()
@@ -214,11 +204,7 @@ func TestVRRPReload(t *testing.T) {
 		}
 	}
 
-	after := probes.answered()
-	waitFor(t, 10*time.Second, "probes to be answered after the reloads", func() (bool, string) {
-		n := probes.answered() - after
-		return n >= 200, fmt.Sprintf("%d answered", n)
-	})
+	probes.waitAnswered(t, 10*time.Second, 200, "probes after the reloads")
 	if o := probes.finish(t); o.lost > 0 {
 		t.Errorf("through the reloads: %v; want none lost", o)
 	} else {
