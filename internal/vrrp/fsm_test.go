@@ -283,17 +283,29 @@ func TestInvalidPacketsDropped(t *testing.T) {
 			}
 		})
 	}
-	// The same packets, made valid, do hold the backup down: the cases
-	// above fail for the reason they name.
-	t.Run("valid v2 control", func(t *testing.T) {
-		h := newHarness(t, v2(), nil, nil, nil)
-		h.inst.Start()
-		for range 5 {
-			h.clock.Advance(time.Second)
-			h.recv(upper, 200)
-		}
-		h.wantState(StateBackup)
-	})
+	// The same packets, made valid, do hold the backup down and are not
+	// dropped: the cases above fail for the reason they name.
+	for _, c := range []struct {
+		name string
+		cfg  service.VRRPInstance
+		src  netip.Addr
+	}{
+		{"valid v2 control", v2(), upper},
+		{"check_unicast_src, the peer", unicastChecked(), lower},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, c.cfg, nil, nil, nil)
+			h.inst.Start()
+			for range 10 {
+				h.clock.Advance(time.Second)
+				h.recv(c.src, 200)
+			}
+			h.wantState(StateBackup)
+			if d := h.inst.Stats().Dropped; d[ReasonSource] != 0 || d[ReasonAuth] != 0 {
+				t.Errorf("dropped valid advertisements: %v", d)
+			}
+		})
+	}
 }
 
 func TestTrackInterface(t *testing.T) {
@@ -836,20 +848,6 @@ func unicastChecked() service.VRRPInstance {
 	c := baseConfig()
 	c.UnicastPeers, c.CheckUnicastSrc = []netip.Addr{lower}, true
 	return c
-}
-
-// TestCheckUnicastSrc: the listed peer is still heard.
-func TestCheckUnicastSrc(t *testing.T) {
-	h := newHarness(t, unicastChecked(), nil, nil, nil)
-	h.inst.Start()
-	for range 10 {
-		h.clock.Advance(time.Second)
-		h.recv(lower, 200)
-	}
-	h.wantState(StateBackup)
-	if st := h.inst.Stats(); len(st.Dropped) != 0 && st.Dropped[ReasonSource] != 0 {
-		t.Errorf("dropped the unicast peer's advertisements: %v", st.Dropped)
-	}
 }
 
 // TestLowerPriorityReannounce: with garp_lower_prio_repeat a master that
