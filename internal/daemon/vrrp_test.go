@@ -34,19 +34,25 @@ func TestScriptVerdict(t *testing.T) {
 		{"init_fail with rise 1", 1, 1, true, "+", "G", "^"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := newScriptVerdict(tc.rise, tc.fall, tc.initFail)
-			var good, changes strings.Builder
-			for _, r := range tc.runs {
-				g, c := v.add(r == '+')
-				good.WriteByte("FG"[b2i(g)])
-				changes.WriteByte(" ^"[b2i(c)])
-			}
-			if good.String() != tc.good || changes.String() != tc.changes {
+			good, changes := verdicts(newScriptVerdict(tc.rise, tc.fall, tc.initFail), tc.runs)
+			if good != tc.good || changes != tc.changes {
 				t.Errorf("runs %s (rise %d, fall %d, init_fail %v):\n verdicts %q, want %q\n changes  %q, want %q",
-					tc.runs, tc.rise, tc.fall, tc.initFail, good.String(), tc.good, changes.String(), tc.changes)
+					tc.runs, tc.rise, tc.fall, tc.initFail, good, tc.good, changes, tc.changes)
 			}
 		})
 	}
+}
+
+// verdicts feeds runs (+ success, - failure) to v and returns the verdict
+// after each (G good, F failed) and where it changed (^).
+func verdicts(v *scriptVerdict, runs string) (good, changes string) {
+	var g, c strings.Builder
+	for _, r := range runs {
+		ok, changed := v.add(r == '+')
+		g.WriteByte("FG"[b2i(ok)])
+		c.WriteByte(" ^"[b2i(changed)])
+	}
+	return g.String(), c.String()
 }
 
 func b2i(b bool) int {
@@ -74,15 +80,9 @@ func TestCarriedVerdict(t *testing.T) {
 		{"rise and fall 1", 1, 1, true, "-+", "FG", "^^"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := carriedVerdict(tc.rise, tc.fall, tc.good)
-			var got, mark strings.Builder
-			for _, r := range tc.runs {
-				g, c := v.add(r == '+')
-				got.WriteByte("FG"[b2i(g)])
-				mark.WriteByte(" ^"[b2i(c)])
-			}
-			if got.String() != tc.verdicts || mark.String() != tc.mark {
-				t.Errorf("runs %s: verdicts %q changes %q, want %q %q", tc.runs, got.String(), mark.String(), tc.verdicts, tc.mark)
+			got, mark := verdicts(carriedVerdict(tc.rise, tc.fall, tc.good), tc.runs)
+			if got != tc.verdicts || mark != tc.mark {
+				t.Errorf("runs %s: verdicts %q changes %q, want %q %q", tc.runs, got, mark, tc.verdicts, tc.mark)
 			}
 		})
 	}
