@@ -101,21 +101,13 @@ func (c *converter) globalDefs(n *node, cfg *service.Config) {
 				c.defaults.iface = s
 			}
 		case "vrrp_check_unicast_src":
-			if c.args(k, 0, 0) {
-				c.defaults.checkUnicastSrc = true
-			}
+			c.defaults.checkUnicastSrc = c.args(k, 0, 0)
 		case "vrrp_lower_prio_no_advert":
-			if v, ok := c.boolean(k); ok {
-				c.defaults.lowerPrioNoAdvert = v
-			}
+			c.defaults.lowerPrioNoAdvert, _ = c.boolean(k)
 		case "vrrp_higher_prio_send_advert":
-			if v, ok := c.boolean(k); ok {
-				c.defaults.higherPrioAdvert = v
-			}
+			c.defaults.higherPrioAdvert, _ = c.boolean(k)
 		case "vrrp_skip_check_adv_addr":
-			if v, ok := c.boolean(k); ok {
-				c.defaults.skipCheckAdvAddr = v
-			}
+			c.defaults.skipCheckAdvAddr, _ = c.boolean(k)
 		case "script_user":
 			if c.args(k, 1, 2) {
 				c.defaults.scriptUser = strings.Join(k.args, " ")
@@ -275,9 +267,7 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 		case k.kw == "persistence_engine":
 			c.unsupported(k, "persistence is per client address")
 		case k.kw == "omega":
-			if c.args(k, 0, 0) {
-				s.Omega = true
-			}
+			s.Omega = c.args(k, 0, 0)
 		case k.kw == "quorum":
 			s.Quorum, _ = c.integer(k, 1, 1<<31-1)
 		case k.kw == "hysteresis":
@@ -296,9 +286,7 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 		case k.kw == "sorry_server_lvs_method":
 			c.forwarding(k)
 		case k.kw == "inhibit_on_failure":
-			if v, ok := c.boolean(k); ok {
-				inhibit = v
-			}
+			inhibit, _ = c.boolean(k)
 		case ignoredVS[k.kw]:
 			c.ignored(k)
 		default:
@@ -363,9 +351,7 @@ func (c *converter) realServer(n *node, s *service.Service, vsd checkDefaults, i
 				b.Weight = v
 			}
 		case k.kw == "inhibit_on_failure":
-			if v, ok := c.boolean(k); ok {
-				b.InhibitOnFailure = v
-			}
+			b.InhibitOnFailure, _ = c.boolean(k)
 		case k.kw == "lvs_method":
 			c.forwarding(k)
 		case k.kw == "notify_up" || k.kw == "notify_down":

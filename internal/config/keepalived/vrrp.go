@@ -72,9 +72,7 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 				in.Preempt = false
 			}
 		case "preempt":
-			if c.args(k, 0, 0) {
-				in.Preempt = true
-			}
+			in.Preempt = c.args(k, 0, 0)
 		case "preempt_delay":
 			in.PreemptDelay, _ = c.timer(k)
 		case "authentication":
@@ -126,25 +124,15 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 		case "garp_master_refresh_repeat":
 			in.GARPMasterRefreshRepeat, _ = c.integer(k, 1, 1<<31-1)
 		case "check_unicast_src":
-			if c.args(k, 0, 0) {
-				in.CheckUnicastSrc = true
-			}
+			in.CheckUnicastSrc = c.args(k, 0, 0)
 		case "lower_prio_no_advert":
-			if v, ok := c.boolean(k); ok {
-				in.LowerPrioNoAdvert = v
-			}
+			in.LowerPrioNoAdvert, _ = c.boolean(k)
 		case "higher_prio_send_advert":
-			if v, ok := c.boolean(k); ok {
-				in.HigherPrioSendAdvert = v
-			}
+			in.HigherPrioSendAdvert, _ = c.boolean(k)
 		case "dont_track_primary":
-			if c.args(k, 0, 0) {
-				in.DontTrackPrimary = true
-			}
+			in.DontTrackPrimary = c.args(k, 0, 0)
 		case "skip_check_adv_addr":
-			if v, ok := c.boolean(k); ok {
-				in.SkipCheckAdvAddr = v
-			}
+			in.SkipCheckAdvAddr, _ = c.boolean(k)
 		case "virtual_ipaddress_excluded":
 			c.unsupported(k, "list the addresses in virtual_ipaddress")
 		case "virtual_routes", "virtual_rules", "track_file", "track_process", "track_bfd", "use_vmac", "vmac_xmit_base", "track_src_ip":
@@ -457,9 +445,7 @@ func (c *converter) vrrpScript(n *node) (service.VRRPScript, bool) {
 				s.User = strings.Join(k.args, " ")
 			}
 		case "init_fail":
-			if c.args(k, 0, 0) {
-				s.InitFail = true
-			}
+			s.InitFail = c.args(k, 0, 0)
 		default:
 			c.unknown(k, "vrrp_script")
 		}
