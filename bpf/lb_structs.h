@@ -51,6 +51,19 @@ struct flow {
 	__u8 pad[3];
 };
 
+/* backend_ids key: which real server of which service a backend id stands
+ * for. The program never reads it; it is the daemon's record, pinned beside
+ * the flow table whose entries hold the ids, so that a restarted daemon
+ * gives every real server the id its flows carry. The all-zero key (family
+ * 0, no service has it) holds the next id to hand out instead. */
+struct backend_ref {
+	struct vip_key service;
+	XLB_ADDR(addr);
+	__be16 port;
+	__u8 family;
+	__u8 pad;
+};
+
 /* stats value: per service (index = service id) and per backend
  * (index = XLB_MAX_SERVICES + backend id). */
 struct lb_stats {

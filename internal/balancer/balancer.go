@@ -7,6 +7,7 @@ package balancer
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -73,6 +74,10 @@ type Balancer struct {
 	dp  Datapath
 	ids idState
 	cur map[datapath.ServiceKey]*ServiceState
+	// unrecorded is set until the first Apply records the ids: NewFrom's
+	// next id may differ from the data path's record (an ids file
+	// migrated, say).
+	unrecorded bool
 }
 
 // idState allocates service and backend ids. Backend ids rotate through
@@ -109,41 +114,31 @@ func New(dp Datapath) *Balancer {
 	}
 }
 
-// IDs are the backend ids a balancer has given out: what a later process
-// needs to give the same backends the same ids, so that a flow table it
-// adopts (datapath.Options.KeepFlows) still points each connection at its
-// real server.
-type IDs struct {
-	// Next is where backend id allocation goes on.
-	Next     uint32      `json:"next"`
-	Backends []BackendID `json:"backends"`
-}
-
-// BackendID is the id of one real server of one service.
-type BackendID struct {
-	Service datapath.ServiceKey `json:"service"`
-	Backend netip.AddrPort      `json:"backend"`
-	ID      uint32              `json:"id"`
-}
-
 // IDs returns the backend ids given out so far, in id order.
-func (b *Balancer) IDs() IDs {
+func (b *Balancer) IDs() datapath.IDs {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := IDs{Next: b.ids.nextBack}
-	for ref, id := range b.ids.backends {
-		out.Backends = append(out.Backends, BackendID{Service: ref.svc, Backend: ref.be, ID: id})
+	return b.ids.export()
+}
+
+func (s idState) export() datapath.IDs {
+	out := datapath.IDs{Next: s.nextBack}
+	for ref, id := range s.backends {
+		out.Backends = append(out.Backends, datapath.BackendID{Service: ref.svc, Backend: ref.be, ID: id})
 	}
-	slices.SortFunc(out.Backends, func(a, b BackendID) int { return int(a.ID) - int(b.ID) })
+	slices.SortFunc(out.Backends, func(a, b datapath.BackendID) int { return int(a.ID) - int(b.ID) })
 	return out
 }
 
-// NewFrom returns a balancer like New that gives the backends in ids the
-// same ids again and allocates new ones from ids.Next on. Its data path
+// NewFrom returns a balancer like New that gives the backends in ids (the
+// record of an earlier run, datapath.Datapath.IDs) the same ids again and
+// allocates new ones from ids.Next on, so that the flow table adopted with
+// that record keeps every connection on its real server. Its data path
 // must start without backends: ids of backends the first Apply no longer
 // has are released without a deletion.
-func NewFrom(dp Datapath, ids IDs) (*Balancer, error) {
+func NewFrom(dp Datapath, ids datapath.IDs) (*Balancer, error) {
 	b := New(dp)
+	b.unrecorded = true
 	if ids.Next != 0 {
 		if ids.Next >= datapath.MaxBackends {
 			return nil, fmt.Errorf("backend ids: next %d is out of range (1-%d)", ids.Next, datapath.MaxBackends-1)
@@ -215,6 +210,7 @@ func (b *Balancer) Apply(services []Service) error {
 		}
 	}
 	keepBackend := map[uint32]bool{}
+	idsChanged := false
 	for _, s := range services {
 		st := &ServiceState{Service: s, ID: ids.services[s.Key], BackendIDs: make([]uint32, len(s.Backends))}
 		var mb []maglev.Backend
@@ -231,6 +227,7 @@ func (b *Balancer) Apply(services []Service) error {
 					continue
 				}
 				ids.backends[ref] = id
+				idsChanged = true
 			}
 			st.BackendIDs[i] = id
 			keepBackend[id] = true
@@ -294,7 +291,14 @@ func (b *Balancer) Apply(services []Service) error {
 			delete(ids.backends, ref)
 			delete(ids.usedBack, id)
 			delete(ids.macs, id)
+			idsChanged = true
 		}
+	}
+	if idsChanged || b.unrecorded {
+		// The data path records them with the transaction that changes
+		// them, for the run that adopts its flow table.
+		rec := ids.export()
+		txn.IDs = &rec
 	}
 	slices.Sort(txn.DeleteBackends)
 	slices.SortFunc(txn.DeleteServices, func(a, b datapath.ServiceKey) int { return compareKeys(a, b) })
@@ -303,6 +307,7 @@ func (b *Balancer) Apply(services []Service) error {
 		return err
 	}
 	b.ids, b.cur = ids, next
+	b.unrecorded = false
 	return nil
 }
 
@@ -369,19 +374,11 @@ func validate(services []Service) error {
 
 func (s idState) clone() idState {
 	c := s
-	c.services = cloneMap(s.services)
-	c.backends = cloneMap(s.backends)
-	c.macs = cloneMap(s.macs)
-	c.usedSvc = cloneMap(s.usedSvc)
-	c.usedBack = cloneMap(s.usedBack)
-	return c
-}
-
-func cloneMap[K comparable, V any](m map[K]V) map[K]V {
-	c := make(map[K]V, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
+	c.services = maps.Clone(s.services)
+	c.backends = maps.Clone(s.backends)
+	c.macs = maps.Clone(s.macs)
+	c.usedSvc = maps.Clone(s.usedSvc)
+	c.usedBack = maps.Clone(s.usedBack)
 	return c
 }
 

@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
@@ -255,12 +254,14 @@ func TestTableSize(t *testing.T) {
 	}
 }
 
-// TestNewFromKeepsIDs: a balancer built from another's IDs (after a JSON
-// round trip, as the daemon stores them) gives the same backends the same
-// ids, never hands out a departed backend's id to a newcomer (its flows
-// may still be in an adopted table), and deletes nothing it did not write.
+// TestNewFromKeepsIDs: a balancer built from the ids another recorded in
+// its transactions (what the data path keeps for the next run) gives the
+// same backends the same ids, never hands out a departed backend's id to
+// a newcomer (its flows may still be in an adopted table), and deletes
+// nothing it did not write.
 func TestNewFromKeepsIDs(t *testing.T) {
-	first := New(&fakeDP{})
+	firstDP := &fakeDP{}
+	first := New(firstDP)
 	if err := first.Apply([]Service{{Key: vip, Backends: []Backend{be(1, 1), be(2, 1), be(3, 1)}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -269,16 +270,9 @@ func TestNewFromKeepsIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := ids(first, vip)
-	b, err := json.Marshal(first.IDs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var saved IDs
-	if err := json.Unmarshal(b, &saved); err != nil {
-		t.Fatal(err)
-	}
+	saved := *firstDP.last().IDs
 	if diff := cmp.Diff(first.IDs(), saved, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); diff != "" {
-		t.Fatalf("IDs after a JSON round trip (-before +after):\n%s", diff)
+		t.Fatalf("IDs recorded by the last transaction (-balancer +recorded):\n%s", diff)
 	}
 
 	dp := &fakeDP{}
@@ -309,18 +303,20 @@ func TestNewFromKeepsIDs(t *testing.T) {
 }
 
 func TestNewFromRejects(t *testing.T) {
-	ref := func(last byte, id uint32) BackendID {
-		return BackendID{Service: vip, Backend: be(last, 1).Key(), ID: id}
+	ref := func(last byte, id uint32) datapath.BackendID {
+		return datapath.BackendID{Service: vip, Backend: be(last, 1).Key(), ID: id}
 	}
+	type IDs = datapath.IDs
+	type BackendIDs = []datapath.BackendID
 	for _, tc := range []struct {
 		name string
 		ids  IDs
 		want string
 	}{
-		{"id 0", IDs{Backends: []BackendID{ref(1, 0)}}, "backend ids: service 192.0.2.10:80/tcp: backend 198.51.100.1:80: id 0 is out of range (1-65535)"},
-		{"id too large", IDs{Backends: []BackendID{ref(1, datapath.MaxBackends)}}, "is out of range"},
-		{"id twice", IDs{Backends: []BackendID{ref(1, 5), ref(2, 5)}}, "backend 198.51.100.2:80: id 5 is given twice"},
-		{"backend twice", IDs{Backends: []BackendID{ref(1, 5), ref(1, 6)}}, "backend 198.51.100.1:80 is listed twice"},
+		{"id 0", IDs{Backends: BackendIDs{ref(1, 0)}}, "backend ids: service 192.0.2.10:80/tcp: backend 198.51.100.1:80: id 0 is out of range (1-65535)"},
+		{"id too large", IDs{Backends: BackendIDs{ref(1, datapath.MaxBackends)}}, "is out of range"},
+		{"id twice", IDs{Backends: BackendIDs{ref(1, 5), ref(2, 5)}}, "backend 198.51.100.2:80: id 5 is given twice"},
+		{"backend twice", IDs{Backends: BackendIDs{ref(1, 5), ref(1, 6)}}, "backend 198.51.100.1:80 is listed twice"},
 		{"next out of range", IDs{Next: datapath.MaxBackends}, "backend ids: next"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -59,12 +59,9 @@ type Daemon struct {
 	res  *neigh.Resolver
 	hc   *healthcheck.Manager
 
-	mu   sync.Mutex // guards cfg, macs and saved, and serialises applies
+	mu   sync.Mutex // guards cfg and macs, and serialises applies
 	cfg  *service.Config
 	macs map[netip.Addr]net.HardwareAddr
-	// saved is what the ids file holds: most applies (health, MAC
-	// changes) give out no id, and then nothing is written.
-	saved balancer.IDs
 	// vrrp is the running VRRP set; only Run's goroutine, which also
 	// serves reloads, replaces it.
 	vrrp *vrrpSet
@@ -86,12 +83,6 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	if opts.Socket == "" {
 		opts.Socket = api.DefaultSocket
 	}
-	// Before anything else: a second daemon on the same socket would
-	// otherwise replace the first one's pins and saved ids.
-	if c, err := net.Dial("unix", opts.Socket); err == nil {
-		c.Close()
-		return fmt.Errorf("api socket %s: another xlb daemon is listening", opts.Socket)
-	}
 	d := &Daemon{opts: opts, log: opts.Log, macs: map[netip.Addr]net.HardwareAddr{}}
 
 	cfg, err := d.loadConfig()
@@ -103,33 +94,29 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 		return fmt.Errorf("interface %s: %w", opts.Interface, err)
 	}
 	// A run that died without cleaning up left its flow table pinned (its
-	// program may still be forwarding with it) and its backend ids beside
-	// the socket: with both, established connections keep their real
-	// servers across the restart, whatever the tables say now.
-	ids, err := readIDs(d.idsPath())
-	if err != nil {
-		d.log.Warn("backend ids of an earlier run unusable; starting with an empty flow table", "err", err)
-	}
+	// program may still be forwarding with it) with the record of its
+	// backend ids: with both, established connections keep their real
+	// servers across the restart, whatever the tables say now. Load locks
+	// the pin directory first: a second daemon on it stops here.
 	d.dp, err = datapath.Load(datapath.Options{
 		PinDir:        opts.PinDir,
 		MAC:           ifi.HardwareAddr,
 		FlowTableSize: opts.FlowTableSize,
 		Fresh:         true,
-		KeepFlows:     ids != nil,
+		KeepFlows:     true,
+		LegacyIDs:     filepath.Join(filepath.Dir(opts.Socket), "backend-ids.json"),
 	})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		err = errors.Join(err, d.dp.Unpin(), d.dp.Close(), removeIDs(d.idsPath()))
+		err = errors.Join(err, d.dp.Unpin(), d.dp.Close())
 	}()
-	if ids == nil {
-		d.bal = balancer.New(d.dp)
-	} else {
-		if d.bal, err = balancer.NewFrom(d.dp, *ids); err != nil {
-			return fmt.Errorf("%s: %w", d.idsPath(), err)
-		}
-		d.saved = *ids
+	ids := d.dp.IDs()
+	if d.bal, err = balancer.NewFrom(d.dp, ids); err != nil {
+		return fmt.Errorf("pin directory %s: %w", opts.PinDir, err)
+	}
+	if len(ids.Backends) > 0 {
 		d.log.Info("adopted the flow table and backend ids of an earlier run", "backends", len(ids.Backends))
 	}
 	d.res, err = neigh.New(opts.Interface, d.log)
@@ -320,16 +307,6 @@ func (d *Daemon) applyLocked(cfg *service.Config) error {
 	for _, s := range changed {
 		d.quorumChanged(s, q[s.Key()])
 	}
-	ids := d.bal.IDs()
-	if ids.Next == d.saved.Next && slices.Equal(ids.Backends, d.saved.Backends) {
-		return nil
-	}
-	if err := writeIDs(d.idsPath(), ids); err != nil {
-		// Serving goes on; only a crash restart would lose flow affinity.
-		d.log.Warn("cannot save backend ids", "err", err)
-		return nil
-	}
-	d.saved = ids
 	return nil
 }
 

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -30,8 +31,13 @@ func (d *Daemon) serveAPI() (*apiServer, error) {
 	if err := socketDir(path); err != nil {
 		return nil, err
 	}
-	// A socket left by a daemon that died is in the way (Run has made
-	// sure that no live daemon answers on it).
+	// Two daemons on different pin directories may still be given one
+	// socket: the second must not take it over.
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("api socket %s: another xlb daemon is listening", path)
+	}
+	// A socket left by a daemon that died is in the way.
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {

@@ -64,14 +64,19 @@ type Options struct {
 	// Fresh removes maps an earlier run left pinned instead of adopting
 	// them, so a daemon starts from its configuration alone.
 	Fresh bool
-	// KeepFlows exempts the flow table from Fresh: connections an earlier
-	// run (or its still-attached program) placed keep their backends,
-	// provided the caller gives the same backends the same ids.
+	// KeepFlows exempts the flow table from Fresh, together with the
+	// record of the backend ids its entries hold (see IDs): connections an
+	// earlier run (or its still-attached program) placed keep their
+	// backends, provided the caller gives the same backends the same ids.
 	KeepFlows bool
+	// LegacyIDs is the JSON file in which an xlb from before the
+	// backend_ids map kept its ids; when that map is not pinned yet, the
+	// file stands in for it once (see migrateIDs).
+	LegacyIDs string
 }
 
 // mapNames are the pinned maps, as bpf/lb_maps.h names them.
-var mapNames = []string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapFlows, lbMapStats, lbMapCounters}
+var mapNames = []string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapFlows, lbMapBackendIds, lbMapStats, lbMapCounters}
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {
@@ -81,6 +86,12 @@ type Datapath struct {
 
 	mu   sync.Mutex // serialises transactions and attach/close
 	link link.Link
+
+	// lock is the pin directory, flocked while this Datapath lives.
+	lock *os.File
+	// ids and nextID mirror the backend_ids map.
+	ids    map[lbBackendRef]uint32
+	nextID uint32
 
 	// retired is a one-entry table stored in every slot whose table was
 	// released; it holds no backend and no service points at it.
@@ -93,8 +104,9 @@ type Datapath struct {
 
 // Load loads the program and opens its maps: maps pinned in PinDir by an
 // earlier run are re-adopted with their contents, missing ones are created
-// and pinned.
-func Load(opts Options) (*Datapath, error) {
+// and pinned. It locks PinDir first, before any pin is read or removed,
+// and fails with a *LockedError while another process holds it.
+func Load(opts Options) (d *Datapath, err error) {
 	if opts.PinDir == "" {
 		opts.PinDir = DefaultPinDir
 	}
@@ -107,18 +119,35 @@ func Load(opts Options) (*Datapath, error) {
 	if err := ensureBPFFS(opts.PinDir); err != nil {
 		return nil, err
 	}
+	lock, err := lockDir(opts.PinDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.Close()
+		}
+	}()
 	spec, err := loadLb()
 	if err != nil {
 		return nil, fmt.Errorf("datapath: %w", err)
 	}
 	spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
+	migrate := false
 	if opts.Fresh {
+		keep := false
+		if opts.KeepFlows && fits(filepath.Join(opts.PinDir, lbMapFlows), spec.Maps[lbMapFlows]) {
+			keep = fits(filepath.Join(opts.PinDir, lbMapBackendIds), spec.Maps[lbMapBackendIds])
+			if !keep && opts.LegacyIDs != "" {
+				_, err := os.Stat(opts.LegacyIDs)
+				keep, migrate = err == nil, err == nil
+			}
+		}
 		for _, name := range mapNames {
-			path := filepath.Join(opts.PinDir, name)
-			if name == lbMapFlows && opts.KeepFlows && fits(path, spec.Maps[lbMapFlows]) {
+			if keep && (name == lbMapFlows || name == lbMapBackendIds) {
 				continue
 			}
-			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := os.Remove(filepath.Join(opts.PinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("datapath: remove stale pin: %w", err)
 			}
 		}
@@ -128,7 +157,7 @@ func Load(opts Options) (*Datapath, error) {
 	if err := spec.Variables[lbVarXlbCfg].Set(cfg); err != nil {
 		return nil, fmt.Errorf("datapath: set config: %w", err)
 	}
-	d := &Datapath{pinDir: opts.PinDir, inner: spec.Maps[lbMapMaglev].InnerMap.Copy()}
+	d = &Datapath{pinDir: opts.PinDir, lock: lock, inner: spec.Maps[lbMapMaglev].InnerMap.Copy()}
 	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: opts.PinDir},
 	})
@@ -144,6 +173,16 @@ func Load(opts Options) (*Datapath, error) {
 	if d.retired, err = ebpf.NewMap(ph); err != nil {
 		d.objs.Close()
 		return nil, fmt.Errorf("datapath: placeholder table: %w", err)
+	}
+	if err := d.readIDs(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if migrate {
+		if err := d.migrateIDs(opts.LegacyIDs); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("datapath: backend ids of an earlier xlb: %w", err)
+		}
 	}
 	if err := d.collectGarbage(); err != nil {
 		d.Close()
@@ -344,6 +383,10 @@ func (d *Datapath) Close() error {
 	if d.retired != nil {
 		errs = append(errs, d.retired.Close())
 	}
+	if d.lock != nil {
+		errs = append(errs, d.lock.Close())
+		d.lock = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -354,7 +397,7 @@ func (d *Datapath) Close() error {
 // one whose last reference was a descriptor at once.
 func (d *Datapath) Unpin() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.Flows, d.objs.Stats, d.objs.Counters} {
+	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.Flows, d.objs.BackendIds, d.objs.Stats, d.objs.Counters} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}

@@ -19,6 +19,15 @@ type lbBackend struct {
 	Flags uint16
 }
 
+type lbBackendRef struct {
+	_       structs.HostLayout
+	Service lbVipKey
+	Addr    [16]uint8
+	Port    uint16
+	Family  uint8
+	Pad     uint8
+}
+
 type lbFlow struct {
 	_       structs.HostLayout
 	Backend uint32
@@ -71,15 +80,16 @@ type lbXlbConfig struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapBackends = "backends"
-	lbMapCounters = "counters"
-	lbMapFlows    = "flows"
-	lbMapMaglev   = "maglev"
-	lbMapServices = "services"
-	lbMapStats    = "stats"
-	lbProgXlbNow  = "xlb_now"
-	lbProgXlbXdp  = "xlb_xdp"
-	lbVarXlbCfg   = "xlb_cfg"
+	lbMapBackendIds = "backend_ids"
+	lbMapBackends   = "backends"
+	lbMapCounters   = "counters"
+	lbMapFlows      = "flows"
+	lbMapMaglev     = "maglev"
+	lbMapServices   = "services"
+	lbMapStats      = "stats"
+	lbProgXlbNow    = "xlb_now"
+	lbProgXlbXdp    = "xlb_xdp"
+	lbVarXlbCfg     = "xlb_cfg"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -132,12 +142,13 @@ type lbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbMapSpecs struct {
-	Backends *ebpf.MapSpec `ebpf:"backends"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Flows    *ebpf.MapSpec `ebpf:"flows"`
-	Maglev   *ebpf.MapSpec `ebpf:"maglev"`
-	Services *ebpf.MapSpec `ebpf:"services"`
-	Stats    *ebpf.MapSpec `ebpf:"stats"`
+	BackendIds *ebpf.MapSpec `ebpf:"backend_ids"`
+	Backends   *ebpf.MapSpec `ebpf:"backends"`
+	Counters   *ebpf.MapSpec `ebpf:"counters"`
+	Flows      *ebpf.MapSpec `ebpf:"flows"`
+	Maglev     *ebpf.MapSpec `ebpf:"maglev"`
+	Services   *ebpf.MapSpec `ebpf:"services"`
+	Stats      *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -167,16 +178,18 @@ func (o *lbObjects) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbMaps struct {
-	Backends *ebpf.Map `ebpf:"backends"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Flows    *ebpf.Map `ebpf:"flows"`
-	Maglev   *ebpf.Map `ebpf:"maglev"`
-	Services *ebpf.Map `ebpf:"services"`
-	Stats    *ebpf.Map `ebpf:"stats"`
+	BackendIds *ebpf.Map `ebpf:"backend_ids"`
+	Backends   *ebpf.Map `ebpf:"backends"`
+	Counters   *ebpf.Map `ebpf:"counters"`
+	Flows      *ebpf.Map `ebpf:"flows"`
+	Maglev     *ebpf.Map `ebpf:"maglev"`
+	Services   *ebpf.Map `ebpf:"services"`
+	Stats      *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *lbMaps) Close() error {
 	return _LbClose(
+		m.BackendIds,
 		m.Backends,
 		m.Counters,
 		m.Flows,

@@ -43,6 +43,10 @@ type Txn struct {
 	DeleteServices []ServiceKey
 	// DeleteBackends removes backends: their flows are re-hashed.
 	DeleteBackends []uint32
+	// IDs, when set, is every backend id given out once the transaction
+	// is applied: the record a later run adopts with the flow table (see
+	// Datapath.IDs). Nil leaves the record as it is.
+	IDs *IDs
 }
 
 // Apply validates t against the running state and applies it so that a
@@ -61,6 +65,9 @@ func (d *Datapath) Apply(t Txn) error {
 		return err
 	}
 	if err := d.validate(t, cur); err != nil {
+		return err
+	}
+	if err := d.recordIDs(t.IDs); err != nil {
 		return err
 	}
 
@@ -165,7 +172,7 @@ func (d *Datapath) Apply(t Txn) error {
 			return fmt.Errorf("datapath: delete backend %d: %w", id, err)
 		}
 	}
-	return nil
+	return d.forgetIDs(t.IDs)
 }
 
 // waitForReaders returns once every program run that started before it
@@ -377,6 +384,9 @@ func (d *Datapath) validate(t Txn, cur map[lbVipKey]lbVipMeta) error {
 			slices.Sort(keys)
 			bad("service id %d: used by %v", id, keys)
 		}
+	}
+	if err := validateIDs(t.IDs); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("datapath: transaction rejected: %w", errors.Join(errs...))

@@ -1,0 +1,199 @@
+package datapath
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// recordedIDs are the ids a run records beside stdSetup's backends.
+func recordedIDs() IDs {
+	svc := ServiceKey{Addr: vip4, Port: 80, Proto: ipProtoTCP}
+	ids := IDs{Next: 42}
+	for i, id := range stdBackends {
+		be := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i)}), 80)
+		ids.Backends = append(ids.Backends, BackendID{Service: svc, Backend: be, ID: id})
+	}
+	return ids
+}
+
+var cmpIDs = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})
+
+// crashWithFlow runs a first datapath that records ids and places one flow,
+// and closes it without unpinning, as a crash does.
+func crashWithFlow(t *testing.T, pins string) (pkt, FlowEntry) {
+	t.Helper()
+	first := load(t, pins, Options{Fresh: true})
+	txn := stdSetup()
+	ids := recordedIDs()
+	txn.IDs = &ids
+	apply(t, first, txn)
+	f := tcp4(40000, thSYN)
+	if v, _ := run(t, first, f.build()); v != verdictTX {
+		t.Fatalf("SYN: verdict %d, want XDP_TX", v)
+	}
+	want, ok, err := first.LookupFlow(f.flow())
+	if err != nil || !ok {
+		t.Fatalf("flow after the SYN: found %v, %v", ok, err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return f, want
+}
+
+// TestRestartAdoptsFlowsWithTheirIDs: the flow table is adopted together
+// with the record of its backend ids, or neither is.
+func TestRestartAdoptsFlowsWithTheirIDs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opts    Options
+		prepare func(t *testing.T, pins string)
+		kept    bool
+	}{
+		{name: "both adopted", opts: Options{Fresh: true, KeepFlows: true}, kept: true},
+		{name: "without KeepFlows neither", opts: Options{Fresh: true}},
+		{name: "flows of another size: neither", opts: Options{Fresh: true, KeepFlows: true, FlowTableSize: 8192}},
+		{
+			name: "flows without a record of their ids: neither",
+			opts: Options{Fresh: true, KeepFlows: true},
+			prepare: func(t *testing.T, pins string) {
+				if err := os.Remove(filepath.Join(pins, lbMapBackendIds)); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pins := mountBPFFS(t)
+			f, want := crashWithFlow(t, pins)
+			if tc.prepare != nil {
+				tc.prepare(t, pins)
+			}
+			d := load(t, pins, tc.opts)
+			defer d.Close()
+			got, ok, err := d.LookupFlow(f.flow())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tc.kept {
+				t.Fatalf("flow found %v, want %v", ok, tc.kept)
+			}
+			if ok && got.Backend != want.Backend {
+				t.Errorf("flow on backend %d, want %d", got.Backend, want.Backend)
+			}
+			wantIDs := IDs{}
+			if tc.kept {
+				wantIDs = recordedIDs()
+			}
+			if diff := cmp.Diff(wantIDs, d.IDs(), cmpIDs, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("adopted ids (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRecordFollowsTransactions: a transaction that releases an id drops
+// it from the record, one without IDs leaves the record alone, and a
+// rejected one records nothing.
+func TestRecordFollowsTransactions(t *testing.T) {
+	d := newDatapath(t, Options{})
+	txn := stdSetup()
+	ids := recordedIDs()
+	txn.IDs = &ids
+	apply(t, d, txn)
+
+	fewer := IDs{Next: 43, Backends: ids.Backends[1:]}
+	apply(t, d, Txn{IDs: &fewer})
+	if diff := cmp.Diff(fewer, d.IDs(), cmpIDs); diff != "" {
+		t.Errorf("after releasing an id (-want +got):\n%s", diff)
+	}
+	apply(t, d, Txn{})
+	if diff := cmp.Diff(fewer, d.IDs(), cmpIDs); diff != "" {
+		t.Errorf("after a transaction without ids (-want +got):\n%s", diff)
+	}
+	bad := IDs{Next: 44, Backends: append(fewer.Backends, BackendID{Service: fewer.Backends[0].Service, Backend: fewer.Backends[0].Backend, ID: MaxBackends})}
+	if err := d.Apply(Txn{IDs: &bad}); err == nil {
+		t.Fatal("ids out of range: no error")
+	}
+	if diff := cmp.Diff(fewer, d.IDs(), cmpIDs); diff != "" {
+		t.Errorf("after a rejected transaction (-want +got):\n%s", diff)
+	}
+	// What is recorded is what the map holds, not only what d remembers.
+	if err := d.readIDs(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(fewer, d.IDs(), cmpIDs); diff != "" {
+		t.Errorf("read back from the map (-want +got):\n%s", diff)
+	}
+}
+
+// TestMigrateLegacyIDs: the JSON file of an xlb from before the
+// backend_ids map stands in for it once, so upgrading keeps the flows.
+func TestMigrateLegacyIDs(t *testing.T) {
+	pins := mountBPFFS(t)
+	f, want := crashWithFlow(t, pins)
+	if err := os.Remove(filepath.Join(pins, lbMapBackendIds)); err != nil {
+		t.Fatal(err)
+	}
+	legacy := filepath.Join(t.TempDir(), "backend-ids.json")
+	body := `{"next":42,"backends":[` +
+		`{"service":{"Addr":"192.0.2.10","Port":80,"Proto":6},"backend":"198.51.100.10:80","id":1},` +
+		`{"service":{"Addr":"192.0.2.10","Port":80,"Proto":6},"backend":"198.51.100.11:80","id":2},` +
+		`{"service":{"Addr":"192.0.2.10","Port":80,"Proto":6},"backend":"198.51.100.12:80","id":3}]}`
+	if err := os.WriteFile(legacy, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := load(t, pins, Options{Fresh: true, KeepFlows: true, LegacyIDs: legacy})
+	defer d.Close()
+	got, ok, err := d.LookupFlow(f.flow())
+	if err != nil || !ok || got.Backend != want.Backend {
+		t.Fatalf("flow after the upgrade: %+v, found %v, %v; want backend %d", got, ok, err, want.Backend)
+	}
+	wantIDs := recordedIDs()
+	wantIDs.Backends = wantIDs.Backends[:3]
+	if diff := cmp.Diff(wantIDs, d.IDs(), cmpIDs); diff != "" {
+		t.Errorf("migrated ids (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(legacy); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the legacy file is still there: %v", err)
+	}
+}
+
+// TestPinDirLocked: while one Datapath holds a pin directory, loading
+// another on it fails with the holder's pid and changes nothing; once the
+// first is closed, the directory is free.
+func TestPinDirLocked(t *testing.T) {
+	pins := mountBPFFS(t)
+	first := load(t, pins, Options{Fresh: true})
+	txn := stdSetup()
+	ids := recordedIDs()
+	txn.IDs = &ids
+	apply(t, first, txn)
+
+	_, err := Load(Options{PinDir: pins, Fresh: true, FlowTableSize: 4096})
+	var le *LockedError
+	if !errors.As(err, &le) {
+		t.Fatalf("second load: %v, want a *LockedError", err)
+	}
+	if le.PID != os.Getpid() {
+		t.Errorf("lock holder: pid %d, want %d", le.PID, os.Getpid())
+	}
+	// The refused load removed no pin: the first one's record is intact.
+	if err := first.readIDs(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ids, first.IDs(), cmpIDs); diff != "" {
+		t.Errorf("ids after the refused load (-want +got):\n%s", diff)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second := load(t, pins, Options{Fresh: true, KeepFlows: true})
+	second.Close()
+}
