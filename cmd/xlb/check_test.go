@@ -2,16 +2,13 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/xlb-project/xlb/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const corpus = "../../internal/config/keepalived/testdata"
 
@@ -30,18 +27,7 @@ func TestCheckPlan(t *testing.T) {
 				got += "--- stderr\n" + strings.ReplaceAll(stderr.String(), corpus+"/", "")
 			}
 			goldenPath := filepath.Join("testdata", strings.ReplaceAll(name, "/", "_")+".plan")
-			if *update {
-				if err := os.WriteFile(goldenPath, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(goldenPath)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("plan differs from %s (-want +got):\n%s", goldenPath, diff)
-			}
+			testutil.Golden(t, goldenPath, []byte(got))
 		})
 	}
 }

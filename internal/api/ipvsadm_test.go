@@ -2,16 +2,12 @@ package api
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/xlb-project/xlb/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // seedState is the seed's setup (two web sites on shared real servers,
 // wrr, inhibit_on_failure) with .8 failed: ipvsadm shows it at weight 0.
@@ -61,18 +57,7 @@ func TestWriteList(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden := filepath.Join("testdata", tc.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(string(want), b.String()); diff != "" {
-				t.Errorf("%s (-want +got):\n%s", golden, diff)
-			}
+			testutil.Golden(t, golden, b.Bytes())
 		})
 	}
 }

@@ -2,11 +2,10 @@ package api
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 func TestWriteVRRP(t *testing.T) {
@@ -23,16 +22,5 @@ func TestWriteVRRP(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join("testdata", "vrrp.golden")
-	if *update {
-		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), b.String()); diff != "" {
-		t.Errorf("xlb vrrp (-want +got):\n%s", diff)
-	}
+	testutil.Golden(t, path, b.Bytes())
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,9 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var keepalivedFiles = []string{
 	"keepalived/testdata/good/seed-blog.conf",
@@ -44,18 +42,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("MarshalYAML: %v", err)
 			}
 			goldenPath := filepath.Join("testdata", strings.ReplaceAll(strings.TrimPrefix(path, "keepalived/testdata/good/"), "/", "_")+".yaml")
-			if *update {
-				if err := os.WriteFile(goldenPath, out, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			golden, err := os.ReadFile(goldenPath)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(golden), string(out)); diff != "" {
-				t.Errorf("YAML differs from %s (-want +got):\n%s", goldenPath, diff)
-			}
+			testutil.Golden(t, goldenPath, out)
 			got, err := ParseYAML("out.yaml", out)
 			if err != nil {
 				t.Fatalf("ParseYAML of MarshalYAML output: %v\n%s", err, out)

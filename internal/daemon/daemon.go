@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -24,7 +23,9 @@ import (
 	"github.com/xlb-project/xlb/internal/datapath"
 	"github.com/xlb-project/xlb/internal/healthcheck"
 	"github.com/xlb-project/xlb/internal/neigh"
-	"github.com/xlb-project/xlb/internal/script"
+	"github.com/xlb-project/xlb/internal/notify"
+	"github.com/xlb-project/xlb/internal/reconcile"
+	"github.com/xlb-project/xlb/internal/scriptsec"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -57,16 +58,17 @@ type Daemon struct {
 	dp   *datapath.Datapath
 	bal  *balancer.Balancer
 	res  *neigh.Resolver
+	macs *neigh.Cache
 	hc   *healthcheck.Manager
+	// scripts runs the real servers' and services' notify scripts.
+	scripts notify.Runner
 
-	mu   sync.Mutex // guards cfg and macs, and serialises applies
-	cfg  *service.Config
-	macs map[netip.Addr]net.HardwareAddr
+	mu  sync.Mutex // guards cfg and rec, and serialises applies
+	cfg *service.Config
+	rec *reconcile.Reconciler
 	// vrrp is the running VRRP set; only Run's goroutine, which also
 	// serves reloads, replaces it.
 	vrrp *vrrpSet
-	// quorum is what the last apply served of each service's quorum.
-	quorum quorums
 }
 
 // Run serves until ctx ends or a fatal error: it loads the configuration,
@@ -83,7 +85,7 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	if opts.Socket == "" {
 		opts.Socket = api.DefaultSocket
 	}
-	d := &Daemon{opts: opts, log: opts.Log, macs: map[netip.Addr]net.HardwareAddr{}}
+	d := &Daemon{opts: opts, log: opts.Log, scripts: notify.Runner{Log: opts.Log}}
 
 	cfg, err := d.loadConfig()
 	if err != nil {
@@ -116,6 +118,7 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	if d.bal, err = balancer.NewFrom(d.dp, ids); err != nil {
 		return fmt.Errorf("pin directory %s: %w", opts.PinDir, err)
 	}
+	d.rec = reconcile.New(d.bal)
 	if len(ids.Backends) > 0 {
 		d.log.Info("adopted the flow table and backend ids of an earlier run", "backends", len(ids.Backends))
 	}
@@ -124,6 +127,7 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 		return err
 	}
 	defer d.res.Close()
+	d.macs = neigh.NewCache(d.res, resolveTimeout, d.log)
 
 	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, Damping: cfg.Global.FlapDamping})
 	defer d.hc.Close()
@@ -131,7 +135,7 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	// The checks first: a backend whose check starts down (alpha) must
 	// not take traffic from the first table on.
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
-	d.resolveAll(ctx, cfg)
+	d.macs.Resolve(ctx, cfg.RealServerAddrs())
 	if err := d.apply(cfg); err != nil {
 		return err
 	}
@@ -196,48 +200,10 @@ func (d *Daemon) loadConfig() (*service.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkScripts(cfg); err != nil {
+	if err := scriptsec.Check(cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-// checkScripts refuses a configuration whose MISC_CHECK, notify_up,
-// notify_down, quorum_up or quorum_down scripts fail keepalived's script
-// security, with the place of each: serving it would take those backends
-// down at their first probe, or skip their scripts, for a reason only the
-// log would tell.
-func checkScripts(cfg *service.Config) error {
-	var errs []error
-	for _, s := range cfg.Services {
-		for _, b := range s.Backends {
-			for _, c := range b.Checks {
-				if err := healthcheck.CheckScriptSecurity(c); err != nil {
-					errs = append(errs, &service.Error{Pos: c.Source, Err: err,
-						Msg: fmt.Sprintf("service %s: backend %s: %v", s.Key(), b.AddrPort(), err)})
-				}
-			}
-			for _, n := range []struct{ kw, line string }{{"notify_up", b.NotifyUp}, {"notify_down", b.NotifyDown}} {
-				if n.line == "" {
-					continue
-				}
-				if err := script.Check(n.line, b.Source.File); err != nil {
-					errs = append(errs, &service.Error{Pos: b.Source, Err: err,
-						Msg: fmt.Sprintf("service %s: backend %s: %s %q: %v", s.Key(), b.AddrPort(), n.kw, n.line, err)})
-				}
-			}
-		}
-		for _, n := range []struct{ kw, line string }{{"quorum_up", s.QuorumUp}, {"quorum_down", s.QuorumDown}} {
-			if n.line == "" {
-				continue
-			}
-			if err := script.Check(n.line, s.Source.File); err != nil {
-				errs = append(errs, &service.Error{Pos: s.Source, Err: err,
-					Msg: fmt.Sprintf("service %s: %s %q: %v", s.Key(), n.kw, n.line, err)})
-			}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Reload re-reads the configuration and serves it. A configuration that
@@ -261,7 +227,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 			return err
 		}
 	}
-	d.resolveAll(ctx, cfg)
+	d.macs.Resolve(ctx, cfg.RealServerAddrs())
 	d.mu.Lock()
 	if err := d.applyLocked(cfg); err != nil {
 		d.mu.Unlock()
@@ -295,90 +261,30 @@ func (d *Daemon) apply(cfg *service.Config) error {
 }
 
 func (d *Daemon) applyLocked(cfg *service.Config) error {
-	var h health = alwaysUp{}
+	var h reconcile.Health
 	if d.hc != nil {
 		h = d.hc
 	}
-	q, changed := nextQuorums(cfg, h, d.quorum)
-	if err := d.bal.Apply(desired(cfg, d.macs, h, q)); err != nil {
+	changed, err := d.rec.Apply(cfg, d.macs.MACs(), h)
+	if err != nil {
 		return err
 	}
-	d.quorum = q
-	for _, s := range changed {
-		d.quorumChanged(s, q[s.Key()])
+	for _, c := range changed {
+		d.scripts.Quorum(c.Service, c.Held)
 	}
 	return nil
-}
-
-// backendAddrs lists the distinct real-server addresses of cfg.
-func backendAddrs(cfg *service.Config) []netip.Addr {
-	var out []netip.Addr
-	for _, s := range cfg.Services {
-		for _, b := range s.Backends {
-			out = append(out, b.Addr)
-		}
-		if s.SorryServer != nil {
-			out = append(out, s.SorryServer.Addr)
-		}
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return slices.Compact(out)
-}
-
-// resolveAll resolves, in parallel, every backend of cfg whose MAC is not
-// known yet.
-func (d *Daemon) resolveAll(ctx context.Context, cfg *service.Config) {
-	var todo []netip.Addr
-	d.mu.Lock()
-	for _, a := range backendAddrs(cfg) {
-		if d.macs[a] == nil {
-			todo = append(todo, a)
-		}
-	}
-	d.mu.Unlock()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	found := map[netip.Addr]net.HardwareAddr{}
-	for _, a := range todo {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-			defer cancel()
-			mac, err := d.res.Resolve(rctx, a)
-			if err != nil {
-				d.log.Warn("backend unresolved: it takes no traffic until its MAC is known", "backend", a, "err", err)
-				return
-			}
-			mu.Lock()
-			found[a] = mac
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	d.mu.Lock()
-	for a, m := range found {
-		d.macs[a] = m
-	}
-	d.mu.Unlock()
 }
 
 // retryUnresolved resolves backends still without a MAC and serves those
 // that now have one.
 func (d *Daemon) retryUnresolved(ctx context.Context) {
 	d.mu.Lock()
-	cfg := d.cfg
-	missing := 0
-	for _, a := range backendAddrs(cfg) {
-		if d.macs[a] == nil {
-			missing++
-		}
-	}
+	addrs := d.cfg.RealServerAddrs()
 	d.mu.Unlock()
-	if missing == 0 {
+	if !d.macs.Missing(addrs) {
 		return
 	}
-	d.resolveAll(ctx, cfg)
+	d.macs.Resolve(ctx, addrs)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.applyLocked(d.cfg); err != nil {
@@ -386,22 +292,16 @@ func (d *Daemon) retryUnresolved(ctx context.Context) {
 	}
 }
 
-// neighbourChanged follows a backend whose MAC changed (or went away): its
-// flows follow it to the new MAC at once.
+// neighbourChanged follows a backend whose MAC changed: its flows follow
+// it to the new MAC at once.
 func (d *Daemon) neighbourChanged(ch neigh.Change) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !slices.Contains(backendAddrs(d.cfg), ch.IP) {
+	old, changed := d.macs.Update(ch, d.cfg.RealServerAddrs())
+	if !changed {
 		return
 	}
-	old := d.macs[ch.IP]
-	if ch.MAC == nil || slices.Equal(old, ch.MAC) {
-		// A neighbour entry that expires says nothing about the backend;
-		// keep forwarding to the MAC we know.
-		return
-	}
-	d.macs[ch.IP] = ch.MAC
-	d.log.Info("backend MAC changed", "backend", ch.IP, "old", net.HardwareAddr(old).String(), "new", ch.MAC.String())
+	d.log.Info("backend MAC changed", "backend", ch.IP, "old", old.String(), "new", ch.MAC.String())
 	if err := d.applyLocked(d.cfg); err != nil {
 		d.log.Error("apply after MAC change", "backend", ch.IP, "err", err)
 	}
@@ -448,107 +348,30 @@ func (d *Daemon) healthChanged(ev healthcheck.Event) {
 		state = "up"
 	}
 	d.log.Info("backend "+state, "service", ev.Service, "backend", ev.Backend, "reason", ev.Reason)
-	if !ev.Up {
-		d.warnIfAllDown(ev.Service)
+	s, known := d.cfg.Service(ev.Service)
+	if known && !ev.Up && !reconcile.AnyUp(s, d.hc) {
+		if s.SorryServer != nil {
+			d.log.Warn("every backend is down: new connections go to the sorry server", "service", ev.Service, "sorry_server", s.SorryServer.Addr)
+		} else {
+			d.log.Error("every backend is down and there is no sorry_server: keeping the last table so the VIP still answers", "service", ev.Service)
+		}
 	}
 	if err := d.applyLocked(d.cfg); err != nil {
 		d.log.Error("apply after health change", "backend", ev.Backend, "err", err)
 	}
-	if ev.Changed {
-		d.notifyBackend(ev)
+	if b, ok := s.Backend(ev.Backend); known && ok && ev.Changed {
+		d.scripts.Backend(s, b, ev.Up)
 	}
 }
 
-// quorumChanged logs a service's lost or regained quorum and starts its
-// quorum_down or quorum_up script.
-func (d *Daemon) quorumChanged(s service.Service, held bool) {
-	kw, line := "quorum_down", s.QuorumDown
-	if held {
-		kw, line = "quorum_up", s.QuorumUp
-		d.log.Info("quorum gained", "service", s.Key())
-	} else {
-		d.log.Warn("quorum lost", "service", s.Key(), "quorum", max(s.Quorum, 1), "sorry_server", s.SorryServer != nil)
-	}
-	startScript(line, s.QuorumUser, d.log.With("service", s.Key(), "script", kw), "quorum script failed")
-}
-
-// startScript starts a notify_*, quorum_* script line as user in the
-// background (script.Start) and returns the channel closed when it has
-// ended; an empty line, or one that does not split (checkScripts refused
-// those at load), starts nothing.
-func startScript(line, user string, log *slog.Logger, msg string) <-chan struct{} {
-	argv, err := script.Split(line)
-	if err != nil || len(argv) == 0 {
-		done := make(chan struct{})
-		close(done)
-		return done
-	}
-	return script.Start(script.Command{Args: argv, User: user}, notifyTimeout, log, msg)
-}
-
-// omega runs, for each service with omega, the notify_down scripts of its
-// backends still up and its quorum_down if it holds the quorum, as
-// keepalived does at shutdown, and waits for them (each bounded by
-// notifyTimeout): the process is about to exit.
+// omega runs the down scripts of services with omega, as keepalived does
+// at shutdown, and waits for them: the process is about to exit. They are
+// waited for without the lock, so the API still answers meanwhile.
 func (d *Daemon) omega() {
-	var ended []<-chan struct{}
 	d.mu.Lock()
-	for _, s := range d.cfg.Services {
-		if !s.Omega {
-			continue
-		}
-		for _, b := range s.Backends {
-			if d.hc.Up(s.Key(), b.AddrPort()) {
-				log := d.log.With("service", s.Key(), "backend", b.AddrPort(), "script", "notify_down")
-				ended = append(ended, startScript(b.NotifyDown, b.NotifyUser, log, "omega script failed"))
-			}
-		}
-		if d.quorum[s.Key()] {
-			log := d.log.With("service", s.Key(), "script", "quorum_down")
-			ended = append(ended, startScript(s.QuorumDown, s.QuorumUser, log, "omega script failed"))
-		}
-	}
+	wait := d.scripts.Omega(d.cfg.Services, d.hc.Up, d.rec.HoldsQuorum)
 	d.mu.Unlock()
-	// Waited for without the lock: the API still answers meanwhile.
-	for _, done := range ended {
-		<-done
-	}
-}
-
-// notifyTimeout bounds a real server's notify_up or notify_down script.
-const notifyTimeout = 30 * time.Second
-
-// notifyBackend starts the backend's notify_up or notify_down script, as
-// keepalived does when a checker changes its state, without waiting for it.
-func (d *Daemon) notifyBackend(ev healthcheck.Event) {
-	i := slices.IndexFunc(d.cfg.Services, func(s service.Service) bool { return s.Key() == ev.Service })
-	if i < 0 {
-		return
-	}
-	s := d.cfg.Services[i]
-	j := slices.IndexFunc(s.Backends, func(b service.Backend) bool { return b.AddrPort() == ev.Backend })
-	if j < 0 {
-		return
-	}
-	b := s.Backends[j]
-	kw, line := "notify_down", b.NotifyDown
-	if ev.Up {
-		kw, line = "notify_up", b.NotifyUp
-	}
-	startScript(line, b.NotifyUser, d.log.With("service", ev.Service, "backend", ev.Backend, "script", kw), "notify script failed")
-}
-
-// warnIfAllDown says loudly that no backend of the service is up any more.
-func (d *Daemon) warnIfAllDown(key service.ServiceKey) {
-	i := slices.IndexFunc(d.cfg.Services, func(s service.Service) bool { return s.Key() == key })
-	if i < 0 || anyUp(d.cfg.Services[i], d.hc) {
-		return
-	}
-	if ss := d.cfg.Services[i].SorryServer; ss != nil {
-		d.log.Warn("every backend is down: new connections go to the sorry server", "service", key, "sorry_server", ss.Addr)
-		return
-	}
-	d.log.Error("every backend is down and there is no sorry_server: keeping the last table so the VIP still answers", "service", key)
+	wait()
 }
 
 // socketDir creates the socket's directory, root only.

@@ -14,6 +14,7 @@ import (
 	"github.com/xlb-project/xlb/internal/api"
 	"github.com/xlb-project/xlb/internal/balancer"
 	"github.com/xlb-project/xlb/internal/datapath"
+	"github.com/xlb-project/xlb/internal/reconcile"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -146,7 +147,7 @@ func (d *Daemon) State() (api.State, error) {
 
 	out := api.State{Taken: time.Now(), Config: d.opts.ConfigPath}
 	for _, s := range cfg.Services {
-		bs, ok := byKey[dpKey(s.Key())]
+		bs, ok := byKey[reconcile.DatapathKey(s.Key())]
 		as := api.Service{
 			Proto:       strings.ToUpper(s.Proto.String()),
 			Addr:        s.VIP.String(),

@@ -387,17 +387,6 @@ func TestListGolden(t *testing.T) {
 	for _, args := range [][]string{{"list"}, {"list", "-n"}} {
 		got := d.xlb(t, args...)
 		golden := filepath.Join("testdata", "shared.list.golden")
-		if *update && len(args) == 1 {
-			if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(golden)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(string(want), got); diff != "" {
-			t.Errorf("xlb %s (-want +got):\n%s", strings.Join(args, " "), diff)
-		}
+		testutil.Golden(t, golden, []byte(got))
 	}
 }

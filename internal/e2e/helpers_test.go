@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -31,8 +30,6 @@ import (
 	"github.com/xlb-project/xlb/internal/api"
 	"github.com/xlb-project/xlb/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // realServers are the hosts that run rsserver.
 var realServers = []string{testutil.RS1, testutil.RS2, testutil.RS3}

@@ -2,20 +2,18 @@ package maglev
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+	"github.com/xlb-project/xlb/internal/testutil"
+)
 
 // backends returns n backends with TEST-NET keys, IDs 1..n and the weights
 // weight gives.
@@ -143,21 +141,7 @@ func TestGolden(t *testing.T) {
 		}
 	}
 	path := filepath.Join("testdata", "build.golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/maglev -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), out.String()); diff != "" {
-		t.Errorf("tables differ from %s (-want +got):\n%s", path, diff)
-	}
+	testutil.Golden(t, path, []byte(out.String()))
 }
 
 func TestEqualWeights(t *testing.T) {

@@ -8,6 +8,7 @@ package service
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,40 @@ type Config struct {
 	VRRP       []VRRPInstance
 	SyncGroups []SyncGroup
 	Scripts    []VRRPScript
+}
+
+// RealServerAddrs returns the distinct addresses of every real and sorry
+// server of c, sorted: the hosts whose MACs the balancer forwards to.
+func (c *Config) RealServerAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, s := range c.Services {
+		for _, b := range s.Backends {
+			out = append(out, b.Addr)
+		}
+		if s.SorryServer != nil {
+			out = append(out, s.SorryServer.Addr)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+// Service returns the service of c with key k.
+func (c *Config) Service(k ServiceKey) (Service, bool) {
+	i := slices.IndexFunc(c.Services, func(s Service) bool { return s.Key() == k })
+	if i < 0 {
+		return Service{}, false
+	}
+	return c.Services[i], true
+}
+
+// Backend returns the backend of s at addr.
+func (s Service) Backend(addr netip.AddrPort) (Backend, bool) {
+	i := slices.IndexFunc(s.Backends, func(b Backend) bool { return b.AddrPort() == addr })
+	if i < 0 {
+		return Backend{}, false
+	}
+	return s.Backends[i], true
 }
 
 // Global holds settings that apply to the whole host.

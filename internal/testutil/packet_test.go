@@ -3,10 +3,8 @@ package testutil
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"flag"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,8 +12,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/ipv4"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata golden files")
 
 var (
 	macA = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x10}
@@ -116,21 +112,7 @@ func TestFrameGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := hexLines(tt.frame.Bytes())
 			path := filepath.Join("testdata", "frames", strings.ReplaceAll(tt.name, " ", "_")+".hex")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-			}
+			Golden(t, path, []byte(got))
 		})
 	}
 }

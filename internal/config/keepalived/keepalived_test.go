@@ -2,7 +2,6 @@ package keepalived
 
 import (
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,9 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // goodFiles are keepalived.conf files as users write them; each must load
 // and match its golden model.
@@ -50,21 +48,7 @@ func TestGood(t *testing.T) {
 			}
 			got = append(got, '\n')
 			goldenPath := filepath.Join("testdata/golden", strings.ReplaceAll(strings.TrimPrefix(path, "testdata/good/"), "/", "_")+".json")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(goldenPath), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(goldenPath, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(goldenPath)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), string(got)); diff != "" {
-				t.Errorf("model differs from %s (-want +got):\n%s", goldenPath, diff)
-			}
+			testutil.Golden(t, goldenPath, got)
 		})
 	}
 }

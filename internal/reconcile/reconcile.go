@@ -1,4 +1,10 @@
-package daemon
+// Package reconcile decides what the balancer serves: it turns the
+// configuration, the health of every real server, the quorum of every
+// service and the resolved MACs into the balancer's desired state, with
+// keepalived's rules for failed servers, sorry servers and quorums. It
+// holds no I/O: the daemon feeds it and runs the scripts its quorum
+// changes call for.
+package reconcile
 
 import (
 	"net"
@@ -10,16 +16,66 @@ import (
 	"github.com/xlb-project/xlb/internal/service"
 )
 
+// Balancer is what a Reconciler applies its desired state to
+// (*balancer.Balancer; tests give it a fake).
+type Balancer interface {
+	Apply([]balancer.Service) error
+}
+
+// Reconciler applies desired states and keeps what each one decided of the
+// services' quorums, which the next one starts from (hysteresis). It is
+// not safe for concurrent use: the daemon serialises applies.
+type Reconciler struct {
+	bal    Balancer
+	quorum quorums
+}
+
+// New returns a Reconciler that applies to bal.
+func New(bal Balancer) *Reconciler {
+	return &Reconciler{bal: bal}
+}
+
+// QuorumChange is a service whose quorum an Apply lost or regained.
+type QuorumChange struct {
+	Service service.Service
+	Held    bool
+}
+
+// Apply makes the balancer serve cfg as health h and the resolved macs
+// say (h nil: every server up), and returns the services whose quorum
+// changed. A failed Apply changes nothing, the quorums included.
+func (r *Reconciler) Apply(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h Health) ([]QuorumChange, error) {
+	if h == nil {
+		h = alwaysUp{}
+	}
+	q, changed := nextQuorums(cfg, h, r.quorum)
+	if err := r.bal.Apply(desired(cfg, macs, h, q)); err != nil {
+		return nil, err
+	}
+	r.quorum = q
+	out := make([]QuorumChange, len(changed))
+	for i, s := range changed {
+		out[i] = QuorumChange{Service: s, Held: q[s.Key()]}
+	}
+	return out, nil
+}
+
+// HoldsQuorum reports whether the last Apply found the service holding its
+// quorum.
+func (r *Reconciler) HoldsQuorum(key service.ServiceKey) bool {
+	return r.quorum[key]
+}
+
 // protoNumbers maps the model's protocols to IP protocol numbers.
 var protoNumbers = map[service.Proto]uint8{service.TCP: 6, service.UDP: 17}
 
-// dpKey is a model service key as the data path keys it.
-func dpKey(k service.ServiceKey) datapath.ServiceKey {
+// DatapathKey is a model service key as the data path keys it.
+func DatapathKey(k service.ServiceKey) datapath.ServiceKey {
 	return datapath.ServiceKey{Addr: k.VIP, Port: k.Port, Proto: protoNumbers[k.Proto]}
 }
 
-// health is what desired needs of the health checker.
-type health interface {
+// Health is what a Reconciler needs of the health checker.
+type Health interface {
 	Up(svc service.ServiceKey, be netip.AddrPort) bool
 	DynamicWeight(svc service.ServiceKey, be netip.AddrPort) (int, bool)
 }
@@ -43,14 +99,14 @@ func (alwaysUp) DynamicWeight(service.ServiceKey, netip.AddrPort) (int, bool) {
 // VIP away. A sorry server with sorry_server_inhibit stays at weight 0
 // while the real servers serve, so that the connections it took drain
 // rather than move when they come back.
-func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h health, q quorums) []balancer.Service {
+func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h Health, q quorums) []balancer.Service {
 	out := make([]balancer.Service, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
 		bs := balancer.Service{
-			Key:        dpKey(s.Key()),
+			Key:        DatapathKey(s.Key()),
 			HashSource: hashSource(s),
 		}
-		anyUp := anyUp(s, h)
+		anyUp := AnyUp(s, h)
 		sorry := s.SorryServer != nil && len(s.Backends) > 0 && !q[s.Key()]
 		for _, be := range s.Backends {
 			w := effectiveWeight(s, be, h)
@@ -76,7 +132,7 @@ func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h health
 
 // effectiveWeight is the weight be is served at while up: the last one a
 // misc_dynamic check asked for, else the configured one.
-func effectiveWeight(s service.Service, be service.Backend, h health) int {
+func effectiveWeight(s service.Service, be service.Backend, h Health) int {
 	if dw, ok := h.DynamicWeight(s.Key(), be.AddrPort()); ok {
 		return max(dw, 0)
 	}
@@ -93,7 +149,7 @@ type quorums map[service.ServiceKey]bool
 // and above zero, and regains it at Quorum + Hysteresis; one without holds
 // it while any backend is up. It returns the new states and the services
 // whose state changed.
-func nextQuorums(cfg *service.Config, h health, prev quorums) (quorums, []service.Service) {
+func nextQuorums(cfg *service.Config, h Health, prev quorums) (quorums, []service.Service) {
 	next := make(quorums, len(cfg.Services))
 	var changed []service.Service
 	for _, s := range cfg.Services {
@@ -101,7 +157,7 @@ func nextQuorums(cfg *service.Config, h health, prev quorums) (quorums, []servic
 		if !ok {
 			was = true
 		}
-		held := anyUp(s, h)
+		held := AnyUp(s, h)
 		if s.Quorum > 0 {
 			live := 0
 			for _, be := range s.Backends {
@@ -123,8 +179,8 @@ func nextQuorums(cfg *service.Config, h health, prev quorums) (quorums, []servic
 	return next, changed
 }
 
-// anyUp reports whether some backend of s is up.
-func anyUp(s service.Service, h health) bool {
+// AnyUp reports whether some backend of s is up.
+func AnyUp(s service.Service, h Health) bool {
 	return slices.ContainsFunc(s.Backends, func(be service.Backend) bool { return h.Up(s.Key(), be.AddrPort()) })
 }
 

@@ -1,6 +1,7 @@
-package daemon
+package reconcile
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -183,5 +184,66 @@ func TestNextQuorums(t *testing.T) {
 		if qAny[key] != st.heldAny || (len(changedAny) > 0) != st.changedAny {
 			t.Errorf("step %d (down %v), no quorum: held %v changed %v, want %v %v", i, st.down, qAny[key], len(changedAny) > 0, st.heldAny, st.changedAny)
 		}
+	}
+}
+
+// fakeBalancer records what it is asked to serve and fails when told to.
+type fakeBalancer struct {
+	fail   bool
+	served [][]balancer.Service
+}
+
+func (f *fakeBalancer) Apply(s []balancer.Service) error {
+	if f.fail {
+		return errors.New("rejected")
+	}
+	f.served = append(f.served, s)
+	return nil
+}
+
+// TestReconcilerQuorum: Apply reports a quorum change once, with the new
+// state; a failed Apply reports nothing and forgets nothing, so the change
+// is reported by the next Apply that succeeds.
+func TestReconcilerQuorum(t *testing.T) {
+	cfg := &service.Config{Services: []service.Service{{
+		VIP: netip.MustParseAddr("192.0.2.10"), Port: 80, Proto: service.TCP, Quorum: 4,
+		SorryServer: &service.SorryServer{Addr: sorry, Port: 80},
+		Backends:    []service.Backend{{Addr: rsA, Port: 80, Weight: 3}, {Addr: rsB, Port: 80, Weight: 1}},
+	}}}
+	key := cfg.Services[0].Key()
+	macs := map[netip.Addr]net.HardwareAddr{rsA: macA, rsB: macB, sorry: macS}
+	up := fakeHealth{}
+	bDown := fakeHealth{down: map[netip.AddrPort]bool{ap(rsB): true}}
+	bal := &fakeBalancer{}
+	r := New(bal)
+
+	steps := []struct {
+		name string
+		h    Health
+		fail bool
+		want []QuorumChange // nil: no change; held is the state after
+		held bool
+	}{
+		{name: "start: held, nothing to report", h: up, held: true},
+		{name: "rs2 down: a rejected apply reports nothing", h: bDown, fail: true, held: true},
+		{name: "rs2 down: lost", h: bDown, want: []QuorumChange{{Service: cfg.Services[0], Held: false}}},
+		{name: "still down: no change", h: bDown},
+		{name: "nil health is every server up: regained", h: nil, want: []QuorumChange{{Service: cfg.Services[0], Held: true}}, held: true},
+	}
+	for _, st := range steps {
+		bal.fail = st.fail
+		got, err := r.Apply(cfg, macs, st.h)
+		if (err != nil) != st.fail {
+			t.Fatalf("%s: error %v", st.name, err)
+		}
+		if diff := cmp.Diff(st.want, got, cmpopts.EquateComparable(netip.Addr{}), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: changes (-want +got):\n%s", st.name, diff)
+		}
+		if r.HoldsQuorum(key) != st.held {
+			t.Errorf("%s: holds quorum %v, want %v", st.name, r.HoldsQuorum(key), st.held)
+		}
+	}
+	if n := len(bal.served); n != 4 {
+		t.Errorf("%d applies reached the balancer, want 4", n)
 	}
 }

@@ -1,4 +1,4 @@
-package daemon
+package scriptsec
 
 import (
 	"fmt"
@@ -41,10 +41,10 @@ func TestCheckScripts(t *testing.T) {
 			},
 		}}}
 	}
-	if err := checkScripts(cfg(secure)); err != nil {
+	if err := Check(cfg(secure)); err != nil {
 		t.Errorf("secure script refused: %v", err)
 	}
-	err := checkScripts(cfg(insecure))
+	err := Check(cfg(insecure))
 	want := fmt.Sprintf(`%s:12: service 192.0.2.10:80/tcp: backend 198.51.100.12:80: misc_path "%s --quiet": refusing to run %s: %s is writable by others (mode -rwxrwxrwx)`, conf, insecure, insecure, insecure) +
 		"\n" + fmt.Sprintf(`%s:20: service 192.0.2.10:80/tcp: backend 198.51.100.13:80: notify_down "%s rs3": refusing to run %s: %s is writable by others (mode -rwxrwxrwx)`, conf, insecure, insecure, insecure)
 	if err == nil || err.Error() != want {
