@@ -23,6 +23,14 @@
  * flow so that a connection survives a failover between them. */
 #define XLB_HASH_SEED 0x786c6232u /* "xlb2" */
 
+/* atime unit: 256 jiffies (0.26 s at HZ=1000, 2.6 s at HZ=100), enough to
+ * age flows the way IPVS times out connections. bpf_jiffies64() is a
+ * single load once the verifier inlines it; even the coarse ktime helper
+ * is a real call, 13-18 ns on this VM, a sixth of a known flow's cost. A
+ * flow's atime changes at most every 256 jiffies, so busy flows do not
+ * write their entry on every packet. */
+#define XLB_ATIME_SHIFT 8
+
 /* vip_key.family */
 #define XLB_AF_INET 4
 #define XLB_AF_INET6 6

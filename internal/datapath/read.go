@@ -179,7 +179,7 @@ type FlowEntry struct {
 	Backend uint32
 	State   FlowState
 	// Idle is how long ago the flow last sent a packet, to within 256
-	// jiffies (the program stamps flows coarsely, see bpf/lb.h).
+	// jiffies (the program stamps flows coarsely, see bpf/lb_consts.h).
 	Idle time.Duration
 }
 
