@@ -49,9 +49,9 @@
 #define XLB_FLOW_CLOSE 4   /* RST seen */
 #define XLB_FLOW_UDP 5     /* UDP has no state */
 
-/* Global per-CPU counters: why each packet got its verdict. */
+/* Global per-CPU counters: why a packet was passed, and flow-table events.
+ * Forwarded packets are counted per service and backend in stats. */
 enum xlb_counter {
-	XLB_CNT_TX = 0,          /* forwarded to a backend */
 	XLB_CNT_PASS_NOT_IP,     /* ARP, LLDP, anything not IPv4/IPv6 */
 	XLB_CNT_PASS_MALFORMED,  /* truncated or inconsistent headers */
 	XLB_CNT_PASS_FRAGMENT,   /* IPv4 fragment, IPv6 extension header */

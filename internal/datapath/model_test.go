@@ -97,8 +97,9 @@ type modelResult struct {
 	Stats    map[statKey]Stats
 }
 
-// parse reasons other than success are the counters they increment.
-const parseOK Counter = CounterTX
+// parse reasons other than success are the counters they increment;
+// success is no counter at all.
+const parseOK Counter = counterMax
 
 // modelParse reads a frame as parse.h does: one optional 802.1Q/802.1ad
 // tag, IPv4 with any IHL whose tot_len fits the frame, IPv6 whose

@@ -107,8 +107,7 @@ type Counter uint32
 
 // The program's counters, in enum xlb_counter order.
 const (
-	CounterTX Counter = iota // unused by the program: forwarded packets are in Stats
-	CounterPassNotIP
+	CounterPassNotIP Counter = iota
 	CounterPassMalformed
 	CounterPassFragment
 	CounterPassNotL4
@@ -120,7 +119,7 @@ const (
 	counterMax
 )
 
-var counterNames = [...]string{"tx", "pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip", "pass_no_backend", "flow_new", "flow_rehash", "pass_other_host"}
+var counterNames = [...]string{"pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip", "pass_no_backend", "flow_new", "flow_rehash", "pass_other_host"}
 
 func (c Counter) String() string {
 	if c < counterMax {
@@ -132,7 +131,7 @@ func (c Counter) String() string {
 // Counters returns every reason counter summed over CPUs.
 func (d *Datapath) Counters() (map[Counter]uint64, error) {
 	out := map[Counter]uint64{}
-	for c := CounterPassNotIP; c < counterMax; c++ {
+	for c := range counterMax {
 		var per []uint64
 		if err := d.objs.Counters.Lookup(uint32(c), &per); err != nil {
 			return nil, fmt.Errorf("datapath: counter %s: %w", c, err)
