@@ -11,6 +11,20 @@
 /* Read-only after load: internal/datapath sets it per interface. */
 const volatile struct xlb_config xlb_cfg = {};
 
+/* Never read. bpf2go emits Go only for types in the object's BTF, and
+ * clang puts an enum there only when some symbol's type refers to it: this
+ * one's does, so internal/datapath takes the constants of lb_consts.h from
+ * lb_bpfel.go instead of copying them. It sits in .rodata beside xlb_cfg,
+ * so it costs no map and no instruction. */
+const struct xlb_go_consts {
+	enum xlb_counter counter;
+	enum xlb_family family;
+	enum xlb_svc_flags svc_flags;
+	enum xlb_be_flags be_flags;
+	enum xlb_flow_state flow_state;
+	enum xlb_atime atime;
+} xlb_go_consts = {};
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);

@@ -34,14 +34,20 @@ const (
 	DefaultPinDir = "/sys/fs/bpf/xlb"
 )
 
+// The program's own constants come from the enums of bpf/lb_consts.h as
+// bpf2go generates them, typed for the fields and shifts they go into, so
+// Go and C cannot disagree.
 const (
-	afInet          = 4
-	afInet6         = 6
-	svcFlagHashSrc  = 1 << 0
-	backendPresent  = 1 << 0
+	afInet         = uint8(lbXlbFamilyXLB_AF_INET)
+	afInet6        = uint8(lbXlbFamilyXLB_AF_INET6)
+	svcFlagHashSrc = uint32(lbXlbSvcFlagsXLB_SVC_F_HASH_SRC)
+	backendPresent = uint16(lbXlbBeFlagsXLB_BE_F_PRESENT)
+	atimeShift     = uint(lbXlbAtimeXLB_ATIME_SHIFT)
+)
+
+const (
 	protoTCP        = 6
 	protoUDP        = 17
-	atimeShift      = 8
 	bpffsMagic      = 0xcafe4a11
 	conventionalFS  = "/sys/fs/bpf"
 	pinDirMode      = 0o700

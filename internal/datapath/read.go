@@ -105,21 +105,33 @@ func (d *Datapath) BackendStats(id uint32) (Stats, error) {
 // Counter names the reason counters of the program (enum xlb_counter).
 type Counter uint32
 
-// The program's counters, in enum xlb_counter order.
+// The program's counters: the values of enum xlb_counter, under Go names.
 const (
-	CounterPassNotIP Counter = iota
-	CounterPassMalformed
-	CounterPassFragment
-	CounterPassNotL4
-	CounterPassNotVIP
-	CounterPassNoBackend
-	CounterFlowNew
-	CounterFlowRehash
-	CounterPassOtherHost
-	counterMax
+	CounterPassNotIP     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_IP)     // ARP, LLDP, anything not IPv4/IPv6
+	CounterPassMalformed = Counter(lbXlbCounterXLB_CNT_PASS_MALFORMED)  // truncated or inconsistent headers
+	CounterPassFragment  = Counter(lbXlbCounterXLB_CNT_PASS_FRAGMENT)   // IPv4 fragment, IPv6 extension header
+	CounterPassNotL4     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_L4)     // ICMP, VRRP, other IP protocols
+	CounterPassNotVIP    = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)    // no service for this address/port
+	CounterPassNoBackend = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND) // service has no table or an empty slot
+	CounterFlowNew       = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)        // flow-table inserts
+	CounterFlowRehash    = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)     // known flow whose backend was removed
+	CounterPassOtherHost = Counter(lbXlbCounterXLB_CNT_PASS_OTHER_HOST) // VIP traffic sent to another host's MAC
+	counterMax           = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
-var counterNames = [...]string{"pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip", "pass_no_backend", "flow_new", "flow_rehash", "pass_other_host"}
+// counterNames is keyed, not positional, so that reordering enum
+// xlb_counter cannot put a name on the wrong counter.
+var counterNames = [counterMax]string{
+	CounterPassNotIP:     "pass_not_ip",
+	CounterPassMalformed: "pass_malformed",
+	CounterPassFragment:  "pass_fragment",
+	CounterPassNotL4:     "pass_not_l4",
+	CounterPassNotVIP:    "pass_not_vip",
+	CounterPassNoBackend: "pass_no_backend",
+	CounterFlowNew:       "flow_new",
+	CounterFlowRehash:    "flow_rehash",
+	CounterPassOtherHost: "pass_other_host",
+}
 
 func (c Counter) String() string {
 	if c < counterMax {
@@ -147,13 +159,13 @@ func (d *Datapath) Counters() (map[Counter]uint64, error) {
 // routing, where replies bypass the balancer).
 type FlowState uint8
 
-// Flow states, as bpf/lb_consts.h numbers them.
+// Flow states: the values of enum xlb_flow_state.
 const (
-	FlowSYN   FlowState = 1
-	FlowEst   FlowState = 2
-	FlowFIN   FlowState = 3
-	FlowClose FlowState = 4
-	FlowUDP   FlowState = 5
+	FlowSYN   = FlowState(lbXlbFlowStateXLB_FLOW_SYN)   // first packet was a SYN
+	FlowEst   = FlowState(lbXlbFlowStateXLB_FLOW_EST)   // a packet without SYN/FIN/RST was seen
+	FlowFIN   = FlowState(lbXlbFlowStateXLB_FLOW_FIN)   // FIN seen
+	FlowClose = FlowState(lbXlbFlowStateXLB_FLOW_CLOSE) // RST seen
+	FlowUDP   = FlowState(lbXlbFlowStateXLB_FLOW_UDP)   // UDP has no state
 )
 
 func (s FlowState) String() string {
