@@ -417,6 +417,35 @@ func (v lbVipKey) key() ServiceKey {
 	return ServiceKey{Addr: getAddr(v.Addr, v.Family), Port: ntohs(v.Port), Proto: v.Proto}
 }
 
+// Flow is a transport 5-tuple as the data path keys it.
+type Flow struct {
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	Proto            uint8 // 6 (TCP) or 17 (UDP)
+}
+
+// addrBytes is an address as the program's 16-byte fields hold it for
+// family fam: IPv4 in the first 4 bytes and the rest zero, IPv6 as its 16
+// bytes (an IPv4-mapped IPv6 address stays IPv6, as it is on the wire).
+func addrBytes(a netip.Addr, fam uint8) [16]byte {
+	if fam == afInet {
+		var b [16]byte
+		v4 := a.Unmap().As4()
+		copy(b[:], v4[:])
+		return b
+	}
+	return a.As16()
+}
+
+// family is the program's family of a flow or service address: IPv4 only
+// for a plain IPv4 address.
+func family(a netip.Addr) uint8 {
+	if a.Is4() {
+		return afInet
+	}
+	return afInet6
+}
+
 func getAddr(b [16]byte, fam uint8) netip.Addr {
 	if fam == afInet {
 		return netip.AddrFrom4([4]byte(b[:4]))

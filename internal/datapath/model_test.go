@@ -8,7 +8,7 @@ import (
 // This file is a reference model of xlb_xdp's forwarding decision, written
 // from bpf/parse.h and bpf/lb.c rather than from the Go loader: it parses
 // frames itself, keeps its own services, backends and flows, and shares
-// only the documented hash (FlowHash, MaglevIndex) with the package, so
+// only the hash (FlowHash, MaglevIndex in hash_test.go) with the rest, so
 // that FuzzDatapath can hold the program to it byte for byte.
 
 // modelKey is struct flow_key: addresses as they appear on the wire (IPv4

@@ -223,33 +223,6 @@ func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
 	return nil
 }
 
-// LookupFlow returns the flow table's entry for f.
-func (d *Datapath) LookupFlow(f Flow) (FlowEntry, bool, error) {
-	var v lbFlow
-	err := d.objs.Flows.Lookup(f.bpf(), &v)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return FlowEntry{}, false, nil
-	}
-	if err != nil {
-		return FlowEntry{}, false, fmt.Errorf("datapath: flow lookup: %w", err)
-	}
-	clock, err := d.idleClock()
-	if err != nil {
-		return FlowEntry{}, false, err
-	}
-	e := FlowEntry{Flow: f, Backend: v.Backend, State: FlowState(v.State), Idle: clock.idle(v.Atime)}
-	return e, true, nil
-}
-
-func (f Flow) bpf() lbFlowKey {
-	fam := family(f.Dst)
-	return lbFlowKey{
-		Src: addrBytes(f.Src, fam), Dst: addrBytes(f.Dst, fam),
-		Sport: htons(f.SrcPort), Dport: htons(f.DstPort),
-		Proto: f.Proto, Family: fam,
-	}
-}
-
 // jiffies reads the kernel's jiffies (low 32 bits), the clock the program
 // stamps flows with, by running xlb_now.
 func (d *Datapath) jiffies() (uint32, error) {
