@@ -3,7 +3,8 @@
  * side. What internal/datapath reads is an enum, not a #define: bpf2go
  * -type emits Go for enums in the object's BTF (see xlb_go_consts in
  * lb.c), so the loader has no copy to fall out of step. Changing any value
- * here changes a pinned map's spec: see DESIGN.md on re-adopting pins. */
+ * here changes a pinned map's spec: see docs/design.md on re-adopting
+ * pins. */
 #ifndef XLB_CONSTS_H
 #define XLB_CONSTS_H
 
