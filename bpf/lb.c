@@ -4,7 +4,220 @@
  * came in on; IP and L4 bytes stay as they are, so the real server sees
  * the client's address and answers it directly. Everything else passes to
  * the kernel untouched. */
-#include "lb.h"
+#include "jhash.h"
+#include "lb_maps.h"
+#include "parse.h"
+
+/* Read-only after load: internal/datapath sets it per interface. */
+const volatile struct xlb_config xlb_cfg = {};
+
+/* Never read. bpf2go emits Go only for types in the object's BTF, and
+ * clang puts an enum there only when some symbol's type refers to it: this
+ * one's does, so internal/datapath takes the constants of lb_consts.h from
+ * lb_bpfel.go instead of copying them. It sits in .rodata beside xlb_cfg,
+ * so it costs no map and no instruction. */
+const struct xlb_go_consts {
+	enum xlb_counter counter;
+	enum xlb_family family;
+	enum xlb_svc_flags svc_flags;
+	enum xlb_be_flags be_flags;
+	enum xlb_flow_state flow_state;
+	enum xlb_atime atime;
+} xlb_go_consts = {};
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void account(__u32 idx, __u64 bytes, __u64 new_flow)
+{
+	struct lb_stats *c = bpf_map_lookup_elem(&stats, &idx);
+
+	if (c) {
+		c->packets += 1;
+		c->bytes += bytes;
+		c->flows += new_flow;
+	}
+}
+
+/* xlb_flow_hash is the Maglev hash of a flow: the whole 5-tuple, or only
+ * the source address for source-hash services. */
+static __always_inline __u32 xlb_flow_hash(const struct flow_key *k, __u32 svc_flags)
+{
+	if (svc_flags & XLB_SVC_F_HASH_SRC)
+		return xlb_jhash2((const __u32 *)k->src, 4, XLB_HASH_SEED);
+	return xlb_jhash2((const __u32 *)k, sizeof(*k) / 4, XLB_HASH_SEED);
+}
+
+/* pick returns the Maglev choice for the flow, 0 if the service has none.
+ * The index is hash * size >> 32: uniform like a modulo, without a divide. */
+static __always_inline __u32 pick(const struct vip_meta *svc, const struct flow_key *k)
+{
+	__u32 table = svc->table;
+	void *inner = bpf_map_lookup_elem(&maglev, &table);
+	__u32 idx, *id;
+
+	if (!inner)
+		return 0;
+	idx = ((__u64)xlb_flow_hash(k, svc->flags) * svc->size) >> 32;
+	id = bpf_map_lookup_elem(inner, &idx);
+	return id ? *id : 0;
+}
+
+/* next_state is the input-only TCP state machine of IPVS direct routing. */
+static __always_inline __u8 next_state(__u8 proto, __u8 flags, __u8 cur)
+{
+	if (proto != IPPROTO_TCP)
+		return XLB_FLOW_UDP;
+	if (flags & XLB_TCP_RST)
+		return XLB_FLOW_CLOSE;
+	if (flags & XLB_TCP_FIN)
+		return XLB_FLOW_FIN;
+	if (flags & XLB_TCP_SYN)
+		return cur ? cur : XLB_FLOW_SYN;
+	if (cur == XLB_FLOW_FIN || cur == XLB_FLOW_CLOSE)
+		return cur;
+	return XLB_FLOW_EST;
+}
+
+/* A SYN without ACK on a finished flow is a new connection reusing the
+ * tuple: it is scheduled afresh (IPVS conn_reuse_mode), so a draining
+ * backend does not get it. */
+static __always_inline int is_reuse(__u8 flags, __u8 state)
+{
+	return (flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN &&
+	       (state == XLB_FLOW_FIN || state == XLB_FLOW_CLOSE);
+}
+
+/* for_this_host reports whether the frame is addressed to the interface's
+ * MAC (always, when none is configured). A VIP frame for another host's
+ * MAC reaches XDP only in promiscuous mode or through a flood where no
+ * hardware filter exists (a bridge to a veth, generic XDP): the standby
+ * balancer would forward it a second time. */
+static __always_inline int for_this_host(void *data, void *data_end)
+{
+	/* Byte by byte: a memcpy from the volatile config would let clang
+	 * fold in the zero initialiser that the loader rewrites. */
+	struct ethhdr *eth = data;
+	__u8 any = 0, diff = 0;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++) {
+		__u8 m = xlb_cfg.mac[i];
+
+		any |= m;
+		diff |= m ^ eth->h_dest[i];
+	}
+	return !any || !diff;
+}
+
+static __always_inline int xlb_process(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct packet p = {};
+	struct vip_key vk = {};
+	struct vip_meta *svc;
+	struct backend *be;
+	struct flow *f;
+	struct ethhdr *eth;
+	__u32 id, now;
+	__u64 fresh = 0;
+	int rc;
+
+	rc = parse(data, data_end, &p);
+	if (rc != XLB_PARSE_OK) {
+		switch (rc) {
+		case XLB_PARSE_NOT_IP:
+			count(XLB_CNT_PASS_NOT_IP);
+			break;
+		case XLB_PARSE_FRAGMENT:
+			count(XLB_CNT_PASS_FRAGMENT);
+			break;
+		case XLB_PARSE_NOT_L4:
+			count(XLB_CNT_PASS_NOT_L4);
+			break;
+		default:
+			count(XLB_CNT_PASS_MALFORMED);
+		}
+		return XDP_PASS;
+	}
+
+	__builtin_memcpy(vk.addr, p.key.dst, sizeof(vk.addr));
+	vk.port = p.key.dport;
+	vk.proto = p.key.proto;
+	vk.family = p.key.family;
+	svc = bpf_map_lookup_elem(&services, &vk);
+	if (!svc) {
+		vk.port = 0;
+		svc = bpf_map_lookup_elem(&services, &vk);
+		if (!svc) {
+			count(XLB_CNT_PASS_NOT_VIP);
+			return XDP_PASS;
+		}
+	}
+
+	if (!for_this_host(data, data_end)) {
+		count(XLB_CNT_PASS_OTHER_HOST);
+		return XDP_PASS;
+	}
+
+	now = bpf_jiffies64() >> XLB_ATIME_SHIFT;
+	f = bpf_map_lookup_elem(&flows, &p.key);
+	if (f && !is_reuse(p.tcp_flags, f->state)) {
+		id = f->backend;
+		be = bpf_map_lookup_elem(&backends, &id);
+		if (be && (be->flags & XLB_BE_F_PRESENT)) {
+			__u8 st = next_state(p.key.proto, p.tcp_flags, f->state);
+
+			/* Write only on change: a store per packet would bounce
+			 * the cache line between CPUs. */
+			if (f->state != st)
+				f->state = st;
+			if (f->atime != now)
+				f->atime = now;
+			goto forward;
+		}
+		count(XLB_CNT_FLOW_REHASH);
+	}
+
+	id = pick(svc, &p.key);
+	be = id ? bpf_map_lookup_elem(&backends, &id) : NULL;
+	if (!be || !(be->flags & XLB_BE_F_PRESENT)) {
+		count(XLB_CNT_PASS_NO_BACKEND);
+		return XDP_PASS;
+	}
+	{
+		struct flow nf = {
+			.backend = id,
+			.atime = now,
+			.state = next_state(p.key.proto, p.tcp_flags, 0),
+		};
+
+		bpf_map_update_elem(&flows, &p.key, &nf, BPF_ANY);
+	}
+	count(XLB_CNT_FLOW_NEW);
+	fresh = 1;
+
+forward:
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	/* for_this_host let through only frames addressed to the configured
+	 * MAC, or any frame when none is: the destination is the source. */
+	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
+
+	account(svc->id, data_end - data, fresh);
+	account(XLB_MAX_SERVICES + id, data_end - data, fresh);
+	return XDP_TX;
+}
 
 SEC("xdp")
 int xlb_xdp(struct xdp_md *ctx)

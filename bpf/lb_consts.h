@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Sizes, flags and counter indices shared by the XDP program and, through
- * bpf2go's generated types and internal/datapath's constants, the Go side.
- * Changing any value here changes a pinned map's spec: see DESIGN.md on
- * re-adopting pins. */
+/* Sizes, flags and counter indices shared by the XDP program and the Go
+ * side. What internal/datapath reads is an enum, not a #define: bpf2go
+ * -type emits Go for enums in the object's BTF (see xlb_go_consts in
+ * lb.c), so the loader has no copy to fall out of step. Changing any value
+ * here changes a pinned map's spec: see docs/design.md on re-adopting
+ * pins. */
 #ifndef XLB_CONSTS_H
 #define XLB_CONSTS_H
 
@@ -23,27 +25,45 @@
  * flow so that a connection survives a failover between them. */
 #define XLB_HASH_SEED 0x786c6232u /* "xlb2" */
 
-/* vip_key.family */
-#define XLB_AF_INET 4
-#define XLB_AF_INET6 6
+/* atime unit: 256 jiffies (0.26 s at HZ=1000, 2.6 s at HZ=100), enough to
+ * age flows the way IPVS times out connections. bpf_jiffies64() is a
+ * single load once the verifier inlines it; even the coarse ktime helper
+ * is a real call, 13-18 ns on this VM, a sixth of a known flow's cost. A
+ * flow's atime changes at most every 256 jiffies, so busy flows do not
+ * write their entry on every packet. */
+enum xlb_atime {
+	XLB_ATIME_SHIFT = 8,
+};
+
+/* vip_key.family, flow_key.family */
+enum xlb_family {
+	XLB_AF_INET = 4,
+	XLB_AF_INET6 = 6,
+};
 
 /* vip_meta.flags */
-#define XLB_SVC_F_HASH_SRC (1u << 0) /* hash on the source address only (sh, persistence) */
+enum xlb_svc_flags {
+	XLB_SVC_F_HASH_SRC = 1u << 0, /* hash on the source address only (sh, persistence) */
+};
 
 /* backend.flags */
-#define XLB_BE_F_PRESENT (1u << 0) /* id is in use: known flows stay on it */
+enum xlb_be_flags {
+	XLB_BE_F_PRESENT = 1u << 0, /* id is in use: known flows stay on it */
+};
 
 /* flow.state: the input-only TCP view IPVS keeps in direct routing, where
  * the balancer never sees the server's replies. */
-#define XLB_FLOW_SYN 1     /* first packet was a SYN */
-#define XLB_FLOW_EST 2     /* a packet without SYN/FIN/RST was seen */
-#define XLB_FLOW_FIN 3     /* FIN seen */
-#define XLB_FLOW_CLOSE 4   /* RST seen */
-#define XLB_FLOW_UDP 5     /* UDP has no state */
+enum xlb_flow_state {
+	XLB_FLOW_SYN = 1,   /* first packet was a SYN */
+	XLB_FLOW_EST = 2,   /* a packet without SYN/FIN/RST was seen */
+	XLB_FLOW_FIN = 3,   /* FIN seen */
+	XLB_FLOW_CLOSE = 4, /* RST seen */
+	XLB_FLOW_UDP = 5,   /* UDP has no state */
+};
 
-/* Global per-CPU counters: why each packet got its verdict. */
+/* Global per-CPU counters: why a packet was passed, and flow-table events.
+ * Forwarded packets are counted per service and backend in stats. */
 enum xlb_counter {
-	XLB_CNT_TX = 0,          /* forwarded to a backend */
 	XLB_CNT_PASS_NOT_IP,     /* ARP, LLDP, anything not IPv4/IPv6 */
 	XLB_CNT_PASS_MALFORMED,  /* truncated or inconsistent headers */
 	XLB_CNT_PASS_FRAGMENT,   /* IPv4 fragment, IPv6 extension header */

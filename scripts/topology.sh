@@ -88,7 +88,7 @@ host_up() {
 	ip -n "$ns" link set eth0 address "$(hostmac "$h")" up
 	sysctl_ns "$ns" net.ipv4.conf.eth0.rp_filter=0
 	# Native XDP_TX on veth otherwise forwards partial checksums (see
-	# DESIGN.md, Known ground).
+	# docs/design.md, Known ground).
 	nsx "$ns" ethtool -K eth0 tx off >/dev/null
 	ip -n "$ns" addr replace "$NET4.$n/24" dev eth0
 	ip -n "$ns" -6 addr replace "$NET6::$n/64" dev eth0 nodad

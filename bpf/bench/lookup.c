@@ -17,6 +17,7 @@
 #include <linux/tcp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
+#include "../lb_consts.h"
 #include "../lb_structs.h"
 
 /* Room for a whole benchmark round of new flows, so no insert evicts;
@@ -69,7 +70,7 @@ int bench_lookup(struct xdp_md *ctx)
 	__builtin_memcpy(vk.addr, &iph->daddr, 4);
 	vk.port = th->dest;
 	vk.proto = IPPROTO_TCP;
-	vk.family = 4;
+	vk.family = XLB_AF_INET;
 	if (!bpf_map_lookup_elem(&bench_services, &vk))
 		return XDP_PASS;
 
@@ -78,7 +79,7 @@ int bench_lookup(struct xdp_md *ctx)
 	fk.sport = th->source;
 	fk.dport = th->dest;
 	fk.proto = IPPROTO_TCP;
-	fk.family = 4;
+	fk.family = XLB_AF_INET;
 	f = bpf_map_lookup_elem(&bench_flows, &fk);
 	if (!f) {
 		if (bpf_map_update_elem(&bench_flows, &fk, &nf, BPF_ANY))

@@ -34,14 +34,20 @@ const (
 	DefaultPinDir = "/sys/fs/bpf/xlb"
 )
 
+// The program's own constants come from the enums of bpf/lb_consts.h as
+// bpf2go generates them, typed for the fields and shifts they go into, so
+// Go and C cannot disagree.
 const (
-	afInet          = 4
-	afInet6         = 6
-	svcFlagHashSrc  = 1 << 0
-	backendPresent  = 1 << 0
+	afInet         = uint8(lbXlbFamilyXLB_AF_INET)
+	afInet6        = uint8(lbXlbFamilyXLB_AF_INET6)
+	svcFlagHashSrc = uint32(lbXlbSvcFlagsXLB_SVC_F_HASH_SRC)
+	backendPresent = uint16(lbXlbBeFlagsXLB_BE_F_PRESENT)
+	atimeShift     = uint(lbXlbAtimeXLB_ATIME_SHIFT)
+)
+
+const (
 	protoTCP        = 6
 	protoUDP        = 17
-	atimeShift      = 8
 	bpffsMagic      = 0xcafe4a11
 	conventionalFS  = "/sys/fs/bpf"
 	pinDirMode      = 0o700
@@ -452,6 +458,35 @@ func (k ServiceKey) bpf() lbVipKey {
 
 func (v lbVipKey) key() ServiceKey {
 	return ServiceKey{Addr: getAddr(v.Addr, v.Family), Port: ntohs(v.Port), Proto: v.Proto}
+}
+
+// Flow is a transport 5-tuple as the data path keys it.
+type Flow struct {
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	Proto            uint8 // 6 (TCP) or 17 (UDP)
+}
+
+// addrBytes is an address as the program's 16-byte fields hold it for
+// family fam: IPv4 in the first 4 bytes and the rest zero, IPv6 as its 16
+// bytes (an IPv4-mapped IPv6 address stays IPv6, as it is on the wire).
+func addrBytes(a netip.Addr, fam uint8) [16]byte {
+	if fam == afInet {
+		var b [16]byte
+		v4 := a.Unmap().As4()
+		copy(b[:], v4[:])
+		return b
+	}
+	return a.As16()
+}
+
+// family is the program's family of a flow or service address: IPv4 only
+// for a plain IPv4 address.
+func family(a netip.Addr) uint8 {
+	if a.Is4() {
+		return afInet
+	}
+	return afInet6
 }
 
 func getAddr(b [16]byte, fam uint8) netip.Addr {

@@ -70,26 +70,87 @@ type lbVipMeta struct {
 	Size  uint32
 }
 
+type lbXlbAtime uint32
+
+const (
+	lbXlbAtimeXLB_ATIME_SHIFT lbXlbAtime = 8
+)
+
+type lbXlbBeFlags uint32
+
+const (
+	lbXlbBeFlagsXLB_BE_F_PRESENT lbXlbBeFlags = 1
+)
+
 type lbXlbConfig struct {
 	_   structs.HostLayout
 	Mac [6]uint8
 	Pad uint16
 }
 
+type lbXlbCounter uint32
+
+const (
+	lbXlbCounterXLB_CNT_PASS_NOT_IP     lbXlbCounter = 0
+	lbXlbCounterXLB_CNT_PASS_MALFORMED  lbXlbCounter = 1
+	lbXlbCounterXLB_CNT_PASS_FRAGMENT   lbXlbCounter = 2
+	lbXlbCounterXLB_CNT_PASS_NOT_L4     lbXlbCounter = 3
+	lbXlbCounterXLB_CNT_PASS_NOT_VIP    lbXlbCounter = 4
+	lbXlbCounterXLB_CNT_PASS_NO_BACKEND lbXlbCounter = 5
+	lbXlbCounterXLB_CNT_FLOW_NEW        lbXlbCounter = 6
+	lbXlbCounterXLB_CNT_FLOW_REHASH     lbXlbCounter = 7
+	lbXlbCounterXLB_CNT_PASS_OTHER_HOST lbXlbCounter = 8
+	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 9
+)
+
+type lbXlbFamily uint32
+
+const (
+	lbXlbFamilyXLB_AF_INET  lbXlbFamily = 4
+	lbXlbFamilyXLB_AF_INET6 lbXlbFamily = 6
+)
+
+type lbXlbFlowState uint32
+
+const (
+	lbXlbFlowStateXLB_FLOW_SYN   lbXlbFlowState = 1
+	lbXlbFlowStateXLB_FLOW_EST   lbXlbFlowState = 2
+	lbXlbFlowStateXLB_FLOW_FIN   lbXlbFlowState = 3
+	lbXlbFlowStateXLB_FLOW_CLOSE lbXlbFlowState = 4
+	lbXlbFlowStateXLB_FLOW_UDP   lbXlbFlowState = 5
+)
+
+type lbXlbGoConsts struct {
+	_         structs.HostLayout
+	Counter   uint32
+	Family    uint32
+	SvcFlags  uint32
+	BeFlags   uint32
+	FlowState uint32
+	Atime     uint32
+}
+
+type lbXlbSvcFlags uint32
+
+const (
+	lbXlbSvcFlagsXLB_SVC_F_HASH_SRC lbXlbSvcFlags = 1
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapBackendIds = "backend_ids"
-	lbMapBackends   = "backends"
-	lbMapCounters   = "counters"
-	lbMapFlows      = "flows"
-	lbMapMaglev     = "maglev"
-	lbMapServices   = "services"
-	lbMapStats      = "stats"
-	lbProgXlbNow    = "xlb_now"
-	lbProgXlbXdp    = "xlb_xdp"
-	lbVarXlbCfg     = "xlb_cfg"
+	lbMapBackendIds  = "backend_ids"
+	lbMapBackends    = "backends"
+	lbMapCounters    = "counters"
+	lbMapFlows       = "flows"
+	lbMapMaglev      = "maglev"
+	lbMapServices    = "services"
+	lbMapStats       = "stats"
+	lbProgXlbNow     = "xlb_now"
+	lbProgXlbXdp     = "xlb_xdp"
+	lbVarXlbCfg      = "xlb_cfg"
+	lbVarXlbGoConsts = "xlb_go_consts"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -155,7 +216,8 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
-	XlbCfg *ebpf.VariableSpec `ebpf:"xlb_cfg"`
+	XlbCfg      *ebpf.VariableSpec `ebpf:"xlb_cfg"`
+	XlbGoConsts *ebpf.VariableSpec `ebpf:"xlb_go_consts"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -203,7 +265,8 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
-	XlbCfg *ebpf.Variable `ebpf:"xlb_cfg"`
+	XlbCfg      *ebpf.Variable `ebpf:"xlb_cfg"`
+	XlbGoConsts *ebpf.Variable `ebpf:"xlb_go_consts"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

@@ -6,9 +6,9 @@ import (
 )
 
 // This file is a reference model of xlb_xdp's forwarding decision, written
-// from bpf/parse.h and bpf/lb.h rather than from the Go loader: it parses
+// from bpf/parse.h and bpf/lb.c rather than from the Go loader: it parses
 // frames itself, keeps its own services, backends and flows, and shares
-// only the documented hash (FlowHash, MaglevIndex) with the package, so
+// only the hash (FlowHash, MaglevIndex in hash_test.go) with the rest, so
 // that FuzzDatapath can hold the program to it byte for byte.
 
 // modelKey is struct flow_key: addresses as they appear on the wire (IPv4
@@ -97,8 +97,9 @@ type modelResult struct {
 	Stats    map[statKey]Stats
 }
 
-// parse reasons other than success are the counters they increment.
-const parseOK Counter = CounterTX
+// parse reasons other than success are the counters they increment;
+// success is no counter at all.
+const parseOK Counter = counterMax
 
 // modelParse reads a frame as parse.h does: one optional 802.1Q/802.1ad
 // tag, IPv4 with any IHL whose tot_len fits the frame, IPv6 whose

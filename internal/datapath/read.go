@@ -105,22 +105,33 @@ func (d *Datapath) BackendStats(id uint32) (Stats, error) {
 // Counter names the reason counters of the program (enum xlb_counter).
 type Counter uint32
 
-// The program's counters, in enum xlb_counter order.
+// The program's counters: the values of enum xlb_counter, under Go names.
 const (
-	CounterTX Counter = iota // unused by the program: forwarded packets are in Stats
-	CounterPassNotIP
-	CounterPassMalformed
-	CounterPassFragment
-	CounterPassNotL4
-	CounterPassNotVIP
-	CounterPassNoBackend
-	CounterFlowNew
-	CounterFlowRehash
-	CounterPassOtherHost
-	counterMax
+	CounterPassNotIP     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_IP)     // ARP, LLDP, anything not IPv4/IPv6
+	CounterPassMalformed = Counter(lbXlbCounterXLB_CNT_PASS_MALFORMED)  // truncated or inconsistent headers
+	CounterPassFragment  = Counter(lbXlbCounterXLB_CNT_PASS_FRAGMENT)   // IPv4 fragment, IPv6 extension header
+	CounterPassNotL4     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_L4)     // ICMP, VRRP, other IP protocols
+	CounterPassNotVIP    = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)    // no service for this address/port
+	CounterPassNoBackend = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND) // service has no table or an empty slot
+	CounterFlowNew       = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)        // flow-table inserts
+	CounterFlowRehash    = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)     // known flow whose backend was removed
+	CounterPassOtherHost = Counter(lbXlbCounterXLB_CNT_PASS_OTHER_HOST) // VIP traffic sent to another host's MAC
+	counterMax           = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
-var counterNames = [...]string{"tx", "pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip", "pass_no_backend", "flow_new", "flow_rehash", "pass_other_host"}
+// counterNames is keyed, not positional, so that reordering enum
+// xlb_counter cannot put a name on the wrong counter.
+var counterNames = [counterMax]string{
+	CounterPassNotIP:     "pass_not_ip",
+	CounterPassMalformed: "pass_malformed",
+	CounterPassFragment:  "pass_fragment",
+	CounterPassNotL4:     "pass_not_l4",
+	CounterPassNotVIP:    "pass_not_vip",
+	CounterPassNoBackend: "pass_no_backend",
+	CounterFlowNew:       "flow_new",
+	CounterFlowRehash:    "flow_rehash",
+	CounterPassOtherHost: "pass_other_host",
+}
 
 func (c Counter) String() string {
 	if c < counterMax {
@@ -132,7 +143,7 @@ func (c Counter) String() string {
 // Counters returns every reason counter summed over CPUs.
 func (d *Datapath) Counters() (map[Counter]uint64, error) {
 	out := map[Counter]uint64{}
-	for c := CounterPassNotIP; c < counterMax; c++ {
+	for c := range counterMax {
 		var per []uint64
 		if err := d.objs.Counters.Lookup(uint32(c), &per); err != nil {
 			return nil, fmt.Errorf("datapath: counter %s: %w", c, err)
@@ -148,13 +159,13 @@ func (d *Datapath) Counters() (map[Counter]uint64, error) {
 // routing, where replies bypass the balancer).
 type FlowState uint8
 
-// Flow states, as bpf/lb_consts.h numbers them.
+// Flow states: the values of enum xlb_flow_state.
 const (
-	FlowSYN   FlowState = 1
-	FlowEst   FlowState = 2
-	FlowFIN   FlowState = 3
-	FlowClose FlowState = 4
-	FlowUDP   FlowState = 5
+	FlowSYN   = FlowState(lbXlbFlowStateXLB_FLOW_SYN)   // first packet was a SYN
+	FlowEst   = FlowState(lbXlbFlowStateXLB_FLOW_EST)   // a packet without SYN/FIN/RST was seen
+	FlowFIN   = FlowState(lbXlbFlowStateXLB_FLOW_FIN)   // FIN seen
+	FlowClose = FlowState(lbXlbFlowStateXLB_FLOW_CLOSE) // RST seen
+	FlowUDP   = FlowState(lbXlbFlowStateXLB_FLOW_UDP)   // UDP has no state
 )
 
 func (s FlowState) String() string {
@@ -179,7 +190,7 @@ type FlowEntry struct {
 	Backend uint32
 	State   FlowState
 	// Idle is how long ago the flow last sent a packet, to within 256
-	// jiffies (the program stamps flows coarsely, see bpf/lb.h).
+	// jiffies (the program stamps flows coarsely, see bpf/lb_consts.h).
 	Idle time.Duration
 }
 
@@ -210,33 +221,6 @@ func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
 		return fmt.Errorf("datapath: read flows: %w", err)
 	}
 	return nil
-}
-
-// LookupFlow returns the flow table's entry for f.
-func (d *Datapath) LookupFlow(f Flow) (FlowEntry, bool, error) {
-	var v lbFlow
-	err := d.objs.Flows.Lookup(f.bpf(), &v)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return FlowEntry{}, false, nil
-	}
-	if err != nil {
-		return FlowEntry{}, false, fmt.Errorf("datapath: flow lookup: %w", err)
-	}
-	clock, err := d.idleClock()
-	if err != nil {
-		return FlowEntry{}, false, err
-	}
-	e := FlowEntry{Flow: f, Backend: v.Backend, State: FlowState(v.State), Idle: clock.idle(v.Atime)}
-	return e, true, nil
-}
-
-func (f Flow) bpf() lbFlowKey {
-	fam := family(f.Dst)
-	return lbFlowKey{
-		Src: addrBytes(f.Src, fam), Dst: addrBytes(f.Dst, fam),
-		Sport: htons(f.SrcPort), Dport: htons(f.DstPort),
-		Proto: f.Proto, Family: fam,
-	}
 }
 
 // jiffies reads the kernel's jiffies (low 32 bits), the clock the program

@@ -66,16 +66,10 @@ type Event struct {
 	At     time.Time
 }
 
-// Options configure a Manager. The zero value is usable: the wall clock,
-// real probes, no logging and no flap damping.
+// Options configure a Manager. The zero value is usable: no logging and
+// no flap damping.
 type Options struct {
-	Clock  clock.Clock
-	Log    *slog.Logger
-	Prober Prober
-	// Warmup picks the delay before a check's first probe, at most max;
-	// nil picks uniformly at random, as keepalived does, so that checks
-	// of the same backend are spread out.
-	Warmup func(max time.Duration) time.Duration
+	Log *slog.Logger
 	// Damping holds a flapping backend down; off unless all three of its
 	// values are positive.
 	Damping service.FlapDamping
@@ -92,7 +86,8 @@ type Manager struct {
 	clock  clock.Clock
 	log    *slog.Logger
 	prober Prober
-	warmup func(time.Duration) time.Duration
+	// warmup picks the delay before a check's first probe, at most max.
+	warmup func(max time.Duration) time.Duration
 
 	out  chan Event
 	wake chan struct{}
@@ -146,30 +141,29 @@ type runner struct {
 	lastErr error
 }
 
-// NewManager returns a Manager with no targets. Call Close to stop it.
+// NewManager returns a Manager with no targets: it probes with real
+// connections and processes on the wall clock, and spreads the first
+// probes of checks at random, as keepalived does. Call Close to stop it.
 func NewManager(opts Options) *Manager {
+	return newManager(opts, clock.Real{}, &DefaultProber{}, randomWarmup)
+}
+
+// newManager is NewManager with its clock, prober and warmup draw given,
+// so that tests can run checks on a fake clock against canned answers.
+func newManager(opts Options, clk clock.Clock, p Prober, warmup func(max time.Duration) time.Duration) *Manager {
 	m := &Manager{
 		opts:    opts,
-		clock:   opts.Clock,
+		clock:   clk,
 		log:     opts.Log,
-		prober:  opts.Prober,
-		warmup:  opts.Warmup,
+		prober:  p,
+		warmup:  warmup,
 		out:     make(chan Event),
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		targets: map[targetKey]*target{},
 	}
-	if m.clock == nil {
-		m.clock = clock.Real{}
-	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
-	}
-	if m.prober == nil {
-		m.prober = &DefaultProber{}
-	}
-	if m.warmup == nil {
-		m.warmup = randomWarmup
 	}
 	m.fwd.Add(1)
 	go m.forward()

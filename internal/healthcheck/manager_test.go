@@ -128,12 +128,7 @@ func newHarness(t *testing.T, opts Options, respond func(c *call, n int) outcome
 		counts:  map[string]int{},
 	}
 	h.start = h.clk.Now()
-	opts.Clock = h.clk
-	opts.Prober = h.p
-	if opts.Warmup == nil {
-		opts.Warmup = func(time.Duration) time.Duration { return 0 }
-	}
-	h.m = NewManager(opts)
+	h.m = newManager(opts, h.clk, h.p, func(time.Duration) time.Duration { return 0 })
 	h.m.afterProbe = func() { h.handled <- struct{}{} }
 	t.Cleanup(h.m.Close)
 	return h
@@ -473,7 +468,8 @@ func TestWarmup(t *testing.T) {
 	c := tcpCheck(func(c *service.Check) { c.Warmup = s(7) })
 	t.Run("the chosen delay comes first", func(t *testing.T) {
 		var asked []time.Duration
-		h := newHarness(t, Options{Warmup: func(max time.Duration) time.Duration { asked = append(asked, max); return max }}, answers())
+		h := newHarness(t, Options{}, answers())
+		h.m.warmup = func(max time.Duration) time.Duration { asked = append(asked, max); return max }
 		h.update(Target{Service: svcA, Backend: rs1, Checks: []service.Check{c}})
 		h.runUntil(s(20))
 		if diff := cmp.Diff(ds(7, 17), h.probeTimes()); diff != "" {
@@ -818,13 +814,13 @@ func TestTargetsOf(t *testing.T) {
 // reported (so a reload that adds it takes it out of the table), and comes
 // up with its first passing probe; one that never passes never comes up.
 func TestAlpha(t *testing.T) {
-	warmup := func(time.Duration) time.Duration { return s(1) }
-	h := newHarness(t, Options{Warmup: warmup}, func(c *call, n int) outcome {
+	h := newHarness(t, Options{}, func(c *call, n int) outcome {
 		if c.be == rs2 {
 			return fail
 		}
 		return pass
 	})
+	h.m.warmup = func(time.Duration) time.Duration { return s(1) }
 	alpha := tcpCheck(nil)
 	alpha.Alpha = true
 	h.update(Target{Service: svcA, Backend: rs1, Checks: []service.Check{alpha}},

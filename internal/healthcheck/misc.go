@@ -21,7 +21,7 @@ func (p *DefaultProber) probeMisc(ctx context.Context, c service.Check) (Result,
 	if err != nil {
 		return Result{}, fmt.Errorf("misc_path %q: %w", c.MiscPath, err)
 	}
-	st, err := script.Command{Args: argv, User: c.User, Grace: p.TermGrace}.Run(ctx)
+	st, err := script.Command{Args: argv, User: c.User, Grace: p.termGrace}.Run(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("misc_path %q: %w", c.MiscPath, err)
 	}

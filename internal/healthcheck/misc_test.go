@@ -88,7 +88,7 @@ func gone(pid int) bool {
 
 // TestMiscProbeTimeout: a script still running at misc_timeout fails the
 // probe, and it and its children are stopped, SIGKILL following SIGTERM
-// after TermGrace (internal/script tests how). With a grace of 1 ns the
+// after termGrace (internal/script tests how). With a grace of 1 ns the
 // script's SIGTERM handler, a 200 ms cleanup, cannot finish; with
 // keepalived's 2 s it would.
 func TestMiscProbeTimeout(t *testing.T) {
@@ -101,7 +101,7 @@ wait`)
 	// Long enough for the shell to start its child on a loaded machine.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, err := (&DefaultProber{TermGrace: time.Nanosecond}).Probe(ctx, c, rs1)
+	_, err := (&DefaultProber{termGrace: time.Nanosecond}).Probe(ctx, c, rs1)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), fmt.Sprintf("misc_path %q: ", c.MiscPath)) {
 		t.Fatalf("probe error %v, want the context's deadline, naming misc_path", err)
 	}
@@ -122,7 +122,7 @@ wait`)
 		time.Sleep(10 * time.Millisecond)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "check.sh.clean")); err == nil {
-		t.Error("the script finished its SIGTERM handler: TermGrace was not applied")
+		t.Error("the script finished its SIGTERM handler: termGrace was not applied")
 	}
 }
 

@@ -41,9 +41,10 @@ type Result struct {
 // from a VIP, and connect to connect_ip:connect_port, which default to the
 // backend's address and port.
 type DefaultProber struct {
-	// TermGrace is how long a MISC_CHECK script that has timed out gets
-	// between SIGTERM and SIGKILL; zero means keepalived's 2 seconds.
-	TermGrace time.Duration
+	// termGrace is how long a MISC_CHECK script that has timed out gets
+	// between SIGTERM and SIGKILL; zero means keepalived's 2 seconds,
+	// which only tests shorten.
+	termGrace time.Duration
 }
 
 // Probe runs the probe c describes.

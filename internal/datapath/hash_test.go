@@ -3,8 +3,11 @@ package datapath
 import (
 	"encoding/binary"
 	"math/bits"
-	"net/netip"
 )
+
+// The Go twin of the program's Maglev hash (bpf/jhash.h, xlb_flow_hash in
+// bpf/lb.c). Only tests need it, to predict the backend of a flow: in
+// production the program alone picks.
 
 // hashSeed is XLB_HASH_SEED: fixed so two balancers agree on every flow.
 const hashSeed = 0x786c6232
@@ -73,35 +76,6 @@ func jhashFinal(a, b, c uint32) (uint32, uint32, uint32) {
 	c ^= b
 	c -= bits.RotateLeft32(b, 24)
 	return a, b, c
-}
-
-// Flow is a transport 5-tuple as the data path keys it.
-type Flow struct {
-	Src, Dst         netip.Addr
-	SrcPort, DstPort uint16
-	Proto            uint8 // 6 (TCP) or 17 (UDP)
-}
-
-// addrBytes is an address as the program's 16-byte fields hold it for
-// family fam: IPv4 in the first 4 bytes and the rest zero, IPv6 as its 16
-// bytes (an IPv4-mapped IPv6 address stays IPv6, as it is on the wire).
-func addrBytes(a netip.Addr, fam uint8) [16]byte {
-	if fam == afInet {
-		var b [16]byte
-		v4 := a.Unmap().As4()
-		copy(b[:], v4[:])
-		return b
-	}
-	return a.As16()
-}
-
-// family is the program's family of a flow or service address: IPv4 only
-// for a plain IPv4 address.
-func family(a netip.Addr) uint8 {
-	if a.Is4() {
-		return afInet
-	}
-	return afInet6
 }
 
 // words is the flow key as the program's hash reads it: ten 32-bit words
