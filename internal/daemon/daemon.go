@@ -104,15 +104,21 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 		PinDir:        opts.PinDir,
 		MAC:           ifi.HardwareAddr,
 		FlowTableSize: opts.FlowTableSize,
-		Fresh:         true,
 		KeepFlows:     true,
 		LegacyIDs:     filepath.Join(filepath.Dir(opts.Socket), "backend-ids.json"),
 	})
 	if err != nil {
 		return err
 	}
+	// Until this run has attached and pinned, the pins are an earlier
+	// run's, whose program may still be forwarding: a start that fails
+	// leaves them as it found them.
+	attached := false
 	defer func() {
-		err = errors.Join(err, d.dp.Unpin(), d.dp.Close())
+		if attached {
+			err = errors.Join(err, d.dp.Unpin())
+		}
+		err = errors.Join(err, d.dp.Close())
 	}()
 	ids := d.dp.IDs()
 	if d.bal, err = balancer.NewFrom(d.dp, ids); err != nil {
@@ -143,6 +149,10 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	// attached (see datapath.Attach) keeps forwarding until this one
 	// replaces it, and this one must not start with empty tables.
 	if err := d.dp.Attach(opts.Interface, opts.XDPMode); err != nil {
+		return err
+	}
+	attached = true
+	if err := d.dp.Pin(); err != nil {
 		return err
 	}
 	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)

@@ -74,7 +74,7 @@ func TestAttachSurvivesProcessDeath(t *testing.T) {
 	inTestNetns(t)
 	pins := mountBPFFS(t)
 	loadFresh := func() *Datapath {
-		d := load(t, pins, Options{Fresh: true})
+		d := load(t, pins, Options{})
 		t.Cleanup(func() { d.Close() })
 		return d
 	}
@@ -137,50 +137,5 @@ func TestAttachSurvivesProcessDeath(t *testing.T) {
 	}
 	if got := attachedProg(t, "xlb0"); got != 0 {
 		t.Fatalf("after Unpin and Close: program %d still on xlb0", got)
-	}
-}
-
-// TestKeepFlows: a fresh load adopts the flow table an earlier run left
-// pinned when asked to, and only a table of the same size; without
-// KeepFlows it starts empty.
-func TestKeepFlows(t *testing.T) {
-	pins := mountBPFFS(t)
-	first := load(t, pins, Options{Fresh: true})
-	apply(t, first, stdSetup())
-	f := tcp4(40000, thSYN)
-	if v, _ := run(t, first, f.build()); v != verdictTX {
-		t.Fatalf("SYN: verdict %d, want XDP_TX", v)
-	}
-	want, ok, err := first.LookupFlow(f.flow())
-	if err != nil || !ok {
-		t.Fatalf("flow after the SYN: found %v, %v", ok, err)
-	}
-	if err := first.Close(); err != nil { // a crash: nothing unpinned
-		t.Fatal(err)
-	}
-
-	for _, tc := range []struct {
-		name string
-		opts Options
-		kept bool
-	}{
-		{"KeepFlows adopts the table", Options{Fresh: true, KeepFlows: true}, true},
-		{"a table of another size is not adopted", Options{Fresh: true, KeepFlows: true, FlowTableSize: 8192}, false},
-		{"without KeepFlows the table starts empty", Options{Fresh: true}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d := load(t, pins, tc.opts)
-			defer d.Close()
-			got, ok, err := d.LookupFlow(f.flow())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ok != tc.kept {
-				t.Fatalf("flow found %v, want %v", ok, tc.kept)
-			}
-			if ok && got.Backend != want.Backend {
-				t.Errorf("flow on backend %d, want %d", got.Backend, want.Backend)
-			}
-		})
 	}
 }

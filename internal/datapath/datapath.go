@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -65,19 +66,18 @@ type Options struct {
 	// destination and keeps it as the source.
 	MAC net.HardwareAddr
 	// FlowTableSize is the flows map's capacity (DefaultFlowTableSize if
-	// zero). Pinned flows of another size are not re-adopted.
+	// zero). A pinned flow table of another size is copied into one of
+	// this size.
 	FlowTableSize uint32
-	// Fresh removes maps an earlier run left pinned instead of adopting
-	// them, so a daemon starts from its configuration alone.
-	Fresh bool
-	// KeepFlows exempts the flow table from Fresh, together with the
-	// record of the backend ids its entries hold (see IDs): connections an
-	// earlier run (or its still-attached program) placed keep their
-	// backends, provided the caller gives the same backends the same ids.
+	// KeepFlows adopts the flow table an earlier run left pinned, together
+	// with the record of the backend ids its entries hold (see IDs):
+	// connections that run (or its still-attached program) placed keep
+	// their backends, provided the caller gives the same backends the same
+	// ids. Without it the flow table starts empty.
 	KeepFlows bool
 	// LegacyIDs is the JSON file in which an xlb from before the
-	// backend_ids map kept its ids; when that map is not pinned yet, the
-	// file stands in for it once (see migrateIDs).
+	// backend_ids map kept its ids; when that map is not pinned, the file
+	// stands in for it (see migrateIDs).
 	LegacyIDs string
 }
 
@@ -98,6 +98,13 @@ type Datapath struct {
 	// ids and nextID mirror the backend_ids map.
 	ids    map[lbBackendRef]uint32
 	nextID uint32
+	// adopted is the flow table taken over from an earlier run when it was
+	// copied rather than shared (another size): Pin copies what that run's
+	// program placed since Load once more, right before the switch.
+	adopted *ebpf.Map
+	// legacyIDs is the migrated JSON file, removed once Pin has recorded
+	// its ids in the pinned map.
+	legacyIDs string
 
 	// retired is a one-entry table stored in every slot whose table was
 	// released; it holds no backend and no service points at it.
@@ -108,11 +115,20 @@ type Datapath struct {
 	hzErr  error
 }
 
-// Load loads the program and opens its maps: maps pinned in PinDir by an
-// earlier run are re-adopted with their contents, missing ones are created
-// and pinned. It locks PinDir first, before any pin is read or removed,
-// and fails with a *LockedError while another process holds it.
-func Load(opts Options) (d *Datapath, err error) {
+// Load loads the program and its maps without changing anything an
+// earlier run left in PinDir: every map is new and unpinned but the flow
+// table (with KeepFlows), which is shared with the earlier run's program,
+// or copied when its size changed, and the backend ids recorded with it,
+// which are copied. Nothing is pinned or attached until Attach and Pin, so
+// a start that fails before them leaves the earlier run's program
+// forwarding with its maps exactly as it found them.
+//
+// Load locks PinDir first, before any pin is read, and fails with a
+// *LockedError while another process holds it. It refuses, with an
+// *IncompatibleError, a pinned flow table or id record whose layout this
+// build cannot read while a program may still be forwarding with it: it
+// would otherwise start that program's connections afresh.
+func Load(opts Options) (_ *Datapath, err error) {
 	if opts.PinDir == "" {
 		opts.PinDir = DefaultPinDir
 	}
@@ -129,9 +145,10 @@ func Load(opts Options) (d *Datapath, err error) {
 	if err != nil {
 		return nil, err
 	}
+	d := &Datapath{pinDir: opts.PinDir, lock: lock}
 	defer func() {
 		if err != nil {
-			lock.Close()
+			d.Close()
 		}
 	}()
 	spec, err := loadLb()
@@ -139,60 +156,51 @@ func Load(opts Options) (d *Datapath, err error) {
 		return nil, fmt.Errorf("datapath: %w", err)
 	}
 	spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
-	migrate := false
-	if opts.Fresh {
-		keep := false
-		if opts.KeepFlows && fits(filepath.Join(opts.PinDir, lbMapFlows), spec.Maps[lbMapFlows]) {
-			keep = fits(filepath.Join(opts.PinDir, lbMapBackendIds), spec.Maps[lbMapBackendIds])
-			if !keep && opts.LegacyIDs != "" {
-				_, err := os.Stat(opts.LegacyIDs)
-				keep, migrate = err == nil, err == nil
-			}
+	for _, m := range spec.Maps {
+		m.Pinning = ebpf.PinNone
+	}
+	var prev previous
+	if opts.KeepFlows {
+		if prev, err = d.previousRun(spec, opts.LegacyIDs); err != nil {
+			return nil, err
 		}
-		for _, name := range mapNames {
-			if keep && (name == lbMapFlows || name == lbMapBackendIds) {
-				continue
-			}
-			if err := os.Remove(filepath.Join(opts.PinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("datapath: remove stale pin: %w", err)
-			}
-		}
+		defer func() { prev.close() }() // what Load did not keep
 	}
 	var cfg lbXlbConfig
 	copy(cfg.Mac[:], opts.MAC)
 	if err := spec.Variables[lbVarXlbCfg].Set(cfg); err != nil {
 		return nil, fmt.Errorf("datapath: set config: %w", err)
 	}
-	d = &Datapath{pinDir: opts.PinDir, lock: lock, inner: spec.Maps[lbMapMaglev].InnerMap.Copy()}
-	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{
-		Maps: ebpf.MapOptions{PinPath: opts.PinDir},
-	})
+	d.inner = spec.Maps[lbMapMaglev].InnerMap.Copy()
+	var replace map[string]*ebpf.Map
+	if prev.flows != nil && prev.flows.MaxEntries() == opts.FlowTableSize {
+		replace = map[string]*ebpf.Map{lbMapFlows: prev.flows}
+	}
+	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{MapReplacements: replace})
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("datapath: load: %+v", ve)
 		}
-		return nil, fmt.Errorf("datapath: load (pins in %s): %w", opts.PinDir, err)
+		return nil, fmt.Errorf("datapath: load: %w", err)
 	}
 	ph := d.inner.Copy()
 	ph.MaxEntries = 1
 	if d.retired, err = ebpf.NewMap(ph); err != nil {
-		d.objs.Close()
 		return nil, fmt.Errorf("datapath: placeholder table: %w", err)
 	}
-	if err := d.readIDs(); err != nil {
-		d.Close()
-		return nil, err
-	}
-	if migrate {
-		if err := d.migrateIDs(opts.LegacyIDs); err != nil {
-			d.Close()
-			return nil, fmt.Errorf("datapath: backend ids of an earlier xlb: %w", err)
+	d.ids = map[lbBackendRef]uint32{}
+	if prev.flows != nil && replace == nil {
+		if err := copyFlows(prev.flows, d.objs.Flows); err != nil {
+			return nil, err
 		}
+		d.adopted, prev.flows = prev.flows, nil
 	}
-	if err := d.collectGarbage(); err != nil {
-		d.Close()
-		return nil, err
+	if prev.ids != nil {
+		if err := d.recordIDs(prev.ids); err != nil {
+			return nil, err
+		}
+		d.legacyIDs = prev.legacy
 	}
 	return d, nil
 }
@@ -235,34 +243,6 @@ func ensureBPFFS(dir string) error {
 	return nil
 }
 
-// collectGarbage retires Maglev tables no service points at: the spare
-// slot of a transaction that an earlier process did not finish.
-func (d *Datapath) collectGarbage() error {
-	used := map[uint32]bool{}
-	var k lbVipKey
-	var v lbVipMeta
-	it := d.objs.Services.Iterate()
-	for it.Next(&k, &v) {
-		used[v.Table] = true
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("datapath: read services: %w", err)
-	}
-	var slot uint32
-	var id ebpf.MapID
-	var stale []uint32
-	mit := d.objs.Maglev.Iterate()
-	for mit.Next(&slot, &id) {
-		if !used[slot] {
-			stale = append(stale, slot)
-		}
-	}
-	if err := mit.Err(); err != nil {
-		return fmt.Errorf("datapath: read maglev: %w", err)
-	}
-	return d.retire(stale)
-}
-
 // Mode is how the program is attached.
 type Mode int
 
@@ -291,17 +271,6 @@ func (m Mode) String() string {
 	return [...]string{"auto", "native", "generic"}[m]
 }
 
-// fits reports whether the map pinned at path is what spec describes, so
-// that loading adopts it; one of another size or layout is replaced.
-func fits(path string, spec *ebpf.MapSpec) bool {
-	m, err := ebpf.LoadPinnedMap(path, nil)
-	if err != nil {
-		return false
-	}
-	defer m.Close()
-	return m.Type() == spec.Type && m.KeySize() == spec.KeySize && m.ValueSize() == spec.ValueSize && m.MaxEntries() == spec.MaxEntries
-}
-
 // linkPin is the name of the pinned XDP link for an attach mode. The mode
 // is part of the name because the kernel does not report it: a run asking
 // for another mode must attach afresh.
@@ -312,11 +281,14 @@ var modes = []Mode{ModeAuto, ModeNative, ModeGeneric}
 
 // Attach attaches the program to the interface through a pinned link. The
 // pin keeps the program attached, with the maps it uses, when the process
-// dies without detaching (a crash, SIGKILL, the OOM killer), as IPVS keeps
-// forwarding when keepalived dies: established connections are not reset
-// by the host taking over the VIP traffic. A link an earlier run left for
-// the same interface and mode gets this program in place, atomically, so a
-// restart forwards without a gap; any other leftover link is detached.
+// ends without Unpin (a crash, SIGKILL, the OOM killer, a restart), as
+// IPVS keeps forwarding when keepalived dies: established connections are
+// not reset by the host taking over the VIP traffic. A link an earlier run
+// left for the same interface and mode gets this program in place,
+// atomically, so a restart forwards without a gap. A link left for another
+// interface is detached only once this one is attached; one for this
+// interface in another mode has to go first, as an interface takes one
+// XDP program.
 func (d *Datapath) Attach(iface string, mode Mode) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -328,50 +300,65 @@ func (d *Datapath) Attach(iface string, mode Mode) error {
 		return fmt.Errorf("datapath: interface %s: %w", iface, err)
 	}
 	pin := filepath.Join(d.pinDir, linkPin(mode))
-	if l := d.adoptLink(pin, ifi.Index); l != nil {
-		d.link = l
-		return nil
-	}
-	var flags link.XDPAttachFlags
-	switch mode {
-	case ModeNative:
-		flags = link.XDPDriverMode
-	case ModeGeneric:
-		flags = link.XDPGenericMode
-	}
-	l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XlbXdp, Interface: ifi.Index, Flags: flags})
-	if err != nil {
-		return fmt.Errorf("datapath: attach to %s (%s mode): %w", iface, mode, err)
-	}
-	if err := l.Pin(pin); err != nil {
-		l.Close()
-		return fmt.Errorf("datapath: attach to %s: pin link: %w", iface, err)
-	}
-	d.link = l
-	return nil
-}
-
-// adoptLink updates the link pinned at pin to this program when it is an
-// XDP link on ifindex, and detaches every other XDP link pinned in the
-// directory (another interface or mode) so the attach that follows finds
-// the interface free. It returns the adopted link, or nil.
-func (d *Datapath) adoptLink(pin string, ifindex int) link.Link {
+	var stale []link.Link
+	defer func() {
+		for _, l := range stale {
+			l.Close()
+		}
+	}()
 	for _, m := range modes {
 		path := filepath.Join(d.pinDir, linkPin(m))
 		l, err := link.LoadPinnedLink(path, nil)
 		if err != nil {
 			continue
 		}
-		if path == pin {
-			info, err := l.Info()
-			if err == nil && info.Type == link.XDPType && info.XDP() != nil && int(info.XDP().Ifindex) == ifindex && l.Update(d.objs.XlbXdp) == nil {
-				return l
-			}
+		ifindex := linkIfindex(l)
+		if path == pin && ifindex == ifi.Index && l.Update(d.objs.XlbXdp) == nil {
+			d.link = l
+			continue
 		}
+		if ifindex == ifi.Index {
+			_ = l.Unpin()
+			l.Close()
+			continue
+		}
+		stale = append(stale, l)
+	}
+	if d.link == nil {
+		var flags link.XDPAttachFlags
+		switch mode {
+		case ModeNative:
+			flags = link.XDPDriverMode
+		case ModeGeneric:
+			flags = link.XDPGenericMode
+		}
+		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XlbXdp, Interface: ifi.Index, Flags: flags})
+		if err != nil {
+			return fmt.Errorf("datapath: attach to %s (%s mode): %w", iface, mode, err)
+		}
+		// A stale link of another mode may hold this mode's pin name
+		// only if it was renamed by hand; replace whatever is there.
+		_ = os.Remove(pin)
+		if err := l.Pin(pin); err != nil {
+			l.Close()
+			return fmt.Errorf("datapath: attach to %s: pin link: %w", iface, err)
+		}
+		d.link = l
+	}
+	for _, l := range stale {
 		_ = l.Unpin()
-		_ = l.Close()
 	}
 	return nil
+}
+
+// linkIfindex is the interface an XDP link is attached to, 0 when it is
+// not an XDP link or its interface is gone.
+func linkIfindex(l link.Link) int {
+	info, err := l.Info()
+	if err != nil || info.Type != link.XDPType || info.XDP() == nil {
+		return 0
+	}
+	return int(info.XDP().Ifindex)
 }
 
 // Close releases the program and the maps. A program attached by Attach
@@ -386,6 +373,9 @@ func (d *Datapath) Close() error {
 		d.link = nil
 	}
 	errs = append(errs, d.objs.Close())
+	if d.adopted != nil {
+		errs = append(errs, d.adopted.Close())
+	}
 	if d.retired != nil {
 		errs = append(errs, d.retired.Close())
 	}
@@ -403,13 +393,12 @@ func (d *Datapath) Close() error {
 // one whose last reference was a descriptor at once.
 func (d *Datapath) Unpin() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.Flows, d.objs.BackendIds, d.objs.Stats, d.objs.Counters} {
-		if err := m.Unpin(); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	names := slices.Clone(mapNames)
 	for _, m := range modes {
-		if err := os.Remove(filepath.Join(d.pinDir, linkPin(m))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		names = append(names, linkPin(m))
+	}
+	for _, name := range names {
+		if err := os.Remove(filepath.Join(d.pinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

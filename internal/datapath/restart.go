@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -224,13 +225,13 @@ func validateIDs(ids *IDs) error {
 	return errors.Join(errs...)
 }
 
-// migrateIDs records in backend_ids the ids an xlb from before the map
-// saved as JSON (at path, beside its socket), so that upgrading from it
-// keeps the flow table too. The file is removed once its ids are recorded.
-func (d *Datapath) migrateIDs(path string) error {
+// readLegacyIDs reads the ids an xlb from before the backend_ids map saved
+// as JSON (at path, beside its socket), so that upgrading from it keeps the
+// flow table too. Pin removes the file once its ids are in the pinned map.
+func readLegacyIDs(path string) (*IDs, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var old struct {
 		Next     uint32 `json:"next"`
@@ -245,7 +246,7 @@ func (d *Datapath) migrateIDs(path string) error {
 		} `json:"backends"`
 	}
 	if err := json.Unmarshal(b, &old); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	ids := IDs{Next: max(old.Next, 1)}
 	for _, e := range old.Backends {
@@ -253,10 +254,196 @@ func (d *Datapath) migrateIDs(path string) error {
 		ids.Backends = append(ids.Backends, BackendID{Service: s, Backend: e.Backend, ID: e.ID})
 	}
 	if err := validateIDs(&ids); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := d.recordIDs(&ids); err != nil {
-		return err
+	return &ids, nil
+}
+
+// IncompatibleError is returned by Load when the flow table or the id
+// record an earlier run pinned has a layout this build cannot read, while
+// that run's program may still be forwarding with it.
+type IncompatibleError struct {
+	Map             string
+	Pinned, ThisOne string
+}
+
+func (e *IncompatibleError) Error() string {
+	return fmt.Sprintf("datapath: the pinned %s map (%s) is not what this build uses (%s) and a program may still be forwarding with it: "+
+		"refusing to take it over, the running data path is left as it is; `xlb stop` removes it (its connections then start afresh)", e.Map, e.Pinned, e.ThisOne)
+}
+
+// previous is what Load takes over from an earlier run.
+type previous struct {
+	// flows is the earlier run's flow table, nil to start empty.
+	flows *ebpf.Map
+	// ids is what the backend ids in flows stand for.
+	ids *IDs
+	// legacy is the JSON file ids came from, if they did.
+	legacy string
+}
+
+func (p previous) close() {
+	if p.flows != nil {
+		p.flows.Close()
 	}
-	return os.Remove(path)
+}
+
+// previousRun opens the flow table and the id record pinned in the pin
+// directory. A flow table is worth adopting only with its ids; one of a
+// layout this build cannot read is refused while a program may still use
+// it (a pinned XDP link), and otherwise left for the fresh start to
+// replace.
+func (d *Datapath) previousRun(spec *ebpf.CollectionSpec, legacy string) (previous, error) {
+	live := d.linked()
+	flows, err := ebpf.LoadPinnedMap(filepath.Join(d.pinDir, lbMapFlows), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return previous{}, nil
+	}
+	if err != nil {
+		return previous{}, fmt.Errorf("datapath: pinned flow table: %w", err)
+	}
+	if !sameLayout(flows, spec.Maps[lbMapFlows]) {
+		defer flows.Close()
+		if live {
+			return previous{}, &IncompatibleError{Map: lbMapFlows, Pinned: layoutOf(flows), ThisOne: specLayout(spec.Maps[lbMapFlows])}
+		}
+		return previous{}, nil
+	}
+	p := previous{flows: flows}
+	ids, err := ebpf.LoadPinnedMap(filepath.Join(d.pinDir, lbMapBackendIds), nil)
+	switch {
+	case err == nil:
+		defer ids.Close()
+		if !sameLayout(ids, spec.Maps[lbMapBackendIds]) {
+			p.close()
+			if live {
+				return previous{}, &IncompatibleError{Map: lbMapBackendIds, Pinned: layoutOf(ids), ThisOne: specLayout(spec.Maps[lbMapBackendIds])}
+			}
+			return previous{}, nil
+		}
+		if p.ids, err = pinnedIDs(ids); err != nil {
+			p.close()
+			return previous{}, err
+		}
+	case errors.Is(err, os.ErrNotExist) && legacy != "":
+		if p.ids, err = readLegacyIDs(legacy); err != nil {
+			p.close()
+			if errors.Is(err, os.ErrNotExist) {
+				return previous{}, nil
+			}
+			return previous{}, fmt.Errorf("datapath: backend ids of an earlier xlb: %w", err)
+		}
+		p.legacy = legacy
+	case errors.Is(err, os.ErrNotExist):
+		p.close()
+		return previous{}, nil
+	default:
+		p.close()
+		return previous{}, fmt.Errorf("datapath: pinned backend ids: %w", err)
+	}
+	return p, nil
+}
+
+// pinnedIDs reads an id record.
+func pinnedIDs(m *ebpf.Map) (*IDs, error) {
+	ids := &IDs{}
+	var k lbBackendRef
+	var id uint32
+	it := m.Iterate()
+	for it.Next(&k, &id) {
+		if k == nextIDKey {
+			ids.Next = id
+			continue
+		}
+		ids.Backends = append(ids.Backends, BackendID{Service: k.Service.key(), Backend: k.backend(), ID: id})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("datapath: read pinned backend ids: %w", err)
+	}
+	if err := validateIDs(ids); ids.Next != 0 && err != nil {
+		return nil, fmt.Errorf("datapath: pinned backend ids: %w", err)
+	}
+	return ids, nil
+}
+
+// sameLayout reports whether m can stand in for spec but for its size.
+func sameLayout(m *ebpf.Map, spec *ebpf.MapSpec) bool {
+	return m.Type() == spec.Type && m.KeySize() == spec.KeySize && m.ValueSize() == spec.ValueSize && m.Flags() == spec.Flags
+}
+
+func layoutOf(m *ebpf.Map) string {
+	return fmt.Sprintf("%s, key %d bytes, value %d bytes, flags %#x", m.Type(), m.KeySize(), m.ValueSize(), m.Flags())
+}
+
+func specLayout(s *ebpf.MapSpec) string {
+	return fmt.Sprintf("%s, key %d bytes, value %d bytes, flags %#x", s.Type, s.KeySize, s.ValueSize, s.Flags)
+}
+
+// linked reports whether an XDP link is pinned in the pin directory: the
+// program of the run that pinned it may still be forwarding.
+func (d *Datapath) linked() bool {
+	for _, m := range modes {
+		if _, err := os.Stat(filepath.Join(d.pinDir, linkPin(m))); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// copyFlows copies into to every entry of from that to lacks.
+func copyFlows(from, to *ebpf.Map) error {
+	var k lbFlowKey
+	var v lbFlow
+	it := from.Iterate()
+	for it.Next(&k, &v) {
+		if err := to.Update(&k, &v, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+			return fmt.Errorf("datapath: copy the flow table: %w", err)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("datapath: copy the flow table: %w", err)
+	}
+	return nil
+}
+
+// Pin pins every map in the pin directory, each in place of the earlier
+// run's pin of the same name with one rename, so that bpftool and the next
+// run see this run's maps and never a missing one. A flow table copied at
+// Load gets what the earlier run's program placed since, once more.
+func (d *Datapath) Pin() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.adopted != nil {
+		if err := copyFlows(d.adopted, d.objs.Flows); err != nil {
+			return err
+		}
+	}
+	maps := map[string]*ebpf.Map{
+		lbMapServices: d.objs.Services, lbMapMaglev: d.objs.Maglev, lbMapBackends: d.objs.Backends,
+		lbMapFlows: d.objs.Flows, lbMapBackendIds: d.objs.BackendIds, lbMapStats: d.objs.Stats, lbMapCounters: d.objs.Counters,
+	}
+	for _, name := range mapNames {
+		path := filepath.Join(d.pinDir, name)
+		tmp := filepath.Join(d.pinDir, "new_"+name) // bpffs refuses names with dots
+		_ = os.Remove(tmp)
+		m, err := maps[name].Clone()
+		if err != nil {
+			return fmt.Errorf("datapath: pin %s: %w", name, err)
+		}
+		err = m.Pin(tmp)
+		m.Close()
+		if err != nil {
+			return fmt.Errorf("datapath: pin %s: %w", name, err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("datapath: pin %s: %w", name, err)
+		}
+	}
+	if d.legacyIDs != "" {
+		if err := os.Remove(d.legacyIDs); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("datapath: remove %s, now pinned as %s: %w", d.legacyIDs, lbMapBackendIds, err)
+		}
+		d.legacyIDs = ""
+	}
+	return nil
 }

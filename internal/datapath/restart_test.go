@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/sys/unix"
 )
 
 // recordedIDs are the ids a run records beside stdSetup's backends.
@@ -28,7 +30,7 @@ var cmpIDs = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})
 // and closes it without unpinning, as a crash does.
 func crashWithFlow(t *testing.T, pins string) (pkt, FlowEntry) {
 	t.Helper()
-	first := load(t, pins, Options{Fresh: true})
+	first := load(t, pins, Options{})
 	txn := stdSetup()
 	ids := recordedIDs()
 	txn.IDs = &ids
@@ -40,6 +42,9 @@ func crashWithFlow(t *testing.T, pins string) (pkt, FlowEntry) {
 	want, ok, err := first.LookupFlow(f.flow())
 	if err != nil || !ok {
 		t.Fatalf("flow after the SYN: found %v, %v", ok, err)
+	}
+	if err := first.Pin(); err != nil { // what a run that served has pinned
+		t.Fatal(err)
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
@@ -56,12 +61,12 @@ func TestRestartAdoptsFlowsWithTheirIDs(t *testing.T) {
 		prepare func(t *testing.T, pins string)
 		kept    bool
 	}{
-		{name: "both adopted", opts: Options{Fresh: true, KeepFlows: true}, kept: true},
-		{name: "without KeepFlows neither", opts: Options{Fresh: true}},
-		{name: "flows of another size: neither", opts: Options{Fresh: true, KeepFlows: true, FlowTableSize: 8192}},
+		{name: "both adopted", opts: Options{KeepFlows: true}, kept: true},
+		{name: "without KeepFlows neither", opts: Options{}},
+		{name: "flows of another size: copied", opts: Options{KeepFlows: true, FlowTableSize: 8192}, kept: true},
 		{
 			name: "flows without a record of their ids: neither",
-			opts: Options{Fresh: true, KeepFlows: true},
+			opts: Options{KeepFlows: true},
 			prepare: func(t *testing.T, pins string) {
 				if err := os.Remove(filepath.Join(pins, lbMapBackendIds)); err != nil {
 					t.Fatal(err)
@@ -77,6 +82,9 @@ func TestRestartAdoptsFlowsWithTheirIDs(t *testing.T) {
 			}
 			d := load(t, pins, tc.opts)
 			defer d.Close()
+			if err := d.Pin(); err != nil {
+				t.Fatal(err)
+			}
 			got, ok, err := d.LookupFlow(f.flow())
 			if err != nil {
 				t.Fatal(err)
@@ -95,6 +103,87 @@ func TestRestartAdoptsFlowsWithTheirIDs(t *testing.T) {
 				t.Errorf("adopted ids (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestLoadChangesNothing: Load leaves every pin as it found it; only Pin
+// replaces them, each with this run's map.
+func TestLoadChangesNothing(t *testing.T) {
+	pins := mountBPFFS(t)
+	crashWithFlow(t, pins)
+	before := pinInodes(t, pins)
+	d := load(t, pins, Options{KeepFlows: true})
+	if diff := cmp.Diff(before, pinInodes(t, pins)); diff != "" {
+		t.Errorf("pins after Load (-before +after):\n%s", diff)
+	}
+	if err := d.Pin(); err != nil {
+		t.Fatal(err)
+	}
+	after := pinInodes(t, pins)
+	for name, ino := range before {
+		if after[name] == ino || after[name] == 0 {
+			t.Errorf("pin %s after Pin: inode %d, want a new pin in place of %d", name, after[name], ino)
+		}
+	}
+	d.Close()
+}
+
+func pinInodes(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	for _, name := range mapNames {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = st.Ino
+	}
+	return out
+}
+
+// TestIncompatibleFlowTable: a pinned flow table this build cannot read is
+// refused while a program may still use it (its XDP link is pinned), and
+// replaced by an empty one otherwise.
+func TestIncompatibleFlowTable(t *testing.T) {
+	pins := mountBPFFS(t)
+	crashWithFlow(t, pins)
+	flows := filepath.Join(pins, lbMapFlows)
+	if err := os.Remove(flows); err != nil {
+		t.Fatal(err)
+	}
+	other, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.LRUHash, KeySize: 40, ValueSize: 16, MaxEntries: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Pin(flows); err != nil {
+		t.Fatal(err)
+	}
+	before := pinInodes(t, pins)
+
+	d := load(t, pins, Options{KeepFlows: true})
+	if _, ok, _ := d.LookupFlow(tcp4(40000, thSYN).flow()); ok {
+		t.Error("without a pinned link: a flow found in a table of another layout")
+	}
+	d.Close()
+
+	// Any pinned object stands for the link here: Load only asks whether
+	// one is there.
+	stand, err := other.Clone() // Pin moves a pinned map's pin
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stand.Close()
+	if err := stand.Pin(filepath.Join(pins, linkPin(ModeNative))); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(Options{PinDir: pins, KeepFlows: true, FlowTableSize: 4096})
+	var ie *IncompatibleError
+	if !errors.As(err, &ie) || ie.Map != lbMapFlows {
+		t.Fatalf("with a pinned link: %v, want an *IncompatibleError for the flows map", err)
+	}
+	if diff := cmp.Diff(before, pinInodes(t, pins)); diff != "" {
+		t.Errorf("pins after the refused load (-before +after):\n%s", diff)
 	}
 }
 
@@ -149,8 +238,14 @@ func TestMigrateLegacyIDs(t *testing.T) {
 	if err := os.WriteFile(legacy, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := load(t, pins, Options{Fresh: true, KeepFlows: true, LegacyIDs: legacy})
+	d := load(t, pins, Options{KeepFlows: true, LegacyIDs: legacy})
 	defer d.Close()
+	if _, err := os.Stat(legacy); err != nil {
+		t.Errorf("the legacy file is gone before Pin: %v", err)
+	}
+	if err := d.Pin(); err != nil {
+		t.Fatal(err)
+	}
 	got, ok, err := d.LookupFlow(f.flow())
 	if err != nil || !ok || got.Backend != want.Backend {
 		t.Fatalf("flow after the upgrade: %+v, found %v, %v; want backend %d", got, ok, err, want.Backend)
@@ -170,13 +265,13 @@ func TestMigrateLegacyIDs(t *testing.T) {
 // first is closed, the directory is free.
 func TestPinDirLocked(t *testing.T) {
 	pins := mountBPFFS(t)
-	first := load(t, pins, Options{Fresh: true})
+	first := load(t, pins, Options{})
 	txn := stdSetup()
 	ids := recordedIDs()
 	txn.IDs = &ids
 	apply(t, first, txn)
 
-	_, err := Load(Options{PinDir: pins, Fresh: true, FlowTableSize: 4096})
+	_, err := Load(Options{PinDir: pins, FlowTableSize: 4096})
 	var le *LockedError
 	if !errors.As(err, &le) {
 		t.Fatalf("second load: %v, want a *LockedError", err)
@@ -194,6 +289,6 @@ func TestPinDirLocked(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	second := load(t, pins, Options{Fresh: true, KeepFlows: true})
+	second := load(t, pins, Options{KeepFlows: true})
 	second.Close()
 }

@@ -58,7 +58,7 @@ func benchApply(b *testing.B) {
 	for i := range b.N {
 		b.StopTimer()
 		pins := filepath.Join(fs, "xlb"+strconv.Itoa(i))
-		dp, err := datapath.Load(datapath.Options{PinDir: pins, MAC: testutil.HostMAC(testutil.LB1), Fresh: true})
+		dp, err := datapath.Load(datapath.Options{PinDir: pins, MAC: testutil.HostMAC(testutil.LB1)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -78,6 +78,9 @@ func benchApply(b *testing.B) {
 		b.StopTimer()
 		fullTime += mid.Sub(start)
 		reloadTime += end.Sub(mid)
+		if err := dp.Pin(); err != nil {
+			b.Fatal(err)
+		}
 		if mem, err = measureMapMemory(pins); err != nil {
 			b.Fatal(err)
 		}
