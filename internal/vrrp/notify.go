@@ -19,7 +19,7 @@ type ScriptRunner interface {
 // ExecRunner runs each script in its own goroutine with a timeout and logs
 // failures; keepalived likewise never waits for notify scripts.
 type ExecRunner struct {
-	Timeout time.Duration // 0 means 30 s
+	Timeout time.Duration // 0 means script.NotifyTimeout
 	// User runs the scripts, as keepalived's "user [group]"; empty means
 	// keepalived_script if that user exists, else root.
 	User   string
@@ -30,7 +30,7 @@ type ExecRunner struct {
 func (r ExecRunner) Run(argv []string) {
 	timeout := r.Timeout
 	if timeout == 0 {
-		timeout = 30 * time.Second
+		timeout = script.NotifyTimeout
 	}
 	log := r.Logger
 	if log == nil {
