@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xlb-project/xlb/internal/clock"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -55,25 +56,14 @@ type Sender interface {
 	Announce(dev string, addr netip.Addr) error
 }
 
-// Clock schedules the later bursts; tests inject a fake one.
-type Clock interface {
-	AfterFunc(d time.Duration, f func()) Timer
-}
-
-// Timer is a pending AfterFunc call.
-type Timer interface{ Stop() bool }
-
-type systemClock struct{}
-
-func (systemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
-
 // Options are an Announcer's collaborators; nil fields get the real ones
 // (netlink, raw sockets, the wall clock) in the caller's network namespace.
 type Options struct {
 	Addresses Addresses
 	Sender    Sender
-	Clock     Clock
-	Logger    *slog.Logger
+	// Clock schedules the later bursts.
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Announcer holds one set of virtual addresses.
@@ -81,14 +71,14 @@ type Announcer struct {
 	cfg   Config
 	addrs Addresses
 	send  Sender
-	clock Clock
+	clock clock.Clock
 	log   *slog.Logger
 
 	mu     sync.Mutex
 	held   bool
 	gen    uint64 // invalidates timers of an earlier Acquire
-	timers []Timer
-	again  Timer // Reannounce's second burst
+	timers []clock.Timer
+	again  clock.Timer // Reannounce's second burst
 }
 
 // New returns an Announcer that holds nothing yet.
@@ -101,7 +91,7 @@ func New(cfg Config, opt Options) *Announcer {
 		a.send = NewRawSender()
 	}
 	if a.clock == nil {
-		a.clock = systemClock{}
+		a.clock = clock.Real{}
 	}
 	if a.log == nil {
 		a.log = slog.Default()

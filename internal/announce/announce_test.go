@@ -13,64 +13,16 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/xlb-project/xlb/internal/clock/clocktest"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// fakeClock runs due timers synchronously from Advance.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Duration
-	timers []*fakeTimer
-}
+type fakeClock = clocktest.Fake
 
-type fakeTimer struct {
-	c       *fakeClock
-	at      time.Duration
-	f       func()
-	pending bool
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now + d, f: f, pending: true}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.pending
-	t.pending = false
-	return was
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	end := c.now + d
-	for {
-		var next *fakeTimer
-		for _, t := range c.timers {
-			if t.pending && t.at <= end && (next == nil || t.at < next.at) {
-				next = t
-			}
-		}
-		if next == nil {
-			break
-		}
-		next.pending = false
-		c.now = next.at
-		c.mu.Unlock()
-		next.f()
-		c.mu.Lock()
-	}
-	c.now = end
-	c.timers = slices.DeleteFunc(c.timers, func(t *fakeTimer) bool { return !t.pending })
-	c.mu.Unlock()
-}
+func newFakeClock() *fakeClock { return clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 // log records address changes and announcements as strings.
 type log struct {
@@ -124,7 +76,7 @@ func testConfig() Config {
 
 func newTest(cfg Config) (*Announcer, *log, *fakeClock) {
 	l := &log{}
-	c := &fakeClock{}
+	c := newFakeClock()
 	return New(cfg, Options{Addresses: l, Sender: l, Clock: c, Logger: quiet}), l, c
 }
 

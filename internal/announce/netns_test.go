@@ -101,7 +101,7 @@ func TestLinux(t *testing.T) {
 			{Prefix: netip.MustParsePrefix("2001:db8::10/64")},
 		},
 	}
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	sender := NewRawSender()
 	t.Cleanup(func() { sender.Close() })
 	an := New(cfg, Options{Sender: sender, Clock: clock, Logger: quiet})
