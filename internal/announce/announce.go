@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/xlb-project/xlb/internal/clock"
-	"github.com/xlb-project/xlb/internal/service"
 )
 
 // Config says which addresses to hold and how to announce them.
@@ -22,7 +21,7 @@ type Config struct {
 	Name string
 	// Interface is the device of addresses without their own Dev.
 	Interface string
-	VIPs      []service.VirtualIP
+	VIPs      []VIP
 	// Repeat is the number of announcements per address in a burst
 	// (garp_master_repeat); Delay is the time until the second burst
 	// (garp_master_delay, 0 for none); Refresh the period of one more
@@ -35,13 +34,12 @@ type Config struct {
 	RefreshRepeat int
 }
 
-// FromInstance returns the Config of a vrrp_instance.
-func FromInstance(in service.VRRPInstance) Config {
-	return Config{
-		Name: "vrrp_instance " + in.Name, Interface: in.Interface, VIPs: in.VirtualIPs,
-		Repeat: in.GARPMasterRepeat, Delay: in.GARPMasterDelay, Refresh: in.GARPMasterRefresh,
-		RefreshRepeat: in.GARPMasterRefreshRepeat,
-	}
+// VIP is one address to hold.
+type VIP struct {
+	Prefix netip.Prefix
+	// Dev is the device to add it to; empty means Config.Interface.
+	Dev   string
+	Label string
 }
 
 // Addresses adds and removes interface addresses. Both are idempotent.
@@ -99,7 +97,7 @@ func New(cfg Config, opt Options) *Announcer {
 	return a
 }
 
-func (a *Announcer) dev(v service.VirtualIP) string {
+func (a *Announcer) dev(v VIP) string {
 	if v.Dev != "" {
 		return v.Dev
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/xlb-project/xlb/internal/clock/clocktest"
-	"github.com/xlb-project/xlb/internal/service"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -66,7 +65,7 @@ func (l *log) Announce(dev string, a netip.Addr) error {
 func testConfig() Config {
 	return Config{
 		Name: "vrrp_instance VI_1", Interface: "eth0",
-		VIPs: []service.VirtualIP{
+		VIPs: []VIP{
 			{Prefix: netip.MustParsePrefix("192.0.2.10/32")},
 			{Prefix: netip.MustParsePrefix("2001:db8::10/64"), Dev: "eth1", Label: "eth1:vip"},
 		},
@@ -190,17 +189,6 @@ func TestAcquireReportsFailures(t *testing.T) {
 	}
 }
 
-func TestFromInstance(t *testing.T) {
-	in := service.VRRPInstance{
-		Name: "VI_9", Interface: "eth3", GARPMasterDelay: 5 * time.Second, GARPMasterRepeat: 5, GARPMasterRefresh: time.Minute, GARPMasterRefreshRepeat: 2,
-		VirtualIPs: []service.VirtualIP{{Prefix: netip.MustParsePrefix("192.0.2.10/32")}},
-	}
-	want := Config{Name: "vrrp_instance VI_9", Interface: "eth3", VIPs: in.VirtualIPs, Repeat: 5, Delay: 5 * time.Second, Refresh: time.Minute, RefreshRepeat: 2}
-	if diff := cmp.Diff(want, FromInstance(in), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
-		t.Errorf("FromInstance (-want +got):\n%s", diff)
-	}
-}
-
 // TestHandOver: after a reload the successor's addresses never leave the
 // interface, the predecessor's others do, and only the successor
 // announces; a successor that holds nothing leaves nothing behind.
@@ -220,7 +208,7 @@ func TestHandOver(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg := testConfig()
-			cfg.VIPs = []service.VirtualIP{
+			cfg.VIPs = []VIP{
 				{Prefix: netip.MustParsePrefix("192.0.2.10/32")},
 				{Prefix: netip.MustParsePrefix("192.0.2.11/32")},
 			}

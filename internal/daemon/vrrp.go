@@ -121,7 +121,7 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 			return fail(fmt.Errorf("vrrp_instance %s: %w", ic.Name, err))
 		}
 		log := d.log.With("vrrp_instance", ic.Name)
-		an := announce.New(announce.FromInstance(ic), announce.Options{Logger: log})
+		an := announce.New(announceConfig(ic), announce.Options{Logger: log})
 		repeat, delay := ic.GARPLowerPrioRepeat, ic.GARPLowerPrioDelay
 		inst, err := vrrp.New(ic, vrrp.Options{
 			Conn:            conn,
@@ -173,6 +173,20 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 		set.scripts = append(set.scripts, trackedScript{cfg: sc, argv: argv, users: users})
 	}
 	return set, nil
+}
+
+// announceConfig is what the announcer of a vrrp_instance holds and how
+// it announces it.
+func announceConfig(in service.VRRPInstance) announce.Config {
+	c := announce.Config{
+		Name: "vrrp_instance " + in.Name, Interface: in.Interface,
+		Repeat: in.GARPMasterRepeat, Delay: in.GARPMasterDelay, Refresh: in.GARPMasterRefresh,
+		RefreshRepeat: in.GARPMasterRefreshRepeat,
+	}
+	for _, v := range in.VirtualIPs {
+		c.VIPs = append(c.VIPs, announce.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label})
+	}
+	return c
 }
 
 // abort closes a prepared set that never ran.

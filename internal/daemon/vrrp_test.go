@@ -1,10 +1,16 @@
 package daemon
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/xlb-project/xlb/internal/announce"
+	"github.com/xlb-project/xlb/internal/service"
 	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
@@ -112,5 +118,25 @@ func TestResumeStates(t *testing.T) {
 				t.Errorf("resumeStates(%v, %q) = %v, want %v", tc.handed, tc.groups, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestAnnounceConfig(t *testing.T) {
+	in := service.VRRPInstance{
+		Name: "VI_9", Interface: "eth3", GARPMasterDelay: 5 * time.Second, GARPMasterRepeat: 5, GARPMasterRefresh: time.Minute, GARPMasterRefreshRepeat: 2,
+		VirtualIPs: []service.VirtualIP{
+			{Prefix: netip.MustParsePrefix("192.0.2.10/32"), Source: service.Pos{File: "c", Line: 3}},
+			{Prefix: netip.MustParsePrefix("192.0.2.11/24"), Dev: "eth4", Label: "eth4:vip"},
+		},
+	}
+	want := announce.Config{
+		Name: "vrrp_instance VI_9", Interface: "eth3", Repeat: 5, Delay: 5 * time.Second, Refresh: time.Minute, RefreshRepeat: 2,
+		VIPs: []announce.VIP{
+			{Prefix: netip.MustParsePrefix("192.0.2.10/32")},
+			{Prefix: netip.MustParsePrefix("192.0.2.11/24"), Dev: "eth4", Label: "eth4:vip"},
+		},
+	}
+	if diff := cmp.Diff(want, announceConfig(in), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("announceConfig (-want +got):\n%s", diff)
 	}
 }

@@ -52,7 +52,11 @@ func TestInteropPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	an := announce.New(announce.FromInstance(cfg), announce.Options{})
+	acfg := announce.Config{Name: "vrrp_instance " + cfg.Name, Interface: cfg.Interface, Repeat: cfg.GARPMasterRepeat}
+	for _, v := range cfg.VirtualIPs {
+		acfg.VIPs = append(acfg.VIPs, announce.VIP{Prefix: v.Prefix})
+	}
+	an := announce.New(acfg, announce.Options{})
 	inst, err := vrrp.New(cfg, vrrp.Options{Conn: conn, OnChange: func(e vrrp.Event) {
 		switch {
 		case e.To.HoldsAddresses() && !e.From.HoldsAddresses():
