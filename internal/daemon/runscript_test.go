@@ -37,7 +37,7 @@ func (w *warnings) String() string {
 // TestRunScript runs real vrrp_scripts through runScript and checks the
 // first verdict it reports: the line is split with keepalived's quoting,
 // runs as the script's user, and a timeout stops the script's whole
-// process group. scriptVerdict's counting has its own test.
+// process group. The rise/fall counting has its own test (risefall).
 func TestRunScript(t *testing.T) {
 	const guard = 10 * time.Second
 	tests := []struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/xlb-project/xlb/internal/announce"
 	"github.com/xlb-project/xlb/internal/api"
+	"github.com/xlb-project/xlb/internal/risefall"
 	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 	"github.com/xlb-project/xlb/internal/vrrp"
@@ -339,7 +340,7 @@ func (s *vrrpSet) wait() {
 
 // runScript runs a vrrp_script every interval, as its user and bounded by
 // its timeout, and reports its verdict to the instances tracking it
-// whenever the verdict changes (scriptVerdict). A verdict the set carried
+// whenever the verdict changes (risefall.Counter). A verdict the set carried
 // over from a reload is reported at once and stands until the runs
 // change it; init_fail applies only to a script without one.
 func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, argv []string, report func(good bool), log interface{ Warn(string, ...any) }) {
@@ -348,15 +349,20 @@ func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, argv []s
 	if timeout <= 0 {
 		timeout = interval
 	}
-	v := newScriptVerdict(sc.Rise, sc.Fall, sc.InitFail)
+	// keepalived's counting: good after rise successes in a row, failed
+	// after fall failures in a row. Before the first run the script has
+	// no verdict and that run decides either way; with init_fail it
+	// starts failed instead and must rise.
+	v := risefall.Undecided(sc.Rise, sc.Fall)
 	s.mu.Lock()
 	good, carried := s.verdicts[scriptKey(sc)]
 	s.mu.Unlock()
 	switch {
 	case carried:
-		v = carriedVerdict(sc.Rise, sc.Fall, good)
+		v = risefall.New(sc.Rise, sc.Fall, good)
 		report(good)
 	case sc.InitFail:
+		v = risefall.New(sc.Rise, sc.Fall, false)
 		report(false)
 	}
 	run := func() error {
@@ -378,7 +384,7 @@ func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, argv []s
 			if ctx.Err() != nil {
 				return
 			}
-			if good, changed := v.add(err == nil); changed {
+			if good, changed := v.Add(err == nil); changed {
 				if !good {
 					log.Warn("vrrp_script failing", "err", err)
 				}
@@ -391,58 +397,6 @@ func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, argv []s
 			}
 		}
 	}()
-}
-
-// scriptVerdict turns a vrrp_script's exit statuses into its verdict the
-// way keepalived counts them: good after rise successes in a row, failed
-// after fall failures in a row. Before the first run the script has no
-// verdict and that run decides either way; with init_fail it starts
-// failed instead and must rise.
-type scriptVerdict struct {
-	rise, fall int
-	// n runs from 0 (failed, no success since) to rise+fall-1 (good, no
-	// failure since); the script is good from rise on.
-	n     int
-	fresh bool
-}
-
-func newScriptVerdict(rise, fall int, initFail bool) *scriptVerdict {
-	v := &scriptVerdict{rise: max(rise, 1), fall: max(fall, 1)}
-	if !initFail {
-		v.n, v.fresh = v.rise-1, true
-	}
-	return v
-}
-
-// carriedVerdict continues a verdict from before a reload: a good script
-// must fail fall times in a row to fail, a failed one rise times in a row
-// to be good.
-func carriedVerdict(rise, fall int, good bool) *scriptVerdict {
-	v := &scriptVerdict{rise: max(rise, 1), fall: max(fall, 1)}
-	if good {
-		v.n = v.rise + v.fall - 1
-	}
-	return v
-}
-
-// add records one run and returns the verdict and whether it changed
-// (always true for the deciding first run).
-func (v *scriptVerdict) add(ok bool) (good, changed bool) {
-	top := v.rise + v.fall - 1
-	switch {
-	case ok && v.n < v.rise-1:
-		v.n++
-	case ok:
-		changed = v.n < v.rise || v.fresh
-		v.n = top
-	case v.n > v.rise:
-		v.n--
-	default:
-		changed = v.n >= v.rise || v.fresh
-		v.n = 0
-	}
-	v.fresh = false
-	return v.n >= v.rise, changed
 }
 
 // trackInterfaces reports the link state (operationally up, with carrier)
