@@ -434,31 +434,7 @@ func (d *Daemon) neighbourChanged(ch neigh.Change) {
 // read from set to zero: a reload that only moves them (an edit above
 // them, a comment) leaves the running instances alone.
 func vrrpPart(cfg *service.Config) any {
-	insts := slices.Clone(cfg.VRRP)
-	for i := range insts {
-		in := &insts[i]
-		in.Source.Line = 0
-		in.VirtualIPs = slices.Clone(in.VirtualIPs)
-		for j := range in.VirtualIPs {
-			in.VirtualIPs[j].Source.Line = 0
-		}
-		in.TrackScripts, in.TrackInterfaces = slices.Clone(in.TrackScripts), slices.Clone(in.TrackInterfaces)
-		for j := range in.TrackScripts {
-			in.TrackScripts[j].Source.Line = 0
-		}
-		for j := range in.TrackInterfaces {
-			in.TrackInterfaces[j].Source.Line = 0
-		}
-	}
-	groups := slices.Clone(cfg.SyncGroups)
-	for i := range groups {
-		groups[i].Source.Line = 0
-	}
-	scripts := slices.Clone(cfg.Scripts)
-	for i := range scripts {
-		scripts[i].Source.Line = 0
-	}
-	return []any{insts, groups, scripts}
+	return service.WithoutLines([]any{cfg.VRRP, cfg.SyncGroups, cfg.Scripts})
 }
 
 // healthChanged serves a backend's new state: one transaction per event,
