@@ -92,10 +92,11 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 	}
 	groups := map[string]*vrrp.Group{}
 	for _, g := range cfg.SyncGroups {
-		grp, err := vrrp.NewGroup(g, nil)
-		if err != nil {
-			return fail(err) // it names the group
+		if err := checkNotify("vrrp_sync_group "+g.Name, g.Notify, g.Source.File); err != nil {
+			return fail(err)
 		}
+		notify := newNotifier("GROUP", g.Name, g.Notify, d.log.With("vrrp_sync_group", g.Name))
+		grp := vrrp.NewGroup(g, func(e vrrp.GroupEvent) { notify.changed(e.To, e.Priority, e.Resumed) })
 		for _, name := range g.Instances {
 			groups[name] = grp
 			set.groupOf[name] = g.Name
@@ -122,6 +123,7 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 			return fail(fmt.Errorf("vrrp_instance %s: %w", ic.Name, err))
 		}
 		log := d.log.With("vrrp_instance", ic.Name)
+		notify := newNotifier("INSTANCE", ic.Name, ic.Notify, log)
 		an := announce.New(announceConfig(ic), announce.Options{Logger: log})
 		repeat, delay := ic.GARPLowerPrioRepeat, ic.GARPLowerPrioDelay
 		inst, err := vrrp.New(ic, vrrp.Options{
@@ -140,11 +142,16 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 				if err != nil {
 					log.Error("virtual addresses", "err", err)
 				}
+				notify.changed(e.To, e.Priority, e.Resumed)
 			},
 		})
 		if err != nil {
 			conn.Close()
 			return fail(err) // it names the instance
+		}
+		if err := checkNotify("vrrp_instance "+ic.Name, ic.Notify, ic.Source.File); err != nil {
+			conn.Close()
+			return fail(err)
 		}
 		set.routers = append(set.routers, &router{cfg: ic, inst: inst, conn: conn, an: an})
 		insts[ic.Name] = inst

@@ -94,23 +94,32 @@ func (c *fakeConn) priorities() []int {
 	return p
 }
 
-// recorder collects events and notify script runs.
+// recorder collects events.
 type recorder struct {
 	mu     sync.Mutex
 	events []Event
-	runs   [][]string
+	groups []GroupEvent
+	// notes are the changes a caller runs notify scripts for: all but
+	// the resumed ones.
+	notes []string
 }
 
 func (r *recorder) onChange(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, e)
+	if !e.Resumed {
+		r.notes = append(r.notes, "INSTANCE "+e.Instance+" "+e.To.String())
+	}
 }
 
-func (r *recorder) Run(argv []string) {
+func (r *recorder) onGroup(e GroupEvent) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.runs = append(r.runs, argv)
+	r.groups = append(r.groups, e)
+	if !e.Resumed {
+		r.notes = append(r.notes, "GROUP "+e.Group+" "+e.To.String())
+	}
 }
 
 // states lists "instance:STATE" for each change so far and forgets them.
@@ -125,12 +134,26 @@ func (r *recorder) states() []string {
 	return s
 }
 
-func (r *recorder) takeRuns() [][]string {
+// groupStates lists "group:STATE" for each change of a sync group so far
+// and forgets them.
+func (r *recorder) groupStates() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	runs := r.runs
-	r.runs = nil
-	return runs
+	var s []string
+	for _, e := range r.groups {
+		s = append(s, e.Group+":"+e.To.String())
+	}
+	r.groups = nil
+	return s
+}
+
+// takeNotes returns and forgets the changes reported for notify scripts.
+func (r *recorder) takeNotes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.notes
+	r.notes = nil
+	return n
 }
 
 // baseConfig is a v3 IPv4 instance with a one-second interval and priority 100.
@@ -169,7 +192,7 @@ func newHarness(t *testing.T, cfg service.VRRPInstance, group *Group, rec *recor
 		local = ll1
 	}
 	h := &harness{t: t, clock: clock, conn: newFakeConn(t, local), rec: rec}
-	inst, err := New(cfg, Options{Conn: h.conn, Clock: clock, Logger: quiet, OnChange: rec.onChange, Scripts: rec, Group: group})
+	inst, err := New(cfg, Options{Conn: h.conn, Clock: clock, Logger: quiet, OnChange: rec.onChange, Group: group})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,24 @@ type Event struct {
 	// Priority is the effective priority at the change.
 	Priority int
 	Reason   string
+	// Resumed marks the change of an instance that took over its
+	// predecessor's state on a reload (Resume): nothing changed for the
+	// world outside, and keepalived runs no notify script for it.
+	Resumed bool
+}
+
+// GroupEvent is a sync group's change of state: one member changed, on
+// its own account, and took the others along; each member reports its
+// own Event first. Members stop one by one, so there is none for
+// Releasing or Stopped.
+type GroupEvent struct {
+	Group string
+	To    State
+	// Priority is the effective priority of the member whose change
+	// moved the group.
+	Priority int
+	// Resumed is as in Event, for that member.
+	Resumed bool
 }
 
 // Options are an instance's collaborators.
@@ -61,16 +79,15 @@ type Options struct {
 	Logger *slog.Logger
 	// OnChange is called for every state change, in order, with the
 	// instance's (or its sync group's) lock held: it must not call back
-	// into the instance. The caller adds the addresses when To holds them
-	// and removes them when it no longer does. A change to Master is
-	// reported before the first advertisement is sent.
+	// into the instance, nor wait for long. The caller adds the addresses
+	// when To holds them and removes them when it no longer does, and
+	// runs the notify scripts. A change to Master is reported before the
+	// first advertisement is sent.
 	OnChange func(Event)
 	// OnLowerPriority is called, with the same lock held as OnChange,
 	// when a master hears a lower priority and garp_lower_prio_repeat is
 	// set: the caller announces the addresses again.
 	OnLowerPriority func()
-	// Scripts runs notify scripts; nil means ExecRunner.
-	Scripts ScriptRunner
 	// Group is the sync group the instance belongs to, if any.
 	Group *Group
 }
@@ -100,7 +117,6 @@ type Instance struct {
 	log             *slog.Logger
 	onChange        func(Event)
 	onLowerPriority func()
-	scripts         ScriptRunner
 	group           *Group
 
 	state        State
@@ -116,13 +132,12 @@ type Instance struct {
 	scriptDown   map[string]bool
 	stats        Stats
 	stopped      chan struct{}
-	// quiet holds back notify scripts while a resumed instance takes the
-	// state its predecessor had: nothing changed for the scripts' world.
+	// quiet marks the events of a resumed instance taking the state its
+	// predecessor had as Resumed.
 	quiet bool
 }
 
-// New builds an instance from its configuration. It checks the notify
-// scripts' security and refuses insecure ones.
+// New builds an instance from its configuration.
 func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 	name := "vrrp_instance " + cfg.Name
 	if opt.Conn == nil {
@@ -148,7 +163,6 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 	i := &Instance{
 		mu: new(sync.Mutex), name: cfg.Name, cfg: cfg, unit: unit,
 		conn: opt.Conn, clock: opt.Clock, log: opt.Logger, onChange: opt.OnChange, onLowerPriority: opt.OnLowerPriority,
-		scripts:      opt.Scripts,
 		masterAdvInt: cfg.AdvertInt,
 		ifDown:       map[string]bool{}, scriptDown: map[string]bool{},
 		stats:   Stats{Dropped: map[Reason]uint64{}},
@@ -188,12 +202,6 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 	if i.onChange == nil {
 		i.onChange = func(Event) {}
 	}
-	if i.scripts == nil {
-		i.scripts = ExecRunner{User: cfg.Notify.User, Logger: i.log}
-	}
-	if err := checkNotify(name, cfg.Notify, cfg.Source.File); err != nil {
-		return nil, err
-	}
 	if g := opt.Group; g != nil {
 		if !slices.Contains(g.cfg.Instances, cfg.Name) {
 			return nil, fmt.Errorf("%s: not a member of vrrp_sync_group %s", name, g.cfg.Name)
@@ -209,22 +217,20 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 
 // Group is a vrrp_sync_group: its members change state together.
 type Group struct {
-	mu      sync.Mutex
-	cfg     service.SyncGroup
-	members []*Instance
-	scripts ScriptRunner
+	mu       sync.Mutex
+	cfg      service.SyncGroup
+	members  []*Instance
+	onChange func(GroupEvent)
 }
 
 // NewGroup builds a sync group; instances join it through Options.Group.
-// scripts runs the group's notify scripts (nil means ExecRunner).
-func NewGroup(cfg service.SyncGroup, scripts ScriptRunner) (*Group, error) {
-	if err := checkNotify("vrrp_sync_group "+cfg.Name, cfg.Notify, cfg.Source.File); err != nil {
-		return nil, err
+// onChange, if not nil, is called for every change of the group's state,
+// under the same rules as Options.OnChange.
+func NewGroup(cfg service.SyncGroup, onChange func(GroupEvent)) *Group {
+	if onChange == nil {
+		onChange = func(GroupEvent) {}
 	}
-	if scripts == nil {
-		scripts = ExecRunner{User: cfg.Notify.User}
-	}
-	return &Group{cfg: cfg, scripts: scripts}, nil
+	return &Group{cfg: cfg, onChange: onChange}
 }
 
 // Run runs the instance until ctx is done, then stops it gracefully: a
@@ -509,7 +515,7 @@ func (i *Instance) transition(to State, reason string, fromGroup bool) {
 	i.state = to
 	prio := i.priority()
 	i.log.Info("state change", "from", from.String(), "to", to.String(), "priority", prio, "reason", reason)
-	ev := Event{Instance: i.name, From: from, To: to, Priority: prio, Reason: reason}
+	ev := Event{Instance: i.name, From: from, To: to, Priority: prio, Reason: reason, Resumed: i.quiet}
 	notified := false
 	switch to {
 	case StateBackup:
@@ -542,9 +548,6 @@ func (i *Instance) transition(to State, reason string, fromGroup bool) {
 	if to == StateStopped {
 		close(i.stopped)
 	}
-	if to != StateReleasing && !i.quiet {
-		runNotify(i.scripts, i.cfg.Notify, "INSTANCE", i.name, to, prio)
-	}
 	if fromGroup || i.group == nil || to == StateReleasing || to == StateStopped {
 		return
 	}
@@ -558,9 +561,7 @@ func (i *Instance) transition(to State, reason string, fromGroup bool) {
 			m.transition(to, "vrrp_sync_group "+i.group.cfg.Name+": "+i.name+" is "+to.String(), true)
 		}
 	}
-	if !i.quiet {
-		runNotify(i.group.scripts, i.group.cfg.Notify, "GROUP", i.group.cfg.Name, to, prio)
-	}
+	i.group.onChange(GroupEvent{Group: i.group.cfg.Name, To: to, Priority: prio, Resumed: i.quiet})
 }
 
 func (i *Instance) masterDown() {

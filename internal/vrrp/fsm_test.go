@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -438,10 +436,7 @@ func link(t *testing.T, clock *fakeClock, hs ...*harness) {
 
 func TestSyncGroup(t *testing.T) {
 	rec := &recorder{}
-	group, err := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"A", "B"}}, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	group := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"A", "B"}}, rec.onGroup)
 	clock := newFakeClock()
 	cfgA := baseConfig()
 	cfgA.Name, cfgA.TrackInterfaces = "A", []service.Track{{Name: "eth1"}}
@@ -473,10 +468,13 @@ func TestSyncGroup(t *testing.T) {
 	if diff := cmp.Diff([]string{"A:BACKUP", "B:BACKUP"}, rec.states()); diff != "" {
 		t.Errorf("recovery (-want +got):\n%s", diff)
 	}
-	// Group notify scripts would run with "GROUP G STATE prio"; none are
-	// configured, so only instance scripts (none either) ran.
-	if runs := rec.takeRuns(); len(runs) != 0 {
-		t.Errorf("ran %v without scripts configured", runs)
+	// The group reports each change once, from the member that moved
+	// it (at startup each member starts on its own account), and
+	// recovery from Fault member by member, as keepalived's group
+	// notify scripts hear of it.
+	want := []string{"G:BACKUP", "G:BACKUP", "G:MASTER", "G:BACKUP", "G:FAULT", "G:BACKUP", "G:BACKUP"}
+	if diff := cmp.Diff(want, rec.groupStates()); diff != "" {
+		t.Errorf("group changes (-want +got):\n%s", diff)
 	}
 }
 
@@ -529,44 +527,12 @@ func TestGracefulStop(t *testing.T) {
 	}
 }
 
-func TestNotifyScripts(t *testing.T) {
-	dir := t.TempDir()
-	script := func(name string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	if os.Getuid() != 0 {
-		t.Skip("script security needs root-owned scripts; run as root")
-	}
-	cfg := baseConfig()
-	cfg.Notify = service.Notify{Any: script("any.sh"), Master: script("master.sh") + " --up", Stop: script("stop.sh")}
-	rec := &recorder{}
-	h := newHarness(t, cfg, nil, rec, nil)
-	h.inst.Start()
-	h.clock.Advance(mdi100)
-	h.inst.Stop()
-	h.recv(upper, 150)
-	want := [][]string{
-		{cfg.Notify.Any, "INSTANCE", "VI_1", "BACKUP", "100"},
-		{filepath.Join(dir, "master.sh"), "--up"},
-		{cfg.Notify.Any, "INSTANCE", "VI_1", "MASTER", "100"},
-		{cfg.Notify.Stop},
-		{cfg.Notify.Any, "INSTANCE", "VI_1", "STOP", "100"},
-	}
-	if diff := cmp.Diff(want, rec.takeRuns()); diff != "" {
-		t.Errorf("scripts run (-want +got):\n%s", diff)
-	}
-}
-
 // TestRun drives the instance through Run and the Conn, as the daemon does.
 func TestRun(t *testing.T) {
 	clock := newFakeClock()
 	conn := newFakeConn(t, self)
 	rec := &recorder{}
-	inst, err := New(baseConfig(), Options{Conn: conn, Clock: clock, Logger: quiet, OnChange: rec.onChange, Scripts: rec})
+	inst, err := New(baseConfig(), Options{Conn: conn, Clock: clock, Logger: quiet, OnChange: rec.onChange})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -654,7 +620,7 @@ func TestMasterTakesAddressesBeforeAdvertising(t *testing.T) {
 			conn := newFakeConn(t, self)
 			sentAtMaster := -1
 			clock := newFakeClock()
-			inst, err := New(cfg, Options{Conn: conn, Clock: clock, Logger: quiet, Scripts: &recorder{},
+			inst, err := New(cfg, Options{Conn: conn, Clock: clock, Logger: quiet,
 				OnChange: func(e Event) {
 					if e.To == StateMaster {
 						conn.mu.Lock()
@@ -720,7 +686,7 @@ func TestHandoffResume(t *testing.T) {
 			}
 			old.conn.take()
 			old.rec.states()
-			old.rec.takeRuns()
+			old.rec.takeNotes()
 
 			cfg := withNotify(baseConfig())
 			tt.new(&cfg)
@@ -732,8 +698,8 @@ func TestHandoffResume(t *testing.T) {
 			if diff := cmp.Diff(tt.wantNew, next.rec.states()); diff != "" {
 				t.Errorf("successor's events (-want +got):\n%s", diff)
 			}
-			if got := next.rec.takeRuns(); len(got) != tt.wantRuns {
-				t.Errorf("successor ran notify scripts %v, want %d", got, tt.wantRuns)
+			if got := next.rec.takeNotes(); len(got) != tt.wantRuns {
+				t.Errorf("successor reported %v for notify scripts, want %d", got, tt.wantRuns)
 			}
 
 			select {
@@ -748,8 +714,8 @@ func TestHandoffResume(t *testing.T) {
 			if got := old.rec.states(); len(got) != 0 {
 				t.Errorf("the handed-off instance reported %v, want nothing (its addresses stay)", got)
 			}
-			if got := old.rec.takeRuns(); len(got) != 0 {
-				t.Errorf("the handed-off instance ran %v", got)
+			if got := old.rec.takeNotes(); len(got) != 0 {
+				t.Errorf("the handed-off instance reported %v for notify scripts", got)
 			}
 			if tt.wantPrio != nil {
 				got := next.conn.priorities()
@@ -769,10 +735,7 @@ func TestSyncGroupResume(t *testing.T) {
 	build := func() (*recorder, *harness, *harness) {
 		rec := &recorder{}
 		notify := service.Notify{Master: "/bin/true master", Backup: "/bin/true backup"}
-		group, err := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"A", "B"}, Notify: notify}, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		group := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"A", "B"}, Notify: notify}, rec.onGroup)
 		cfgA := baseConfig()
 		cfgA.Name, cfgA.Notify = "A", notify
 		cfgB := baseConfig()
@@ -786,7 +749,7 @@ func TestSyncGroupResume(t *testing.T) {
 	oldA.wantState(StateMaster)
 	oldB.wantState(StateMaster)
 	oldRec.states()
-	oldRec.takeRuns()
+	oldRec.takeNotes()
 
 	rec, a, b := build()
 	prevA, prevB := oldA.inst.Handoff(), oldB.inst.Handoff()
@@ -797,8 +760,8 @@ func TestSyncGroupResume(t *testing.T) {
 	if diff := cmp.Diff([]string{"A:MASTER", "B:MASTER"}, rec.states()); diff != "" {
 		t.Errorf("resume (-want +got):\n%s", diff)
 	}
-	if runs := rec.takeRuns(); len(runs) != 0 {
-		t.Errorf("a resumed group ran %v", runs)
+	if notes := rec.takeNotes(); len(notes) != 0 {
+		t.Errorf("a resumed group reported %v for notify scripts", notes)
 	}
 	if got := oldRec.states(); len(got) != 0 {
 		t.Errorf("the handed-over group reported %v", got)
@@ -860,7 +823,7 @@ func TestLowerPriorityReannounce(t *testing.T) {
 			cfg.GARPLowerPrioRepeat = repeat
 			clock := newFakeClock()
 			calls := 0
-			inst, err := New(cfg, Options{Conn: newFakeConn(t, self), Clock: clock, Logger: quiet, Scripts: &recorder{},
+			inst, err := New(cfg, Options{Conn: newFakeConn(t, self), Clock: clock, Logger: quiet,
 				OnLowerPriority: func() { calls++ }})
 			if err != nil {
 				t.Fatal(err)
