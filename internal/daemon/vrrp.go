@@ -96,7 +96,7 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 			return fail(err)
 		}
 		notify := newNotifier("GROUP", g.Name, g.Notify, d.log.With("vrrp_sync_group", g.Name))
-		grp := vrrp.NewGroup(g, func(e vrrp.GroupEvent) { notify.changed(e.To, e.Priority, e.Resumed) })
+		grp := vrrp.NewGroup(vrrp.GroupConfig{Name: g.Name, Instances: g.Instances}, func(e vrrp.GroupEvent) { notify.changed(e.To, e.Priority, e.Resumed) })
 		for _, name := range g.Instances {
 			groups[name] = grp
 			set.groupOf[name] = g.Name
@@ -126,7 +126,7 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 		notify := newNotifier("INSTANCE", ic.Name, ic.Notify, log)
 		an := announce.New(announceConfig(ic), announce.Options{Logger: log})
 		repeat, delay := ic.GARPLowerPrioRepeat, ic.GARPLowerPrioDelay
-		inst, err := vrrp.New(ic, vrrp.Options{
+		inst, err := vrrp.New(instanceConfig(ic), vrrp.Options{
 			Conn:            conn,
 			Logger:          d.log, // the instance names itself in its lines
 			Group:           groups[ic.Name],
@@ -181,6 +181,34 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 		set.scripts = append(set.scripts, trackedScript{cfg: sc, argv: argv, users: users})
 	}
 	return set, nil
+}
+
+// instanceConfig is what the state machine of a vrrp_instance needs of
+// it; Validate has checked its ranges.
+func instanceConfig(in service.VRRPInstance) vrrp.Config {
+	c := vrrp.Config{
+		Name: in.Name, VRID: uint8(in.VirtualRouterID), Priority: in.Priority,
+		AdvertInt: in.AdvertInt, Version: in.Version,
+		Preempt: in.Preempt, PreemptDelay: in.PreemptDelay,
+		UnicastPeers: in.UnicastPeers, CheckUnicastSrc: in.CheckUnicastSrc,
+		SkipCheckAdvAddr:     in.SkipCheckAdvAddr,
+		LowerPrioNoAdvert:    in.LowerPrioNoAdvert,
+		HigherPrioSendAdvert: in.HigherPrioSendAdvert,
+		LowerPrioReannounce:  in.GARPLowerPrioRepeat > 0,
+	}
+	if in.Auth != nil && in.Auth.Type == "PASS" {
+		c.PassAuth, c.Password = true, in.Auth.Pass
+	}
+	for _, v := range in.VirtualIPs {
+		c.Addrs = append(c.Addrs, v.Prefix.Addr())
+	}
+	for _, t := range in.TrackInterfaces {
+		c.TrackInterfaces = append(c.TrackInterfaces, vrrp.Track{Name: t.Name, Weight: t.Weight})
+	}
+	for _, t := range in.TrackScripts {
+		c.TrackScripts = append(c.TrackScripts, vrrp.Track{Name: t.Name, Weight: t.Weight})
+	}
+	return c
 }
 
 // announceConfig is what the announcer of a vrrp_instance holds and how

@@ -59,3 +59,38 @@ func TestAnnounceConfig(t *testing.T) {
 		t.Errorf("announceConfig (-want +got):\n%s", diff)
 	}
 }
+
+func TestInstanceConfig(t *testing.T) {
+	at := service.Pos{File: "k.conf", Line: 9}
+	in := service.VRRPInstance{
+		Name: "VI_9", State: "MASTER", Interface: "eth3", VirtualRouterID: 200, Priority: 150,
+		AdvertInt: 2 * time.Second, Version: 2, Preempt: true, PreemptDelay: time.Minute,
+		Auth: &service.VRRPAuth{Type: "PASS", Pass: "secret"},
+		VirtualIPs: []service.VirtualIP{
+			{Prefix: netip.MustParsePrefix("192.0.2.10/24"), Dev: "eth4", Source: at},
+			{Prefix: netip.MustParsePrefix("192.0.2.11/32")},
+		},
+		UnicastPeers:        []netip.Addr{netip.MustParseAddr("198.51.100.2")},
+		CheckUnicastSrc:     true,
+		TrackScripts:        []service.Track{{Name: "chk", Weight: -20, Source: at}},
+		TrackInterfaces:     []service.Track{{Name: "eth3"}},
+		GARPLowerPrioRepeat: 2, SkipCheckAdvAddr: true, LowerPrioNoAdvert: true, HigherPrioSendAdvert: true,
+		Notify: service.Notify{Master: "/bin/true"}, Source: at,
+	}
+	want := vrrp.Config{
+		Name: "VI_9", VRID: 200, Priority: 150, AdvertInt: 2 * time.Second, Version: 2,
+		Preempt: true, PreemptDelay: time.Minute, PassAuth: true, Password: "secret",
+		Addrs:        []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")},
+		UnicastPeers: []netip.Addr{netip.MustParseAddr("198.51.100.2")}, CheckUnicastSrc: true,
+		TrackScripts:     []vrrp.Track{{Name: "chk", Weight: -20}},
+		TrackInterfaces:  []vrrp.Track{{Name: "eth3"}},
+		SkipCheckAdvAddr: true, LowerPrioNoAdvert: true, HigherPrioSendAdvert: true, LowerPrioReannounce: true,
+	}
+	if diff := cmp.Diff(want, instanceConfig(in), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("instanceConfig (-want +got):\n%s", diff)
+	}
+	in.Auth, in.GARPLowerPrioRepeat = nil, 0
+	if got := instanceConfig(in); got.PassAuth || got.Password != "" || got.LowerPrioReannounce {
+		t.Errorf("without authentication or garp_lower_prio_repeat: %+v", got)
+	}
+}

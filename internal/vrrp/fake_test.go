@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/xlb-project/xlb/internal/clock/clocktest"
-	"github.com/xlb-project/xlb/internal/service"
 )
 
 type fakeClock = clocktest.Fake
@@ -157,11 +156,11 @@ func (r *recorder) takeNotes() []string {
 }
 
 // baseConfig is a v3 IPv4 instance with a one-second interval and priority 100.
-func baseConfig() service.VRRPInstance {
-	return service.VRRPInstance{
-		Name: "VI_1", State: "BACKUP", Interface: "eth0", VirtualRouterID: 51, Priority: 100,
+func baseConfig() Config {
+	return Config{
+		Name: "VI_1", VRID: 51, Priority: 100,
 		AdvertInt: time.Second, Version: 3, Preempt: true,
-		VirtualIPs: []service.VirtualIP{{Prefix: netip.MustParsePrefix("192.0.2.10/32")}},
+		Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.10")},
 	}
 }
 
@@ -179,7 +178,7 @@ type harness struct {
 	inst  *Instance
 }
 
-func newHarness(t *testing.T, cfg service.VRRPInstance, group *Group, rec *recorder, clock *fakeClock) *harness {
+func newHarness(t *testing.T, cfg Config, group *Group, rec *recorder, clock *fakeClock) *harness {
 	t.Helper()
 	if rec == nil {
 		rec = &recorder{}
@@ -188,7 +187,7 @@ func newHarness(t *testing.T, cfg service.VRRPInstance, group *Group, rec *recor
 		clock = newFakeClock()
 	}
 	local := self
-	if cfg.VirtualIPs[0].Prefix.Addr().Is6() {
+	if cfg.Addrs[0].Is6() {
 		local = ll1
 	}
 	h := &harness{t: t, clock: clock, conn: newFakeConn(t, local), rec: rec}
@@ -205,9 +204,9 @@ func newHarness(t *testing.T, cfg service.VRRPInstance, group *Group, rec *recor
 func (h *harness) advert(src netip.Addr, prio int, mod ...func(*Advertisement)) []byte {
 	h.t.Helper()
 	cfg := h.inst.cfg
-	a := Advertisement{Version: cfg.Version, VRID: uint8(cfg.VirtualRouterID), Priority: uint8(prio), AdvertInt: h.inst.unit, Addrs: h.inst.vips}
-	if cfg.Auth != nil {
-		a.AuthType, a.AuthData = AuthPass, pass(cfg.Auth.Pass)
+	a := Advertisement{Version: cfg.Version, VRID: cfg.VRID, Priority: uint8(prio), AdvertInt: h.inst.unit, Addrs: h.inst.vips}
+	if cfg.PassAuth {
+		a.AuthType, a.AuthData = AuthPass, pass(cfg.Password)
 	}
 	for _, m := range mod {
 		m(&a)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/xlb-project/xlb/internal/clock"
-	"github.com/xlb-project/xlb/internal/service"
 )
 
 // State is an instance's VRRP state.
@@ -85,8 +84,8 @@ type Options struct {
 	// first advertisement is sent.
 	OnChange func(Event)
 	// OnLowerPriority is called, with the same lock held as OnChange,
-	// when a master hears a lower priority and garp_lower_prio_repeat is
-	// set: the caller announces the addresses again.
+	// when a master hears a lower priority and Config.LowerPrioReannounce
+	// is set: the caller announces the addresses again.
 	OnLowerPriority func()
 	// Group is the sync group the instance belongs to, if any.
 	Group *Group
@@ -106,11 +105,14 @@ type Stats struct {
 type Instance struct {
 	mu   *sync.Mutex // shared by a sync group so its members move together
 	name string
-	cfg  service.VRRPInstance
-	auth [8]byte
-	vips []netip.Addr // sorted, for comparing advertised lists
-	dsts []netip.Addr
-	unit uint16 // own advert interval in the version's unit
+	cfg  Config
+	// authType and auth are what advertisements carry and must carry:
+	// AuthPass and the password, or 0 and zeros.
+	authType uint8
+	auth     [8]byte
+	vips     []netip.Addr // sorted, for comparing advertised lists
+	dsts     []netip.Addr
+	unit     uint16 // own advert interval in the version's unit
 
 	conn            Conn
 	clock           clock.Clock
@@ -138,26 +140,14 @@ type Instance struct {
 }
 
 // New builds an instance from its configuration.
-func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
+func New(cfg Config, opt Options) (*Instance, error) {
 	name := "vrrp_instance " + cfg.Name
 	if opt.Conn == nil {
 		return nil, fmt.Errorf("%s: no connection", name)
 	}
-	if cfg.Version != 2 && cfg.Version != 3 {
-		return nil, fmt.Errorf("%s: version %d is not 2 or 3", name, cfg.Version)
-	}
-	if cfg.VirtualRouterID < 1 || cfg.VirtualRouterID > 255 {
-		return nil, fmt.Errorf("%s: virtual_router_id %d is outside 1..255", name, cfg.VirtualRouterID)
-	}
-	if cfg.Priority < 1 || cfg.Priority > 255 {
-		return nil, fmt.Errorf("%s: priority %d is outside 1..255", name, cfg.Priority)
-	}
 	unit, err := advertUnits(cfg.Version, cfg.AdvertInt)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if len(cfg.VirtualIPs) == 0 {
-		return nil, fmt.Errorf("%s: no virtual_ipaddress", name)
 	}
 	local := opt.Conn.LocalAddr()
 	i := &Instance{
@@ -168,19 +158,16 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 		stats:   Stats{Dropped: map[Reason]uint64{}},
 		stopped: make(chan struct{}),
 	}
-	for _, v := range cfg.VirtualIPs {
-		a := v.Prefix.Addr()
+	for _, a := range cfg.Addrs {
 		if a.Is6() != local.Is6() {
 			return nil, fmt.Errorf("%s: virtual_ipaddress %s is not of the family of the source address %s", name, a, local)
 		}
 		i.vips = append(i.vips, a)
 	}
 	slices.SortFunc(i.vips, netip.Addr.Compare)
-	if cfg.Auth != nil && cfg.Auth.Type == "PASS" {
-		if cfg.Version != 2 {
-			return nil, fmt.Errorf("%s: authentication is VRRPv2 only", name)
-		}
-		copy(i.auth[:], cfg.Auth.Pass)
+	if cfg.PassAuth {
+		i.authType = AuthPass
+		copy(i.auth[:], cfg.Password)
 	}
 	i.dsts = cfg.UnicastPeers
 	if len(i.dsts) == 0 {
@@ -218,7 +205,7 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 // Group is a vrrp_sync_group: its members change state together.
 type Group struct {
 	mu       sync.Mutex
-	cfg      service.SyncGroup
+	cfg      GroupConfig
 	members  []*Instance
 	onChange func(GroupEvent)
 }
@@ -226,7 +213,7 @@ type Group struct {
 // NewGroup builds a sync group; instances join it through Options.Group.
 // onChange, if not nil, is called for every change of the group's state,
 // under the same rules as Options.OnChange.
-func NewGroup(cfg service.SyncGroup, onChange func(GroupEvent)) *Group {
+func NewGroup(cfg GroupConfig, onChange func(GroupEvent)) *Group {
 	if onChange == nil {
 		onChange = func(GroupEvent) {}
 	}
@@ -379,10 +366,10 @@ func (i *Instance) SetScript(name string, ok bool) {
 	i.setTrack(i.cfg.TrackScripts, i.scriptDown, name, !ok, "track_script "+name)
 }
 
-func (i *Instance) setTrack(tracks []service.Track, down map[string]bool, name string, isDown bool, what string) {
+func (i *Instance) setTrack(tracks []Track, down map[string]bool, name string, isDown bool, what string) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if !slices.ContainsFunc(tracks, func(t service.Track) bool { return t.Name == name }) || down[name] == isDown {
+	if !slices.ContainsFunc(tracks, func(t Track) bool { return t.Name == name }) || down[name] == isDown {
 		return
 	}
 	down[name] = isDown
@@ -460,7 +447,7 @@ func (i *Instance) priority() int {
 	if p == PriorityOwner {
 		return p
 	}
-	add := func(tracks []service.Track, down map[string]bool) {
+	add := func(tracks []Track, down map[string]bool) {
 		for _, t := range tracks {
 			if t.Weight > 0 && !down[t.Name] || t.Weight < 0 && down[t.Name] {
 				p += t.Weight
@@ -580,11 +567,8 @@ func (i *Instance) advertise() {
 
 func (i *Instance) send(prio int) {
 	a := Advertisement{
-		Version: i.cfg.Version, VRID: uint8(i.cfg.VirtualRouterID), Priority: uint8(prio),
-		AdvertInt: i.unit, Addrs: i.vips,
-	}
-	if i.cfg.Auth != nil && i.cfg.Auth.Type == "PASS" {
-		a.AuthType, a.AuthData = AuthPass, i.auth
+		Version: i.cfg.Version, VRID: i.cfg.VRID, Priority: uint8(prio),
+		AdvertInt: i.unit, Addrs: i.vips, AuthType: i.authType, AuthData: i.auth,
 	}
 	src := i.conn.LocalAddr()
 	for _, dst := range i.dsts {
@@ -618,7 +602,7 @@ func (i *Instance) Receive(b []byte, src, dst netip.Addr, ttl int) {
 		}
 		return
 	}
-	if int(a.VRID) != i.cfg.VirtualRouterID {
+	if a.VRID != i.cfg.VRID {
 		i.stats.OtherVRID++
 		return
 	}
@@ -639,11 +623,7 @@ func (i *Instance) Receive(b []byte, src, dst netip.Addr, ttl int) {
 		return
 	}
 	if a.Version == 2 {
-		wantType := uint8(0)
-		if i.cfg.Auth != nil && i.cfg.Auth.Type == "PASS" {
-			wantType = AuthPass
-		}
-		if a.AuthType != wantType || wantType == AuthPass && a.AuthData != i.auth {
+		if a.AuthType != i.authType || i.authType == AuthPass && a.AuthData != i.auth {
 			i.drop(ReasonAuth, src, fmt.Sprintf("auth type %d or password does not match", a.AuthType))
 			return
 		}
@@ -722,7 +702,7 @@ func (i *Instance) advertisement(a *Advertisement, src netip.Addr) {
 				i.send(prio)
 				i.arm(i.cfg.AdvertInt, i.advertise)
 			}
-			if i.cfg.GARPLowerPrioRepeat > 0 {
+			if i.cfg.LowerPrioReannounce {
 				i.onLowerPriority()
 			}
 		}

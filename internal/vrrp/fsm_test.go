@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/xlb-project/xlb/internal/service"
 )
 
 // For priority 100 and a one-second interval (RFC 5798 §6.1).
@@ -42,9 +41,9 @@ func TestTimers(t *testing.T) {
 }
 
 func TestBackupBecomesMasterAfterDownInterval(t *testing.T) {
-	cfg := baseConfig()
-	cfg.State = "MASTER" // keepalived also starts in Backup unless it owns the address
-	h := newHarness(t, cfg, nil, nil, nil)
+	// Every instance starts in Backup unless it owns the address, as
+	// keepalived's "state MASTER" does too.
+	h := newHarness(t, baseConfig(), nil, nil, nil)
 	h.inst.Start()
 	h.wantState(StateBackup)
 	h.clock.Advance(mdi100 - time.Nanosecond)
@@ -140,7 +139,7 @@ func TestBackupPriorityZeroTakesOverAfterSkew(t *testing.T) {
 
 // masterHarness returns an instance that has just become master, with
 // what it sent so far forgotten.
-func masterHarness(t *testing.T, cfg service.VRRPInstance) *harness {
+func masterHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	h := newHarness(t, cfg, nil, nil, nil)
 	h.inst.Start()
@@ -159,7 +158,7 @@ func TestMasterReceives(t *testing.T) {
 		wantState State
 		// wantSent is what the master sends at once in answer.
 		wantSent []int
-		mod      func(*service.VRRPInstance)
+		mod      func(*Config)
 	}{
 		{"higher priority", lower, 101, StateBackup, nil, nil},
 		{"equal priority from a higher address", upper, 100, StateBackup, nil, nil},
@@ -167,9 +166,9 @@ func TestMasterReceives(t *testing.T) {
 		{"lower priority", upper, 99, StateMaster, []int{100}, nil},
 		{"priority 0", upper, 0, StateMaster, []int{100}, nil},
 		{"lower priority, lower_prio_no_advert", upper, 99, StateMaster, nil,
-			func(c *service.VRRPInstance) { c.LowerPrioNoAdvert = true }},
+			func(c *Config) { c.LowerPrioNoAdvert = true }},
 		{"higher priority, higher_prio_send_advert", lower, 101, StateBackup, []int{100},
-			func(c *service.VRRPInstance) { c.HigherPrioSendAdvert = true }},
+			func(c *Config) { c.HigherPrioSendAdvert = true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,15 +218,15 @@ func TestV3LearnsMasterInterval(t *testing.T) {
 // does not hold the backup down, so it takes over on the original
 // schedule.
 func TestInvalidPacketsDropped(t *testing.T) {
-	v2 := func() service.VRRPInstance {
+	v2 := func() Config {
 		c := baseConfig()
 		c.Version = 2
-		c.Auth = &service.VRRPAuth{Type: "PASS", Pass: "secret"}
+		c.PassAuth, c.Password = true, "secret"
 		return c
 	}
 	tests := []struct {
 		name   string
-		cfg    service.VRRPInstance
+		cfg    Config
 		packet func(h *harness) ([]byte, netip.Addr, int)
 		reason Reason // 0: counted as another VRID
 	}{
@@ -285,7 +284,7 @@ func TestInvalidPacketsDropped(t *testing.T) {
 	// dropped: the cases above fail for the reason they name.
 	for _, c := range []struct {
 		name string
-		cfg  service.VRRPInstance
+		cfg  Config
 		src  netip.Addr
 	}{
 		{"valid v2 control", v2(), upper},
@@ -308,7 +307,7 @@ func TestInvalidPacketsDropped(t *testing.T) {
 
 func TestTrackInterface(t *testing.T) {
 	cfg := baseConfig()
-	cfg.TrackInterfaces = []service.Track{{Name: "eth1"}, {Name: "eth2", Weight: -30}, {Name: "eth3", Weight: 20}}
+	cfg.TrackInterfaces = []Track{{Name: "eth1"}, {Name: "eth2", Weight: -30}, {Name: "eth3", Weight: 20}}
 	h := masterHarness(t, cfg)
 	if got := h.inst.Priority(); got != 120 {
 		t.Fatalf("priority with eth3 up %d, want 120", got)
@@ -347,20 +346,20 @@ func TestTrackScriptWeights(t *testing.T) {
 	tests := []struct {
 		name   string
 		prio   int
-		tracks []service.Track
+		tracks []Track
 		down   []string
 		want   int
 		fault  bool
 	}{
-		{"positive weight added while up", 100, []service.Track{{Name: "a", Weight: 10}}, nil, 110, false},
-		{"positive weight dropped when down", 100, []service.Track{{Name: "a", Weight: 10}}, []string{"a"}, 100, false},
-		{"negative weight ignored while up", 100, []service.Track{{Name: "a", Weight: -10}}, nil, 100, false},
-		{"negative weight subtracted when down", 100, []service.Track{{Name: "a", Weight: -10}}, []string{"a"}, 90, false},
-		{"weights add up", 100, []service.Track{{Name: "a", Weight: 10}, {Name: "b", Weight: -40}, {Name: "c", Weight: 5}}, []string{"b"}, 75, false},
-		{"clamped below 255", 250, []service.Track{{Name: "a", Weight: 10}}, nil, 254, false},
-		{"clamped above 0", 5, []service.Track{{Name: "a", Weight: -10}}, []string{"a"}, 1, false},
-		{"owner ignores weights", 255, []service.Track{{Name: "a", Weight: -10}}, []string{"a"}, 255, false},
-		{"weight 0 down is a fault", 100, []service.Track{{Name: "a"}}, []string{"a"}, 100, true},
+		{"positive weight added while up", 100, []Track{{Name: "a", Weight: 10}}, nil, 110, false},
+		{"positive weight dropped when down", 100, []Track{{Name: "a", Weight: 10}}, []string{"a"}, 100, false},
+		{"negative weight ignored while up", 100, []Track{{Name: "a", Weight: -10}}, nil, 100, false},
+		{"negative weight subtracted when down", 100, []Track{{Name: "a", Weight: -10}}, []string{"a"}, 90, false},
+		{"weights add up", 100, []Track{{Name: "a", Weight: 10}, {Name: "b", Weight: -40}, {Name: "c", Weight: 5}}, []string{"b"}, 75, false},
+		{"clamped below 255", 250, []Track{{Name: "a", Weight: 10}}, nil, 254, false},
+		{"clamped above 0", 5, []Track{{Name: "a", Weight: -10}}, []string{"a"}, 1, false},
+		{"owner ignores weights", 255, []Track{{Name: "a", Weight: -10}}, []string{"a"}, 255, false},
+		{"weight 0 down is a fault", 100, []Track{{Name: "a"}}, []string{"a"}, 100, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -386,7 +385,7 @@ func TestTrackScriptWeights(t *testing.T) {
 func TestScriptWeightHandsOver(t *testing.T) {
 	clock := newFakeClock()
 	cfgA := baseConfig()
-	cfgA.Name, cfgA.Priority, cfgA.TrackScripts = "A", 100, []service.Track{{Name: "chk", Weight: -20}}
+	cfgA.Name, cfgA.Priority, cfgA.TrackScripts = "A", 100, []Track{{Name: "chk", Weight: -20}}
 	a := newHarness(t, cfgA, nil, nil, clock)
 	cfgB := baseConfig()
 	cfgB.Name, cfgB.Priority = "B", 90
@@ -436,12 +435,12 @@ func link(t *testing.T, clock *fakeClock, hs ...*harness) {
 
 func TestSyncGroup(t *testing.T) {
 	rec := &recorder{}
-	group := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"A", "B"}}, rec.onGroup)
+	group := NewGroup(GroupConfig{Name: "G", Instances: []string{"A", "B"}}, rec.onGroup)
 	clock := newFakeClock()
 	cfgA := baseConfig()
-	cfgA.Name, cfgA.TrackInterfaces = "A", []service.Track{{Name: "eth1"}}
+	cfgA.Name, cfgA.TrackInterfaces = "A", []Track{{Name: "eth1"}}
 	cfgB := baseConfig()
-	cfgB.Name, cfgB.VirtualRouterID, cfgB.Priority = "B", 52, 50
+	cfgB.Name, cfgB.VRID, cfgB.Priority = "B", 52, 50
 	a := newHarness(t, cfgA, group, rec, clock)
 	b := newHarness(t, cfgB, group, rec, clock)
 	a.inst.Start()
@@ -566,20 +565,18 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestNewInvalid: New refuses what it cannot speak, naming the instance.
+// The configuration's ranges (version, virtual_router_id, priority,
+// addresses, authentication) are internal/service's to check.
 func TestNewInvalid(t *testing.T) {
 	tests := []struct {
 		name string
-		mod  func(*service.VRRPInstance)
+		mod  func(*Config)
 		want string
 	}{
-		{"version", func(c *service.VRRPInstance) { c.Version = 4 }, "version 4"},
-		{"vrid", func(c *service.VRRPInstance) { c.VirtualRouterID = 0 }, "virtual_router_id 0"},
-		{"priority", func(c *service.VRRPInstance) { c.Priority = 0 }, "priority 0"},
-		{"v2 sub-second interval", func(c *service.VRRPInstance) { c.Version, c.AdvertInt = 2, 500*time.Millisecond }, "advert_int 500ms"},
-		{"no vips", func(c *service.VRRPInstance) { c.VirtualIPs = nil }, "no virtual_ipaddress"},
-		{"v3 auth", func(c *service.VRRPInstance) { c.Auth = &service.VRRPAuth{Type: "PASS", Pass: "x"} }, "VRRPv2 only"},
-		{"family", func(c *service.VRRPInstance) {
-			c.VirtualIPs = []service.VirtualIP{{Prefix: netip.MustParsePrefix("2001:db8::10/128")}}
+		{"v2 sub-second interval", func(c *Config) { c.Version, c.AdvertInt = 2, 500*time.Millisecond }, "advert_int 500ms"},
+		{"family", func(c *Config) {
+			c.Addrs = []netip.Addr{netip.MustParseAddr("2001:db8::10")}
 		}, "not of the family"},
 	}
 	for _, tt := range tests {
@@ -650,35 +647,31 @@ func TestMasterTakesAddressesBeforeAdvertising(t *testing.T) {
 // master with no gap in advertisements, no priority-0 release and no
 // notify script; the new priority is what the peers hear next.
 func TestHandoffResume(t *testing.T) {
-	withNotify := func(cfg service.VRRPInstance) service.VRRPInstance {
-		cfg.Notify = service.Notify{Master: "/bin/true master", Backup: "/bin/true backup", Fault: "/bin/true fault", Stop: "/bin/true stop"}
-		return cfg
-	}
 	tests := []struct {
 		name string
 		// old runs to this state before the handoff.
 		master bool
-		new    func(*service.VRRPInstance)
+		new    func(*Config)
 		// wantNew: the successor's events after Resume.
 		wantNew   []string
 		wantState State
 		wantPrio  []int // the successor's advertisements at once
-		wantRuns  int   // notify scripts the successor ran
+		wantRuns  int   // changes the successor reported for notify scripts
 	}{
-		{name: "master stays master", master: true, new: func(c *service.VRRPInstance) { c.Priority = 120 },
+		{name: "master stays master", master: true, new: func(c *Config) { c.Priority = 120 },
 			wantNew: []string{"VI_1:MASTER"}, wantState: StateMaster, wantPrio: []int{120}},
-		{name: "backup starts as backup", new: func(c *service.VRRPInstance) {},
+		{name: "backup starts as backup", new: func(c *Config) {},
 			wantNew: []string{"VI_1:BACKUP"}, wantState: StateBackup, wantRuns: 1},
 		{name: "a faulty master goes to fault", master: true,
-			new: func(c *service.VRRPInstance) {
-				c.TrackInterfaces = []service.Track{{Name: "eth1"}}
+			new: func(c *Config) {
+				c.TrackInterfaces = []Track{{Name: "eth1"}}
 			},
 			wantNew: []string{"VI_1:FAULT"}, wantState: StateFault, wantRuns: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newFakeClock()
-			old := newHarness(t, withNotify(baseConfig()), nil, nil, clock)
+			old := newHarness(t, baseConfig(), nil, nil, clock)
 			old.inst.Start()
 			if tt.master {
 				clock.Advance(mdi100)
@@ -688,7 +681,7 @@ func TestHandoffResume(t *testing.T) {
 			old.rec.states()
 			old.rec.takeNotes()
 
-			cfg := withNotify(baseConfig())
+			cfg := baseConfig()
 			tt.new(&cfg)
 			next := newHarness(t, cfg, nil, nil, clock)
 			next.inst.SetInterface("eth1", false)
@@ -734,12 +727,11 @@ func TestSyncGroupResume(t *testing.T) {
 	clock := newFakeClock()
 	build := func() (*recorder, *harness, *harness) {
 		rec := &recorder{}
-		notify := service.Notify{Master: "/bin/true master", Backup: "/bin/true backup"}
-		group := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"A", "B"}, Notify: notify}, rec.onGroup)
+		group := NewGroup(GroupConfig{Name: "G", Instances: []string{"A", "B"}}, rec.onGroup)
 		cfgA := baseConfig()
-		cfgA.Name, cfgA.Notify = "A", notify
+		cfgA.Name = "A"
 		cfgB := baseConfig()
-		cfgB.Name, cfgB.VirtualRouterID, cfgB.Priority, cfgB.Notify = "B", 52, 50, notify
+		cfgB.Name, cfgB.VRID, cfgB.Priority = "B", 52, 50
 		return rec, newHarness(t, cfgA, group, rec, clock), newHarness(t, cfgB, group, rec, clock)
 	}
 	oldRec, oldA, oldB := build()
@@ -807,20 +799,21 @@ func TestSkipCheckAdvAddr(t *testing.T) {
 
 // unicastChecked is an instance with one unicast peer (lower) and
 // check_unicast_src.
-func unicastChecked() service.VRRPInstance {
+func unicastChecked() Config {
 	c := baseConfig()
 	c.UnicastPeers, c.CheckUnicastSrc = []netip.Addr{lower}, true
 	return c
 }
 
-// TestLowerPriorityReannounce: with garp_lower_prio_repeat a master that
-// hears a lower priority asks for its addresses to be announced again;
-// a higher priority or a priority-0 release does not.
+// TestLowerPriorityReannounce: with LowerPrioReannounce (keepalived's
+// garp_lower_prio_repeat) a master that hears a lower priority asks for
+// its addresses to be announced again; a higher priority or a priority-0
+// release does not.
 func TestLowerPriorityReannounce(t *testing.T) {
-	for _, repeat := range []int{0, 3} {
-		t.Run(fmt.Sprint(repeat), func(t *testing.T) {
+	for _, reannounce := range []bool{false, true} {
+		t.Run(fmt.Sprint(reannounce), func(t *testing.T) {
 			cfg := baseConfig()
-			cfg.GARPLowerPrioRepeat = repeat
+			cfg.LowerPrioReannounce = reannounce
 			clock := newFakeClock()
 			calls := 0
 			inst, err := New(cfg, Options{Conn: newFakeConn(t, self), Clock: clock, Logger: quiet,
@@ -838,7 +831,7 @@ func TestLowerPriorityReannounce(t *testing.T) {
 			h.recv(upper, 200)
 			h.wantState(StateBackup)
 			want := 0
-			if repeat > 0 {
+			if reannounce {
 				want = 2
 			}
 			if calls != want {
