@@ -1,29 +1,36 @@
-package daemon
+// Package ha is xlb's high-availability node: the VRRP instances of a
+// configuration with what keepalived's VRRP process does around them. It
+// builds each vrrp_instance's state machine (package vrrp) and the
+// announcer of its addresses (package announce) from the configuration,
+// runs the vrrp_scripts and follows the link state of tracked interfaces
+// that feed them, starts the notify scripts on the state changes they
+// report, and hands a running set over to its successor on a reload.
+//
+// The daemon drives a Set: Prepare it, Start it (in place of the set it
+// replaces), read its State, and Stop it.
+package ha
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"slices"
 	"sync"
-	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/xlb-project/xlb/internal/announce"
 	"github.com/xlb-project/xlb/internal/api"
-	"github.com/xlb-project/xlb/internal/risefall"
+	"github.com/xlb-project/xlb/internal/clock"
 	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
-// vrrpSet is the VRRP instances of a configuration, with the trackers
-// that feed them (vrrp_script results, interface link state).
-// prepareVRRP builds one without touching the host or the link; start
-// runs it, taking over from the set it replaces.
-type vrrpSet struct {
+// Set is the VRRP instances of a configuration, with the trackers that
+// feed them (vrrp_script results, interface link state). Prepare builds
+// one without touching the host or the link; Start runs it, taking over
+// from the set it replaces.
+type Set struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -58,36 +65,46 @@ func (r *router) key() routerKey {
 	return routerKey{r.cfg.Interface, r.cfg.VirtualRouterID, isIPv6(r.cfg)}
 }
 
-func isIPv6(ic service.VRRPInstance) bool {
-	return len(ic.VirtualIPs) > 0 && ic.VirtualIPs[0].Prefix.Addr().Is6()
+// host is how a Set reaches the machine it runs on; tests replace it.
+type host struct {
+	listen func(vrrp.ConnConfig) (vrrp.Conn, error)
+	clock  clock.Clock
+	// addrs and sender are the announcers'; nil means netlink and raw
+	// sockets.
+	addrs  announce.Addresses
+	sender announce.Sender
+	// scripts runs notify scripts as user, logging failures to log.
+	scripts func(user string, log *slog.Logger) scriptRunner
 }
 
-// trackedScript is a vrrp_script some instance tracks.
-type trackedScript struct {
-	cfg   service.VRRPScript
-	argv  []string
-	users []*vrrp.Instance
+// system is the real host.
+var system = host{
+	listen: func(c vrrp.ConnConfig) (vrrp.Conn, error) { return vrrp.Listen(c) },
+	clock:  clock.Real{},
+	scripts: func(user string, log *slog.Logger) scriptRunner {
+		return execRunner{User: user, Logger: log}
+	},
 }
 
-// scriptKey identifies a vrrp_script across a reload: a changed command or
-// user starts without the old verdict.
-func scriptKey(sc service.VRRPScript) string {
-	return sc.Name + "\x00" + sc.Script + "\x00" + sc.User
-}
-
-// prepareVRRP builds, validates and opens the connections of every
+// Prepare builds, validates and opens the connections of every
 // vrrp_instance of cfg, without sending anything or changing an address:
-// a configuration that fails here leaves the running one untouched.
-func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
+// a configuration that fails here leaves the running one untouched. An
+// instance without an interface speaks on defaultInterface. log gets
+// the set's lines, each naming its instance, sync group or script.
+func Prepare(cfg *service.Config, defaultInterface string, log *slog.Logger) (*Set, error) {
+	return prepare(cfg, defaultInterface, log, system)
+}
+
+func prepare(cfg *service.Config, defaultInterface string, logger *slog.Logger, h host) (*Set, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	set := &vrrpSet{
-		ctx: ctx, cancel: cancel, log: d.log,
+	set := &Set{
+		ctx: ctx, cancel: cancel, log: logger,
 		groupOf:  map[string]string{},
 		tracks:   map[string][]*vrrp.Instance{}, // interface -> instances tracking it
 		verdicts: map[string]bool{},
 	}
-	fail := func(err error) (*vrrpSet, error) {
-		set.abort()
+	fail := func(err error) (*Set, error) {
+		set.Abort()
 		return nil, err
 	}
 	groups := map[string]*vrrp.Group{}
@@ -95,8 +112,11 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 		if err := checkNotify("vrrp_sync_group "+g.Name, g.Notify, g.Source.File); err != nil {
 			return fail(err)
 		}
-		notify := newNotifier("GROUP", g.Name, g.Notify, d.log.With("vrrp_sync_group", g.Name))
-		grp := vrrp.NewGroup(vrrp.GroupConfig{Name: g.Name, Instances: g.Instances}, func(e vrrp.GroupEvent) { notify.changed(e.To, e.Priority, e.Resumed) })
+		log := logger.With("vrrp_sync_group", g.Name)
+		notify := notifier{run: h.scripts(g.Notify.User, log), n: g.Notify, kind: "GROUP", name: g.Name}
+		grp := vrrp.NewGroup(vrrp.GroupConfig{Name: g.Name, Instances: g.Instances}, func(e vrrp.GroupEvent) {
+			notify.changed(e.To, e.Priority, e.Resumed)
+		})
 		for _, name := range g.Instances {
 			groups[name] = grp
 			set.groupOf[name] = g.Name
@@ -105,7 +125,7 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 	insts := map[string]*vrrp.Instance{}
 	for _, ic := range cfg.VRRP {
 		if ic.Interface == "" {
-			ic.Interface = d.opts.Interface
+			ic.Interface = defaultInterface
 		}
 		// keepalived tracks an instance's own interface unless told not
 		// to: a master whose link is gone must give up its addresses, and
@@ -113,7 +133,7 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 		if !ic.DontTrackPrimary && !slices.ContainsFunc(ic.TrackInterfaces, func(t service.Track) bool { return t.Name == ic.Interface }) {
 			ic.TrackInterfaces = append(slices.Clone(ic.TrackInterfaces), service.Track{Name: ic.Interface})
 		}
-		conn, err := vrrp.Listen(vrrp.ConnConfig{
+		conn, err := h.listen(vrrp.ConnConfig{
 			Interface: ic.Interface,
 			IPv6:      isIPv6(ic),
 			Source:    ic.SourceIP,
@@ -122,13 +142,14 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 		if err != nil {
 			return fail(fmt.Errorf("vrrp_instance %s: %w", ic.Name, err))
 		}
-		log := d.log.With("vrrp_instance", ic.Name)
-		notify := newNotifier("INSTANCE", ic.Name, ic.Notify, log)
-		an := announce.New(announceConfig(ic), announce.Options{Logger: log})
+		log := logger.With("vrrp_instance", ic.Name)
+		notify := notifier{run: h.scripts(ic.Notify.User, log), n: ic.Notify, kind: "INSTANCE", name: ic.Name}
+		an := announce.New(announceConfig(ic), announce.Options{Addresses: h.addrs, Sender: h.sender, Clock: h.clock, Logger: log})
 		repeat, delay := ic.GARPLowerPrioRepeat, ic.GARPLowerPrioDelay
 		inst, err := vrrp.New(instanceConfig(ic), vrrp.Options{
 			Conn:            conn,
-			Logger:          d.log, // the instance names itself in its lines
+			Clock:           h.clock,
+			Logger:          logger, // the instance names itself in its lines
 			Group:           groups[ic.Name],
 			OnLowerPriority: func() { an.Reannounce(repeat, delay) },
 			OnChange: func(e vrrp.Event) {
@@ -183,57 +204,15 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 	return set, nil
 }
 
-// instanceConfig is what the state machine of a vrrp_instance needs of
-// it; Validate has checked its ranges.
-func instanceConfig(in service.VRRPInstance) vrrp.Config {
-	c := vrrp.Config{
-		Name: in.Name, VRID: uint8(in.VirtualRouterID), Priority: in.Priority,
-		AdvertInt: in.AdvertInt, Version: in.Version,
-		Preempt: in.Preempt, PreemptDelay: in.PreemptDelay,
-		UnicastPeers: in.UnicastPeers, CheckUnicastSrc: in.CheckUnicastSrc,
-		SkipCheckAdvAddr:     in.SkipCheckAdvAddr,
-		LowerPrioNoAdvert:    in.LowerPrioNoAdvert,
-		HigherPrioSendAdvert: in.HigherPrioSendAdvert,
-		LowerPrioReannounce:  in.GARPLowerPrioRepeat > 0,
-	}
-	if in.Auth != nil && in.Auth.Type == "PASS" {
-		c.PassAuth, c.Password = true, in.Auth.Pass
-	}
-	for _, v := range in.VirtualIPs {
-		c.Addrs = append(c.Addrs, v.Prefix.Addr())
-	}
-	for _, t := range in.TrackInterfaces {
-		c.TrackInterfaces = append(c.TrackInterfaces, vrrp.Track{Name: t.Name, Weight: t.Weight})
-	}
-	for _, t := range in.TrackScripts {
-		c.TrackScripts = append(c.TrackScripts, vrrp.Track{Name: t.Name, Weight: t.Weight})
-	}
-	return c
-}
-
-// announceConfig is what the announcer of a vrrp_instance holds and how
-// it announces it.
-func announceConfig(in service.VRRPInstance) announce.Config {
-	c := announce.Config{
-		Name: "vrrp_instance " + in.Name, Interface: in.Interface,
-		Repeat: in.GARPMasterRepeat, Delay: in.GARPMasterDelay, Refresh: in.GARPMasterRefresh,
-		RefreshRepeat: in.GARPMasterRefreshRepeat,
-	}
-	for _, v := range in.VirtualIPs {
-		c.VIPs = append(c.VIPs, announce.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label})
-	}
-	return c
-}
-
-// abort closes a prepared set that never ran.
-func (s *vrrpSet) abort() {
+// Abort closes a prepared set that never ran.
+func (s *Set) Abort() {
 	for _, r := range s.routers {
 		r.conn.Close()
 	}
 	s.cancel()
 }
 
-// start runs the set. Each instance holds its virtual addresses (and
+// Start runs the set. Each instance holds its virtual addresses (and
 // sends gratuitous ARP/NA) while master; the data path forwards VIP
 // traffic whatever the state, so a standby still serves frames that stale
 // ARP caches send it.
@@ -243,8 +222,8 @@ func (s *vrrpSet) abort() {
 // predecessor's state, so a master stays master and its addresses never
 // leave the interface (vrrp.Instance.Handoff and Resume), and vrrp_scripts
 // that did not change keep their verdicts. prev's other instances stop
-// gracefully; wait for them with prev.wait.
-func (s *vrrpSet) start(prev *vrrpSet) {
+// gracefully; wait for them with prev.Wait.
+func (s *Set) Start(prev *Set) {
 	before := map[routerKey]*router{}
 	if prev != nil {
 		for _, r := range prev.routers {
@@ -340,8 +319,9 @@ func resumeStates(handed []vrrp.State, groups []string) []vrrp.State {
 	return out
 }
 
-// state is the set's part of `xlb vrrp`.
-func (s *vrrpSet) state() []api.VRRPInstance {
+// State is the set's part of `xlb vrrp`: each instance's state,
+// priorities, addresses and packet counts.
+func (s *Set) State() []api.VRRPInstance {
 	var out []api.VRRPInstance
 	for _, r := range s.routers {
 		st := r.inst.Stats()
@@ -361,118 +341,14 @@ func (s *vrrpSet) state() []api.VRRPInstance {
 	return out
 }
 
-// stop stops every instance gracefully (priority 0, then the addresses go
+// Stop stops every instance gracefully (priority 0, then the addresses go
 // once the new master is heard) and waits for them.
-func (s *vrrpSet) stop() {
+func (s *Set) Stop() {
 	s.cancel()
-	s.wait()
+	s.Wait()
 }
 
-// wait waits for the set's instances and trackers to end.
-func (s *vrrpSet) wait() {
+// Wait waits for the set's instances and trackers to end.
+func (s *Set) Wait() {
 	s.wg.Wait()
-}
-
-// runScript runs a vrrp_script every interval, as its user and bounded by
-// its timeout, and reports its verdict to the instances tracking it
-// whenever the verdict changes (risefall.Counter). A verdict the set carried
-// over from a reload is reported at once and stands until the runs
-// change it; init_fail applies only to a script without one.
-func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, argv []string, report func(good bool), log interface{ Warn(string, ...any) }) {
-	interval := max(sc.Interval, 100*time.Millisecond)
-	timeout := sc.Timeout
-	if timeout <= 0 {
-		timeout = interval
-	}
-	// keepalived's counting: good after rise successes in a row, failed
-	// after fall failures in a row. Before the first run the script has
-	// no verdict and that run decides either way; with init_fail it
-	// starts failed instead and must rise.
-	v := risefall.Undecided(sc.Rise, sc.Fall)
-	s.mu.Lock()
-	good, carried := s.verdicts[scriptKey(sc)]
-	s.mu.Unlock()
-	switch {
-	case carried:
-		v = risefall.New(sc.Rise, sc.Fall, good)
-		report(good)
-	case sc.InitFail:
-		v = risefall.New(sc.Rise, sc.Fall, false)
-		report(false)
-	}
-	run := func() error {
-		rctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		st, err := script.Command{Args: argv, User: sc.User}.Run(rctx)
-		if err != nil {
-			return err
-		}
-		return st.Err()
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			err := run()
-			if ctx.Err() != nil {
-				return
-			}
-			if good, changed := v.Add(err == nil); changed {
-				if !good {
-					log.Warn("vrrp_script failing", "err", err)
-				}
-				report(good)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-}
-
-// trackInterfaces reports the link state (operationally up, with carrier)
-// of the named interfaces, now and at every change, from one netlink
-// subscription: a tracked interface going down moves an instance to FAULT
-// or lowers its priority, as its weight says.
-func (s *vrrpSet) trackInterfaces(ctx context.Context, names []string, report func(name string, up bool), log interface{ Warn(string, ...any) }) {
-	if len(names) == 0 {
-		return
-	}
-	updates := make(chan netlink.LinkUpdate, 16)
-	done := make(chan struct{})
-	if err := netlink.LinkSubscribe(updates, done); err != nil {
-		log.Warn("track_interface: cannot follow link state", "err", err)
-		return
-	}
-	for _, name := range names {
-		l, err := netlink.LinkByName(name)
-		report(name, err == nil && linkUp(l))
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case u, ok := <-updates:
-				if !ok {
-					return
-				}
-				if name := u.Link.Attrs().Name; slices.Contains(names, name) {
-					report(name, linkUp(u.Link))
-				}
-			}
-		}
-	}()
-}
-
-func linkUp(l netlink.Link) bool {
-	a := l.Attrs()
-	return a.Flags&net.FlagUp != 0 && (a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown)
 }

@@ -1,4 +1,4 @@
-package daemon
+package ha
 
 import (
 	"context"
@@ -84,7 +84,7 @@ func TestRunScript(t *testing.T) {
 				sc.Timeout = guard
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			set := &vrrpSet{cancel: cancel}
+			set := &Set{cancel: cancel}
 			if tt.carried != nil {
 				set.verdicts = map[string]bool{scriptKey(sc): *tt.carried}
 			}
@@ -103,7 +103,7 @@ func TestRunScript(t *testing.T) {
 			case <-time.After(guard):
 				t.Error("no verdict")
 			}
-			set.stop()
+			set.Stop()
 			if got := log.String(); tt.wantLog == "" && got != "" || !strings.Contains(got, tt.wantLog) {
 				t.Errorf("logged %q, want %q", got, tt.wantLog)
 			}

@@ -1,4 +1,4 @@
-package daemon
+package ha
 
 import (
 	"fmt"
@@ -19,7 +19,7 @@ import (
 	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
-// TestNotifySecurity checks that checkNotify, which prepareVRRP runs for
+// TestNotifySecurity checks that checkNotify, which Prepare runs for
 // every instance and sync group, refuses notify scripts that fail
 // keepalived's script security, naming the instance or group and the
 // keyword; internal/script tests the rules themselves.
@@ -150,16 +150,14 @@ func TestExecRunner(t *testing.T) {
 	}
 }
 
-// TestNotifyUser: an instance's and a sync group's notify scripts run as
-// their configured user.
+// TestNotifyUser: the real host runs notify scripts as the user it is
+// given (TestSetLifecycle checks that each instance and group gives its
+// own).
 func TestNotifyUser(t *testing.T) {
-	nt := newNotifier("INSTANCE", "VI_1", service.Notify{User: "nobody nogroup"}, quiet)
-	if r, ok := nt.run.(execRunner); !ok || r.User != "nobody nogroup" {
-		t.Errorf("instance runner %#v, want an execRunner as nobody nogroup", nt.run)
-	}
-	nt = newNotifier("GROUP", "G", service.Notify{User: "root"}, quiet)
-	if r, ok := nt.run.(execRunner); !ok || r.User != "root" {
-		t.Errorf("group runner %#v, want an execRunner as root", nt.run)
+	for _, user := range []string{"nobody nogroup", "root"} {
+		if r, ok := system.scripts(user, quiet).(execRunner); !ok || r.User != user || r.Logger != quiet {
+			t.Errorf("runner %#v, want an execRunner as %s logging to the given logger", r, user)
+		}
 	}
 }
 

@@ -1,4 +1,4 @@
-package daemon
+package ha
 
 import (
 	"fmt"
@@ -48,12 +48,6 @@ type notifier struct {
 	n    service.Notify
 	kind string // "INSTANCE" or "GROUP", as keepalived's notify hears it
 	name string
-}
-
-// newNotifier returns the notifier of kind name, whose scripts run as
-// n.User and log their failures to log.
-func newNotifier(kind, name string, n service.Notify, log *slog.Logger) notifier {
-	return notifier{run: execRunner{User: n.User, Logger: log}, n: n, kind: kind, name: name}
 }
 
 // changed starts the scripts for a change to state at priority. A resumed

@@ -1,40 +1,80 @@
-package daemon
+package ha
 
 import (
 	"net/netip"
-	"slices"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/xlb-project/xlb/internal/announce"
+	"github.com/xlb-project/xlb/internal/config"
 	"github.com/xlb-project/xlb/internal/service"
 	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
-func TestResumeStates(t *testing.T) {
-	const (
-		I = vrrp.StateInit
-		B = vrrp.StateBackup
-		M = vrrp.StateMaster
-		F = vrrp.StateFault
-	)
-	for _, tc := range []struct {
-		name   string
-		handed []vrrp.State
-		groups []string
-		want   []vrrp.State
+// TestChanged: a reload rebuilds VRRP when a setting changed, and not
+// when the blocks only moved in the file.
+func TestChanged(t *testing.T) {
+	const base = `vrrp_script chk {
+    script "/bin/true"
+}
+vrrp_sync_group G {
+    group {
+        VI_1
+    }
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    virtual_ipaddress {
+        192.0.2.10/32
+    }
+    track_script {
+        chk
+    }
+    track_interface {
+        eth0
+    }
+}
+`
+	tests := []struct {
+		name    string
+		text    string
+		changed bool
 	}{
-		{"each as it was", []vrrp.State{M, B, F, I}, []string{"", "", "", ""}, []vrrp.State{M, B, F, I}},
-		{"a new member of a master group", []vrrp.State{M, I}, []string{"G", "G"}, []vrrp.State{M, M}},
-		{"a backup group stays backup", []vrrp.State{B, I}, []string{"G", "G"}, []vrrp.State{B, I}},
-		{"only the master's group", []vrrp.State{M, I, B, I}, []string{"G", "G", "H", ""}, []vrrp.State{M, M, B, I}},
-		{"a lone master does not pull in ungrouped instances", []vrrp.State{M, I}, []string{"", ""}, []vrrp.State{M, I}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := resumeStates(tc.handed, tc.groups); !slices.Equal(got, tc.want) {
-				t.Errorf("resumeStates(%v, %q) = %v, want %v", tc.handed, tc.groups, got, tc.want)
+		{"moved down by a comment", "! a comment\n\n" + base, false},
+		{"priority", strings.Replace(base, "priority 100", "priority 101", 1), true},
+		{"address", strings.Replace(base, "192.0.2.10/32", "192.0.2.11/32", 1), true},
+		{"script", strings.Replace(base, "/bin/true", "/bin/false", 1), true},
+	}
+	// One file for all: its name is part of the positions.
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	loadAt := func(t *testing.T, text string) *service.Config {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := config.Load(path, config.FormatKeepalived)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	old := loadAt(t, base)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := loadAt(t, tt.text)
+			if !tt.changed && reflect.DeepEqual(old.VRRP, cfg.VRRP) {
+				t.Fatal("the blocks did not move; the case tests nothing")
+			}
+			if got := Changed(old, cfg); got != tt.changed {
+				t.Errorf("changed %v, want %v", got, tt.changed)
 			}
 		})
 	}
