@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/clock"
 )
 
 // Config says which addresses to hold and how to announce them.
@@ -21,7 +21,7 @@ type Config struct {
 	Name string
 	// Interface is the device of addresses without their own Dev.
 	Interface string
-	VIPs      []service.VirtualIP
+	VIPs      []VIP
 	// Repeat is the number of announcements per address in a burst
 	// (garp_master_repeat); Delay is the time until the second burst
 	// (garp_master_delay, 0 for none); Refresh the period of one more
@@ -34,13 +34,12 @@ type Config struct {
 	RefreshRepeat int
 }
 
-// FromInstance returns the Config of a vrrp_instance.
-func FromInstance(in service.VRRPInstance) Config {
-	return Config{
-		Name: "vrrp_instance " + in.Name, Interface: in.Interface, VIPs: in.VirtualIPs,
-		Repeat: in.GARPMasterRepeat, Delay: in.GARPMasterDelay, Refresh: in.GARPMasterRefresh,
-		RefreshRepeat: in.GARPMasterRefreshRepeat,
-	}
+// VIP is one address to hold.
+type VIP struct {
+	Prefix netip.Prefix
+	// Dev is the device to add it to; empty means Config.Interface.
+	Dev   string
+	Label string
 }
 
 // Addresses adds and removes interface addresses. Both are idempotent.
@@ -55,25 +54,14 @@ type Sender interface {
 	Announce(dev string, addr netip.Addr) error
 }
 
-// Clock schedules the later bursts; tests inject a fake one.
-type Clock interface {
-	AfterFunc(d time.Duration, f func()) Timer
-}
-
-// Timer is a pending AfterFunc call.
-type Timer interface{ Stop() bool }
-
-type systemClock struct{}
-
-func (systemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
-
 // Options are an Announcer's collaborators; nil fields get the real ones
 // (netlink, raw sockets, the wall clock) in the caller's network namespace.
 type Options struct {
 	Addresses Addresses
 	Sender    Sender
-	Clock     Clock
-	Logger    *slog.Logger
+	// Clock schedules the later bursts.
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Announcer holds one set of virtual addresses.
@@ -81,14 +69,14 @@ type Announcer struct {
 	cfg   Config
 	addrs Addresses
 	send  Sender
-	clock Clock
+	clock clock.Clock
 	log   *slog.Logger
 
 	mu     sync.Mutex
 	held   bool
 	gen    uint64 // invalidates timers of an earlier Acquire
-	timers []Timer
-	again  Timer // Reannounce's second burst
+	timers []clock.Timer
+	again  clock.Timer // Reannounce's second burst
 }
 
 // New returns an Announcer that holds nothing yet.
@@ -101,7 +89,7 @@ func New(cfg Config, opt Options) *Announcer {
 		a.send = NewRawSender()
 	}
 	if a.clock == nil {
-		a.clock = systemClock{}
+		a.clock = clock.Real{}
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -109,7 +97,7 @@ func New(cfg Config, opt Options) *Announcer {
 	return a
 }
 
-func (a *Announcer) dev(v service.VirtualIP) string {
+func (a *Announcer) dev(v VIP) string {
 	if v.Dev != "" {
 		return v.Dev
 	}

@@ -13,64 +13,15 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/xlb-project/xlb/internal/service"
+
+	"github.com/xlb-project/xlb/internal/clock/clocktest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// fakeClock runs due timers synchronously from Advance.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Duration
-	timers []*fakeTimer
-}
+type fakeClock = clocktest.Fake
 
-type fakeTimer struct {
-	c       *fakeClock
-	at      time.Duration
-	f       func()
-	pending bool
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now + d, f: f, pending: true}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.pending
-	t.pending = false
-	return was
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	end := c.now + d
-	for {
-		var next *fakeTimer
-		for _, t := range c.timers {
-			if t.pending && t.at <= end && (next == nil || t.at < next.at) {
-				next = t
-			}
-		}
-		if next == nil {
-			break
-		}
-		next.pending = false
-		c.now = next.at
-		c.mu.Unlock()
-		next.f()
-		c.mu.Lock()
-	}
-	c.now = end
-	c.timers = slices.DeleteFunc(c.timers, func(t *fakeTimer) bool { return !t.pending })
-	c.mu.Unlock()
-}
+func newFakeClock() *fakeClock { return clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 // log records address changes and announcements as strings.
 type log struct {
@@ -114,7 +65,7 @@ func (l *log) Announce(dev string, a netip.Addr) error {
 func testConfig() Config {
 	return Config{
 		Name: "vrrp_instance VI_1", Interface: "eth0",
-		VIPs: []service.VirtualIP{
+		VIPs: []VIP{
 			{Prefix: netip.MustParsePrefix("192.0.2.10/32")},
 			{Prefix: netip.MustParsePrefix("2001:db8::10/64"), Dev: "eth1", Label: "eth1:vip"},
 		},
@@ -124,7 +75,7 @@ func testConfig() Config {
 
 func newTest(cfg Config) (*Announcer, *log, *fakeClock) {
 	l := &log{}
-	c := &fakeClock{}
+	c := newFakeClock()
 	return New(cfg, Options{Addresses: l, Sender: l, Clock: c, Logger: quiet}), l, c
 }
 
@@ -238,17 +189,6 @@ func TestAcquireReportsFailures(t *testing.T) {
 	}
 }
 
-func TestFromInstance(t *testing.T) {
-	in := service.VRRPInstance{
-		Name: "VI_9", Interface: "eth3", GARPMasterDelay: 5 * time.Second, GARPMasterRepeat: 5, GARPMasterRefresh: time.Minute, GARPMasterRefreshRepeat: 2,
-		VirtualIPs: []service.VirtualIP{{Prefix: netip.MustParsePrefix("192.0.2.10/32")}},
-	}
-	want := Config{Name: "vrrp_instance VI_9", Interface: "eth3", VIPs: in.VirtualIPs, Repeat: 5, Delay: 5 * time.Second, Refresh: time.Minute, RefreshRepeat: 2}
-	if diff := cmp.Diff(want, FromInstance(in), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
-		t.Errorf("FromInstance (-want +got):\n%s", diff)
-	}
-}
-
 // TestHandOver: after a reload the successor's addresses never leave the
 // interface, the predecessor's others do, and only the successor
 // announces; a successor that holds nothing leaves nothing behind.
@@ -268,7 +208,7 @@ func TestHandOver(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg := testConfig()
-			cfg.VIPs = []service.VirtualIP{
+			cfg.VIPs = []VIP{
 				{Prefix: netip.MustParsePrefix("192.0.2.10/32")},
 				{Prefix: netip.MustParsePrefix("192.0.2.11/32")},
 			}

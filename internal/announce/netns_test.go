@@ -16,7 +16,6 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"github.com/xlb-project/xlb/internal/service"
 )
 
 func ip(t *testing.T, args ...string) {
@@ -96,12 +95,12 @@ func TestLinux(t *testing.T) {
 
 	cfg := Config{
 		Name: "test", Interface: "eth0", Repeat: 3, Delay: 5 * time.Second,
-		VIPs: []service.VirtualIP{
+		VIPs: []VIP{
 			{Prefix: netip.MustParsePrefix("192.0.2.10/32"), Label: "eth0:vip"},
 			{Prefix: netip.MustParsePrefix("2001:db8::10/64")},
 		},
 	}
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	sender := NewRawSender()
 	t.Cleanup(func() { sender.Close() })
 	an := New(cfg, Options{Sender: sender, Clock: clock, Logger: quiet})

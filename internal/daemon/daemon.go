@@ -12,8 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
-	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/xlb-project/xlb/internal/balancer"
 	"github.com/xlb-project/xlb/internal/config"
 	"github.com/xlb-project/xlb/internal/datapath"
+	"github.com/xlb-project/xlb/internal/ha"
 	"github.com/xlb-project/xlb/internal/healthcheck"
 	"github.com/xlb-project/xlb/internal/neigh"
 	"github.com/xlb-project/xlb/internal/notify"
@@ -68,7 +67,7 @@ type Daemon struct {
 	rec *reconcile.Reconciler
 	// vrrp is the running VRRP set; only Run's goroutine, which also
 	// serves reloads, replaces it.
-	vrrp *vrrpSet
+	vrrp *ha.Set
 }
 
 // Run serves until ctx ends or a fatal error: it loads the configuration,
@@ -160,11 +159,11 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 
 	// VRRP stops before the program detaches (defers run last first):
 	// a stopping master hands the VIP over while still forwarding.
-	if d.vrrp, err = d.prepareVRRP(cfg); err != nil {
+	if d.vrrp, err = ha.Prepare(cfg, d.opts.Interface, d.log); err != nil {
 		return err
 	}
-	d.vrrp.start(nil)
-	defer func() { d.vrrp.stop() }()
+	d.vrrp.Start(nil)
+	defer func() { d.vrrp.Stop() }()
 
 	srv, err := d.serveAPI()
 	if err != nil {
@@ -226,13 +225,13 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		return err
 	}
 	// Changed VRRP settings get a new set, built and checked before
-	// anything changes (see vrrpSet.start for how it takes over).
+	// anything changes (see ha.Set.Start for how it takes over).
 	d.mu.Lock()
-	vrrpChanged := !reflect.DeepEqual(vrrpPart(d.cfg), vrrpPart(cfg))
+	vrrpChanged := ha.Changed(d.cfg, cfg)
 	d.mu.Unlock()
-	var next *vrrpSet
+	var next *ha.Set
 	if vrrpChanged {
-		if next, err = d.prepareVRRP(cfg); err != nil {
+		if next, err = ha.Prepare(cfg, d.opts.Interface, d.log); err != nil {
 			d.log.Error("reload rejected, old configuration still served", "err", err)
 			return err
 		}
@@ -242,14 +241,14 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	if err := d.applyLocked(cfg); err != nil {
 		d.mu.Unlock()
 		if next != nil {
-			next.abort()
+			next.Abort()
 		}
 		d.log.Error("reload rejected, old configuration still served", "err", err)
 		return err
 	}
 	prev := d.vrrp
 	if next != nil {
-		next.start(prev)
+		next.Start(prev)
 		d.vrrp = next
 	}
 	d.cfg = cfg
@@ -259,7 +258,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	d.log.Info("reloaded", "services", len(cfg.Services), "vrrp_changed", vrrpChanged)
 	if next != nil && prev != nil {
 		// Instances the new configuration dropped release gracefully.
-		prev.wait()
+		prev.Wait()
 	}
 	return nil
 }
@@ -315,37 +314,6 @@ func (d *Daemon) neighbourChanged(ch neigh.Change) {
 	if err := d.applyLocked(d.cfg); err != nil {
 		d.log.Error("apply after MAC change", "backend", ch.IP, "err", err)
 	}
-}
-
-// vrrpPart is the configuration's VRRP settings with the lines they were
-// read from set to zero: a reload that only moves them (an edit above
-// them, a comment) leaves the running instances alone.
-func vrrpPart(cfg *service.Config) any {
-	insts := slices.Clone(cfg.VRRP)
-	for i := range insts {
-		in := &insts[i]
-		in.Source.Line = 0
-		in.VirtualIPs = slices.Clone(in.VirtualIPs)
-		for j := range in.VirtualIPs {
-			in.VirtualIPs[j].Source.Line = 0
-		}
-		in.TrackScripts, in.TrackInterfaces = slices.Clone(in.TrackScripts), slices.Clone(in.TrackInterfaces)
-		for j := range in.TrackScripts {
-			in.TrackScripts[j].Source.Line = 0
-		}
-		for j := range in.TrackInterfaces {
-			in.TrackInterfaces[j].Source.Line = 0
-		}
-	}
-	groups := slices.Clone(cfg.SyncGroups)
-	for i := range groups {
-		groups[i].Source.Line = 0
-	}
-	scripts := slices.Clone(cfg.Scripts)
-	for i := range scripts {
-		scripts[i].Source.Line = 0
-	}
-	return []any{insts, groups, scripts}
 }
 
 // healthChanged serves a backend's new state: one transaction per event,

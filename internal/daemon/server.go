@@ -183,7 +183,7 @@ func (d *Daemon) State() (api.State, error) {
 		out.Services = append(out.Services, as)
 	}
 	if vs != nil {
-		out.VRRP = vs.state()
+		out.VRRP = vs.State()
 	}
 	return out, nil
 }

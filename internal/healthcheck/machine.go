@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"time"
 
+	"github.com/xlb-project/xlb/internal/risefall"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -18,7 +19,6 @@ type machine struct {
 	delayLoop        time.Duration
 	delayBeforeRetry time.Duration
 	urls             int
-	rise             int
 
 	up bool
 	// hasRun is keepalived's has_run: false until the check has reached a
@@ -27,9 +27,11 @@ type machine struct {
 	// at its first probe.
 	hasRun bool
 	fails  int
-	// risen counts the verdicts of "up" in a row while a down check
-	// waits for rise of them.
-	risen int
+	// rise holds a check that its checker brought up down until the
+	// checker has said "up" rise times in a row; any failure starts the
+	// count again. Its verdict is up's, kept in step by observe. Fall is
+	// 1: the checker's retries already decide when the check goes down.
+	rise risefall.Counter
 	// url is the index of the URL the next HTTP probe fetches.
 	url int
 	// failedURL is set while a down HTTP check waits for the URL that
@@ -61,7 +63,7 @@ func newMachine(c service.Check, startup bool) machine {
 		delayLoop:        c.DelayLoop,
 		delayBeforeRetry: c.DelayBeforeRetry,
 		urls:             len(c.URLs),
-		rise:             c.Rise,
+		rise:             risefall.New(c.Rise, 1, !c.Alpha),
 		up:               !c.Alpha,
 	}
 	if startup && !c.Alpha {
@@ -75,6 +77,7 @@ func newMachine(c service.Check, startup bool) machine {
 func resumed(c service.Check, up bool) machine {
 	m := newMachine(c, false)
 	m.up = up
+	m.rise = risefall.New(c.Rise, 1, up)
 	m.hasRun = true
 	return m
 }
@@ -93,17 +96,13 @@ func (m *machine) observe(ok bool) step {
 	}
 	// A configured rise holds a down check down until its checker has
 	// said "up" rise times in a row (for HTTP, rise rounds over every
-	// URL); any failure starts the count again.
+	// URL); any failed probe of a down check starts the count again. A
+	// failure the checker absorbs with a retry leaves an up check up.
 	switch {
-	case !ok:
-		m.risen = 0
-	case !was && m.up:
-		if m.risen++; m.risen < m.rise {
-			m.up = false
-		}
-	}
-	if m.up {
-		m.risen = 0
+	case ok && !was && m.up:
+		m.up, _ = m.rise.Add(true)
+	case !ok && !m.up:
+		m.rise.Add(false)
 	}
 	s.changed = m.up != was
 	return s

@@ -2,21 +2,17 @@
 // services: notify_up and notify_down when a checker changes a real
 // server's state, quorum_up and quorum_down when a service's quorum
 // changes, and, for services with omega, the down scripts at shutdown.
-// Scripts run in the background, as their user, bounded by a timeout; the
+// Scripts run in the background, as their user, bounded by script.NotifyTimeout; the
 // configuration passed script security at load (internal/scriptsec).
 package notify
 
 import (
 	"log/slog"
 	"net/netip"
-	"time"
 
 	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 )
-
-// timeout bounds one notify script, as keepalived's does.
-const timeout = 30 * time.Second
 
 // Runner starts the scripts.
 type Runner struct {
@@ -49,7 +45,7 @@ func (r Runner) Quorum(s service.Service, held bool) {
 // Omega starts, for each service with omega, the notify_down scripts of
 // its backends still up and its quorum_down if it holds the quorum, as
 // keepalived does at shutdown. It returns at once; wait returns when every
-// script it started has ended (each bounded by the timeout), so a caller
+// script it started has ended (each bounded by script.NotifyTimeout), so a caller
 // can start them under its lock and wait without it.
 func (r Runner) Omega(services []service.Service, up func(service.ServiceKey, netip.AddrPort) bool, holds func(service.ServiceKey) bool) (wait func()) {
 	var ended []<-chan struct{}
@@ -85,5 +81,5 @@ func (r Runner) start(line, user string, log *slog.Logger, msg string) <-chan st
 		close(done)
 		return done
 	}
-	return script.Start(script.Command{Args: argv, User: user}, timeout, log, msg)
+	return script.Start(script.Command{Args: argv, User: user}, script.NotifyTimeout, log, msg)
 }

@@ -10,6 +10,12 @@ import (
 // OutputLogged bounds how much of a failing script's output Start logs.
 const OutputLogged = 4 << 10
 
+// NotifyTimeout bounds a notify script (a vrrp_instance's or sync group's
+// notify_*, a real server's notify_up and notify_down, a service's
+// quorum_up and quorum_down): nobody waits for its outcome, but one that
+// hangs must not pile up processes at every state change.
+const NotifyTimeout = 30 * time.Second
+
 // Start runs c in the background, bounded by timeout, and logs a failure
 // with the first OutputLogged bytes of its output: notify scripts, whose
 // outcome nobody waits for (keepalived never waits for them either). msg

@@ -164,6 +164,15 @@ func TestValidate(t *testing.T) {
 			"c:22: vrrp_instance VI_1: track_script nope is not defined",
 			"c:40: vrrp_sync_group G: vrrp_instance VI_2 is not defined",
 		}},
+		{"version", func(c *Config) { c.VRRP[0].Version = 4 }, []string{
+			"c:20: vrrp_instance VI_1: version 4 must be 2 or 3",
+		}},
+		{"v3 authentication", func(c *Config) {
+			c.VRRP[0].Version, c.VRRP[0].Auth = 3, &VRRPAuth{Type: "PASS", Pass: "x"}
+		}, []string{"c:20: vrrp_instance VI_1: VRRP version 3 has no authentication"}},
+		{"no virtual addresses", func(c *Config) { c.VRRP[0].VirtualIPs = nil }, []string{
+			"c:20: vrrp_instance VI_1: has no virtual_ipaddress",
+		}},
 		{"same vrid twice", func(c *Config) {
 			in := validInstance()
 			in.Name, in.Source.Line = "VI_2", 30

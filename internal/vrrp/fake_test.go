@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/xlb-project/xlb/internal/clock/clocktest"
-	"github.com/xlb-project/xlb/internal/service"
 )
 
 type fakeClock = clocktest.Fake
@@ -94,23 +93,32 @@ func (c *fakeConn) priorities() []int {
 	return p
 }
 
-// recorder collects events and notify script runs.
+// recorder collects events.
 type recorder struct {
 	mu     sync.Mutex
 	events []Event
-	runs   [][]string
+	groups []GroupEvent
+	// notes are the changes a caller runs notify scripts for: all but
+	// the resumed ones.
+	notes []string
 }
 
 func (r *recorder) onChange(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, e)
+	if !e.Resumed {
+		r.notes = append(r.notes, "INSTANCE "+e.Instance+" "+e.To.String())
+	}
 }
 
-func (r *recorder) Run(argv []string) {
+func (r *recorder) onGroup(e GroupEvent) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.runs = append(r.runs, argv)
+	r.groups = append(r.groups, e)
+	if !e.Resumed {
+		r.notes = append(r.notes, "GROUP "+e.Group+" "+e.To.String())
+	}
 }
 
 // states lists "instance:STATE" for each change so far and forgets them.
@@ -125,20 +133,34 @@ func (r *recorder) states() []string {
 	return s
 }
 
-func (r *recorder) takeRuns() [][]string {
+// groupStates lists "group:STATE" for each change of a sync group so far
+// and forgets them.
+func (r *recorder) groupStates() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	runs := r.runs
-	r.runs = nil
-	return runs
+	var s []string
+	for _, e := range r.groups {
+		s = append(s, e.Group+":"+e.To.String())
+	}
+	r.groups = nil
+	return s
+}
+
+// takeNotes returns and forgets the changes reported for notify scripts.
+func (r *recorder) takeNotes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.notes
+	r.notes = nil
+	return n
 }
 
 // baseConfig is a v3 IPv4 instance with a one-second interval and priority 100.
-func baseConfig() service.VRRPInstance {
-	return service.VRRPInstance{
-		Name: "VI_1", State: "BACKUP", Interface: "eth0", VirtualRouterID: 51, Priority: 100,
+func baseConfig() Config {
+	return Config{
+		Name: "VI_1", VRID: 51, Priority: 100,
 		AdvertInt: time.Second, Version: 3, Preempt: true,
-		VirtualIPs: []service.VirtualIP{{Prefix: netip.MustParsePrefix("192.0.2.10/32")}},
+		Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.10")},
 	}
 }
 
@@ -156,7 +178,7 @@ type harness struct {
 	inst  *Instance
 }
 
-func newHarness(t *testing.T, cfg service.VRRPInstance, group *Group, rec *recorder, clock *fakeClock) *harness {
+func newHarness(t *testing.T, cfg Config, group *Group, rec *recorder, clock *fakeClock) *harness {
 	t.Helper()
 	if rec == nil {
 		rec = &recorder{}
@@ -165,11 +187,11 @@ func newHarness(t *testing.T, cfg service.VRRPInstance, group *Group, rec *recor
 		clock = newFakeClock()
 	}
 	local := self
-	if cfg.VirtualIPs[0].Prefix.Addr().Is6() {
+	if cfg.Addrs[0].Is6() {
 		local = ll1
 	}
 	h := &harness{t: t, clock: clock, conn: newFakeConn(t, local), rec: rec}
-	inst, err := New(cfg, Options{Conn: h.conn, Clock: clock, Logger: quiet, OnChange: rec.onChange, Scripts: rec, Group: group})
+	inst, err := New(cfg, Options{Conn: h.conn, Clock: clock, Logger: quiet, OnChange: rec.onChange, Group: group})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,9 +204,9 @@ func newHarness(t *testing.T, cfg service.VRRPInstance, group *Group, rec *recor
 func (h *harness) advert(src netip.Addr, prio int, mod ...func(*Advertisement)) []byte {
 	h.t.Helper()
 	cfg := h.inst.cfg
-	a := Advertisement{Version: cfg.Version, VRID: uint8(cfg.VirtualRouterID), Priority: uint8(prio), AdvertInt: h.inst.unit, Addrs: h.inst.vips}
-	if cfg.Auth != nil {
-		a.AuthType, a.AuthData = AuthPass, pass(cfg.Auth.Pass)
+	a := Advertisement{Version: cfg.Version, VRID: cfg.VRID, Priority: uint8(prio), AdvertInt: h.inst.unit, Addrs: h.inst.vips}
+	if cfg.PassAuth {
+		a.AuthType, a.AuthData = AuthPass, pass(cfg.Password)
 	}
 	for _, m := range mod {
 		m(&a)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/xlb-project/xlb/internal/clock"
-	"github.com/xlb-project/xlb/internal/service"
 )
 
 // State is an instance's VRRP state.
@@ -51,6 +50,24 @@ type Event struct {
 	// Priority is the effective priority at the change.
 	Priority int
 	Reason   string
+	// Resumed marks the change of an instance that took over its
+	// predecessor's state on a reload (Resume): nothing changed for the
+	// world outside, and keepalived runs no notify script for it.
+	Resumed bool
+}
+
+// GroupEvent is a sync group's change of state: one member changed, on
+// its own account, and took the others along; each member reports its
+// own Event first. Members stop one by one, so there is none for
+// Releasing or Stopped.
+type GroupEvent struct {
+	Group string
+	To    State
+	// Priority is the effective priority of the member whose change
+	// moved the group.
+	Priority int
+	// Resumed is as in Event, for that member.
+	Resumed bool
 }
 
 // Options are an instance's collaborators.
@@ -61,16 +78,15 @@ type Options struct {
 	Logger *slog.Logger
 	// OnChange is called for every state change, in order, with the
 	// instance's (or its sync group's) lock held: it must not call back
-	// into the instance. The caller adds the addresses when To holds them
-	// and removes them when it no longer does. A change to Master is
-	// reported before the first advertisement is sent.
+	// into the instance, nor wait for long. The caller adds the addresses
+	// when To holds them and removes them when it no longer does, and
+	// runs the notify scripts. A change to Master is reported before the
+	// first advertisement is sent.
 	OnChange func(Event)
 	// OnLowerPriority is called, with the same lock held as OnChange,
-	// when a master hears a lower priority and garp_lower_prio_repeat is
-	// set: the caller announces the addresses again.
+	// when a master hears a lower priority and Config.LowerPrioReannounce
+	// is set: the caller announces the addresses again.
 	OnLowerPriority func()
-	// Scripts runs notify scripts; nil means ExecRunner.
-	Scripts ScriptRunner
 	// Group is the sync group the instance belongs to, if any.
 	Group *Group
 }
@@ -89,18 +105,20 @@ type Stats struct {
 type Instance struct {
 	mu   *sync.Mutex // shared by a sync group so its members move together
 	name string
-	cfg  service.VRRPInstance
-	auth [8]byte
-	vips []netip.Addr // sorted, for comparing advertised lists
-	dsts []netip.Addr
-	unit uint16 // own advert interval in the version's unit
+	cfg  Config
+	// authType and auth are what advertisements carry and must carry:
+	// AuthPass and the password, or 0 and zeros.
+	authType uint8
+	auth     [8]byte
+	vips     []netip.Addr // sorted, for comparing advertised lists
+	dsts     []netip.Addr
+	unit     uint16 // own advert interval in the version's unit
 
 	conn            Conn
 	clock           clock.Clock
 	log             *slog.Logger
 	onChange        func(Event)
 	onLowerPriority func()
-	scripts         ScriptRunner
 	group           *Group
 
 	state        State
@@ -116,57 +134,40 @@ type Instance struct {
 	scriptDown   map[string]bool
 	stats        Stats
 	stopped      chan struct{}
-	// quiet holds back notify scripts while a resumed instance takes the
-	// state its predecessor had: nothing changed for the scripts' world.
+	// quiet marks the events of a resumed instance taking the state its
+	// predecessor had as Resumed.
 	quiet bool
 }
 
-// New builds an instance from its configuration. It checks the notify
-// scripts' security and refuses insecure ones.
-func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
+// New builds an instance from its configuration.
+func New(cfg Config, opt Options) (*Instance, error) {
 	name := "vrrp_instance " + cfg.Name
 	if opt.Conn == nil {
 		return nil, fmt.Errorf("%s: no connection", name)
-	}
-	if cfg.Version != 2 && cfg.Version != 3 {
-		return nil, fmt.Errorf("%s: version %d is not 2 or 3", name, cfg.Version)
-	}
-	if cfg.VirtualRouterID < 1 || cfg.VirtualRouterID > 255 {
-		return nil, fmt.Errorf("%s: virtual_router_id %d is outside 1..255", name, cfg.VirtualRouterID)
-	}
-	if cfg.Priority < 1 || cfg.Priority > 255 {
-		return nil, fmt.Errorf("%s: priority %d is outside 1..255", name, cfg.Priority)
 	}
 	unit, err := advertUnits(cfg.Version, cfg.AdvertInt)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if len(cfg.VirtualIPs) == 0 {
-		return nil, fmt.Errorf("%s: no virtual_ipaddress", name)
-	}
 	local := opt.Conn.LocalAddr()
 	i := &Instance{
 		mu: new(sync.Mutex), name: cfg.Name, cfg: cfg, unit: unit,
 		conn: opt.Conn, clock: opt.Clock, log: opt.Logger, onChange: opt.OnChange, onLowerPriority: opt.OnLowerPriority,
-		scripts:      opt.Scripts,
 		masterAdvInt: cfg.AdvertInt,
 		ifDown:       map[string]bool{}, scriptDown: map[string]bool{},
 		stats:   Stats{Dropped: map[Reason]uint64{}},
 		stopped: make(chan struct{}),
 	}
-	for _, v := range cfg.VirtualIPs {
-		a := v.Prefix.Addr()
+	for _, a := range cfg.Addrs {
 		if a.Is6() != local.Is6() {
 			return nil, fmt.Errorf("%s: virtual_ipaddress %s is not of the family of the source address %s", name, a, local)
 		}
 		i.vips = append(i.vips, a)
 	}
 	slices.SortFunc(i.vips, netip.Addr.Compare)
-	if cfg.Auth != nil && cfg.Auth.Type == "PASS" {
-		if cfg.Version != 2 {
-			return nil, fmt.Errorf("%s: authentication is VRRPv2 only", name)
-		}
-		copy(i.auth[:], cfg.Auth.Pass)
+	if cfg.PassAuth {
+		i.authType = AuthPass
+		copy(i.auth[:], cfg.Password)
 	}
 	i.dsts = cfg.UnicastPeers
 	if len(i.dsts) == 0 {
@@ -188,12 +189,6 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 	if i.onChange == nil {
 		i.onChange = func(Event) {}
 	}
-	if i.scripts == nil {
-		i.scripts = ExecRunner{User: cfg.Notify.User, Logger: i.log}
-	}
-	if err := checkNotify(name, cfg.Notify, cfg.Source.File); err != nil {
-		return nil, err
-	}
 	if g := opt.Group; g != nil {
 		if !slices.Contains(g.cfg.Instances, cfg.Name) {
 			return nil, fmt.Errorf("%s: not a member of vrrp_sync_group %s", name, g.cfg.Name)
@@ -209,22 +204,20 @@ func New(cfg service.VRRPInstance, opt Options) (*Instance, error) {
 
 // Group is a vrrp_sync_group: its members change state together.
 type Group struct {
-	mu      sync.Mutex
-	cfg     service.SyncGroup
-	members []*Instance
-	scripts ScriptRunner
+	mu       sync.Mutex
+	cfg      GroupConfig
+	members  []*Instance
+	onChange func(GroupEvent)
 }
 
 // NewGroup builds a sync group; instances join it through Options.Group.
-// scripts runs the group's notify scripts (nil means ExecRunner).
-func NewGroup(cfg service.SyncGroup, scripts ScriptRunner) (*Group, error) {
-	if err := checkNotify("vrrp_sync_group "+cfg.Name, cfg.Notify, cfg.Source.File); err != nil {
-		return nil, err
+// onChange, if not nil, is called for every change of the group's state,
+// under the same rules as Options.OnChange.
+func NewGroup(cfg GroupConfig, onChange func(GroupEvent)) *Group {
+	if onChange == nil {
+		onChange = func(GroupEvent) {}
 	}
-	if scripts == nil {
-		scripts = ExecRunner{User: cfg.Notify.User}
-	}
-	return &Group{cfg: cfg, scripts: scripts}, nil
+	return &Group{cfg: cfg, onChange: onChange}
 }
 
 // Run runs the instance until ctx is done, then stops it gracefully: a
@@ -373,10 +366,10 @@ func (i *Instance) SetScript(name string, ok bool) {
 	i.setTrack(i.cfg.TrackScripts, i.scriptDown, name, !ok, "track_script "+name)
 }
 
-func (i *Instance) setTrack(tracks []service.Track, down map[string]bool, name string, isDown bool, what string) {
+func (i *Instance) setTrack(tracks []Track, down map[string]bool, name string, isDown bool, what string) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if !slices.ContainsFunc(tracks, func(t service.Track) bool { return t.Name == name }) || down[name] == isDown {
+	if !slices.ContainsFunc(tracks, func(t Track) bool { return t.Name == name }) || down[name] == isDown {
 		return
 	}
 	down[name] = isDown
@@ -454,7 +447,7 @@ func (i *Instance) priority() int {
 	if p == PriorityOwner {
 		return p
 	}
-	add := func(tracks []service.Track, down map[string]bool) {
+	add := func(tracks []Track, down map[string]bool) {
 		for _, t := range tracks {
 			if t.Weight > 0 && !down[t.Name] || t.Weight < 0 && down[t.Name] {
 				p += t.Weight
@@ -509,7 +502,7 @@ func (i *Instance) transition(to State, reason string, fromGroup bool) {
 	i.state = to
 	prio := i.priority()
 	i.log.Info("state change", "from", from.String(), "to", to.String(), "priority", prio, "reason", reason)
-	ev := Event{Instance: i.name, From: from, To: to, Priority: prio, Reason: reason}
+	ev := Event{Instance: i.name, From: from, To: to, Priority: prio, Reason: reason, Resumed: i.quiet}
 	notified := false
 	switch to {
 	case StateBackup:
@@ -542,9 +535,6 @@ func (i *Instance) transition(to State, reason string, fromGroup bool) {
 	if to == StateStopped {
 		close(i.stopped)
 	}
-	if to != StateReleasing && !i.quiet {
-		runNotify(i.scripts, i.cfg.Notify, "INSTANCE", i.name, to, prio)
-	}
 	if fromGroup || i.group == nil || to == StateReleasing || to == StateStopped {
 		return
 	}
@@ -558,9 +548,7 @@ func (i *Instance) transition(to State, reason string, fromGroup bool) {
 			m.transition(to, "vrrp_sync_group "+i.group.cfg.Name+": "+i.name+" is "+to.String(), true)
 		}
 	}
-	if !i.quiet {
-		runNotify(i.group.scripts, i.group.cfg.Notify, "GROUP", i.group.cfg.Name, to, prio)
-	}
+	i.group.onChange(GroupEvent{Group: i.group.cfg.Name, To: to, Priority: prio, Resumed: i.quiet})
 }
 
 func (i *Instance) masterDown() {
@@ -579,11 +567,8 @@ func (i *Instance) advertise() {
 
 func (i *Instance) send(prio int) {
 	a := Advertisement{
-		Version: i.cfg.Version, VRID: uint8(i.cfg.VirtualRouterID), Priority: uint8(prio),
-		AdvertInt: i.unit, Addrs: i.vips,
-	}
-	if i.cfg.Auth != nil && i.cfg.Auth.Type == "PASS" {
-		a.AuthType, a.AuthData = AuthPass, i.auth
+		Version: i.cfg.Version, VRID: i.cfg.VRID, Priority: uint8(prio),
+		AdvertInt: i.unit, Addrs: i.vips, AuthType: i.authType, AuthData: i.auth,
 	}
 	src := i.conn.LocalAddr()
 	for _, dst := range i.dsts {
@@ -617,7 +602,7 @@ func (i *Instance) Receive(b []byte, src, dst netip.Addr, ttl int) {
 		}
 		return
 	}
-	if int(a.VRID) != i.cfg.VirtualRouterID {
+	if a.VRID != i.cfg.VRID {
 		i.stats.OtherVRID++
 		return
 	}
@@ -638,11 +623,7 @@ func (i *Instance) Receive(b []byte, src, dst netip.Addr, ttl int) {
 		return
 	}
 	if a.Version == 2 {
-		wantType := uint8(0)
-		if i.cfg.Auth != nil && i.cfg.Auth.Type == "PASS" {
-			wantType = AuthPass
-		}
-		if a.AuthType != wantType || wantType == AuthPass && a.AuthData != i.auth {
+		if a.AuthType != i.authType || i.authType == AuthPass && a.AuthData != i.auth {
 			i.drop(ReasonAuth, src, fmt.Sprintf("auth type %d or password does not match", a.AuthType))
 			return
 		}
@@ -721,7 +702,7 @@ func (i *Instance) advertisement(a *Advertisement, src netip.Addr) {
 				i.send(prio)
 				i.arm(i.cfg.AdvertInt, i.advertise)
 			}
-			if i.cfg.GARPLowerPrioRepeat > 0 {
+			if i.cfg.LowerPrioReannounce {
 				i.onLowerPriority()
 			}
 		}

@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/xlb-project/xlb/internal/service"
 )
 
 // For priority 100 and a one-second interval (RFC 5798 §6.1).
@@ -44,9 +41,9 @@ func TestTimers(t *testing.T) {
 }
 
 func TestBackupBecomesMasterAfterDownInterval(t *testing.T) {
-	cfg := baseConfig()
-	cfg.State = "MASTER" // keepalived also starts in Backup unless it owns the address
-	h := newHarness(t, cfg, nil, nil, nil)
+	// Every instance starts in Backup unless it owns the address, as
+	// keepalived's "state MASTER" does too.
+	h := newHarness(t, baseConfig(), nil, nil, nil)
 	h.inst.Start()
 	h.wantState(StateBackup)
 	h.clock.Advance(mdi100 - time.Nanosecond)
@@ -142,7 +139,7 @@ func TestBackupPriorityZeroTakesOverAfterSkew(t *testing.T) {
 
 // masterHarness returns an instance that has just become master, with
 // what it sent so far forgotten.
-func masterHarness(t *testing.T, cfg service.VRRPInstance) *harness {
+func masterHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	h := newHarness(t, cfg, nil, nil, nil)
 	h.inst.Start()
@@ -161,7 +158,7 @@ func TestMasterReceives(t *testing.T) {
 		wantState State
 		// wantSent is what the master sends at once in answer.
 		wantSent []int
-		mod      func(*service.VRRPInstance)
+		mod      func(*Config)
 	}{
 		{"higher priority", lower, 101, StateBackup, nil, nil},
 		{"equal priority from a higher address", upper, 100, StateBackup, nil, nil},
@@ -169,9 +166,9 @@ func TestMasterReceives(t *testing.T) {
 		{"lower priority", upper, 99, StateMaster, []int{100}, nil},
 		{"priority 0", upper, 0, StateMaster, []int{100}, nil},
 		{"lower priority, lower_prio_no_advert", upper, 99, StateMaster, nil,
-			func(c *service.VRRPInstance) { c.LowerPrioNoAdvert = true }},
+			func(c *Config) { c.LowerPrioNoAdvert = true }},
 		{"higher priority, higher_prio_send_advert", lower, 101, StateBackup, []int{100},
-			func(c *service.VRRPInstance) { c.HigherPrioSendAdvert = true }},
+			func(c *Config) { c.HigherPrioSendAdvert = true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,15 +218,15 @@ func TestV3LearnsMasterInterval(t *testing.T) {
 // does not hold the backup down, so it takes over on the original
 // schedule.
 func TestInvalidPacketsDropped(t *testing.T) {
-	v2 := func() service.VRRPInstance {
+	v2 := func() Config {
 		c := baseConfig()
 		c.Version = 2
-		c.Auth = &service.VRRPAuth{Type: "PASS", Pass: "secret"}
+		c.PassAuth, c.Password = true, "secret"
 		return c
 	}
 	tests := []struct {
 		name   string
-		cfg    service.VRRPInstance
+		cfg    Config
 		packet func(h *harness) ([]byte, netip.Addr, int)
 		reason Reason // 0: counted as another VRID
 	}{
@@ -287,7 +284,7 @@ func TestInvalidPacketsDropped(t *testing.T) {
 	// dropped: the cases above fail for the reason they name.
 	for _, c := range []struct {
 		name string
-		cfg  service.VRRPInstance
+		cfg  Config
 		src  netip.Addr
 	}{
 		{"valid v2 control", v2(), upper},
@@ -310,7 +307,7 @@ func TestInvalidPacketsDropped(t *testing.T) {
 
 func TestTrackInterface(t *testing.T) {
 	cfg := baseConfig()
-	cfg.TrackInterfaces = []service.Track{{Name: "eth1"}, {Name: "eth2", Weight: -30}, {Name: "eth3", Weight: 20}}
+	cfg.TrackInterfaces = []Track{{Name: "eth1"}, {Name: "eth2", Weight: -30}, {Name: "eth3", Weight: 20}}
 	h := masterHarness(t, cfg)
 	if got := h.inst.Priority(); got != 120 {
 		t.Fatalf("priority with eth3 up %d, want 120", got)
@@ -349,20 +346,20 @@ func TestTrackScriptWeights(t *testing.T) {
 	tests := []struct {
 		name   string
 		prio   int
-		tracks []service.Track
+		tracks []Track
 		down   []string
 		want   int
 		fault  bool
 	}{
-		{"positive weight added while up", 100, []service.Track{{Name: "a", Weight: 10}}, nil, 110, false},
-		{"positive weight dropped when down", 100, []service.Track{{Name: "a", Weight: 10}}, []string{"a"}, 100, false},
-		{"negative weight ignored while up", 100, []service.Track{{Name: "a", Weight: -10}}, nil, 100, false},
-		{"negative weight subtracted when down", 100, []service.Track{{Name: "a", Weight: -10}}, []string{"a"}, 90, false},
-		{"weights add up", 100, []service.Track{{Name: "a", Weight: 10}, {Name: "b", Weight: -40}, {Name: "c", Weight: 5}}, []string{"b"}, 75, false},
-		{"clamped below 255", 250, []service.Track{{Name: "a", Weight: 10}}, nil, 254, false},
-		{"clamped above 0", 5, []service.Track{{Name: "a", Weight: -10}}, []string{"a"}, 1, false},
-		{"owner ignores weights", 255, []service.Track{{Name: "a", Weight: -10}}, []string{"a"}, 255, false},
-		{"weight 0 down is a fault", 100, []service.Track{{Name: "a"}}, []string{"a"}, 100, true},
+		{"positive weight added while up", 100, []Track{{Name: "a", Weight: 10}}, nil, 110, false},
+		{"positive weight dropped when down", 100, []Track{{Name: "a", Weight: 10}}, []string{"a"}, 100, false},
+		{"negative weight ignored while up", 100, []Track{{Name: "a", Weight: -10}}, nil, 100, false},
+		{"negative weight subtracted when down", 100, []Track{{Name: "a", Weight: -10}}, []string{"a"}, 90, false},
+		{"weights add up", 100, []Track{{Name: "a", Weight: 10}, {Name: "b", Weight: -40}, {Name: "c", Weight: 5}}, []string{"b"}, 75, false},
+		{"clamped below 255", 250, []Track{{Name: "a", Weight: 10}}, nil, 254, false},
+		{"clamped above 0", 5, []Track{{Name: "a", Weight: -10}}, []string{"a"}, 1, false},
+		{"owner ignores weights", 255, []Track{{Name: "a", Weight: -10}}, []string{"a"}, 255, false},
+		{"weight 0 down is a fault", 100, []Track{{Name: "a"}}, []string{"a"}, 100, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -388,7 +385,7 @@ func TestTrackScriptWeights(t *testing.T) {
 func TestScriptWeightHandsOver(t *testing.T) {
 	clock := newFakeClock()
 	cfgA := baseConfig()
-	cfgA.Name, cfgA.Priority, cfgA.TrackScripts = "A", 100, []service.Track{{Name: "chk", Weight: -20}}
+	cfgA.Name, cfgA.Priority, cfgA.TrackScripts = "A", 100, []Track{{Name: "chk", Weight: -20}}
 	a := newHarness(t, cfgA, nil, nil, clock)
 	cfgB := baseConfig()
 	cfgB.Name, cfgB.Priority = "B", 90
@@ -438,15 +435,12 @@ func link(t *testing.T, clock *fakeClock, hs ...*harness) {
 
 func TestSyncGroup(t *testing.T) {
 	rec := &recorder{}
-	group, err := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"A", "B"}}, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	group := NewGroup(GroupConfig{Name: "G", Instances: []string{"A", "B"}}, rec.onGroup)
 	clock := newFakeClock()
 	cfgA := baseConfig()
-	cfgA.Name, cfgA.TrackInterfaces = "A", []service.Track{{Name: "eth1"}}
+	cfgA.Name, cfgA.TrackInterfaces = "A", []Track{{Name: "eth1"}}
 	cfgB := baseConfig()
-	cfgB.Name, cfgB.VirtualRouterID, cfgB.Priority = "B", 52, 50
+	cfgB.Name, cfgB.VRID, cfgB.Priority = "B", 52, 50
 	a := newHarness(t, cfgA, group, rec, clock)
 	b := newHarness(t, cfgB, group, rec, clock)
 	a.inst.Start()
@@ -473,10 +467,13 @@ func TestSyncGroup(t *testing.T) {
 	if diff := cmp.Diff([]string{"A:BACKUP", "B:BACKUP"}, rec.states()); diff != "" {
 		t.Errorf("recovery (-want +got):\n%s", diff)
 	}
-	// Group notify scripts would run with "GROUP G STATE prio"; none are
-	// configured, so only instance scripts (none either) ran.
-	if runs := rec.takeRuns(); len(runs) != 0 {
-		t.Errorf("ran %v without scripts configured", runs)
+	// The group reports each change once, from the member that moved
+	// it (at startup each member starts on its own account), and
+	// recovery from Fault member by member, as keepalived's group
+	// notify scripts hear of it.
+	want := []string{"G:BACKUP", "G:BACKUP", "G:MASTER", "G:BACKUP", "G:FAULT", "G:BACKUP", "G:BACKUP"}
+	if diff := cmp.Diff(want, rec.groupStates()); diff != "" {
+		t.Errorf("group changes (-want +got):\n%s", diff)
 	}
 }
 
@@ -529,44 +526,12 @@ func TestGracefulStop(t *testing.T) {
 	}
 }
 
-func TestNotifyScripts(t *testing.T) {
-	dir := t.TempDir()
-	script := func(name string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	if os.Getuid() != 0 {
-		t.Skip("script security needs root-owned scripts; run as root")
-	}
-	cfg := baseConfig()
-	cfg.Notify = service.Notify{Any: script("any.sh"), Master: script("master.sh") + " --up", Stop: script("stop.sh")}
-	rec := &recorder{}
-	h := newHarness(t, cfg, nil, rec, nil)
-	h.inst.Start()
-	h.clock.Advance(mdi100)
-	h.inst.Stop()
-	h.recv(upper, 150)
-	want := [][]string{
-		{cfg.Notify.Any, "INSTANCE", "VI_1", "BACKUP", "100"},
-		{filepath.Join(dir, "master.sh"), "--up"},
-		{cfg.Notify.Any, "INSTANCE", "VI_1", "MASTER", "100"},
-		{cfg.Notify.Stop},
-		{cfg.Notify.Any, "INSTANCE", "VI_1", "STOP", "100"},
-	}
-	if diff := cmp.Diff(want, rec.takeRuns()); diff != "" {
-		t.Errorf("scripts run (-want +got):\n%s", diff)
-	}
-}
-
 // TestRun drives the instance through Run and the Conn, as the daemon does.
 func TestRun(t *testing.T) {
 	clock := newFakeClock()
 	conn := newFakeConn(t, self)
 	rec := &recorder{}
-	inst, err := New(baseConfig(), Options{Conn: conn, Clock: clock, Logger: quiet, OnChange: rec.onChange, Scripts: rec})
+	inst, err := New(baseConfig(), Options{Conn: conn, Clock: clock, Logger: quiet, OnChange: rec.onChange})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,20 +565,18 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestNewInvalid: New refuses what it cannot speak, naming the instance.
+// The configuration's ranges (version, virtual_router_id, priority,
+// addresses, authentication) are internal/service's to check.
 func TestNewInvalid(t *testing.T) {
 	tests := []struct {
 		name string
-		mod  func(*service.VRRPInstance)
+		mod  func(*Config)
 		want string
 	}{
-		{"version", func(c *service.VRRPInstance) { c.Version = 4 }, "version 4"},
-		{"vrid", func(c *service.VRRPInstance) { c.VirtualRouterID = 0 }, "virtual_router_id 0"},
-		{"priority", func(c *service.VRRPInstance) { c.Priority = 0 }, "priority 0"},
-		{"v2 sub-second interval", func(c *service.VRRPInstance) { c.Version, c.AdvertInt = 2, 500*time.Millisecond }, "advert_int 500ms"},
-		{"no vips", func(c *service.VRRPInstance) { c.VirtualIPs = nil }, "no virtual_ipaddress"},
-		{"v3 auth", func(c *service.VRRPInstance) { c.Auth = &service.VRRPAuth{Type: "PASS", Pass: "x"} }, "VRRPv2 only"},
-		{"family", func(c *service.VRRPInstance) {
-			c.VirtualIPs = []service.VirtualIP{{Prefix: netip.MustParsePrefix("2001:db8::10/128")}}
+		{"v2 sub-second interval", func(c *Config) { c.Version, c.AdvertInt = 2, 500*time.Millisecond }, "advert_int 500ms"},
+		{"family", func(c *Config) {
+			c.Addrs = []netip.Addr{netip.MustParseAddr("2001:db8::10")}
 		}, "not of the family"},
 	}
 	for _, tt := range tests {
@@ -654,7 +617,7 @@ func TestMasterTakesAddressesBeforeAdvertising(t *testing.T) {
 			conn := newFakeConn(t, self)
 			sentAtMaster := -1
 			clock := newFakeClock()
-			inst, err := New(cfg, Options{Conn: conn, Clock: clock, Logger: quiet, Scripts: &recorder{},
+			inst, err := New(cfg, Options{Conn: conn, Clock: clock, Logger: quiet,
 				OnChange: func(e Event) {
 					if e.To == StateMaster {
 						conn.mu.Lock()
@@ -684,35 +647,31 @@ func TestMasterTakesAddressesBeforeAdvertising(t *testing.T) {
 // master with no gap in advertisements, no priority-0 release and no
 // notify script; the new priority is what the peers hear next.
 func TestHandoffResume(t *testing.T) {
-	withNotify := func(cfg service.VRRPInstance) service.VRRPInstance {
-		cfg.Notify = service.Notify{Master: "/bin/true master", Backup: "/bin/true backup", Fault: "/bin/true fault", Stop: "/bin/true stop"}
-		return cfg
-	}
 	tests := []struct {
 		name string
 		// old runs to this state before the handoff.
 		master bool
-		new    func(*service.VRRPInstance)
+		new    func(*Config)
 		// wantNew: the successor's events after Resume.
 		wantNew   []string
 		wantState State
 		wantPrio  []int // the successor's advertisements at once
-		wantRuns  int   // notify scripts the successor ran
+		wantRuns  int   // changes the successor reported for notify scripts
 	}{
-		{name: "master stays master", master: true, new: func(c *service.VRRPInstance) { c.Priority = 120 },
+		{name: "master stays master", master: true, new: func(c *Config) { c.Priority = 120 },
 			wantNew: []string{"VI_1:MASTER"}, wantState: StateMaster, wantPrio: []int{120}},
-		{name: "backup starts as backup", new: func(c *service.VRRPInstance) {},
+		{name: "backup starts as backup", new: func(c *Config) {},
 			wantNew: []string{"VI_1:BACKUP"}, wantState: StateBackup, wantRuns: 1},
 		{name: "a faulty master goes to fault", master: true,
-			new: func(c *service.VRRPInstance) {
-				c.TrackInterfaces = []service.Track{{Name: "eth1"}}
+			new: func(c *Config) {
+				c.TrackInterfaces = []Track{{Name: "eth1"}}
 			},
 			wantNew: []string{"VI_1:FAULT"}, wantState: StateFault, wantRuns: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newFakeClock()
-			old := newHarness(t, withNotify(baseConfig()), nil, nil, clock)
+			old := newHarness(t, baseConfig(), nil, nil, clock)
 			old.inst.Start()
 			if tt.master {
 				clock.Advance(mdi100)
@@ -720,9 +679,9 @@ func TestHandoffResume(t *testing.T) {
 			}
 			old.conn.take()
 			old.rec.states()
-			old.rec.takeRuns()
+			old.rec.takeNotes()
 
-			cfg := withNotify(baseConfig())
+			cfg := baseConfig()
 			tt.new(&cfg)
 			next := newHarness(t, cfg, nil, nil, clock)
 			next.inst.SetInterface("eth1", false)
@@ -732,8 +691,8 @@ func TestHandoffResume(t *testing.T) {
 			if diff := cmp.Diff(tt.wantNew, next.rec.states()); diff != "" {
 				t.Errorf("successor's events (-want +got):\n%s", diff)
 			}
-			if got := next.rec.takeRuns(); len(got) != tt.wantRuns {
-				t.Errorf("successor ran notify scripts %v, want %d", got, tt.wantRuns)
+			if got := next.rec.takeNotes(); len(got) != tt.wantRuns {
+				t.Errorf("successor reported %v for notify scripts, want %d", got, tt.wantRuns)
 			}
 
 			select {
@@ -748,8 +707,8 @@ func TestHandoffResume(t *testing.T) {
 			if got := old.rec.states(); len(got) != 0 {
 				t.Errorf("the handed-off instance reported %v, want nothing (its addresses stay)", got)
 			}
-			if got := old.rec.takeRuns(); len(got) != 0 {
-				t.Errorf("the handed-off instance ran %v", got)
+			if got := old.rec.takeNotes(); len(got) != 0 {
+				t.Errorf("the handed-off instance reported %v for notify scripts", got)
 			}
 			if tt.wantPrio != nil {
 				got := next.conn.priorities()
@@ -768,15 +727,11 @@ func TestSyncGroupResume(t *testing.T) {
 	clock := newFakeClock()
 	build := func() (*recorder, *harness, *harness) {
 		rec := &recorder{}
-		notify := service.Notify{Master: "/bin/true master", Backup: "/bin/true backup"}
-		group, err := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"A", "B"}, Notify: notify}, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		group := NewGroup(GroupConfig{Name: "G", Instances: []string{"A", "B"}}, rec.onGroup)
 		cfgA := baseConfig()
-		cfgA.Name, cfgA.Notify = "A", notify
+		cfgA.Name = "A"
 		cfgB := baseConfig()
-		cfgB.Name, cfgB.VirtualRouterID, cfgB.Priority, cfgB.Notify = "B", 52, 50, notify
+		cfgB.Name, cfgB.VRID, cfgB.Priority = "B", 52, 50
 		return rec, newHarness(t, cfgA, group, rec, clock), newHarness(t, cfgB, group, rec, clock)
 	}
 	oldRec, oldA, oldB := build()
@@ -786,7 +741,7 @@ func TestSyncGroupResume(t *testing.T) {
 	oldA.wantState(StateMaster)
 	oldB.wantState(StateMaster)
 	oldRec.states()
-	oldRec.takeRuns()
+	oldRec.takeNotes()
 
 	rec, a, b := build()
 	prevA, prevB := oldA.inst.Handoff(), oldB.inst.Handoff()
@@ -797,8 +752,8 @@ func TestSyncGroupResume(t *testing.T) {
 	if diff := cmp.Diff([]string{"A:MASTER", "B:MASTER"}, rec.states()); diff != "" {
 		t.Errorf("resume (-want +got):\n%s", diff)
 	}
-	if runs := rec.takeRuns(); len(runs) != 0 {
-		t.Errorf("a resumed group ran %v", runs)
+	if notes := rec.takeNotes(); len(notes) != 0 {
+		t.Errorf("a resumed group reported %v for notify scripts", notes)
 	}
 	if got := oldRec.states(); len(got) != 0 {
 		t.Errorf("the handed-over group reported %v", got)
@@ -844,23 +799,24 @@ func TestSkipCheckAdvAddr(t *testing.T) {
 
 // unicastChecked is an instance with one unicast peer (lower) and
 // check_unicast_src.
-func unicastChecked() service.VRRPInstance {
+func unicastChecked() Config {
 	c := baseConfig()
 	c.UnicastPeers, c.CheckUnicastSrc = []netip.Addr{lower}, true
 	return c
 }
 
-// TestLowerPriorityReannounce: with garp_lower_prio_repeat a master that
-// hears a lower priority asks for its addresses to be announced again;
-// a higher priority or a priority-0 release does not.
+// TestLowerPriorityReannounce: with LowerPrioReannounce (keepalived's
+// garp_lower_prio_repeat) a master that hears a lower priority asks for
+// its addresses to be announced again; a higher priority or a priority-0
+// release does not.
 func TestLowerPriorityReannounce(t *testing.T) {
-	for _, repeat := range []int{0, 3} {
-		t.Run(fmt.Sprint(repeat), func(t *testing.T) {
+	for _, reannounce := range []bool{false, true} {
+		t.Run(fmt.Sprint(reannounce), func(t *testing.T) {
 			cfg := baseConfig()
-			cfg.GARPLowerPrioRepeat = repeat
+			cfg.LowerPrioReannounce = reannounce
 			clock := newFakeClock()
 			calls := 0
-			inst, err := New(cfg, Options{Conn: newFakeConn(t, self), Clock: clock, Logger: quiet, Scripts: &recorder{},
+			inst, err := New(cfg, Options{Conn: newFakeConn(t, self), Clock: clock, Logger: quiet,
 				OnLowerPriority: func() { calls++ }})
 			if err != nil {
 				t.Fatal(err)
@@ -875,7 +831,7 @@ func TestLowerPriorityReannounce(t *testing.T) {
 			h.recv(upper, 200)
 			h.wantState(StateBackup)
 			want := 0
-			if repeat > 0 {
+			if reannounce {
 				want = 2
 			}
 			if calls != want {

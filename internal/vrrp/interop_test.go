@@ -18,7 +18,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"github.com/xlb-project/xlb/internal/announce"
-	"github.com/xlb-project/xlb/internal/service"
 	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
@@ -43,17 +42,17 @@ func TestInteropPeer(t *testing.T) {
 	if spec == "" {
 		t.Skip("runs only as TestKeepalivedInterop's peer process")
 	}
-	var cfg service.VRRPInstance
-	if err := json.Unmarshal([]byte(spec), &cfg); err != nil {
+	var ps peerSpec
+	if err := json.Unmarshal([]byte(spec), &ps); err != nil {
 		t.Fatal(err)
 	}
-	ipv6 := len(cfg.VirtualIPs) > 0 && cfg.VirtualIPs[0].Prefix.Addr().Is6()
-	conn, err := vrrp.Listen(vrrp.ConnConfig{Interface: cfg.Interface, IPv6: ipv6})
+	ipv6 := len(ps.VRRP.Addrs) > 0 && ps.VRRP.Addrs[0].Is6()
+	conn, err := vrrp.Listen(vrrp.ConnConfig{Interface: ps.Announce.Interface, IPv6: ipv6})
 	if err != nil {
 		t.Fatal(err)
 	}
-	an := announce.New(announce.FromInstance(cfg), announce.Options{})
-	inst, err := vrrp.New(cfg, vrrp.Options{Conn: conn, OnChange: func(e vrrp.Event) {
+	an := announce.New(ps.Announce, announce.Options{})
+	inst, err := vrrp.New(ps.VRRP, vrrp.Options{Conn: conn, OnChange: func(e vrrp.Event) {
 		switch {
 		case e.To.HoldsAddresses() && !e.From.HoldsAddresses():
 			err = an.Acquire()
@@ -73,6 +72,13 @@ func TestInteropPeer(t *testing.T) {
 	if err := inst.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// peerSpec is the instance TestInteropPeer runs, and the addresses it
+// holds while master.
+type peerSpec struct {
+	VRRP     vrrp.Config
+	Announce announce.Config
 }
 
 // side is one VRRP speaker of the interop test.
@@ -300,12 +306,18 @@ vrrp_instance VI_1 {
 	}
 	startX := func(prio int) {
 		t.Helper()
-		cfg := service.VRRPInstance{
-			Name: "VI_1", State: "BACKUP", Interface: "eth0", VirtualRouterID: interopVRID, Priority: prio,
-			AdvertInt: interopAdv, Version: 3, Preempt: true, GARPMasterRepeat: 2,
-			VirtualIPs: []service.VirtualIP{{Prefix: vip}},
+		ps := peerSpec{
+			VRRP: vrrp.Config{
+				Name: "VI_1", VRID: interopVRID, Priority: prio,
+				AdvertInt: interopAdv, Version: 3, Preempt: true,
+				Addrs: []netip.Addr{vip.Addr()},
+			},
+			Announce: announce.Config{
+				Name: "vrrp_instance VI_1", Interface: "eth0", Repeat: 2,
+				VIPs: []announce.VIP{{Prefix: vip}},
+			},
 		}
-		spec, err := json.Marshal(cfg)
+		spec, err := json.Marshal(ps)
 		if err != nil {
 			t.Fatal(err)
 		}

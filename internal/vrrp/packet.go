@@ -1,8 +1,9 @@
 // Package vrrp speaks VRRP: version 2 (RFC 3768, keepalived's default) and
 // version 3 (RFC 5798, IPv4 and IPv6), with keepalived's behaviour where the
 // RFCs leave room. It owns the wire format, the Init/Backup/Master/Fault
-// state machine, sync groups, tracking and notify scripts; adding the
-// addresses and announcing them is the caller's job (package announce).
+// state machine, sync groups and the priority weights of tracked objects;
+// it reports every state change, and adding the addresses, announcing
+// them (package announce) and running notify scripts is the caller's job.
 package vrrp
 
 import (

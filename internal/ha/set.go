@@ -1,28 +1,36 @@
-package daemon
+// Package ha is xlb's high-availability node: the VRRP instances of a
+// configuration with what keepalived's VRRP process does around them. It
+// builds each vrrp_instance's state machine (package vrrp) and the
+// announcer of its addresses (package announce) from the configuration,
+// runs the vrrp_scripts and follows the link state of tracked interfaces
+// that feed them, starts the notify scripts on the state changes they
+// report, and hands a running set over to its successor on a reload.
+//
+// The daemon drives a Set: Prepare it, Start it (in place of the set it
+// replaces), read its State, and Stop it.
+package ha
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"slices"
 	"sync"
-	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/xlb-project/xlb/internal/announce"
 	"github.com/xlb-project/xlb/internal/api"
+	"github.com/xlb-project/xlb/internal/clock"
 	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
-// vrrpSet is the VRRP instances of a configuration, with the trackers
-// that feed them (vrrp_script results, interface link state).
-// prepareVRRP builds one without touching the host or the link; start
-// runs it, taking over from the set it replaces.
-type vrrpSet struct {
+// Set is the VRRP instances of a configuration, with the trackers that
+// feed them (vrrp_script results, interface link state). Prepare builds
+// one without touching the host or the link; Start runs it, taking over
+// from the set it replaces.
+type Set struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -57,44 +65,58 @@ func (r *router) key() routerKey {
 	return routerKey{r.cfg.Interface, r.cfg.VirtualRouterID, isIPv6(r.cfg)}
 }
 
-func isIPv6(ic service.VRRPInstance) bool {
-	return len(ic.VirtualIPs) > 0 && ic.VirtualIPs[0].Prefix.Addr().Is6()
+// host is how a Set reaches the machine it runs on; tests replace it.
+type host struct {
+	listen func(vrrp.ConnConfig) (vrrp.Conn, error)
+	clock  clock.Clock
+	// addrs and sender are the announcers'; nil means netlink and raw
+	// sockets.
+	addrs  announce.Addresses
+	sender announce.Sender
+	// scripts runs notify scripts as user, logging failures to log.
+	scripts func(user string, log *slog.Logger) scriptRunner
 }
 
-// trackedScript is a vrrp_script some instance tracks.
-type trackedScript struct {
-	cfg   service.VRRPScript
-	argv  []string
-	users []*vrrp.Instance
+// system is the real host.
+var system = host{
+	listen: func(c vrrp.ConnConfig) (vrrp.Conn, error) { return vrrp.Listen(c) },
+	clock:  clock.Real{},
+	scripts: func(user string, log *slog.Logger) scriptRunner {
+		return execRunner{User: user, Logger: log}
+	},
 }
 
-// scriptKey identifies a vrrp_script across a reload: a changed command or
-// user starts without the old verdict.
-func scriptKey(sc service.VRRPScript) string {
-	return sc.Name + "\x00" + sc.Script + "\x00" + sc.User
-}
-
-// prepareVRRP builds, validates and opens the connections of every
+// Prepare builds, validates and opens the connections of every
 // vrrp_instance of cfg, without sending anything or changing an address:
-// a configuration that fails here leaves the running one untouched.
-func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
+// a configuration that fails here leaves the running one untouched. An
+// instance without an interface speaks on defaultInterface. log gets
+// the set's lines, each naming its instance, sync group or script.
+func Prepare(cfg *service.Config, defaultInterface string, log *slog.Logger) (*Set, error) {
+	return prepare(cfg, defaultInterface, log, system)
+}
+
+func prepare(cfg *service.Config, defaultInterface string, logger *slog.Logger, h host) (*Set, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	set := &vrrpSet{
-		ctx: ctx, cancel: cancel, log: d.log,
+	set := &Set{
+		ctx: ctx, cancel: cancel, log: logger,
 		groupOf:  map[string]string{},
 		tracks:   map[string][]*vrrp.Instance{}, // interface -> instances tracking it
 		verdicts: map[string]bool{},
 	}
-	fail := func(err error) (*vrrpSet, error) {
-		set.abort()
+	fail := func(err error) (*Set, error) {
+		set.Abort()
 		return nil, err
 	}
 	groups := map[string]*vrrp.Group{}
 	for _, g := range cfg.SyncGroups {
-		grp, err := vrrp.NewGroup(g, nil)
-		if err != nil {
-			return fail(err) // it names the group
+		if err := checkNotify("vrrp_sync_group "+g.Name, g.Notify, g.Source.File); err != nil {
+			return fail(err)
 		}
+		log := logger.With("vrrp_sync_group", g.Name)
+		notify := notifier{run: h.scripts(g.Notify.User, log), n: g.Notify, kind: "GROUP", name: g.Name}
+		grp := vrrp.NewGroup(vrrp.GroupConfig{Name: g.Name, Instances: g.Instances}, func(e vrrp.GroupEvent) {
+			notify.changed(e.To, e.Priority, e.Resumed)
+		})
 		for _, name := range g.Instances {
 			groups[name] = grp
 			set.groupOf[name] = g.Name
@@ -103,7 +125,7 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 	insts := map[string]*vrrp.Instance{}
 	for _, ic := range cfg.VRRP {
 		if ic.Interface == "" {
-			ic.Interface = d.opts.Interface
+			ic.Interface = defaultInterface
 		}
 		// keepalived tracks an instance's own interface unless told not
 		// to: a master whose link is gone must give up its addresses, and
@@ -111,7 +133,7 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 		if !ic.DontTrackPrimary && !slices.ContainsFunc(ic.TrackInterfaces, func(t service.Track) bool { return t.Name == ic.Interface }) {
 			ic.TrackInterfaces = append(slices.Clone(ic.TrackInterfaces), service.Track{Name: ic.Interface})
 		}
-		conn, err := vrrp.Listen(vrrp.ConnConfig{
+		conn, err := h.listen(vrrp.ConnConfig{
 			Interface: ic.Interface,
 			IPv6:      isIPv6(ic),
 			Source:    ic.SourceIP,
@@ -120,12 +142,14 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 		if err != nil {
 			return fail(fmt.Errorf("vrrp_instance %s: %w", ic.Name, err))
 		}
-		log := d.log.With("vrrp_instance", ic.Name)
-		an := announce.New(announce.FromInstance(ic), announce.Options{Logger: log})
+		log := logger.With("vrrp_instance", ic.Name)
+		notify := notifier{run: h.scripts(ic.Notify.User, log), n: ic.Notify, kind: "INSTANCE", name: ic.Name}
+		an := announce.New(announceConfig(ic), announce.Options{Addresses: h.addrs, Sender: h.sender, Clock: h.clock, Logger: log})
 		repeat, delay := ic.GARPLowerPrioRepeat, ic.GARPLowerPrioDelay
-		inst, err := vrrp.New(ic, vrrp.Options{
+		inst, err := vrrp.New(instanceConfig(ic), vrrp.Options{
 			Conn:            conn,
-			Logger:          d.log, // the instance names itself in its lines
+			Clock:           h.clock,
+			Logger:          logger, // the instance names itself in its lines
 			Group:           groups[ic.Name],
 			OnLowerPriority: func() { an.Reannounce(repeat, delay) },
 			OnChange: func(e vrrp.Event) {
@@ -139,11 +163,16 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 				if err != nil {
 					log.Error("virtual addresses", "err", err)
 				}
+				notify.changed(e.To, e.Priority, e.Resumed)
 			},
 		})
 		if err != nil {
 			conn.Close()
 			return fail(err) // it names the instance
+		}
+		if err := checkNotify("vrrp_instance "+ic.Name, ic.Notify, ic.Source.File); err != nil {
+			conn.Close()
+			return fail(err)
 		}
 		set.routers = append(set.routers, &router{cfg: ic, inst: inst, conn: conn, an: an})
 		insts[ic.Name] = inst
@@ -175,15 +204,15 @@ func (d *Daemon) prepareVRRP(cfg *service.Config) (*vrrpSet, error) {
 	return set, nil
 }
 
-// abort closes a prepared set that never ran.
-func (s *vrrpSet) abort() {
+// Abort closes a prepared set that never ran.
+func (s *Set) Abort() {
 	for _, r := range s.routers {
 		r.conn.Close()
 	}
 	s.cancel()
 }
 
-// start runs the set. Each instance holds its virtual addresses (and
+// Start runs the set. Each instance holds its virtual addresses (and
 // sends gratuitous ARP/NA) while master; the data path forwards VIP
 // traffic whatever the state, so a standby still serves frames that stale
 // ARP caches send it.
@@ -193,8 +222,8 @@ func (s *vrrpSet) abort() {
 // predecessor's state, so a master stays master and its addresses never
 // leave the interface (vrrp.Instance.Handoff and Resume), and vrrp_scripts
 // that did not change keep their verdicts. prev's other instances stop
-// gracefully; wait for them with prev.wait.
-func (s *vrrpSet) start(prev *vrrpSet) {
+// gracefully; wait for them with prev.Wait.
+func (s *Set) Start(prev *Set) {
 	before := map[routerKey]*router{}
 	if prev != nil {
 		for _, r := range prev.routers {
@@ -290,8 +319,9 @@ func resumeStates(handed []vrrp.State, groups []string) []vrrp.State {
 	return out
 }
 
-// state is the set's part of `xlb vrrp`.
-func (s *vrrpSet) state() []api.VRRPInstance {
+// State is the set's part of `xlb vrrp`: each instance's state,
+// priorities, addresses and packet counts.
+func (s *Set) State() []api.VRRPInstance {
 	var out []api.VRRPInstance
 	for _, r := range s.routers {
 		st := r.inst.Stats()
@@ -311,165 +341,14 @@ func (s *vrrpSet) state() []api.VRRPInstance {
 	return out
 }
 
-// stop stops every instance gracefully (priority 0, then the addresses go
+// Stop stops every instance gracefully (priority 0, then the addresses go
 // once the new master is heard) and waits for them.
-func (s *vrrpSet) stop() {
+func (s *Set) Stop() {
 	s.cancel()
-	s.wait()
+	s.Wait()
 }
 
-// wait waits for the set's instances and trackers to end.
-func (s *vrrpSet) wait() {
+// Wait waits for the set's instances and trackers to end.
+func (s *Set) Wait() {
 	s.wg.Wait()
-}
-
-// runScript runs a vrrp_script every interval, as its user and bounded by
-// its timeout, and reports its verdict to the instances tracking it
-// whenever the verdict changes (scriptVerdict). A verdict the set carried
-// over from a reload is reported at once and stands until the runs
-// change it; init_fail applies only to a script without one.
-func (s *vrrpSet) runScript(ctx context.Context, sc service.VRRPScript, argv []string, report func(good bool), log interface{ Warn(string, ...any) }) {
-	interval := max(sc.Interval, 100*time.Millisecond)
-	timeout := sc.Timeout
-	if timeout <= 0 {
-		timeout = interval
-	}
-	v := newScriptVerdict(sc.Rise, sc.Fall, sc.InitFail)
-	s.mu.Lock()
-	good, carried := s.verdicts[scriptKey(sc)]
-	s.mu.Unlock()
-	switch {
-	case carried:
-		v = carriedVerdict(sc.Rise, sc.Fall, good)
-		report(good)
-	case sc.InitFail:
-		report(false)
-	}
-	run := func() error {
-		rctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		st, err := script.Command{Args: argv, User: sc.User}.Run(rctx)
-		if err != nil {
-			return err
-		}
-		return st.Err()
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			err := run()
-			if ctx.Err() != nil {
-				return
-			}
-			if good, changed := v.add(err == nil); changed {
-				if !good {
-					log.Warn("vrrp_script failing", "err", err)
-				}
-				report(good)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-}
-
-// scriptVerdict turns a vrrp_script's exit statuses into its verdict the
-// way keepalived counts them: good after rise successes in a row, failed
-// after fall failures in a row. Before the first run the script has no
-// verdict and that run decides either way; with init_fail it starts
-// failed instead and must rise.
-type scriptVerdict struct {
-	rise, fall int
-	// n runs from 0 (failed, no success since) to rise+fall-1 (good, no
-	// failure since); the script is good from rise on.
-	n     int
-	fresh bool
-}
-
-func newScriptVerdict(rise, fall int, initFail bool) *scriptVerdict {
-	v := &scriptVerdict{rise: max(rise, 1), fall: max(fall, 1)}
-	if !initFail {
-		v.n, v.fresh = v.rise-1, true
-	}
-	return v
-}
-
-// carriedVerdict continues a verdict from before a reload: a good script
-// must fail fall times in a row to fail, a failed one rise times in a row
-// to be good.
-func carriedVerdict(rise, fall int, good bool) *scriptVerdict {
-	v := &scriptVerdict{rise: max(rise, 1), fall: max(fall, 1)}
-	if good {
-		v.n = v.rise + v.fall - 1
-	}
-	return v
-}
-
-// add records one run and returns the verdict and whether it changed
-// (always true for the deciding first run).
-func (v *scriptVerdict) add(ok bool) (good, changed bool) {
-	top := v.rise + v.fall - 1
-	switch {
-	case ok && v.n < v.rise-1:
-		v.n++
-	case ok:
-		changed = v.n < v.rise || v.fresh
-		v.n = top
-	case v.n > v.rise:
-		v.n--
-	default:
-		changed = v.n >= v.rise || v.fresh
-		v.n = 0
-	}
-	v.fresh = false
-	return v.n >= v.rise, changed
-}
-
-// trackInterfaces reports the link state (operationally up, with carrier)
-// of the named interfaces, now and at every change, from one netlink
-// subscription: a tracked interface going down moves an instance to FAULT
-// or lowers its priority, as its weight says.
-func (s *vrrpSet) trackInterfaces(ctx context.Context, names []string, report func(name string, up bool), log interface{ Warn(string, ...any) }) {
-	if len(names) == 0 {
-		return
-	}
-	updates := make(chan netlink.LinkUpdate, 16)
-	done := make(chan struct{})
-	if err := netlink.LinkSubscribe(updates, done); err != nil {
-		log.Warn("track_interface: cannot follow link state", "err", err)
-		return
-	}
-	for _, name := range names {
-		l, err := netlink.LinkByName(name)
-		report(name, err == nil && linkUp(l))
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case u, ok := <-updates:
-				if !ok {
-					return
-				}
-				if name := u.Link.Attrs().Name; slices.Contains(names, name) {
-					report(name, linkUp(u.Link))
-				}
-			}
-		}
-	}()
-}
-
-func linkUp(l netlink.Link) bool {
-	a := l.Attrs()
-	return a.Flags&net.FlagUp != 0 && (a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown)
 }

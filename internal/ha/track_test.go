@@ -1,4 +1,4 @@
-package daemon
+package ha
 
 import (
 	"context"
@@ -35,8 +35,8 @@ func TestTrackInterfaces(t *testing.T) {
 	}
 	reports := make(chan report, 64)
 	ctx, cancel := context.WithCancel(context.Background())
-	set := &vrrpSet{cancel: cancel}
-	defer set.stop()
+	set := &Set{cancel: cancel}
+	defer set.Stop()
 	set.trackInterfaces(ctx, []string{"trk0"}, func(name string, up bool) { reports <- report{name, up} }, &warnings{})
 
 	// wait returns once the tracker has reported want for trk0; reports

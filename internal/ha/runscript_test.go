@@ -1,4 +1,4 @@
-package daemon
+package ha
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func (w *warnings) String() string {
 // TestRunScript runs real vrrp_scripts through runScript and checks the
 // first verdict it reports: the line is split with keepalived's quoting,
 // runs as the script's user, and a timeout stops the script's whole
-// process group. scriptVerdict's counting has its own test.
+// process group. The rise/fall counting has its own test (risefall).
 func TestRunScript(t *testing.T) {
 	const guard = 10 * time.Second
 	tests := []struct {
@@ -84,7 +84,7 @@ func TestRunScript(t *testing.T) {
 				sc.Timeout = guard
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			set := &vrrpSet{cancel: cancel}
+			set := &Set{cancel: cancel}
 			if tt.carried != nil {
 				set.verdicts = map[string]bool{scriptKey(sc): *tt.carried}
 			}
@@ -103,7 +103,7 @@ func TestRunScript(t *testing.T) {
 			case <-time.After(guard):
 				t.Error("no verdict")
 			}
-			set.stop()
+			set.Stop()
 			if got := log.String(); tt.wantLog == "" && got != "" || !strings.Contains(got, tt.wantLog) {
 				t.Errorf("logged %q, want %q", got, tt.wantLog)
 			}

@@ -1,11 +1,13 @@
-package vrrp
+package ha
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,13 +15,14 @@ import (
 
 	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
-
 	"github.com/xlb-project/xlb/internal/testutil"
+	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
-// TestNotifySecurity checks that New and NewGroup refuse notify scripts
-// that fail keepalived's script security, naming the instance or group and
-// the keyword; internal/script tests the rules themselves.
+// TestNotifySecurity checks that checkNotify, which Prepare runs for
+// every instance and sync group, refuses notify scripts that fail
+// keepalived's script security, naming the instance or group and the
+// keyword; internal/script tests the rules themselves.
 func TestNotifySecurity(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create root-owned scripts and chown them")
@@ -63,15 +66,11 @@ func TestNotifySecurity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var err error
+			what := "vrrp_instance VI_1"
 			if tt.group {
-				_, err = NewGroup(service.SyncGroup{Name: "G", Instances: []string{"VI_1"}, Notify: tt.notify, Source: service.Pos{File: tt.conf}}, &recorder{})
-			} else {
-				cfg := baseConfig()
-				cfg.Notify = tt.notify
-				cfg.Source.File = tt.conf
-				_, err = New(cfg, Options{Conn: newFakeConn(t, self), Clock: newFakeClock(), Logger: quiet, Scripts: &recorder{}})
+				what = "vrrp_sync_group G"
 			}
+			err := checkNotify(what, tt.notify, tt.conf)
 			if got := errText(err); got != tt.wantErr {
 				t.Errorf("error:\n %s\nwant:\n %s", got, tt.wantErr)
 			}
@@ -91,8 +90,8 @@ func errText(err error) string {
 func TestRunNotifySplits(t *testing.T) {
 	rec := &recorder{}
 	n := service.Notify{Any: `/etc/xlb/any.sh 'a b'`, Master: `/etc/xlb/m.sh "two words" x\ y`}
-	runNotify(rec, n, "GROUP", "G", StateMaster, 100)
-	runNotify(rec, n, "GROUP", "G", StateBackup, 100)
+	runNotify(rec, n, "GROUP", "G", vrrp.StateMaster, 100)
+	runNotify(rec, n, "GROUP", "G", vrrp.StateBackup, 100)
 	want := [][]string{
 		{"/etc/xlb/m.sh", "two words", "x y"},
 		{"/etc/xlb/any.sh", "a b", "GROUP", "G", "MASTER", "100"},
@@ -108,7 +107,7 @@ func TestExecRunner(t *testing.T) {
 	const guard = 10 * time.Second
 	tests := []struct {
 		name     string
-		runner   ExecRunner
+		runner   execRunner
 		argv     []string
 		needRoot bool
 		want     []string // in the log line
@@ -119,9 +118,9 @@ func TestExecRunner(t *testing.T) {
 			want: []string{`output="two words|GROUP"`}},
 		{name: "output is bounded", argv: []string{"sh", "-c", "head -c 10000 /dev/zero | tr '\\0' x; exit 1"},
 			want: []string{"output=" + strings.Repeat("x", script.OutputLogged) + "\n"}},
-		{name: "timeout", runner: ExecRunner{Timeout: 100 * time.Millisecond}, argv: []string{"sleep", "30"},
+		{name: "timeout", runner: execRunner{Timeout: 100 * time.Millisecond}, argv: []string{"sleep", "30"},
 			want: []string{`err="stopped: context deadline exceeded"`}},
-		{name: "user", runner: ExecRunner{User: "nobody"}, argv: []string{"sh", "-c", "id -u; exit 1"}, needRoot: true,
+		{name: "user", runner: execRunner{User: "nobody"}, argv: []string{"sh", "-c", "id -u; exit 1"}, needRoot: true,
 			want: []string{`output=65534`}},
 		{name: "no program", argv: []string{"no-such-program-xlb"},
 			want: []string{`executable file not found`}},
@@ -151,23 +150,64 @@ func TestExecRunner(t *testing.T) {
 	}
 }
 
-// TestNotifyUser: without an injected runner, an instance's and a sync
-// group's notify scripts run as their configured user.
+// TestNotifyUser: the real host runs notify scripts as the user it is
+// given (TestSetLifecycle checks that each instance and group gives its
+// own).
 func TestNotifyUser(t *testing.T) {
-	cfg := baseConfig()
-	cfg.Notify.User = "nobody nogroup"
-	inst, err := New(cfg, Options{Conn: newFakeConn(t, self), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, ok := inst.scripts.(ExecRunner); !ok || r.User != "nobody nogroup" {
-		t.Errorf("instance runner %#v, want an ExecRunner as nobody nogroup", inst.scripts)
-	}
-	g, err := NewGroup(service.SyncGroup{Name: "G", Instances: []string{"VI_1"}, Notify: service.Notify{User: "root"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, ok := g.scripts.(ExecRunner); !ok || r.User != "root" {
-		t.Errorf("group runner %#v, want an ExecRunner as root", g.scripts)
+	for _, user := range []string{"nobody nogroup", "root"} {
+		if r, ok := system.scripts(user, quiet).(execRunner); !ok || r.User != user || r.Logger != quiet {
+			t.Errorf("runner %#v, want an execRunner as %s logging to the given logger", r, user)
+		}
 	}
 }
+
+// TestNotifyScripts: the scripts started for the changes an instance
+// reports from Init to Stop (package vrrp tests that it reports them):
+// each state's own script, then notify with its arguments, nothing for
+// Releasing, and nothing for a change resumed after a reload.
+func TestNotifyScripts(t *testing.T) {
+	n := service.Notify{Any: "/etc/xlb/any.sh", Master: "/etc/xlb/master.sh --up", Stop: "/etc/xlb/stop.sh"}
+	rec := &recorder{}
+	nt := notifier{run: rec, n: n, kind: "INSTANCE", name: "VI_1"}
+	for _, e := range []vrrp.Event{
+		{To: vrrp.StateBackup, Priority: 100},
+		{To: vrrp.StateMaster, Priority: 100},
+		{To: vrrp.StateReleasing, Priority: 100},
+		{To: vrrp.StateStopped, Priority: 100},
+		{To: vrrp.StateMaster, Priority: 120, Resumed: true},
+	} {
+		nt.changed(e.To, e.Priority, e.Resumed)
+	}
+	want := [][]string{
+		{n.Any, "INSTANCE", "VI_1", "BACKUP", "100"},
+		{"/etc/xlb/master.sh", "--up"},
+		{n.Any, "INSTANCE", "VI_1", "MASTER", "100"},
+		{n.Stop},
+		{n.Any, "INSTANCE", "VI_1", "STOP", "100"},
+	}
+	if diff := cmp.Diff(want, rec.takeRuns()); diff != "" {
+		t.Errorf("scripts run (-want +got):\n%s", diff)
+	}
+}
+
+// recorder records the scripts it is asked to run.
+type recorder struct {
+	mu   sync.Mutex
+	runs [][]string
+}
+
+func (r *recorder) Run(argv []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.runs = append(r.runs, argv)
+}
+
+func (r *recorder) takeRuns() [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	runs := r.runs
+	r.runs = nil
+	return runs
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

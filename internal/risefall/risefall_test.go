@@ -1,17 +1,15 @@
-package daemon
+package risefall
 
 import (
-	"slices"
 	"strings"
 	"testing"
-
-	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
-// TestScriptVerdict runs sequences of vrrp_script results (+ success,
-// - failure) through scriptVerdict and checks the verdict after each and
-// where it changed (^), as keepalived counts rise and fall.
-func TestScriptVerdict(t *testing.T) {
+// TestUndecided runs sequences of results (+ success, - failure) through
+// a fresh counter (an Undecided one, or a failed one for init_fail) and
+// checks the verdict after each and where it changed (^), as keepalived
+// counts a vrrp_script's rise and fall.
+func TestUndecided(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		rise, fall int
@@ -34,7 +32,11 @@ func TestScriptVerdict(t *testing.T) {
 		{"init_fail with rise 1", 1, 1, true, "+", "G", "^"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			good, changes := verdicts(newScriptVerdict(tc.rise, tc.fall, tc.initFail), tc.runs)
+			c := Undecided(tc.rise, tc.fall)
+			if tc.initFail {
+				c = New(tc.rise, tc.fall, false)
+			}
+			good, changes := verdicts(&c, tc.runs)
 			if good != tc.good || changes != tc.changes {
 				t.Errorf("runs %s (rise %d, fall %d, init_fail %v):\n verdicts %q, want %q\n changes  %q, want %q",
 					tc.runs, tc.rise, tc.fall, tc.initFail, good, tc.good, changes, tc.changes)
@@ -43,16 +45,16 @@ func TestScriptVerdict(t *testing.T) {
 	}
 }
 
-// verdicts feeds runs (+ success, - failure) to v and returns the verdict
+// verdicts feeds runs (+ success, - failure) to c and returns the verdict
 // after each (G good, F failed) and where it changed (^).
-func verdicts(v *scriptVerdict, runs string) (good, changes string) {
-	var g, c strings.Builder
+func verdicts(c *Counter, runs string) (good, changes string) {
+	var g, ch strings.Builder
 	for _, r := range runs {
-		ok, changed := v.add(r == '+')
+		ok, changed := c.Add(r == '+')
 		g.WriteByte("FG"[b2i(ok)])
-		c.WriteByte(" ^"[b2i(changed)])
+		ch.WriteByte(" ^"[b2i(changed)])
 	}
-	return g.String(), c.String()
+	return g.String(), ch.String()
 }
 
 func b2i(b bool) int {
@@ -62,10 +64,10 @@ func b2i(b bool) int {
 	return 0
 }
 
-// TestCarriedVerdict: a verdict carried over a reload stands until the
-// runs change it by the usual counts, and is not reported again by the
-// first run (that would be no change).
-func TestCarriedVerdict(t *testing.T) {
+// TestNew: a verdict carried over a reload stands until the runs change
+// it by the usual counts, and is not reported again by the first run
+// (that would be no change).
+func TestNew(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		rise, fall     int
@@ -78,38 +80,13 @@ func TestCarriedVerdict(t *testing.T) {
 		{"failed stays failed", 2, 2, false, "-+-", "FFF", "   "},
 		{"failed rises after rise successes", 2, 2, false, "++", "FG", " ^"},
 		{"rise and fall 1", 1, 1, true, "-+", "FG", "^^"},
+		{"rise and fall below 1 count as 1", 0, -1, true, "-+", "FG", "^^"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, mark := verdicts(carriedVerdict(tc.rise, tc.fall, tc.good), tc.runs)
+			c := New(tc.rise, tc.fall, tc.good)
+			got, mark := verdicts(&c, tc.runs)
 			if got != tc.verdicts || mark != tc.mark {
 				t.Errorf("runs %s: verdicts %q changes %q, want %q %q", tc.runs, got, mark, tc.verdicts, tc.mark)
-			}
-		})
-	}
-}
-
-func TestResumeStates(t *testing.T) {
-	const (
-		I = vrrp.StateInit
-		B = vrrp.StateBackup
-		M = vrrp.StateMaster
-		F = vrrp.StateFault
-	)
-	for _, tc := range []struct {
-		name   string
-		handed []vrrp.State
-		groups []string
-		want   []vrrp.State
-	}{
-		{"each as it was", []vrrp.State{M, B, F, I}, []string{"", "", "", ""}, []vrrp.State{M, B, F, I}},
-		{"a new member of a master group", []vrrp.State{M, I}, []string{"G", "G"}, []vrrp.State{M, M}},
-		{"a backup group stays backup", []vrrp.State{B, I}, []string{"G", "G"}, []vrrp.State{B, I}},
-		{"only the master's group", []vrrp.State{M, I, B, I}, []string{"G", "G", "H", ""}, []vrrp.State{M, M, B, I}},
-		{"a lone master does not pull in ungrouped instances", []vrrp.State{M, I}, []string{"", ""}, []vrrp.State{M, I}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := resumeStates(tc.handed, tc.groups); !slices.Equal(got, tc.want) {
-				t.Errorf("resumeStates(%v, %q) = %v, want %v", tc.handed, tc.groups, got, tc.want)
 			}
 		})
 	}

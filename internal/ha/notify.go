@@ -1,4 +1,4 @@
-package vrrp
+package ha
 
 import (
 	"fmt"
@@ -8,18 +8,20 @@ import (
 
 	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
-// ScriptRunner runs notify scripts. Run must not block the caller: the
-// state machine calls it with its lock held.
-type ScriptRunner interface {
+// scriptRunner runs notify scripts. Run must not block the caller: the
+// state machine's events, which start the scripts, come with its lock
+// held.
+type scriptRunner interface {
 	Run(argv []string)
 }
 
-// ExecRunner runs each script in its own goroutine with a timeout and logs
+// execRunner runs each script in its own goroutine with a timeout and logs
 // failures; keepalived likewise never waits for notify scripts.
-type ExecRunner struct {
-	Timeout time.Duration // 0 means 30 s
+type execRunner struct {
+	Timeout time.Duration // 0 means script.NotifyTimeout
 	// User runs the scripts, as keepalived's "user [group]"; empty means
 	// keepalived_script if that user exists, else root.
 	User   string
@@ -27,16 +29,34 @@ type ExecRunner struct {
 }
 
 // Run starts argv and returns at once.
-func (r ExecRunner) Run(argv []string) {
+func (r execRunner) Run(argv []string) {
 	timeout := r.Timeout
 	if timeout == 0 {
-		timeout = 30 * time.Second
+		timeout = script.NotifyTimeout
 	}
 	log := r.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	script.Start(script.Command{Args: argv, User: r.User}, timeout, log, "notify script failed")
+}
+
+// notifier starts the notify scripts of one vrrp_instance or
+// vrrp_sync_group when the state machine reports a change.
+type notifier struct {
+	run  scriptRunner
+	n    service.Notify
+	kind string // "INSTANCE" or "GROUP", as keepalived's notify hears it
+	name string
+}
+
+// changed starts the scripts for a change to state at priority. A resumed
+// change (vrrp.Event.Resumed) starts none: after a reload the instance
+// kept its predecessor's state, and nothing changed for the scripts' world.
+func (nt notifier) changed(to vrrp.State, priority int, resumed bool) {
+	if !resumed {
+		runNotify(nt.run, nt.n, nt.kind, nt.name, to, priority)
+	}
 }
 
 // checkNotify applies keepalived's script security to every script of n;
@@ -59,16 +79,16 @@ func checkNotify(what string, n service.Notify, configFile string) error {
 // runNotify starts the scripts keepalived runs when kind ("INSTANCE" or
 // "GROUP") name enters state: the state's own script as written, then
 // `notify` with the arguments "kind name state priority" after its own.
-func runNotify(r ScriptRunner, n service.Notify, kind, name string, state State, priority int) {
+func runNotify(r scriptRunner, n service.Notify, kind, name string, state vrrp.State, priority int) {
 	var own string
 	switch state {
-	case StateMaster:
+	case vrrp.StateMaster:
 		own = n.Master
-	case StateBackup:
+	case vrrp.StateBackup:
 		own = n.Backup
-	case StateFault:
+	case vrrp.StateFault:
 		own = n.Fault
-	case StateStopped:
+	case vrrp.StateStopped:
 		own = n.Stop
 	default:
 		return

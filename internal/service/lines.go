@@ -1,0 +1,76 @@
+package service
+
+import "reflect"
+
+// WithoutLines returns a deep copy of v with the Line of every Pos in it
+// set to zero, for comparing settings while ignoring where they were
+// written: a reload that only moved a block (an edit above it, a comment)
+// changed nothing. Files are kept, since a script's security check
+// depends on the file that names it. v itself is not changed; nil slices,
+// maps and pointers stay nil, so reflect.DeepEqual on two copies means
+// what it does on the originals.
+func WithoutLines[T any](v T) T {
+	src := reflect.ValueOf(&v).Elem()
+	dst := reflect.New(src.Type()).Elem()
+	copyWithoutLines(dst, src)
+	return dst.Interface().(T)
+}
+
+var posType = reflect.TypeFor[Pos]()
+
+// copyWithoutLines copies src into dst, which is settable and zero, and
+// zeroes every Pos.Line on the way.
+func copyWithoutLines(dst, src reflect.Value) {
+	switch src.Kind() {
+	case reflect.Struct:
+		// Unexported fields (netip.Addr's, say) are copied as they are:
+		// no Pos hides in them.
+		dst.Set(src)
+		if src.Type() == posType {
+			dst.FieldByName("Line").SetInt(0)
+			return
+		}
+		for i := range src.NumField() {
+			if src.Type().Field(i).IsExported() {
+				copyWithoutLines(dst.Field(i), src.Field(i))
+			}
+		}
+	case reflect.Array:
+		for i := range src.Len() {
+			copyWithoutLines(dst.Index(i), src.Index(i))
+		}
+	case reflect.Slice:
+		if src.IsNil() {
+			return
+		}
+		dst.Set(reflect.MakeSlice(src.Type(), src.Len(), src.Len()))
+		for i := range src.Len() {
+			copyWithoutLines(dst.Index(i), src.Index(i))
+		}
+	case reflect.Pointer:
+		if src.IsNil() {
+			return
+		}
+		dst.Set(reflect.New(src.Type().Elem()))
+		copyWithoutLines(dst.Elem(), src.Elem())
+	case reflect.Map:
+		if src.IsNil() {
+			return
+		}
+		dst.Set(reflect.MakeMapWithSize(src.Type(), src.Len()))
+		for it := src.MapRange(); it.Next(); {
+			val := reflect.New(src.Type().Elem()).Elem()
+			copyWithoutLines(val, it.Value())
+			dst.SetMapIndex(it.Key(), val)
+		}
+	case reflect.Interface:
+		if src.IsNil() {
+			return
+		}
+		val := reflect.New(src.Elem().Type()).Elem()
+		copyWithoutLines(val, src.Elem())
+		dst.Set(val)
+	default:
+		dst.Set(src)
+	}
+}
