@@ -17,7 +17,8 @@ import (
 
 // Config says which addresses to hold and how to announce them.
 type Config struct {
-	// Name names the owner in logs and errors, e.g. "vrrp_instance VI_1".
+	// Name names the owner in errors, e.g. "vrrp_instance VI_1"; the
+	// logger (Options.Logger) names it in log lines.
 	Name string
 	// Interface is the device of addresses without their own Dev.
 	Interface string
@@ -246,7 +247,7 @@ func (a *Announcer) burst(n int) {
 	for range n {
 		for _, v := range a.cfg.VIPs {
 			if err := a.send.Announce(a.dev(v), v.Prefix.Addr()); err != nil {
-				a.log.Warn("cannot announce address", "owner", a.cfg.Name, "addr", v.Prefix.Addr(), "dev", a.dev(v), "err", err)
+				a.log.Warn("cannot announce address", "addr", v.Prefix.Addr(), "dev", a.dev(v), "err", err)
 			}
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 func ip(t *testing.T, args ...string) {
@@ -54,9 +56,7 @@ func inNS(t *testing.T, name string, f func()) {
 // TestLinux adds and removes real addresses and captures the gratuitous
 // ARPs and Neighbor Advertisements on the other end of a veth pair.
 func TestLinux(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
+	testutil.RequireRoot(t, "creates network namespaces")
 	a, b := fmt.Sprintf("xlban%d", os.Getpid()), fmt.Sprintf("xlbbn%d", os.Getpid())
 	ip(t, "netns", "add", a)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", a).Run() })

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // BenchmarkXDP times each path of xlb_xdp with BPF_PROG_TEST_RUN beside
@@ -36,9 +38,7 @@ import (
 // meant, an eviction in a table said to have room) fails rather than
 // report the wrong path's time.
 func BenchmarkXDP(b *testing.B) {
-	if os.Getuid() != 0 {
-		b.Skip("needs root: loads BPF programs and runs them with BPF_PROG_TEST_RUN")
-	}
+	testutil.RequireRoot(b, "loads BPF programs and runs them with BPF_PROG_TEST_RUN")
 	e := newBenchEnv(b)
 	for _, c := range e.cases {
 		b.Run(c.name, func(b *testing.B) { e.run(b, c) })

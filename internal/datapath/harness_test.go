@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -56,9 +55,7 @@ func backendsTxn(ids ...uint32) map[uint32]net.HardwareAddr {
 
 func requireRoot(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("loading the XDP program and running it with BPF_PROG_TEST_RUN needs root")
-	}
+	testutil.RequireRoot(tb, "loads the XDP program and runs it with BPF_PROG_TEST_RUN")
 }
 
 // newDatapath loads the program with its maps pinned in a private bpffs

@@ -43,7 +43,7 @@ const (
 // the packets a steady flow through the VIP loses while `xlb reload` swaps
 // every table under it, which must be none.
 func BenchmarkReload(b *testing.B) {
-	testutil.RequireRoot(b)
+	testutil.RequireRoot(b, "builds the namespace topology and attaches XDP")
 	b.Run(fmt.Sprintf("apply/services=%d/backends=%d", benchServices, benchBackends), benchApply)
 	b.Run(fmt.Sprintf("steady-flow/services=%d/backends=%d", benchServices, benchBackends), benchSteadyFlow)
 }

@@ -40,7 +40,7 @@ import (
 // and longest gap, and xlb/keepalived ratios of both (when keepalived's
 // figure is not zero).
 func BenchmarkFailover(b *testing.B) {
-	testutil.RequireRoot(b)
+	testutil.RequireRoot(b, "builds the namespace topology and attaches XDP")
 	kbin, err := exec.LookPath("keepalived")
 	if err != nil {
 		if _, err := os.Stat("/usr/sbin/keepalived"); err != nil {

@@ -95,7 +95,7 @@ func failoverServices() string {
 // or the crash outage would be hidden here and doubled on a real network.
 func newFailoverTopology(tb testing.TB) *testutil.Topology {
 	tb.Helper()
-	testutil.RequireRoot(tb)
+	testutil.RequireRoot(tb, "builds the namespace topology and attaches XDP")
 	obj := filepath.Join(testutil.MustRepoRoot(tb), "internal", "datapath", "xdppass_bpfel.o")
 	return testutil.NewTopology(tb, testutil.TopologyOptions{XDPPassObj: obj})
 }

@@ -44,7 +44,7 @@ const (
 // program on lb1's bridge port that native XDP_TX on a veth needs.
 func newTopology(tb testing.TB) *testutil.Topology {
 	tb.Helper()
-	testutil.RequireRoot(tb)
+	testutil.RequireRoot(tb, "builds the namespace topology and attaches XDP")
 	obj := filepath.Join(testutil.MustRepoRoot(tb), "internal", "datapath", "xdppass_bpfel.o")
 	return testutil.NewTopology(tb, testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj})
 }

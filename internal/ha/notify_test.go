@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,9 +23,7 @@ import (
 // keepalived's script security, naming the instance or group and the
 // keyword; internal/script tests the rules themselves.
 func TestNotifySecurity(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create root-owned scripts and chown them")
-	}
+	testutil.RequireRoot(t, "creates root-owned scripts and chown them")
 	dir := t.TempDir()
 	testutil.Chmod(t, dir, 0o755)
 	secure := testutil.WriteFile(t, filepath.Join(dir, "ok.sh"), "#!/bin/sh\n", 0o755)
@@ -127,8 +124,8 @@ func TestExecRunner(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.needRoot && os.Geteuid() != 0 {
-				t.Skip("needs root to run a script as another user")
+			if tt.needRoot {
+				testutil.RequireRoot(t, "runs a script as another user")
 			}
 			var logs testutil.Buffer
 			r := tt.runner

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // warnings records what runScript logs.
@@ -65,8 +66,8 @@ func TestRunScript(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.needRoot && os.Geteuid() != 0 {
-				t.Skip("needs root to run a script as another user")
+			if tt.needRoot {
+				testutil.RequireRoot(t, "runs a script as another user")
 			}
 			dir := t.TempDir()
 			sc := service.VRRPScript{

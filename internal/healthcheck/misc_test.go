@@ -23,9 +23,7 @@ import (
 // passes keepalived's script security, or chown one that fails it.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: scripts must be owned by root to pass script security")
-	}
+	testutil.RequireRoot(t, "scripts must be owned by root to pass script security")
 }
 
 // miscCheck returns a MISC_CHECK for a script in a fresh directory, named

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // shortTimeout bounds the probes of these tests that are expected to time
@@ -118,9 +118,7 @@ func TestTCPProbe(t *testing.T) {
 		})
 	}
 	t.Run("bind_if pins the probe to an interface", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root: SO_BINDTODEVICE")
-		}
+		testutil.RequireRoot(t, "SO_BINDTODEVICE")
 		if _, err := probe(t, service.Check{Kind: service.CheckTCP, BindIf: "lo"}, open); err != nil {
 			t.Errorf("probe bound to lo failed: %v", err)
 		}

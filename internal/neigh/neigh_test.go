@@ -33,7 +33,7 @@ func newResolver(t *testing.T, topo *testutil.Topology) *Resolver {
 }
 
 func TestResolve(t *testing.T) {
-	testutil.RequireRoot(t)
+	testutil.RequireRoot(t, "creates network namespaces and neighbour entries")
 	topo := testutil.NewTopology(t, testutil.TopologyOptions{})
 	r := newResolver(t, topo)
 	fakeMAC := net.HardwareAddr{2, 0, 0, 0, 0, 0x99}
@@ -90,7 +90,7 @@ func TestResolve(t *testing.T) {
 }
 
 func TestResolveNobody(t *testing.T) {
-	testutil.RequireRoot(t)
+	testutil.RequireRoot(t, "creates network namespaces and neighbour entries")
 	topo := testutil.NewTopology(t, testutil.TopologyOptions{})
 	r := newResolver(t, topo)
 	for _, s := range []string{"198.51.100.99", "2001:db8:100::99"} {
@@ -116,7 +116,7 @@ func TestResolveNobody(t *testing.T) {
 // TestWatchMACChange changes rs1's MAC, as a replaced NIC or migrated VM
 // would, and expects Watch on lb1 to report the new one for both families.
 func TestWatchMACChange(t *testing.T) {
-	testutil.RequireRoot(t)
+	testutil.RequireRoot(t, "creates network namespaces and neighbour entries")
 	topo := testutil.NewTopology(t, testutil.TopologyOptions{})
 	r := newResolver(t, topo)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -162,7 +162,7 @@ func TestWatchMACChange(t *testing.T) {
 // it back with another MAC: only the kernel's revalidation of the managed
 // entry can see that, and Watch must report the failure and the new MAC.
 func TestWatchRevalidation(t *testing.T) {
-	testutil.RequireRoot(t)
+	testutil.RequireRoot(t, "creates network namespaces and neighbour entries")
 	if testing.Short() {
 		t.Skip("waits for kernel neighbour timers")
 	}

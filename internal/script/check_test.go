@@ -18,9 +18,7 @@ const nobody = 65534
 // user.
 func needRoot(t *testing.T, why string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: " + why)
-	}
+	testutil.RequireRoot(t, why)
 }
 
 // layout is a script and the configuration file naming it, in a fresh

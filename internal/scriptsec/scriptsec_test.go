@@ -16,9 +16,7 @@ import (
 // notify_up/notify_down script is refused at load, naming the place, the
 // service and the backend.
 func TestCheckScripts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: script security wants root-owned scripts")
-	}
+	testutil.RequireRoot(t, "script security wants root-owned scripts")
 	dir := t.TempDir()
 	testutil.Chmod(t, dir, 0o755)
 	mk := func(name string, mode os.FileMode) string {

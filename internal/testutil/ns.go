@@ -16,7 +16,7 @@ import (
 // BPF calls it makes, are the namespace's only.
 func EnterNewNetns(tb testing.TB) {
 	tb.Helper()
-	RequireRoot(tb)
+	RequireRoot(tb, netnsReason)
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -46,7 +46,7 @@ func EnterNewNetns(tb testing.TB) {
 // directory, detached at cleanup, and returns the mount point.
 func MountBPFFS(tb testing.TB) string {
 	tb.Helper()
-	RequireRoot(tb)
+	RequireRoot(tb, netnsReason)
 	fs := filepath.Join(tb.TempDir(), "bpffs")
 	if err := os.Mkdir(fs, 0o700); err != nil {
 		tb.Fatal(err)

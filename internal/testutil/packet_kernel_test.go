@@ -16,7 +16,7 @@ import (
 // every checksum right, as it verifies them before answering. The answers
 // are parsed with ParseFrame, which checks the kernel's checksums in turn.
 func TestFrameKernelAccepts(t *testing.T) {
-	RequireRoot(t)
+	RequireRoot(t, netnsReason)
 	topo := NewTopology(t, TopologyOptions{})
 	base := Frame{SrcMAC: HostMAC(Client), DstMAC: HostMAC(RS1), TTL: 64, SrcPort: 40000, DstPort: 9}
 	tests := []struct {

@@ -12,14 +12,18 @@ import (
 	"testing"
 )
 
-// RequireRoot skips the test unless it runs as root, saying why, so an
-// unprivileged `go test ./...` passes and still shows what it did not run.
-func RequireRoot(tb testing.TB) {
+// RequireRoot skips the test unless it runs as root, saying why (what the
+// test does that needs root), so an unprivileged `go test ./...` passes and
+// still shows what it did not run.
+func RequireRoot(tb testing.TB, why string) {
 	tb.Helper()
 	if os.Geteuid() != 0 {
-		tb.Skip("needs root: creates network namespaces, sets sysctls and attaches XDP programs (run go test as root)")
+		tb.Skip("needs root: " + why + " (run go test as root)")
 	}
 }
+
+// netnsReason is why the namespace helpers need root.
+const netnsReason = "creates network namespaces, sets sysctls and attaches XDP programs"
 
 // RepoRoot returns the directory holding go.mod, found by walking up from
 // the working directory, which `go test` sets to the package's directory.

@@ -100,7 +100,7 @@ const topologyTimeout = 2 * time.Minute
 // when the test fails or `up` itself fails half-way.
 func NewTopology(tb testing.TB, opts TopologyOptions) *Topology {
 	tb.Helper()
-	RequireRoot(tb)
+	RequireRoot(tb, netnsReason)
 	root := MustRepoRoot(tb)
 	topo := &Topology{
 		Prefix: uniquePrefix(tb.Name()),

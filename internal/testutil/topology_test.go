@@ -84,7 +84,7 @@ func TestBuildBinary(t *testing.T) {
 // addresses, MACs, reachability, the VIP owner, idempotent re-runs,
 // recovery from a half-broken state and a clean teardown.
 func TestTopology(t *testing.T) {
-	RequireRoot(t)
+	RequireRoot(t, netnsReason)
 	opts := TopologyOptions{VIPOn: LB1}
 	if obj := filepath.Join(MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o"); fileExists(obj) {
 		opts.XDPPassObj = obj
@@ -179,7 +179,7 @@ func TestTopology(t *testing.T) {
 }
 
 func TestDo(t *testing.T) {
-	RequireRoot(t)
+	RequireRoot(t, netnsReason)
 	topo := NewTopology(t, TopologyOptions{})
 	before, err := netns.Get()
 	if err != nil {

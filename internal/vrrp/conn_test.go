@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/xlb-project/xlb/internal/testutil"
 )
 
 // inNS runs f on a thread moved into the named namespace; sockets opened
@@ -44,9 +46,7 @@ func inNS(t *testing.T, name string, f func()) {
 // reports: the sender's source, the group, TTL/hop limit 255 and a
 // payload whose checksum verifies.
 func TestRawConn(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
+	testutil.RequireRoot(t, "creates network namespaces")
 	a, b := fmt.Sprintf("xlbva%d", os.Getpid()), fmt.Sprintf("xlbvb%d", os.Getpid())
 	run := func(args ...string) {
 		t.Helper()

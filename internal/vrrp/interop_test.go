@@ -17,7 +17,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
 	"github.com/xlb-project/xlb/internal/announce"
+	"github.com/xlb-project/xlb/internal/testutil"
 	"github.com/xlb-project/xlb/internal/vrrp"
 )
 
@@ -221,9 +223,7 @@ func TestKeepalivedInterop(t *testing.T) {
 	if os.Getenv(peerEnv) != "" {
 		t.Skip("peer process")
 	}
-	if os.Getuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
+	testutil.RequireRoot(t, "creates network namespaces")
 	kbin, err := exec.LookPath("keepalived")
 	if err != nil {
 		if _, err := os.Stat("/usr/sbin/keepalived"); err != nil {
