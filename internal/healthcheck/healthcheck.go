@@ -608,20 +608,9 @@ func sameChecks(a, b []service.Check) bool {
 	return true
 }
 
+// sameCheck reports whether two checks probe alike: a reload that only
+// moved a check, within its file or to another, keeps its runner and its
+// state.
 func sameCheck(a, b service.Check) bool {
-	return reflect.DeepEqual(withoutPos(a), withoutPos(b))
-}
-
-func withoutPos(c service.Check) service.Check {
-	c.Source = service.Pos{}
-	urls := c.URLs
-	c.URLs = nil
-	for _, u := range urls {
-		u.Source = service.Pos{}
-		if len(u.StatusCodes) == 0 {
-			u.StatusCodes = nil
-		}
-		c.URLs = append(c.URLs, u)
-	}
-	return c
+	return reflect.DeepEqual(service.WithoutPositions(a), service.WithoutPositions(b))
 }

@@ -10,17 +10,28 @@ import "reflect"
 // maps and pointers stay nil, so reflect.DeepEqual on two copies means
 // what it does on the originals.
 func WithoutLines[T any](v T) T {
+	return withoutPos(v, false)
+}
+
+// WithoutPositions is WithoutLines that zeroes the files too: for settings
+// whose meaning does not depend on the file that holds them, such as a
+// health check that moved to an included file.
+func WithoutPositions[T any](v T) T {
+	return withoutPos(v, true)
+}
+
+func withoutPos[T any](v T, files bool) T {
 	src := reflect.ValueOf(&v).Elem()
 	dst := reflect.New(src.Type()).Elem()
-	copyWithoutLines(dst, src)
+	copyWithoutLines(dst, src, files)
 	return dst.Interface().(T)
 }
 
 var posType = reflect.TypeFor[Pos]()
 
 // copyWithoutLines copies src into dst, which is settable and zero, and
-// zeroes every Pos.Line on the way.
-func copyWithoutLines(dst, src reflect.Value) {
+// zeroes every Pos.Line on the way (and Pos.File, with files).
+func copyWithoutLines(dst, src reflect.Value, files bool) {
 	switch src.Kind() {
 	case reflect.Struct:
 		// Unexported fields (netip.Addr's, say) are copied as they are:
@@ -28,16 +39,19 @@ func copyWithoutLines(dst, src reflect.Value) {
 		dst.Set(src)
 		if src.Type() == posType {
 			dst.FieldByName("Line").SetInt(0)
+			if files {
+				dst.FieldByName("File").SetString("")
+			}
 			return
 		}
 		for i := range src.NumField() {
 			if src.Type().Field(i).IsExported() {
-				copyWithoutLines(dst.Field(i), src.Field(i))
+				copyWithoutLines(dst.Field(i), src.Field(i), files)
 			}
 		}
 	case reflect.Array:
 		for i := range src.Len() {
-			copyWithoutLines(dst.Index(i), src.Index(i))
+			copyWithoutLines(dst.Index(i), src.Index(i), files)
 		}
 	case reflect.Slice:
 		if src.IsNil() {
@@ -45,14 +59,14 @@ func copyWithoutLines(dst, src reflect.Value) {
 		}
 		dst.Set(reflect.MakeSlice(src.Type(), src.Len(), src.Len()))
 		for i := range src.Len() {
-			copyWithoutLines(dst.Index(i), src.Index(i))
+			copyWithoutLines(dst.Index(i), src.Index(i), files)
 		}
 	case reflect.Pointer:
 		if src.IsNil() {
 			return
 		}
 		dst.Set(reflect.New(src.Type().Elem()))
-		copyWithoutLines(dst.Elem(), src.Elem())
+		copyWithoutLines(dst.Elem(), src.Elem(), files)
 	case reflect.Map:
 		if src.IsNil() {
 			return
@@ -60,7 +74,7 @@ func copyWithoutLines(dst, src reflect.Value) {
 		dst.Set(reflect.MakeMapWithSize(src.Type(), src.Len()))
 		for it := src.MapRange(); it.Next(); {
 			val := reflect.New(src.Type().Elem()).Elem()
-			copyWithoutLines(val, it.Value())
+			copyWithoutLines(val, it.Value(), files)
 			dst.SetMapIndex(it.Key(), val)
 		}
 	case reflect.Interface:
@@ -68,7 +82,7 @@ func copyWithoutLines(dst, src reflect.Value) {
 			return
 		}
 		val := reflect.New(src.Elem().Type()).Elem()
-		copyWithoutLines(val, src.Elem())
+		copyWithoutLines(val, src.Elem(), files)
 		dst.Set(val)
 	default:
 		dst.Set(src)

@@ -41,3 +41,16 @@ func TestWithoutLines(t *testing.T) {
 		t.Error("a pointer is shared with the original")
 	}
 }
+
+// TestWithoutPositions: the files go too, in nested values.
+func TestWithoutPositions(t *testing.T) {
+	c := Check{Kind: CheckHTTP, Source: Pos{File: "a.conf", Line: 3}, URLs: []URL{{Path: "/", Source: Pos{File: "b.conf", Line: 9}}}}
+	got := WithoutPositions(c)
+	want := Check{Kind: CheckHTTP, URLs: []URL{{Path: "/"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("WithoutPositions:\n got %#v\nwant %#v", got, want)
+	}
+	if c.URLs[0].Source.File != "b.conf" {
+		t.Errorf("the original changed: %+v", c)
+	}
+}
