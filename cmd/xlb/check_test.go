@@ -15,7 +15,7 @@ const corpus = "../../internal/config/keepalived/testdata"
 // TestCheckPlan: `xlb check` on each good keepalived.conf exits 0 and
 // prints the golden plan (warnings go to stderr, also golden).
 func TestCheckPlan(t *testing.T) {
-	for _, name := range []string{"seed-blog.conf", "full.conf", "includes/keepalived.conf", "defaults.conf", "global-defaults.conf"} {
+	for _, name := range []string{"seed-blog.conf", "full.conf", "includes/keepalived.conf", "defaults.conf", "global-defaults.conf", "advert-int.conf"} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			code := run([]string{"check", "-f", filepath.Join(corpus, "good", name)}, &stdout, &stderr)

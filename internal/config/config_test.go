@@ -21,6 +21,7 @@ var keepalivedFiles = []string{
 	"keepalived/testdata/good/includes/keepalived.conf",
 	"keepalived/testdata/good/defaults.conf",
 	"keepalived/testdata/good/global-defaults.conf",
+	"keepalived/testdata/good/advert-int.conf",
 }
 
 var modelOpts = cmp.Options{

@@ -167,6 +167,13 @@ func TestValidate(t *testing.T) {
 		{"version", func(c *Config) { c.VRRP[0].Version = 4 }, []string{
 			"c:20: vrrp_instance VI_1: version 4 must be 2 or 3",
 		}},
+		{"VRRPv2 advert_int in whole seconds", func(c *Config) { c.VRRP[0].Version, c.VRRP[0].AdvertInt = 2, 500*time.Millisecond }, []string{
+			"c:20: vrrp_instance VI_1: advert_int 500ms: VRRPv2 carries multiples of 1s up to 4m15s",
+		}},
+		{"VRRPv3 advert_int up to 40.95s", func(c *Config) { c.VRRP[0].Version, c.VRRP[0].AdvertInt = 3, 41*time.Second }, []string{
+			"c:20: vrrp_instance VI_1: advert_int 41s: VRRPv3 carries multiples of 10ms up to 40.95s",
+		}},
+		{"VRRPv3 sub-second advert_int", func(c *Config) { c.VRRP[0].Version, c.VRRP[0].AdvertInt = 3, 250*time.Millisecond }, nil},
 		{"v3 authentication", func(c *Config) {
 			c.VRRP[0].Version, c.VRRP[0].Auth = 3, &VRRPAuth{Type: "PASS", Pass: "x"}
 		}, []string{"c:20: vrrp_instance VI_1: VRRP version 3 has no authentication"}},

@@ -269,6 +269,10 @@ func (v *validator) instance(in *VRRPInstance, scripts map[string]Pos) {
 	}
 	if in.AdvertInt <= 0 {
 		v.add(in.Source, "%s: advert_int %s must be positive", name, in.AdvertInt)
+	} else if lo, hi := advertRange(in.Version); in.Version == 2 || in.Version == 3 {
+		if in.AdvertInt < lo || in.AdvertInt > hi || in.AdvertInt%lo != 0 {
+			v.add(in.Source, "%s: advert_int %s: VRRPv%d carries multiples of %s up to %s", name, in.AdvertInt, in.Version, lo, hi)
+		}
 	}
 	if in.Version != 2 && in.Version != 3 {
 		v.add(in.Source, "%s: version %d must be 2 or 3", name, in.Version)
@@ -329,4 +333,13 @@ func (v *validator) instance(in *VRRPInstance, scripts map[string]Pos) {
 	if in.PreemptDelay < 0 || in.GARPMasterDelay < 0 || in.GARPMasterRefresh < 0 || in.GARPMasterRepeat < 0 || in.GARPMasterRefreshRepeat < 0 || in.GARPLowerPrioRepeat < 0 || in.GARPLowerPrioDelay < 0 {
 		v.add(in.Source, "%s: preempt_delay and garp_master_* must not be negative", name)
 	}
+}
+
+// advertRange is the advertisement interval a VRRP version's packets
+// carry: its unit, which is also the least, and the most.
+func advertRange(version int) (unit, most time.Duration) {
+	if version == 2 {
+		return time.Second, 255 * time.Second
+	}
+	return 10 * time.Millisecond, 4095 * 10 * time.Millisecond
 }

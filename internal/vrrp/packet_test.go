@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,9 +15,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite the xlb-*.hex golden files")
+	"github.com/xlb-project/xlb/internal/testutil"
+)
 
 // fixture is one packet file of testdata/.
 type fixture struct {
@@ -133,7 +132,7 @@ func TestMarshalGolden(t *testing.T) {
 			}
 			path := filepath.Join("testdata", tt.name+".hex")
 			fx := fixture{src: tt.src, dst: tt.dst, ttl: 255, payload: b}
-			if *update {
+			if testutil.Updating() {
 				if err := os.WriteFile(path, writeFixture(fx, "VRRP payload encoded by xlb; see README.md"), 0o644); err != nil {
 					t.Fatal(err)
 				}

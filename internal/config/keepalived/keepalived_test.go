@@ -24,6 +24,7 @@ var goodFiles = []string{
 	"testdata/good/includes/keepalived.conf",
 	"testdata/good/defaults.conf",
 	"testdata/good/global-defaults.conf",
+	"testdata/good/advert-int.conf",
 }
 
 type golden struct {

@@ -45,6 +45,7 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 		return in, false
 	}
 	versionSet := false
+	var advert *node
 	var lowerDelay *time.Duration
 	in.GARPLowerPrioRepeat = c.defaults.garpLowerRepeat
 	for _, k := range n.children {
@@ -64,6 +65,7 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 			in.Priority, _ = c.integer(k, 1, 255)
 		case "advert_int":
 			in.AdvertInt, _ = c.timer(k)
+			advert = k
 		case "version":
 			in.Version, _ = c.integer(k, 2, 3)
 			versionSet = true
@@ -160,7 +162,33 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 	if !versionSet && len(in.VirtualIPs) > 0 && in.VirtualIPs[0].Prefix.Addr().Is6() {
 		in.Version = 3
 	}
+	if advert != nil {
+		in.AdvertInt = c.advertInt(advert, in.AdvertInt, in.Version)
+	}
 	return in, len(c.errs) == errs
+}
+
+// advertInt fits an advert_int into what the version's packets carry, as
+// keepalived does, with a warning: VRRPv2 whole seconds up to 255, VRRPv3
+// centiseconds up to 40.95 s, rounded to the nearest and at least one
+// unit. What is left out of range the model's validation refuses.
+func (c *converter) advertInt(k *node, d time.Duration, version int) time.Duration {
+	unit, top := 10*time.Millisecond, 4095*10*time.Millisecond
+	if version == 2 {
+		unit, top = time.Second, 255*time.Second
+	}
+	switch {
+	case d <= 0:
+		return d
+	case d > top:
+		c.warnf(k, "advert_int %s is more than VRRPv%d carries: using %s, as keepalived does", d, version, top)
+		return top
+	case d%unit != 0:
+		r := max(d.Round(unit), unit)
+		c.warnf(k, "advert_int %s is not a whole number of %s, the unit of VRRPv%d: using %s, as keepalived does", d, unit, version, r)
+		return r
+	}
+	return d
 }
 
 func (c *converter) auth(n *node) *service.VRRPAuth {
