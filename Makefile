@@ -36,8 +36,13 @@ check-generated: generate
 	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' '*_bpfel_test.go' '*_bpfel_test.o' || \
 	  { echo "bpf2go output differs from the committed files: run 'make generate' and commit" >&2; exit 1; }
 
+# The version and commit `xlb version` prints.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build $(GOFLAGS) -o bin/xlb ./cmd/xlb
+	$(GO) build $(GOFLAGS) -ldflags "$(LDFLAGS)" -o bin/xlb ./cmd/xlb
 
 # test runs every layer. BPF and namespace tests need root; without it they
 # skip and say why.
@@ -67,7 +72,7 @@ demo: deps build
 # vagrant builds the same topology as VMs (Vagrantfile). The binaries are
 # built here, static, since the VMs' Debian Go is too old to build xlb.
 vagrant:
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o bin/xlb ./cmd/xlb
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags "$(LDFLAGS)" -o bin/xlb ./cmd/xlb
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o bin/rsserver ./internal/testutil/cmd/rsserver
 	vagrant up
 

@@ -66,12 +66,30 @@ func runReload(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), api.ReloadTimeout)
 	defer cancel()
 	if err := api.NewClient(*socket).Reload(ctx); err != nil {
 		fmt.Fprintf(stderr, "xlb reload: %v\n", err)
 		return 1
 	}
 	fmt.Fprintln(stdout, "reloaded")
+	return 0
+}
+
+func runStop(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
+	socket := fs.String("socket", api.DefaultSocket, "unix socket `path` of the daemon")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), api.StopTimeout)
+	defer cancel()
+	if err := api.NewClient(*socket).Stop(ctx); err != nil {
+		fmt.Fprintf(stderr, "xlb stop: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "stopped: the XDP program is detached and its maps unpinned")
 	return 0
 }

@@ -20,11 +20,13 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"check":  {summary: "validate a configuration and print what xlb would serve", run: runCheck},
-	"run":    {summary: "run the balancer daemon on an interface", run: runRun},
-	"list":   {summary: "list the running services like ipvsadm -L -n", run: runList},
-	"reload": {summary: "make the running daemon re-read its configuration", run: runReload},
-	"vrrp":   {summary: "list the VRRP instances: state, priority, advertisements", run: runVRRP},
+	"check":   {summary: "validate a configuration and print what xlb would serve", run: runCheck},
+	"run":     {summary: "run the balancer daemon on an interface", run: runRun},
+	"list":    {summary: "list the running services like ipvsadm -L -n", run: runList},
+	"reload":  {summary: "make the running daemon re-read its configuration", run: runReload},
+	"stop":    {summary: "remove the data path (detach, unpin, release VIPs) and stop the daemon", run: runStop},
+	"vrrp":    {summary: "list the VRRP instances: state, priority, advertisements", run: runVRRP},
+	"version": {summary: "print the version and the commit it was built from", run: runVersion},
 }
 
 func main() {

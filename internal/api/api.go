@@ -21,6 +21,7 @@ const DefaultSocket = "/run/xlb/xlb.sock"
 const (
 	PathState  = "/v1/state"
 	PathReload = "/v1/reload"
+	PathStop   = "/v1/stop"
 )
 
 // State is the running state as `xlb list` shows it.
@@ -98,6 +99,17 @@ type ReloadResult struct {
 	Errors []string `json:"errors,omitempty"`
 }
 
+// ReloadTimeout bounds a reload, for the client that asks and the daemon
+// that serves it alike: the daemon gives up within it (a reload waits at
+// most for the previous one's VRRP instances to finish releasing) and
+// answers why, so the client never gives up first.
+const ReloadTimeout = 60 * time.Second
+
+// StopTimeout bounds `xlb stop`: the daemon's VRRP masters hand their
+// addresses over first (at most Master_Down_Interval each) and its scripts
+// end (script.NotifyTimeout).
+const StopTimeout = 90 * time.Second
+
 // Client talks to a daemon's socket.
 type Client struct {
 	hc *http.Client
@@ -111,7 +123,8 @@ func NewClient(socket string) *Client {
 			return d.DialContext(ctx, "unix", socket)
 		},
 	}
-	return &Client{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	// No client-wide timeout: each call's context bounds it.
+	return &Client{hc: &http.Client{Transport: tr}}
 }
 
 // State fetches the running state.
@@ -137,6 +150,35 @@ func (c *Client) Reload(ctx context.Context) error {
 		return fmt.Errorf("reload rejected, old configuration still served:\n%s", bytes.TrimSpace(b.Bytes()))
 	}
 	return nil
+}
+
+// Stop asks the daemon to remove its data path (detach, unpin, release its
+// VRRP addresses) and exit, and waits until it has: until its socket no
+// longer answers.
+func (c *Client) Stop(ctx context.Context) error {
+	var r ReloadResult
+	if err := c.do(ctx, http.MethodPost, PathStop, &r); err != nil {
+		return err
+	}
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://xlb"+PathState, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("xlb daemon: still running: %w", ctx.Err())
+			}
+			return nil // the socket is gone: the daemon has stopped
+		}
+		resp.Body.Close()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("xlb daemon: still running: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {

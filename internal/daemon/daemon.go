@@ -59,22 +59,45 @@ type Daemon struct {
 	res  *neigh.Resolver
 	macs *neigh.Cache
 	hc   *healthcheck.Manager
+	srv  *apiServer
 	// scripts runs the real servers' and services' notify scripts.
 	scripts notify.Runner
 
-	mu  sync.Mutex // guards cfg and rec, and serialises applies
+	mu  sync.Mutex // guards cfg, rec, vrrp and stopping, and serialises applies
 	cfg *service.Config
 	rec *reconcile.Reconciler
-	// vrrp is the running VRRP set; only Run's goroutine, which also
-	// serves reloads, replaces it.
+	// vrrp is the running VRRP set; a reload replaces it.
 	vrrp *ha.Set
+	// stopping is set once shutdown began: a reload in flight must not
+	// start VRRP instances then.
+	stopping bool
+
+	// reloading serialises reloads: a reload holds it until the VRRP
+	// instances it replaced have finished releasing.
+	reloading chan struct{}
+	stops     chan struct{}
 }
 
-// Run serves until ctx ends or a fatal error: it loads the configuration,
-// attaches the data path, and applies every change. reload delivers reload
-// requests (SIGHUP); each answer goes back on the request's channel.
-// On return the program is detached and its pins removed.
-func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error) {
+// Run starts xlb and serves until ctx ends or `xlb stop` asks it to; a
+// start that fails returns its error having changed nothing a running data
+// path depends on. When ctx ends (SIGTERM: a restart, an upgrade, a stop by
+// the service manager) the data path is left attached and pinned, and
+// forwards with its last tables until the next run takes it over, as IPVS
+// forwards while keepalived restarts. `xlb stop` removes it. reload
+// delivers reload requests (SIGHUP); each answer goes back on the
+// request's channel.
+func Run(ctx context.Context, opts Options, reload <-chan chan error) error {
+	d, err := start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return d.shutdown(d.serve(ctx, reload))
+}
+
+// start loads the configuration and prepares every part before it changes
+// anything on the host: the data path is attached and pinned, and VRRP
+// takes its addresses, only once everything else has started.
+func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
@@ -84,21 +107,30 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 	if opts.Socket == "" {
 		opts.Socket = api.DefaultSocket
 	}
-	d := &Daemon{opts: opts, log: opts.Log, scripts: notify.Runner{Log: opts.Log}}
+	d := &Daemon{opts: opts, log: opts.Log, scripts: notify.Runner{Log: opts.Log},
+		reloading: make(chan struct{}, 1), stops: make(chan struct{}, 1)}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 
 	cfg, err := d.loadConfig()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ifi, err := net.InterfaceByName(opts.Interface)
 	if err != nil {
-		return fmt.Errorf("interface %s: %w", opts.Interface, err)
+		return nil, fmt.Errorf("interface %s: %w", opts.Interface, err)
 	}
-	// A run that died without cleaning up left its flow table pinned (its
-	// program may still be forwarding with it) with the record of its
-	// backend ids: with both, established connections keep their real
-	// servers across the restart, whatever the tables say now. Load locks
-	// the pin directory first: a second daemon on it stops here.
+	// A run that died or was stopped without `xlb stop` left its program
+	// forwarding with its flow table and the record of its backend ids
+	// pinned: Load takes both over, so established connections keep their
+	// real servers whatever the tables say now. It locks the pin directory
+	// first (a second daemon stops here) and changes nothing there.
 	d.dp, err = datapath.Load(datapath.Options{
 		PinDir:        opts.PinDir,
 		MAC:           ifi.HardwareAddr,
@@ -107,84 +139,76 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 		LegacyIDs:     filepath.Join(filepath.Dir(opts.Socket), "backend-ids.json"),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Until this run has attached and pinned, the pins are an earlier
-	// run's, whose program may still be forwarding: a start that fails
-	// leaves them as it found them.
-	attached := false
-	defer func() {
-		if attached {
-			err = errors.Join(err, d.dp.Unpin())
-		}
-		err = errors.Join(err, d.dp.Close())
-	}()
+	undo = append(undo, func() { d.dp.Close() })
 	ids := d.dp.IDs()
 	if d.bal, err = balancer.NewFrom(d.dp, ids); err != nil {
-		return fmt.Errorf("pin directory %s: %w", opts.PinDir, err)
+		return nil, fmt.Errorf("pin directory %s: %w", opts.PinDir, err)
 	}
 	d.rec = reconcile.New(d.bal)
-	if len(ids.Backends) > 0 {
-		d.log.Info("adopted the flow table and backend ids of an earlier run", "backends", len(ids.Backends))
+	if d.res, err = neigh.New(opts.Interface, d.log); err != nil {
+		return nil, err
 	}
-	d.res, err = neigh.New(opts.Interface, d.log)
-	if err != nil {
-		return err
-	}
-	defer d.res.Close()
+	undo = append(undo, func() { d.res.Close() })
 	d.macs = neigh.NewCache(d.res, resolveTimeout, d.log)
-
 	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, Damping: cfg.Global.FlapDamping})
-	defer d.hc.Close()
-
+	undo = append(undo, d.hc.Close)
 	// The checks first: a backend whose check starts down (alpha) must
 	// not take traffic from the first table on.
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
+	if d.vrrp, err = ha.Prepare(cfg, opts.Interface, d.log); err != nil {
+		return nil, err
+	}
+	undo = append(undo, d.vrrp.Abort)
+	if d.srv, err = d.listenAPI(); err != nil {
+		return nil, err
+	}
+	undo = append(undo, d.srv.close)
 	d.macs.Resolve(ctx, cfg.RealServerAddrs())
 	if err := d.apply(cfg); err != nil {
-		return err
+		return nil, err
 	}
-	// Attach once the tables are full: a program an earlier run left
-	// attached (see datapath.Attach) keeps forwarding until this one
-	// replaces it, and this one must not start with empty tables.
+	d.cfg = cfg
+	if len(ids.Backends) > 0 {
+		d.log.Info("adopted the flow table and backend ids of an earlier run", "backends", len(ids.Backends))
+	}
+
+	// The tables are full: the new program takes over from the earlier
+	// run's in its pinned link with no gap, then the pins follow.
 	if err := d.dp.Attach(opts.Interface, opts.XDPMode); err != nil {
-		return err
+		return nil, err
 	}
-	attached = true
 	if err := d.dp.Pin(); err != nil {
-		return err
+		// Attached but not pinned: this run forwards, and `xlb stop` can
+		// still remove it; a crash now would leave the next run the
+		// earlier run's flow table.
+		d.log.Error("pin the maps", "err", err)
 	}
 	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
-	d.cfg = cfg
-
-	// VRRP stops before the program detaches (defers run last first):
-	// a stopping master hands the VIP over while still forwarding.
-	if d.vrrp, err = ha.Prepare(cfg, d.opts.Interface, d.log); err != nil {
-		return err
-	}
 	d.vrrp.Start(nil)
-	defer func() { d.vrrp.Stop() }()
+	d.srv.serve()
+	d.log.Info("serving", "services", len(cfg.Services), "socket", opts.Socket)
+	return d, nil
+}
 
-	srv, err := d.serveAPI()
-	if err != nil {
-		return err
-	}
-	defer srv.close()
-
+// serve handles events until ctx ends or a stop request comes, and
+// reports which: purge is true for `xlb stop`. Reloads run beside the
+// loop, so that health events and MAC changes apply while a reload waits.
+func (d *Daemon) serve(ctx context.Context, reload <-chan chan error) (purge bool) {
 	changes := d.res.Watch(ctx)
 	retry := time.NewTicker(retryInterval)
 	defer retry.Stop()
-	d.log.Info("serving", "services", len(cfg.Services), "socket", opts.Socket)
 	for {
 		select {
 		case <-ctx.Done():
-			d.log.Info("stopping")
-			d.omega()
-			return nil
+			return false
+		case <-d.stops:
+			return true
 		case done := <-reload:
-			done <- d.Reload(ctx)
-		case done := <-srv.reloads:
-			done <- d.Reload(ctx)
+			go func() { done <- d.Reload(ctx) }()
+		case done := <-d.srv.reloads:
+			go func() { done <- d.Reload(ctx) }()
 		case ch, ok := <-changes:
 			if !ok {
 				changes = nil
@@ -197,6 +221,32 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 			d.healthChanged(ev)
 		}
 	}
+}
+
+// shutdown stops the daemon: omega scripts, then VRRP hands its addresses
+// over gracefully (priority 0, the addresses go once the new master is
+// heard), and with purge the program is detached and the pins removed.
+// The API socket goes last, so that `xlb stop` returns once all is done.
+func (d *Daemon) shutdown(purge bool) error {
+	d.log.Info("stopping", "remove_data_path", purge)
+	d.omega()
+	d.mu.Lock()
+	d.stopping = true
+	d.mu.Unlock()
+	// A reload in flight finishes, and the instances it replaced release.
+	d.reloading <- struct{}{}
+	d.vrrp.Stop()
+	d.hc.Close()
+	d.res.Close()
+	var err error
+	if purge {
+		err = d.dp.Unpin()
+	} else {
+		d.log.Info("the XDP program keeps forwarding with the last tables until the next xlb run takes it over; xlb stop removes it")
+	}
+	err = errors.Join(err, d.dp.Close())
+	d.srv.close()
+	return err
 }
 
 // loadConfig reads and validates the configuration file; warnings are
@@ -217,12 +267,37 @@ func (d *Daemon) loadConfig() (*service.Config, error) {
 
 // Reload re-reads the configuration and serves it. A configuration that
 // does not load, or that the data path rejects, changes nothing: the old
-// one keeps serving and its flows keep their backends.
+// one keeps serving and its flows keep their backends. Reloads run one at a
+// time: one waits for the VRRP instances the previous one replaced to
+// release (at most their Master_Down_Interval), and gives up with an error
+// well within api.ReloadTimeout.
 func (d *Daemon) Reload(ctx context.Context) error {
-	cfg, err := d.loadConfig()
+	select {
+	case d.reloading <- struct{}{}:
+	case <-time.After(api.ReloadTimeout / 2):
+		return errors.New("a previous reload is still releasing its VRRP instances; try again")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	prev, err := d.reload(ctx)
 	if err != nil {
 		d.log.Error("reload rejected, old configuration still served", "err", err)
-		return err
+	}
+	go func() {
+		if prev != nil {
+			prev.Wait()
+		}
+		<-d.reloading
+	}()
+	return err
+}
+
+// reload serves the configuration file anew and returns the VRRP set it
+// replaced, if any, whose dropped instances are releasing.
+func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
+	cfg, err := d.loadConfig()
+	if err != nil {
+		return nil, err
 	}
 	// Changed VRRP settings get a new set, built and checked before
 	// anything changes (see ha.Set.Start for how it takes over).
@@ -232,35 +307,35 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	var next *ha.Set
 	if vrrpChanged {
 		if next, err = ha.Prepare(cfg, d.opts.Interface, d.log); err != nil {
-			d.log.Error("reload rejected, old configuration still served", "err", err)
-			return err
+			return nil, err
 		}
 	}
 	d.macs.Resolve(ctx, cfg.RealServerAddrs())
 	d.mu.Lock()
-	if err := d.applyLocked(cfg); err != nil {
-		d.mu.Unlock()
+	defer d.mu.Unlock()
+	if d.stopping {
+		err = errors.New("xlb is stopping")
+	} else {
+		err = d.applyLocked(cfg)
+	}
+	if err != nil {
 		if next != nil {
 			next.Abort()
 		}
-		d.log.Error("reload rejected, old configuration still served", "err", err)
-		return err
+		return nil, err
 	}
 	prev := d.vrrp
 	if next != nil {
 		next.Start(prev)
 		d.vrrp = next
+	} else {
+		prev = nil
 	}
 	d.cfg = cfg
 	d.hc.SetDamping(cfg.Global.FlapDamping)
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
-	d.mu.Unlock()
 	d.log.Info("reloaded", "services", len(cfg.Services), "vrrp_changed", vrrpChanged)
-	if next != nil && prev != nil {
-		// Instances the new configuration dropped release gracefully.
-		prev.Wait()
-	}
-	return nil
+	return prev, nil
 }
 
 func (d *Daemon) apply(cfg *service.Config) error {

@@ -19,7 +19,7 @@ func TestAPIRefusesALiveSocket(t *testing.T) {
 	}
 	defer ln.Close()
 	d := &Daemon{opts: Options{Socket: sock}}
-	srv, err := d.serveAPI()
+	srv, err := d.listenAPI()
 	if err == nil {
 		srv.close()
 	}

@@ -5,17 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/xlb-project/xlb/internal/api"
-	"github.com/xlb-project/xlb/internal/balancer"
-	"github.com/xlb-project/xlb/internal/datapath"
-	"github.com/xlb-project/xlb/internal/reconcile"
-	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/status"
 )
 
 // apiServer serves the runtime API on a unix socket that only root can
@@ -27,7 +22,9 @@ type apiServer struct {
 	reloads chan chan error
 }
 
-func (d *Daemon) serveAPI() (*apiServer, error) {
+// listenAPI opens the socket; serve starts answering on it. Until then a
+// client's connection waits in the backlog.
+func (d *Daemon) listenAPI() (*apiServer, error) {
 	path := d.opts.Socket
 	if err := socketDir(path); err != nil {
 		return nil, err
@@ -52,9 +49,23 @@ func (d *Daemon) serveAPI() (*apiServer, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.PathState, s.state)
 	mux.HandleFunc("POST "+api.PathReload, s.reload)
+	mux.HandleFunc("POST "+api.PathStop, s.stop)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
+}
+
+func (s *apiServer) serve() {
+	go func() { _ = s.srv.Serve(s.ln) }()
+}
+
+// stop asks the daemon's loop to stop and remove the data path; the
+// client then waits for the socket to go, which shutdown closes last.
+func (s *apiServer) stop(w http.ResponseWriter, _ *http.Request) {
+	select {
+	case s.d.stops <- struct{}{}:
+	default: // already asked
+	}
+	writeJSON(w, http.StatusOK, api.ReloadResult{OK: true})
 }
 
 func (s *apiServer) close() {
@@ -99,121 +110,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// conns counts a backend's connections as IPVS does.
-type conns struct{ active, inactive uint64 }
-
-// IPVS's default timeouts (ipvsadm --set): how long a flow counts as a
-// connection after its last packet, by state.
-var connTimeouts = map[datapath.FlowState]time.Duration{
-	datapath.FlowSYN:   60 * time.Second,
-	datapath.FlowEst:   15 * time.Minute,
-	datapath.FlowFIN:   2 * time.Minute,
-	datapath.FlowClose: 10 * time.Second,
-	datapath.FlowUDP:   5 * time.Minute,
-}
-
-// State is the running state for `xlb list`: the balancer's view joined
-// with the configuration and the data path's counters and flows.
+// State is the running state for `xlb list` (see status.Build).
 func (d *Daemon) State() (api.State, error) {
 	d.mu.Lock()
 	cfg, vs := d.cfg, d.vrrp
 	d.mu.Unlock()
-	bst := d.bal.State()
-	byKey := map[datapath.ServiceKey]balancer.ServiceState{}
-	for _, s := range bst.Services {
-		byKey[s.Key] = s
-	}
-
-	perBackend := map[uint32]*conns{}
-	err := d.dp.Flows(func(e datapath.FlowEntry) bool {
-		if e.Idle > connTimeouts[e.State] {
-			return true
-		}
-		c := perBackend[e.Backend]
-		if c == nil {
-			c = &conns{}
-			perBackend[e.Backend] = c
-		}
-		if e.State == datapath.FlowEst {
-			c.active++
-		} else {
-			c.inactive++
-		}
-		return true
-	})
+	st, err := status.Build(cfg, d.bal.State(), d.dp)
 	if err != nil {
 		return api.State{}, err
 	}
-
-	out := api.State{Taken: time.Now(), Config: d.opts.ConfigPath}
-	for _, s := range cfg.Services {
-		bs, ok := byKey[reconcile.DatapathKey(s.Key())]
-		as := api.Service{
-			Proto:       strings.ToUpper(s.Proto.String()),
-			Addr:        s.VIP.String(),
-			Port:        s.Port,
-			Scheduler:   s.Scheduler,
-			Persistence: uint32(s.Persistence / time.Second),
-			Installed:   ok && bs.Installed,
-		}
-		if ok {
-			if st, err := d.dp.ServiceStats(bs.ID); err == nil {
-				as.Stats = apiStats(st)
-			}
-		}
-		for _, be := range s.Backends {
-			ab := api.Backend{Addr: be.Addr.String(), Port: be.Port, ConfigWeight: uint32(max(be.Weight, 0)), Unresolved: true}
-			if ok && !fillBackend(&ab, bs, be.AddrPort(), d.dp, perBackend) {
-				// Taken out by a failed health check without
-				// inhibit_on_failure: ipvsadm no longer lists it either.
-				continue
-			}
-			as.Backends = append(as.Backends, ab)
-		}
-		// The sorry server is listed while it serves, as keepalived adds
-		// it to IPVS only when every real server is down; with
-		// sorry_server_inhibit it stays listed at weight 0 otherwise
-		// (keepalived lists it so only once it has served).
-		if ss := s.SorryServer; ok && ss != nil && !slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return b.AddrPort() == ss.AddrPort() }) {
-			ab := api.Backend{Addr: ss.Addr.String(), Port: ss.Port, ConfigWeight: 1, Unresolved: true, Sorry: true}
-			if fillBackend(&ab, bs, ss.AddrPort(), d.dp, perBackend) {
-				as.Backends = append(as.Backends, ab)
-			}
-		}
-		out.Services = append(out.Services, as)
-	}
-	if vs != nil {
-		out.VRRP = vs.State()
-	}
-	return out, nil
-}
-
-// fillBackend fills in what the balancer serves of the backend at key, and
-// reports whether it serves it at all (unresolved counts: it keeps its
-// place).
-func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, dp *datapath.Datapath, perBackend map[uint32]*conns) bool {
-	for i, b := range bs.Backends {
-		if b.Key() != key {
-			continue
-		}
-		id := bs.BackendIDs[i]
-		if id == 0 {
-			return true
-		}
-		ab.Unresolved = false
-		ab.Weight = b.Weight
-		ab.MAC = b.MAC.String()
-		if c := perBackend[id]; c != nil {
-			ab.ActiveConn, ab.InActConn = c.active, c.inactive
-		}
-		if st, err := dp.BackendStats(id); err == nil {
-			ab.Stats = apiStats(st)
-		}
-		return true
-	}
-	return false
-}
-
-func apiStats(s datapath.Stats) api.Stats {
-	return api.Stats{Conns: s.Flows, InPkts: s.Packets, InBytes: s.Bytes}
+	st.Config = d.opts.ConfigPath
+	st.VRRP = vs.State()
+	return st, nil
 }

@@ -81,6 +81,8 @@ type daemon struct {
 	socket string
 	pins   string
 	proc   *testutil.Proc
+	// stopped is set once checkStop has run.
+	stopped bool
 }
 
 // startDaemon runs `xlb run -f conf` on lb1's eth0 in native XDP mode and
@@ -139,10 +141,29 @@ func (d *daemon) waitServing(tb testing.TB, who string) {
 	})
 }
 
-// checkStop stops the daemon and checks it went the way SIGTERM promises.
+// checkStop stops the daemon with `xlb stop` and checks it went the way
+// that promises: a clean exit, no XDP program, no pin left.
 func (d *daemon) checkStop(tb testing.TB) {
+	if d.stopped {
+		return
+	}
+	d.stopped = true
+	select {
+	case <-d.proc.Done():
+		tb.Errorf("xlb run exited before xlb stop:\n%s", d.proc.Output())
+		return
+	default:
+	}
+	if out, errOut, code, err := d.run("stop"); err != nil || code != 0 {
+		tb.Errorf("xlb stop: exit %d, %v\n%s%s", code, err, out, errOut)
+	}
+	select {
+	case <-d.proc.Done():
+	case <-time.After(10 * time.Second):
+		tb.Errorf("xlb run still running 10 s after xlb stop returned")
+	}
 	if err := d.proc.Stop(); err != nil {
-		tb.Errorf("xlb run did not exit cleanly on SIGTERM: %v\n%s", err, d.proc.Output())
+		tb.Errorf("xlb run did not exit cleanly on xlb stop: %v\n%s", err, d.proc.Output())
 		return
 	}
 	if _, err := os.Stat(d.pins); !errors.Is(err, os.ErrNotExist) {

@@ -61,8 +61,9 @@ func TestCrashRestartKeepsFlows(t *testing.T) {
 		t.Errorf("client's TCP reset counters moved (-before +after):\n%s", diff)
 	}
 
-	// A clean stop takes the ids with the pins: the next run starts afresh.
-	d.stop(t)
+	// xlb stop takes the ids with the pins: the next run starts afresh.
+	d.xlb(t, "stop")
+	<-d.proc.Done()
 	if _, err := os.Stat(idsFile); !os.IsNotExist(err) {
 		t.Errorf("backend ids still saved after a clean stop: %v", err)
 	}

@@ -36,25 +36,34 @@ type buildResult struct {
 // tests ask for it, and a failed build fails every caller the same way.
 func BuildBinary(tb testing.TB, pkg string) string {
 	tb.Helper()
+	return BuildBinaryWith(tb, pkg)
+}
+
+// BuildBinaryWith is BuildBinary with extra go build flags (-ldflags, say,
+// for a second build of the same package that differs from the first).
+func BuildBinaryWith(tb testing.TB, pkg string, flags ...string) string {
+	tb.Helper()
+	key := strings.Join(append([]string{pkg}, flags...), "\x00")
 	builds.mu.Lock()
 	if builds.pkgs == nil {
 		builds.pkgs = make(map[string]*buildResult)
 	}
-	r, ok := builds.pkgs[pkg]
+	r, ok := builds.pkgs[key]
 	if !ok {
 		r = new(buildResult)
-		builds.pkgs[pkg] = r
+		builds.pkgs[key] = r
 	}
+	n := len(builds.pkgs)
 	builds.mu.Unlock()
 
-	r.once.Do(func() { r.path, r.err = build(pkg) })
+	r.once.Do(func() { r.path, r.err = build(pkg, flags, n) })
 	if r.err != nil {
 		tb.Fatal(r.err)
 	}
 	return r.path
 }
 
-func build(pkg string) (string, error) {
+func build(pkg string, flags []string, n int) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
@@ -69,9 +78,13 @@ func build(pkg string) (string, error) {
 		name = path.Base(root)
 	}
 	out := filepath.Join(dir, name)
+	if len(flags) > 0 {
+		out += "-" + strconv.Itoa(n)
+	}
 	// XLB_TEST_BUILDFLAGS adds go build flags, e.g. -race, so the daemon
 	// the end-to-end tests run is checked for data races too.
 	args := append([]string{"build"}, strings.Fields(os.Getenv("XLB_TEST_BUILDFLAGS"))...)
+	args = append(args, flags...)
 	cmd := exec.Command(goTool(), append(args, "-o", out, pkg)...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
