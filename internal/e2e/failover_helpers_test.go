@@ -150,13 +150,19 @@ func dirsOf(tb testing.TB, topo *testutil.Topology, host string) (pins, run stri
 // running at cleanup is stopped with SIGTERM and must exit cleanly.
 func startLB(tb testing.TB, topo *testutil.Topology, host, conf string) *lbDaemon {
 	tb.Helper()
+	return startLBWith(tb, topo, host, conf, testutil.BuildBinary(tb, "./cmd/xlb"))
+}
+
+// startLBWith is startLB with the xlb binary bin (another build, say).
+func startLBWith(tb testing.TB, topo *testutil.Topology, host, conf, bin string) *lbDaemon {
+	tb.Helper()
 	dir := tb.TempDir()
 	path := filepath.Join(dir, "keepalived.conf")
 	writeFile(tb, path, conf)
 	pins, run := dirsOf(tb, topo, host)
 	d := &lbDaemon{host: host, daemon: &daemon{
 		topo:   topo,
-		bin:    testutil.BuildBinary(tb, "./cmd/xlb"),
+		bin:    bin,
 		conf:   path,
 		socket: filepath.Join(run, "xlb.sock"),
 		pins:   pins,

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -155,4 +156,139 @@ func pinState(t *testing.T, topo *testutil.Topology, pins string) []string {
 		}
 	}
 	return out
+}
+
+// TestFailedStartKeepsForwarding kills the daemon under 100 long-lived
+// connections, then starts one whose configuration fails late (an insecure
+// VRRP notify script, refused once the data path is loaded, the health
+// checks and the API are up): it exits with that error, and the dead run's
+// program keeps forwarding every connection with its pins unchanged. A good
+// start then takes them over: 0 broken.
+func TestFailedStartKeepsForwarding(t *testing.T) {
+	topo := newTopology(t)
+	startRealServers(t, topo)
+	conf := keepalivedConf(virtualServer{VIP: testutil.VIP4, Port: echoPort, Proto: "TCP",
+		Reals: reals(map[string]int{testutil.RS1: 1, testutil.RS2: 1, testutil.RS3: 1})})
+	resetsBefore := tcpCounters(t, topo, testutil.Client)
+
+	d := startLB(t, topo, testutil.LB1, conf)
+	pool := startEchoPool(t, topo, 100)
+	pool.progress(t, "the connections opened", 3)
+	d.kill(t)
+	pool.progress(t, "the daemon died, its program still attached", 3)
+	before := pinState(t, topo, d.pins)
+
+	dir := t.TempDir()
+	testutil.Chmod(t, dir, 0o755)
+	insecure := testutil.WriteFile(t, filepath.Join(dir, "master.sh"), "#!/bin/sh\nexit 0\n", 0o777)
+	bad := conf + "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    notify_master " + insecure +
+		"\n    virtual_ipaddress {\n        192.0.2.99/32\n    }\n}\n"
+	path := filepath.Join(dir, "keepalived.conf")
+	writeFile(t, path, bad)
+	failed := topo.StartNet(t, testutil.LB1, d.bin, "run", "-f", path, "-i", "eth0",
+		"--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket)
+	select {
+	case <-failed.Done():
+	case <-time.After(60 * time.Second):
+		t.Fatalf("xlb run with an insecure notify script still runs after 60 s:\n%s", failed.Output())
+	}
+	if failed.Stop() == nil || !strings.Contains(failed.Output(), "writable by others") {
+		t.Errorf("the failed start: want an error naming the insecure script, got:\n%s", failed.Output())
+	}
+	if diff := cmp.Diff(before, pinState(t, topo, d.pins)); diff != "" {
+		t.Errorf("pins or XDP program changed by the failed start (-before +after):\n%s", diff)
+	}
+	pool.progress(t, "the failed start", 3)
+
+	d = startLB(t, topo, testutil.LB1, conf)
+	if !strings.Contains(d.proc.Output(), "adopted the flow table") {
+		t.Errorf("the good start did not adopt the flow table:\n%s", d.proc.Output())
+	}
+	pool.progress(t, "the good start", 3)
+	for i, err := range pool.stop() {
+		if err != nil {
+			t.Errorf("connection %d: %v", i, err)
+		}
+	}
+	if diff := cmp.Diff(resetsBefore, tcpCounters(t, topo, testutil.Client)); diff != "" {
+		t.Errorf("client's TCP reset counters moved (-before +after):\n%s", diff)
+	}
+}
+
+// TestRestartAndUpgrade restarts the daemon as the unit does (SIGTERM, a
+// clean exit, a new start), then again as another build of the binary,
+// under 100 long-lived connections and a 1 ms UDP probe stream: the
+// program forwards while no daemon runs, and each new run takes it over in
+// place: 0 connections broken, 0 probes lost. `xlb stop` then leaves no
+// XDP program, pin or socket behind.
+func TestRestartAndUpgrade(t *testing.T) {
+	topo := newTopology(t)
+	startRealServers(t, topo)
+	startUDPEcho(t, topo)
+	all := reals(map[string]int{testutil.RS1: 1, testutil.RS2: 1, testutil.RS3: 1})
+	conf := keepalivedConf(
+		virtualServer{VIP: testutil.VIP4, Port: echoPort, Proto: "TCP", Reals: all},
+		virtualServer{VIP: testutil.VIP4, Port: probePort, Proto: "UDP", Reals: all})
+	resetsBefore := tcpCounters(t, topo, testutil.Client)
+
+	d := startLB(t, topo, testutil.LB1, conf)
+	pool := startEchoPool(t, topo, 100)
+	pool.progress(t, "the connections opened", 3)
+	probes := startProber(t, topo)
+	probes.waitAnswered(t, 10*time.Second, 100, "the probe stream to start")
+
+	d.stop(t)
+	pool.progress(t, "SIGTERM: the daemon is gone, its program forwards", 2)
+	if _, err := os.Stat(d.pins); err != nil {
+		t.Fatalf("SIGTERM removed the pins: %v", err)
+	}
+	d = startLB(t, topo, testutil.LB1, conf)
+	pool.progress(t, "the restart", 3)
+
+	upgrade := testutil.BuildBinaryWith(t, "./cmd/xlb", "-ldflags=-X main.version=e2e-upgrade")
+	if out := runOut(t, upgrade, "version"); !strings.Contains(out, "e2e-upgrade") {
+		t.Fatalf("the other build says %q", out)
+	}
+	d.stop(t)
+	d = startLBWith(t, topo, testutil.LB1, conf, upgrade)
+	pool.progress(t, "the upgrade", 3)
+	probes.waitAnswered(t, 10*time.Second, 100, "probes after the upgrade")
+
+	if out := probes.finish(t); out.lost != 0 {
+		t.Errorf("probe stream across two restarts: %v", out)
+	}
+	for i, err := range pool.stop() {
+		if err != nil {
+			t.Errorf("connection %d: %v", i, err)
+		}
+	}
+	if diff := cmp.Diff(resetsBefore, tcpCounters(t, topo, testutil.Client)); diff != "" {
+		t.Errorf("client's TCP reset counters moved (-before +after):\n%s", diff)
+	}
+
+	d.xlb(t, "stop")
+	select {
+	case <-d.proc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("xlb run still running 10 s after xlb stop returned")
+	}
+	if _, err := os.Stat(d.pins); !os.IsNotExist(err) {
+		t.Errorf("pin directory after xlb stop: %v", err)
+	}
+	if _, err := os.Stat(d.socket); !os.IsNotExist(err) {
+		t.Errorf("socket after xlb stop: %v", err)
+	}
+	if link := topo.Exec(t, testutil.LB1, "ip", "link", "show", "dev", "eth0"); strings.Contains(link, "xdp") {
+		t.Errorf("lb1's eth0 still has an XDP program after xlb stop:\n%s", link)
+	}
+}
+
+// runOut runs a command and returns its output, failing the test on error.
+func runOut(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
