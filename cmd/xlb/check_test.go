@@ -94,3 +94,14 @@ func TestCheckPlanFlapDamping(t *testing.T) {
 		t.Errorf("plan:\n%s\nwant it to start with:\n%s", stdout.String(), want)
 	}
 }
+
+// TestRunFlowsRange: a flow table size that does not fit the map is an
+// error, not silently truncated.
+func TestRunFlowsRange(t *testing.T) {
+	for _, n := range []string{"0", "4294967296"} {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"run", "-i", "eth0", "--flows", n}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--flows "+n) {
+			t.Errorf("--flows %s: exit %d, stderr %q; want 2 and an error naming it", n, code, stderr.String())
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -34,6 +35,10 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	}
 	if *iface == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "usage: xlb run -f CONFIG -i IFACE [--xdp-mode native|generic|auto] [--bpffs DIR] [--socket PATH]")
+		return 2
+	}
+	if *flows == 0 || *flows > math.MaxUint32 {
+		fmt.Fprintf(stderr, "xlb run: --flows %d: want 1 to %d\n", *flows, uint64(math.MaxUint32))
 		return 2
 	}
 	xmode, err := datapath.ParseMode(*mode)

@@ -311,12 +311,13 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 		}
 	}
 	d.macs.Resolve(ctx, cfg.RealServerAddrs())
+	targets := healthcheck.TargetsOf(cfg.Services)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopping {
 		err = errors.New("xlb is stopping")
 	} else {
-		err = d.applyLocked(cfg)
+		err = d.applyWith(cfg, d.hc.Preview(targets))
 	}
 	if err != nil {
 		if next != nil {
@@ -333,7 +334,7 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 	}
 	d.cfg = cfg
 	d.hc.SetDamping(cfg.Global.FlapDamping)
-	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
+	d.hc.Update(targets)
 	d.log.Info("reloaded", "services", len(cfg.Services), "vrrp_changed", vrrpChanged)
 	return prev, nil
 }
@@ -349,6 +350,12 @@ func (d *Daemon) applyLocked(cfg *service.Config) error {
 	if d.hc != nil {
 		h = d.hc
 	}
+	return d.applyWith(cfg, h)
+}
+
+// applyWith serves cfg as health h says, and runs the quorum scripts its
+// changes call for.
+func (d *Daemon) applyWith(cfg *service.Config, h reconcile.Health) error {
 	changed, err := d.rec.Apply(cfg, d.macs.MACs(), h)
 	if err != nil {
 		return err

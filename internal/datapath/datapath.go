@@ -222,6 +222,11 @@ func ensureBPFFS(dir string) error {
 		if isBPFFS(dir) {
 			return nil
 		}
+		// A bpffs mounted over files would hide them until it goes:
+		// the directory was given by mistake.
+		if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
+			return fmt.Errorf("datapath: pin directory %s is not on a bpffs and not empty: refusing to mount a bpffs over it", dir)
+		}
 		return mount(dir)
 	}
 	parent := filepath.Dir(dir)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -291,4 +292,17 @@ func TestPinDirLocked(t *testing.T) {
 	}
 	second := load(t, pins, Options{KeepFlows: true})
 	second.Close()
+}
+
+// TestPinDirNotEmpty: a pin directory that is not on a bpffs and holds
+// files is refused, not hidden under a new bpffs.
+func TestPinDirNotEmpty(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "keep"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(Options{PinDir: dir})
+	if err == nil || !strings.Contains(err.Error(), "not on a bpffs and not empty") {
+		t.Fatalf("Load on a non-empty directory: %v", err)
+	}
 }

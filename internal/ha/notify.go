@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/xlb-project/xlb/internal/script"
@@ -26,6 +27,8 @@ type execRunner struct {
 	// keepalived_script if that user exists, else root.
 	User   string
 	Logger *slog.Logger
+	// pending, if set, counts the scripts until they end.
+	pending *sync.WaitGroup
 }
 
 // Run starts argv and returns at once.
@@ -38,7 +41,14 @@ func (r execRunner) Run(argv []string) {
 	if log == nil {
 		log = slog.Default()
 	}
-	script.Start(script.Command{Args: argv, User: r.User}, timeout, log, "notify script failed")
+	done := script.Start(script.Command{Args: argv, User: r.User}, timeout, log, "notify script failed")
+	if r.pending != nil {
+		r.pending.Add(1)
+		go func() {
+			<-done
+			r.pending.Done()
+		}()
+	}
 }
 
 // notifier starts the notify scripts of one vrrp_instance or

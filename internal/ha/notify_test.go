@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -208,3 +209,16 @@ func (r *recorder) takeRuns() [][]string {
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// TestExecRunnerPending: the scripts an execRunner starts are counted until
+// they end, so that Set.Stop can wait for notify_stop before the process
+// exits.
+func TestExecRunnerPending(t *testing.T) {
+	mark := filepath.Join(t.TempDir(), "ran")
+	var pending sync.WaitGroup
+	execRunner{pending: &pending}.Run([]string{"sh", "-c", "sleep 0.2; touch " + mark})
+	pending.Wait()
+	if _, err := os.Stat(mark); err != nil {
+		t.Errorf("the script had not ended when the wait returned: %v", err)
+	}
+}

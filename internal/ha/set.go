@@ -42,6 +42,9 @@ type Set struct {
 
 	mu       sync.Mutex
 	verdicts map[string]bool // vrrp_script (scriptKey) -> its last verdict
+
+	// waitScripts waits for the notify scripts started so far.
+	waitScripts func()
 }
 
 // router is one vrrp_instance: the state machine, its connection (owned
@@ -75,15 +78,24 @@ type host struct {
 	sender announce.Sender
 	// scripts runs notify scripts as user, logging failures to log.
 	scripts func(user string, log *slog.Logger) scriptRunner
+	// waitScripts returns once the scripts started have ended; nil
+	// waits for none.
+	waitScripts func()
 }
+
+// notifying counts the notify scripts the real host runs, so that Stop
+// waits for notify_stop and the backup scripts of a stopping master
+// (each bounded by script.NotifyTimeout) before the process exits.
+var notifying sync.WaitGroup
 
 // system is the real host.
 var system = host{
 	listen: func(c vrrp.ConnConfig) (vrrp.Conn, error) { return vrrp.Listen(c) },
 	clock:  clock.Real{},
 	scripts: func(user string, log *slog.Logger) scriptRunner {
-		return execRunner{User: user, Logger: log}
+		return execRunner{User: user, Logger: log, pending: &notifying}
 	},
+	waitScripts: notifying.Wait,
 }
 
 // Prepare builds, validates and opens the connections of every
@@ -98,7 +110,7 @@ func Prepare(cfg *service.Config, defaultInterface string, log *slog.Logger) (*S
 func prepare(cfg *service.Config, defaultInterface string, logger *slog.Logger, h host) (*Set, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	set := &Set{
-		ctx: ctx, cancel: cancel, log: logger,
+		ctx: ctx, cancel: cancel, log: logger, waitScripts: h.waitScripts,
 		groupOf:  map[string]string{},
 		tracks:   map[string][]*vrrp.Instance{}, // interface -> instances tracking it
 		verdicts: map[string]bool{},
@@ -343,9 +355,14 @@ func (s *Set) State() []api.VRRPInstance {
 
 // Stop stops every instance gracefully (priority 0, then the addresses go
 // once the new master is heard) and waits for them.
+// The notify scripts the stop started (notify_stop, and a master's
+// notify_backup) are waited for too: the process is about to exit.
 func (s *Set) Stop() {
 	s.cancel()
 	s.Wait()
+	if s.waitScripts != nil {
+		s.waitScripts()
+	}
 }
 
 // Wait waits for the set's instances and trackers to end.

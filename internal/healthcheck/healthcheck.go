@@ -203,6 +203,42 @@ func (m *Manager) DynamicWeight(svc service.ServiceKey, be netip.AddrPort) (int,
 	return *t.weight, true
 }
 
+// Preview answers Up and DynamicWeight as the manager will once Update has
+// made targets its targets: a backend it probes already as it is now, a
+// new one in the state it starts in (down with an alpha check). A reload
+// computes its tables with it before it commits to Update, so that a
+// backend it adds with alpha takes no traffic before its first check
+// passes, and a reload that is rejected changes nothing here.
+func (m *Manager) Preview(targets []Target) Preview {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := Preview{m: m, startDown: map[targetKey]bool{}}
+	for _, tg := range targets {
+		k := targetKey{tg.Service, tg.Backend}
+		if _, known := m.targets[k]; !known && slices.ContainsFunc(tg.Checks, func(c service.Check) bool { return !newMachine(c, false).up }) {
+			p.startDown[k] = true
+		}
+	}
+	return p
+}
+
+// Preview is a Manager's health as it will be after an Update (see
+// Manager.Preview).
+type Preview struct {
+	m         *Manager
+	startDown map[targetKey]bool
+}
+
+// Up reports whether the backend is up, or will start up.
+func (p Preview) Up(svc service.ServiceKey, be netip.AddrPort) bool {
+	return !p.startDown[targetKey{svc, be}] && p.m.Up(svc, be)
+}
+
+// DynamicWeight is the manager's.
+func (p Preview) DynamicWeight(svc service.ServiceKey, be netip.AddrPort) (int, bool) {
+	return p.m.DynamicWeight(svc, be)
+}
+
 // SetDamping changes flap damping (see Options), for a configuration
 // reload. A backend held down stays held until its hold-down has passed.
 func (m *Manager) SetDamping(f service.FlapDamping) {

@@ -843,6 +843,35 @@ func TestAlpha(t *testing.T) {
 	}
 }
 
+// TestPreview: before a reload commits to Update, Preview answers for a
+// backend it adds with alpha as down and for the others as the manager
+// does; the manager itself has not changed.
+func TestPreview(t *testing.T) {
+	h := newHarness(t, Options{}, func(*call, int) outcome { return fail })
+	plain, alpha := tcpCheck(nil), tcpCheck(nil)
+	alpha.Alpha = true
+	h.update(Target{Service: svcA, Backend: rs1, Checks: []service.Check{plain}})
+	h.runUntil(s(30)) // rs1 fails: down
+	targets := []Target{
+		{Service: svcA, Backend: rs1, Checks: []service.Check{alpha}}, // known: as it is
+		{Service: svcA, Backend: rs2, Checks: []service.Check{alpha}}, // new, alpha: down
+		{Service: svcB, Backend: rs2, Checks: []service.Check{plain}}, // new: up
+	}
+	p := h.m.Preview(targets)
+	for _, tc := range []struct {
+		svc  service.ServiceKey
+		be   netip.AddrPort
+		want bool
+	}{{svcA, rs1, false}, {svcA, rs2, false}, {svcB, rs2, true}} {
+		if got := p.Up(tc.svc, tc.be); got != tc.want {
+			t.Errorf("Preview: %s %s up %v, want %v", tc.svc, tc.be, got, tc.want)
+		}
+	}
+	if !h.m.Up(svcA, rs2) {
+		t.Error("Preview changed the manager: rs2 of svcA, unknown to it, is no longer up")
+	}
+}
+
 // TestLogAllFailures: a failing check logs the failure that takes it down;
 // with log_all_failures it logs every failed probe, retries and the probes
 // of a check already down included.
