@@ -51,6 +51,9 @@ func runList(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if st.Detached != "" {
+		fmt.Fprintf(stderr, "xlb list: warning: no packet reaches these services: %s\n", st.Detached)
+	}
 	if err := api.WriteList(stdout, st, format, prev); err != nil {
 		fmt.Fprintf(stderr, "xlb list: %v\n", err)
 		return 1

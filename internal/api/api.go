@@ -32,6 +32,9 @@ type State struct {
 	Services []Service `json:"services"`
 	// VRRP is every vrrp_instance as it runs, in configuration order.
 	VRRP []VRRPInstance `json:"vrrp,omitempty"`
+	// Detached, when set, says why no packet reaches the services listed:
+	// the interface is gone, say.
+	Detached string `json:"detached,omitempty"`
 }
 
 // VRRPInstance is a vrrp_instance as it runs.

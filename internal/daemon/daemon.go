@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/xlb-project/xlb/internal/datapath"
 	"github.com/xlb-project/xlb/internal/ha"
 	"github.com/xlb-project/xlb/internal/healthcheck"
+	"github.com/xlb-project/xlb/internal/ifwatch"
 	"github.com/xlb-project/xlb/internal/neigh"
 	"github.com/xlb-project/xlb/internal/notify"
 	"github.com/xlb-project/xlb/internal/reconcile"
@@ -71,6 +73,8 @@ type Daemon struct {
 	// stopping is set once shutdown began: a reload in flight must not
 	// start VRRP instances then.
 	stopping bool
+	// iface is the interface as the program was last fitted to it.
+	iface ifwatch.State
 
 	// reloading serialises reloads: a reload holds it until the VRRP
 	// instances it replaced have finished releasing.
@@ -166,7 +170,7 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	}
 	undo = append(undo, d.srv.close)
 	d.macs.Resolve(ctx, cfg.RealServerAddrs())
-	if err := d.apply(cfg); err != nil {
+	if err := d.applyWith(cfg, d.hc); err != nil { // nothing else runs yet
 		return nil, err
 	}
 	d.cfg = cfg
@@ -185,6 +189,7 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		// earlier run's flow table.
 		d.log.Error("pin the maps", "err", err)
 	}
+	d.iface = ifwatch.State{Index: ifi.Index, MAC: ifi.HardwareAddr}
 	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
 	d.vrrp.Start(nil)
 	d.srv.serve()
@@ -197,6 +202,10 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 // loop, so that health events and MAC changes apply while a reload waits.
 func (d *Daemon) serve(ctx context.Context, reload <-chan chan error) (purge bool) {
 	changes := d.res.Watch(ctx)
+	ifaces, err := ifwatch.Watch(ctx, d.opts.Interface, d.log)
+	if err != nil {
+		d.log.Error("the program will not follow changes of its interface", "err", err)
+	}
 	retry := time.NewTicker(retryInterval)
 	defer retry.Stop()
 	for {
@@ -215,6 +224,12 @@ func (d *Daemon) serve(ctx context.Context, reload <-chan chan error) (purge boo
 				continue
 			}
 			d.neighbourChanged(ch)
+		case st, ok := <-ifaces:
+			if !ok {
+				ifaces = nil
+				continue
+			}
+			d.interfaceChanged(st)
 		case <-retry.C:
 			d.retryUnresolved(ctx)
 		case ev := <-d.hc.Events():
@@ -339,19 +354,7 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 	return prev, nil
 }
 
-func (d *Daemon) apply(cfg *service.Config) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.applyLocked(cfg)
-}
-
-func (d *Daemon) applyLocked(cfg *service.Config) error {
-	var h reconcile.Health
-	if d.hc != nil {
-		h = d.hc
-	}
-	return d.applyWith(cfg, h)
-}
+func (d *Daemon) applyLocked(cfg *service.Config) error { return d.applyWith(cfg, d.hc) }
 
 // applyWith serves cfg as health h says, and runs the quorum scripts its
 // changes call for.
@@ -403,24 +406,42 @@ func (d *Daemon) neighbourChanged(ch neigh.Change) {
 func (d *Daemon) healthChanged(ev healthcheck.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	state := "down"
-	if ev.Up {
-		state = "up"
-	}
-	d.log.Info("backend "+state, "service", ev.Service, "backend", ev.Backend, "reason", ev.Reason)
 	s, known := d.cfg.Service(ev.Service)
-	if known && !ev.Up && !reconcile.AnyUp(s, d.hc) {
-		if s.SorryServer != nil {
-			d.log.Warn("every backend is down: new connections go to the sorry server", "service", ev.Service, "sorry_server", s.SorryServer.Addr)
-		} else {
-			d.log.Error("every backend is down and there is no sorry_server: keeping the last table so the VIP still answers", "service", ev.Service)
-		}
-	}
+	d.scripts.Health(ev, s, known && reconcile.AnyUp(s, d.hc))
 	if err := d.applyLocked(d.cfg); err != nil {
 		d.log.Error("apply after health change", "backend", ev.Backend, "err", err)
 	}
 	if b, ok := s.Backend(ev.Backend); known && ok && ev.Changed {
 		d.scripts.Backend(s, b, ev.Up)
+	}
+}
+
+// interfaceChanged fits the program to its interface as it is now: a new
+// MAC goes into the program, an interface created again gets the program
+// attached again (with the maps, and so the flows, it had).
+func (d *Daemon) interfaceChanged(st ifwatch.State) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	last := d.iface
+	d.iface = st
+	if st.Gone() {
+		d.log.Warn("interface gone: the program went with it; it is attached again when the interface returns", "interface", d.opts.Interface)
+		return
+	}
+	what, err := "interface back: program attached again", error(nil)
+	if st.Index != last.Index {
+		err = d.dp.Reattach(d.opts.Interface, d.opts.XDPMode)
+	}
+	if err == nil && !slices.Equal(st.MAC, last.MAC) {
+		what, err = "interface MAC changed: the program takes frames to the new one", d.dp.SetMAC(st.MAC)
+	}
+	if err != nil {
+		d.log.Error("the program does not fit its interface as it is now", "interface", d.opts.Interface, "err", err)
+	} else if st.Index != last.Index || !slices.Equal(st.MAC, last.MAC) {
+		d.log.Info(what, "interface", d.opts.Interface, "mac", st.MAC.String())
+	}
+	if err := d.res.Refresh(); err != nil {
+		d.log.Warn("neighbour resolution still uses the old interface", "err", err)
 	}
 }
 

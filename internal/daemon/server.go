@@ -121,5 +121,10 @@ func (d *Daemon) State() (api.State, error) {
 	}
 	st.Config = d.opts.ConfigPath
 	st.VRRP = vs.State()
+	d.mu.Lock()
+	if d.iface.Gone() {
+		st.Detached = "interface " + d.opts.Interface + " is gone"
+	}
+	d.mu.Unlock()
 	return st, nil
 }

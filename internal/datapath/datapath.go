@@ -106,6 +106,9 @@ type Datapath struct {
 	// its ids in the pinned map.
 	legacyIDs string
 
+	// spec is what the program was loaded from, for SetMAC.
+	spec *ebpf.CollectionSpec
+
 	// retired is a one-entry table stored in every slot whose table was
 	// released; it holds no backend and no service points at it.
 	retired *ebpf.Map
@@ -172,6 +175,7 @@ func Load(opts Options) (_ *Datapath, err error) {
 		return nil, fmt.Errorf("datapath: set config: %w", err)
 	}
 	d.inner = spec.Maps[lbMapMaglev].InnerMap.Copy()
+	d.spec = spec.Copy()
 	var replace map[string]*ebpf.Map
 	if prev.flows != nil && prev.flows.MaxEntries() == opts.FlowTableSize {
 		replace = map[string]*ebpf.Map{lbMapFlows: prev.flows}
@@ -354,6 +358,56 @@ func (d *Datapath) Attach(iface string, mode Mode) error {
 		_ = l.Unpin()
 	}
 	return nil
+}
+
+// Reattach attaches the program to iface once more, after the interface
+// was deleted (which detached the program) and created again with another
+// index. The maps, and so the flows, are the ones it had.
+func (d *Datapath) Reattach(iface string, mode Mode) error {
+	d.mu.Lock()
+	if d.link != nil {
+		d.link.Close() // Attach replaces its pin
+		d.link = nil
+	}
+	d.mu.Unlock()
+	return d.Attach(iface, mode)
+}
+
+// SetMAC makes the program take frames addressed to mac, and send them
+// with mac as their source: the interface's address changed under it (a
+// bond failed over, `ip link set address`). The address is a constant of
+// the program, which keeps the check off the per-packet map lookups, so the
+// program is loaded again with every map shared and swapped into the link
+// with one update: no frame sees a mix and no flow is lost.
+func (d *Datapath) SetMAC(mac net.HardwareAddr) error {
+	if len(mac) != macLen {
+		return fmt.Errorf("datapath: MAC %s is not an Ethernet address", mac)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	spec := d.spec.Copy()
+	var cfg lbXlbConfig
+	copy(cfg.Mac[:], mac)
+	if err := spec.Variables[lbVarXlbCfg].Set(cfg); err != nil {
+		return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
+	}
+	replace := map[string]*ebpf.Map{
+		lbMapServices: d.objs.Services, lbMapMaglev: d.objs.Maglev, lbMapBackends: d.objs.Backends,
+		lbMapFlows: d.objs.Flows, lbMapBackendIds: d.objs.BackendIds, lbMapStats: d.objs.Stats, lbMapCounters: d.objs.Counters,
+	}
+	var progs lbPrograms
+	if err := spec.LoadAndAssign(&progs, &ebpf.CollectionOptions{MapReplacements: replace}); err != nil {
+		return fmt.Errorf("datapath: set MAC %s: load: %w", mac, err)
+	}
+	if d.link != nil {
+		if err := d.link.Update(progs.XlbXdp); err != nil {
+			progs.Close()
+			return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
+		}
+	}
+	old := d.objs.lbPrograms
+	d.objs.lbPrograms = progs
+	return old.Close()
 }
 
 // linkIfindex is the interface an XDP link is attached to, 0 when it is

@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"os"
@@ -304,5 +305,35 @@ func TestPinDirNotEmpty(t *testing.T) {
 	_, err := Load(Options{PinDir: dir})
 	if err == nil || !strings.Contains(err.Error(), "not on a bpffs and not empty") {
 		t.Fatalf("Load on a non-empty directory: %v", err)
+	}
+}
+
+// TestSetMAC: after SetMAC the program takes frames to the new address,
+// with it as their source, and passes those to the old one as another
+// host's; known flows keep their backends.
+func TestSetMAC(t *testing.T) {
+	d := newDatapath(t, Options{})
+	apply(t, d, stdSetup())
+	syn := tcp4(40000, thSYN)
+	_, out := run(t, d, syn.build())
+	backend := out[:6]
+	newMAC := macAddr{0x02, 0x1b, 0, 0, 0, 0x99}
+	if err := d.SetMAC(newMAC[:]); err != nil {
+		t.Fatal(err)
+	}
+	ack := syn.with(func(p *pkt) { p.flags, p.dst = thACK, newMAC })
+	v, out := run(t, d, ack.build())
+	if v != verdictTX {
+		t.Fatalf("a frame to the new MAC: verdict %d, want XDP_TX", v)
+	}
+	if !bytes.Equal(out[:6], backend) || !bytes.Equal(out[6:12], newMAC[:]) {
+		t.Errorf("a frame to the new MAC went out %x -> %x, want %x -> %x", out[6:12], out[:6], newMAC, backend)
+	}
+	before := counters(t, d)[CounterPassOtherHost]
+	if v, _ := run(t, d, syn.with(func(p *pkt) { p.flags = thACK }).build()); v != verdictPass {
+		t.Errorf("a frame to the old MAC: verdict %d, want XDP_PASS", v)
+	}
+	if got := counters(t, d)[CounterPassOtherHost]; got != before+1 {
+		t.Errorf("pass_other_host %d, want %d", got, before+1)
 	}
 }

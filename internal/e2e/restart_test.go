@@ -292,3 +292,56 @@ func runOut(t *testing.T, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+// TestInterfaceChanges changes lb1's MAC under 20 long-lived connections,
+// then deletes its interface and creates it again, with the daemon running
+// throughout: the program takes the new MAC at once (the connections carry
+// on once the client has re-learnt it), `xlb list` says while the
+// interface is gone that nothing reaches the services, and the program is
+// attached again when the interface returns, with its flows.
+func TestInterfaceChanges(t *testing.T) {
+	topo := newTopology(t)
+	startRealServers(t, topo)
+	conf := keepalivedConf(virtualServer{VIP: testutil.VIP4, Port: echoPort, Proto: "TCP",
+		Reals: reals(map[string]int{testutil.RS1: 1, testutil.RS2: 1, testutil.RS3: 1})})
+	d := startLB(t, topo, testutil.LB1, conf)
+	pool := startEchoPool(t, topo, 20)
+	pool.progress(t, "the connections opened", 3)
+	relearn := func() {
+		topo.Exec(t, testutil.Client, "ip", "neigh", "flush", "to", testutil.VIP4.String())
+	}
+
+	topo.Exec(t, testutil.LB1, "ip", "link", "set", "dev", "eth0", "address", "02:00:00:00:aa:01")
+	relearn()
+	waitFor(t, 10*time.Second, "the daemon to take the new MAC", func() (bool, string) {
+		return strings.Contains(d.proc.Output(), "interface MAC changed"), ""
+	})
+	pool.progress(t, "the MAC change", 3)
+
+	topo.Exec(t, testutil.LB1, "ip", "link", "del", "dev", "eth0")
+	waitFor(t, 10*time.Second, "the daemon to see the interface go", func() (bool, string) {
+		return strings.Contains(d.proc.Output(), "interface gone"), ""
+	})
+	if _, errOut, _, err := d.run("list"); err != nil || !strings.Contains(errOut, "no packet reaches these services") {
+		t.Errorf("xlb list while the interface is gone: %v, stderr %q", err, errOut)
+	}
+	obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
+	if err := topo.Up(testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj}); err != nil {
+		t.Fatal(err)
+	}
+	relearn()
+	waitFor(t, 10*time.Second, "the daemon to attach again", func() (bool, string) {
+		return strings.Contains(d.proc.Output(), "program attached again"), ""
+	})
+	if link := topo.Exec(t, testutil.LB1, "ip", "link", "show", "dev", "eth0"); !strings.Contains(link, "prog/xdp") {
+		t.Errorf("lb1's new eth0 has no XDP program:\n%s", link)
+	}
+	pool.progress(t, "the interface came back", 3)
+	fresh := startEchoPool(t, topo, 5)
+	fresh.progress(t, "new connections after the interface came back", 3)
+	for i, err := range append(pool.stop(), fresh.stop()...) {
+		if err != nil {
+			t.Errorf("connection %d: %v", i, err)
+		}
+	}
+}

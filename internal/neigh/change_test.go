@@ -14,7 +14,8 @@ import (
 
 func TestChange(t *testing.T) {
 	const idx = 4
-	r := &Resolver{ifi: &net.Interface{Index: idx, Name: "eth0"}}
+	r := &Resolver{}
+	r.ifi.Store(&net.Interface{Index: idx, Name: "eth0"})
 	macA := net.HardwareAddr{2, 0, 0, 0, 0, 0x11}
 	macB := net.HardwareAddr{2, 0, 0, 0, 0, 0x77}
 	ip := netip.MustParseAddr("198.51.100.11")
@@ -85,7 +86,8 @@ func TestChange(t *testing.T) {
 }
 
 func TestResolveRejectsNonUnicast(t *testing.T) {
-	r := &Resolver{ifi: &net.Interface{Index: 1, Name: "eth0"}}
+	r := &Resolver{}
+	r.ifi.Store(&net.Interface{Index: 1, Name: "eth0"})
 	for _, s := range []string{"0.0.0.0", "224.0.0.18", "127.0.0.1", "ff02::1", "::"} {
 		_, err := r.Resolve(context.Background(), netip.MustParseAddr(s))
 		if err == nil || !strings.Contains(err.Error(), s) || !strings.Contains(err.Error(), "eth0") {

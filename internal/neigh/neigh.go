@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/arp"
@@ -49,7 +50,9 @@ type Change struct {
 // Resolver resolves and watches neighbours on one interface, in the network
 // namespace that was current for the thread calling New.
 type Resolver struct {
-	ifi *net.Interface
+	// ifi is the interface as last read: Refresh replaces it when the
+	// interface changes address or comes back with another index.
+	ifi atomic.Pointer[net.Interface]
 	log *slog.Logger
 	ns  netns.NsHandle
 	nl  *netlink.Handle
@@ -91,12 +94,32 @@ func New(ifname string, log *slog.Logger) (*Resolver, error) {
 		ns.Close()
 		return nil, fmt.Errorf("neighbours on %s: not an Ethernet interface (hardware address %q)", ifname, a.HardwareAddr)
 	}
-	return &Resolver{
-		ifi: &net.Interface{Index: a.Index, MTU: a.MTU, Name: a.Name, HardwareAddr: a.HardwareAddr, Flags: a.Flags},
+	r := &Resolver{
 		log: log.With("interface", ifname),
 		ns:  ns,
 		nl:  h,
-	}, nil
+	}
+	r.ifi.Store(interfaceOf(a))
+	return r, nil
+}
+
+func interfaceOf(a *netlink.LinkAttrs) *net.Interface {
+	return &net.Interface{Index: a.Index, MTU: a.MTU, Name: a.Name, HardwareAddr: a.HardwareAddr, Flags: a.Flags}
+}
+
+func (r *Resolver) iface() *net.Interface { return r.ifi.Load() }
+
+// Refresh reads the interface again, by name: its MAC (a bond that failed
+// over, `ip link set address`) and its index (deleted and created again),
+// so that probes go out from what it is now.
+func (r *Resolver) Refresh() error {
+	name := r.iface().Name
+	link, err := r.nl.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("neighbours on %s: %w", name, err)
+	}
+	r.ifi.Store(interfaceOf(link.Attrs()))
+	return nil
 }
 
 // Close releases the Resolver's netlink handle and namespace reference.
@@ -114,11 +137,11 @@ func (r *Resolver) Close() error {
 func (r *Resolver) Resolve(ctx context.Context, ip netip.Addr) (net.HardwareAddr, error) {
 	ip = ip.Unmap()
 	if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() || ip.IsLoopback() {
-		return nil, fmt.Errorf("resolve %v on %s: not a unicast address", ip, r.ifi.Name)
+		return nil, fmt.Errorf("resolve %v on %s: not a unicast address", ip, r.iface().Name)
 	}
 	n, err := r.lookup(ip)
 	if err != nil {
-		return nil, fmt.Errorf("resolve %s on %s: %w", ip, r.ifi.Name, err)
+		return nil, fmt.Errorf("resolve %s on %s: %w", ip, r.iface().Name, err)
 	}
 	if n != nil && n.State&netlink.NUD_PERMANENT != 0 {
 		// An administrator's static entry is the answer, and ours to leave
@@ -139,7 +162,7 @@ func (r *Resolver) Resolve(ctx context.Context, ip netip.Addr) (net.HardwareAddr
 		mac, err = r.probeNDP(ctx, ip)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("resolve %s on %s: %w", ip, r.ifi.Name, err)
+		return nil, fmt.Errorf("resolve %s on %s: %w", ip, r.iface().Name, err)
 	}
 	r.log.Debug("resolved neighbour", "ip", ip, "mac", mac.String(), "took", time.Since(start))
 	r.keep(ip, mac, false)
@@ -152,7 +175,7 @@ func (r *Resolver) lookup(ip netip.Addr) (*netlink.Neigh, error) {
 	if ip.Is6() {
 		family = netlink.FAMILY_V6
 	}
-	list, err := r.nl.NeighList(r.ifi.Index, family)
+	list, err := r.nl.NeighList(r.iface().Index, family)
 	if err != nil {
 		return nil, fmt.Errorf("list kernel neighbours: %w", err)
 	}
@@ -179,7 +202,7 @@ func (r *Resolver) keep(ip netip.Addr, mac net.HardwareAddr, alreadyManaged bool
 		family = netlink.FAMILY_V6
 	}
 	err := r.nl.NeighSet(&netlink.Neigh{
-		LinkIndex:    r.ifi.Index,
+		LinkIndex:    r.iface().Index,
 		Family:       family,
 		IP:           ip.AsSlice(),
 		HardwareAddr: mac,
@@ -202,14 +225,14 @@ func (r *Resolver) probeARP(ctx context.Context, ip netip.Addr) (net.HardwareAdd
 	var c *arp.Client
 	err = r.inNetNS(func() error {
 		var err error
-		c, err = arp.Dial(r.ifi)
+		c, err = arp.Dial(r.iface())
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open ARP socket: %w", err)
 	}
 	defer c.Close()
-	req, err := arp.NewPacket(arp.OperationRequest, r.ifi.HardwareAddr, src, ethernet.Broadcast, ip)
+	req, err := arp.NewPacket(arp.OperationRequest, r.iface().HardwareAddr, src, ethernet.Broadcast, ip)
 	if err != nil {
 		return nil, fmt.Errorf("build ARP request: %w", err)
 	}
@@ -246,7 +269,7 @@ func (r *Resolver) probeARP(ctx context.Context, ip netip.Addr) (net.HardwareAdd
 // from: one on ip's subnet, so the target answers and learns a usable
 // mapping, else the first.
 func (r *Resolver) sourceAddr(ip netip.Addr) (netip.Addr, error) {
-	addrs, err := r.nl.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: r.ifi.Index}}, netlink.FAMILY_V4)
+	addrs, err := r.nl.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: r.iface().Index}}, netlink.FAMILY_V4)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("list addresses: %w", err)
 	}
@@ -277,7 +300,7 @@ func (r *Resolver) probeNDP(ctx context.Context, ip netip.Addr) (net.HardwareAdd
 	// whatever namespace it last listed: with several namespaces in one
 	// process "eth0" can map to the wrong interface. A numeric zone is taken
 	// as the index itself.
-	ifi := *r.ifi
+	ifi := *r.iface()
 	ifi.Name = strconv.Itoa(ifi.Index)
 	var c *ndp.Conn
 	err := r.inNetNS(func() error {
@@ -295,7 +318,7 @@ func (r *Resolver) probeNDP(ctx context.Context, ip netip.Addr) (net.HardwareAdd
 	}
 	ns := &ndp.NeighborSolicitation{
 		TargetAddress: ip,
-		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: r.ifi.HardwareAddr}},
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: r.iface().HardwareAddr}},
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
 	defer stop()
@@ -455,7 +478,7 @@ func (r *Resolver) watchOnce(ctx context.Context, last map[netip.Addr]string, ou
 // records it in last (address → MAC as reported).
 func (r *Resolver) change(u netlink.NeighUpdate, last map[netip.Addr]string) (Change, bool) {
 	n := u.Neigh
-	if n.LinkIndex != r.ifi.Index || (n.Family != unix.AF_INET && n.Family != unix.AF_INET6) || n.Flags&netlink.NTF_PROXY != 0 {
+	if n.LinkIndex != r.iface().Index || (n.Family != unix.AF_INET && n.Family != unix.AF_INET6) || n.Flags&netlink.NTF_PROXY != 0 {
 		return Change{}, false
 	}
 	ip, ok := netip.AddrFromSlice(n.IP)

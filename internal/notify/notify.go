@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/xlb-project/xlb/internal/healthcheck"
 	"github.com/xlb-project/xlb/internal/script"
 	"github.com/xlb-project/xlb/internal/service"
 )
@@ -27,6 +28,24 @@ func (r Runner) Backend(s service.Service, b service.Backend, up bool) {
 		kw, line = "notify_up", b.NotifyUp
 	}
 	r.start(line, b.NotifyUser, r.Log.With("service", s.Key(), "backend", b.AddrPort(), "script", kw), "notify script failed")
+}
+
+// Health logs a backend's new state (ev), loudly when s, its service, has
+// no backend left up (anyUp false): what happens to new connections then.
+// It runs no script: Backend does, once the change is served.
+func (r Runner) Health(ev healthcheck.Event, s service.Service, anyUp bool) {
+	state := "down"
+	if ev.Up {
+		state = "up"
+	}
+	r.Log.Info("backend "+state, "service", ev.Service, "backend", ev.Backend, "reason", ev.Reason)
+	switch {
+	case ev.Up || anyUp || s.Key() != ev.Service:
+	case s.SorryServer != nil:
+		r.Log.Warn("every backend is down: new connections go to the sorry server", "service", ev.Service, "sorry_server", s.SorryServer.Addr)
+	default:
+		r.Log.Error("every backend is down and there is no sorry_server: keeping the last table so the VIP still answers", "service", ev.Service)
+	}
 }
 
 // Quorum logs a service's lost or regained quorum and starts its

@@ -1,0 +1,98 @@
+// Package ifwatch follows one network interface by name: its index and
+// its MAC, which change under a running daemon when a bond fails over,
+// when someone runs `ip link set address`, or when the interface is
+// deleted and created again. The XDP program holds the interface's MAC as
+// a constant and its link is bound to an index, so the daemon must hear of
+// both.
+package ifwatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// State is the interface as last seen; Index 0 means it is gone.
+type State struct {
+	Index int
+	MAC   net.HardwareAddr
+}
+
+// Gone reports whether the interface does not exist.
+func (s State) Gone() bool { return s.Index == 0 }
+
+// update is what a netlink link message says of one interface.
+type update struct {
+	deleted bool
+	name    string
+	index   int
+	mac     net.HardwareAddr
+}
+
+// next applies u to the interface called name, last seen as last, and
+// reports whether its index or MAC changed.
+func next(name string, last State, u update) (State, bool) {
+	switch {
+	case u.deleted && u.index == last.Index && !last.Gone():
+		return State{}, true
+	case u.deleted || u.name != name:
+		return last, false
+	case u.index != last.Index || !slices.Equal(u.mac, last.MAC):
+		return State{Index: u.index, MAC: slices.Clone(u.mac)}, true
+	}
+	return last, false
+}
+
+// Watch reports the interface called name, now and then at every change of
+// its index or MAC, until ctx ends; the channel is closed then. The
+// subscription lives in the network namespace of the calling thread.
+func Watch(ctx context.Context, name string, log *slog.Logger) (<-chan State, error) {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) { log.Warn("interface watch", "interface", name, "err", err) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: watch: %w", name, err)
+	}
+	var last State
+	if l, err := netlink.LinkByName(name); err == nil {
+		last = State{Index: l.Attrs().Index, MAC: slices.Clone(l.Attrs().HardwareAddr)}
+	}
+	out := make(chan State, 1)
+	out <- last
+	go func() {
+		defer close(out)
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				a := u.Attrs()
+				var changed bool
+				last, changed = next(name, last, update{
+					deleted: u.Header.Type == unix.RTM_DELLINK,
+					name:    a.Name, index: a.Index, mac: a.HardwareAddr,
+				})
+				if !changed {
+					continue
+				}
+				select {
+				case out <- last:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}

@@ -1,0 +1,87 @@
+package ifwatch
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+
+	"github.com/xlb-project/xlb/internal/testutil"
+)
+
+func TestNext(t *testing.T) {
+	macA, macB := net.HardwareAddr{2, 0, 0, 0, 0, 0xa}, net.HardwareAddr{2, 0, 0, 0, 0, 0xb}
+	up := State{Index: 4, MAC: macA}
+	for _, tc := range []struct {
+		name    string
+		last    State
+		u       update
+		want    State
+		changed bool
+	}{
+		{"another interface", up, update{name: "eth1", index: 5, mac: macB}, up, false},
+		{"the same again", up, update{name: "eth0", index: 4, mac: macA}, up, false},
+		{"a new MAC", up, update{name: "eth0", index: 4, mac: macB}, State{Index: 4, MAC: macB}, true},
+		{"deleted", up, update{deleted: true, name: "eth0", index: 4}, State{}, true},
+		{"another one deleted", up, update{deleted: true, name: "eth1", index: 5}, up, false},
+		{"deleted while gone", State{}, update{deleted: true, name: "eth0", index: 4}, State{}, false},
+		{"back with another index", State{}, update{name: "eth0", index: 9, mac: macA}, State{Index: 9, MAC: macA}, true},
+	} {
+		got, changed := next("eth0", tc.last, tc.u)
+		if changed != tc.changed || !cmp.Equal(got, tc.want) {
+			t.Errorf("%s: next = %+v, %v; want %+v, %v", tc.name, got, changed, tc.want, tc.changed)
+		}
+	}
+}
+
+// TestWatch follows one end of a veth pair in a namespace of the test's own
+// through a new MAC, its deletion and its return.
+func TestWatch(t *testing.T) {
+	testutil.EnterNewNetns(t)
+	macA, macB := net.HardwareAddr{2, 0, 0, 0, 0, 0xa}, net.HardwareAddr{2, 0, 0, 0, 0, 0xb}
+	add := func() int {
+		t.Helper()
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "xw0", HardwareAddr: macA}, PeerName: "xw1"}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := netlink.LinkByName("xw0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Attrs().Index
+	}
+	first := add()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	states, err := Watch(ctx, "xw0", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect := func(what string, want State) {
+		t.Helper()
+		select {
+		case got := <-states:
+			if !cmp.Equal(got, want) {
+				t.Fatalf("%s: %+v, want %+v", what, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no event", what)
+		}
+	}
+	expect("at the start", State{Index: first, MAC: macA})
+	l, _ := netlink.LinkByName("xw0")
+	if err := netlink.LinkSetHardwareAddr(l, macB); err != nil {
+		t.Fatal(err)
+	}
+	expect("a new MAC", State{Index: first, MAC: macB})
+	if err := netlink.LinkDel(l); err != nil {
+		t.Fatal(err)
+	}
+	expect("deleted", State{})
+	again := add()
+	expect("back", State{Index: again, MAC: macA})
+}
