@@ -209,6 +209,10 @@ func writeInstance(w io.Writer, in *service.VRRPInstance) {
 		if v.Label != "" {
 			fmt.Fprintf(w, " label %s", v.Label)
 		}
+		if v.Deprecated() {
+			// Why the balancer's own connections never leave from it.
+			fmt.Fprint(w, " preferred_lft 0 (never a source address)")
+		}
 		fmt.Fprintln(w)
 	}
 	if in.SourceIP.IsValid() {

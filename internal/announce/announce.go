@@ -41,11 +41,14 @@ type VIP struct {
 	// Dev is the device to add it to; empty means Config.Interface.
 	Dev   string
 	Label string
+	// PreferredLft is the address's preferred lifetime; nil is forever.
+	// 0 deprecates it: the kernel then never picks it as a source.
+	PreferredLft *time.Duration
 }
 
 // Addresses adds and removes interface addresses. Both are idempotent.
 type Addresses interface {
-	Add(dev string, p netip.Prefix, label string) error
+	Add(dev string, v VIP) error
 	Del(dev string, p netip.Prefix) error
 }
 
@@ -114,7 +117,7 @@ func (a *Announcer) Acquire() error {
 	defer a.mu.Unlock()
 	var errs []error
 	for _, v := range a.cfg.VIPs {
-		if err := a.addrs.Add(a.dev(v), v.Prefix, v.Label); err != nil {
+		if err := a.addrs.Add(a.dev(v), v); err != nil {
 			errs = append(errs, fmt.Errorf("%s: add %s dev %s: %w", a.cfg.Name, v.Prefix, a.dev(v), err))
 		}
 	}

@@ -44,11 +44,11 @@ func (l *log) take() []string {
 	return s
 }
 
-func (l *log) Add(dev string, p netip.Prefix, label string) error {
-	if p.String() == l.failAdd {
+func (l *log) Add(dev string, v VIP) error {
+	if v.Prefix.String() == l.failAdd {
 		return errors.New("boom")
 	}
-	l.add(fmt.Sprintf("add %s dev %s label %q", p, dev, label))
+	l.add(fmt.Sprintf("add %s dev %s label %q", v.Prefix, dev, v.Label))
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -16,6 +17,9 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
+
+// foreverLft is the kernel's infinite address lifetime.
+const foreverLft = 0xffffffff
 
 // Netlink manages addresses with rtnetlink in the caller's network
 // namespace.
@@ -28,14 +32,19 @@ func ipNet(p netip.Prefix) *net.IPNet {
 // Add implements Addresses. IPv6 addresses skip duplicate address
 // detection: a tentative address could not be used, and the address moving
 // between hosts is the point.
-func (Netlink) Add(dev string, p netip.Prefix, label string) error {
+func (Netlink) Add(dev string, v VIP) error {
 	link, err := netlink.LinkByName(dev)
 	if err != nil {
 		return err
 	}
-	a := &netlink.Addr{IPNet: ipNet(p), Label: label}
-	if p.Addr().Is6() {
+	a := &netlink.Addr{IPNet: ipNet(v.Prefix), Label: v.Label}
+	if v.Prefix.Addr().Is6() {
 		a.Flags = unix.IFA_F_NODAD
+	}
+	if v.PreferredLft != nil {
+		// The lifetimes go together: valid forever, preferred as asked.
+		a.ValidLft = foreverLft
+		a.PreferedLft = min(int(*v.PreferredLft/time.Second), foreverLft)
 	}
 	return netlink.AddrReplace(link, a)
 }

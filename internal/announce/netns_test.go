@@ -97,7 +97,7 @@ func TestLinux(t *testing.T) {
 		Name: "test", Interface: "eth0", Repeat: 3, Delay: 5 * time.Second,
 		VIPs: []VIP{
 			{Prefix: netip.MustParsePrefix("192.0.2.10/32"), Label: "eth0:vip"},
-			{Prefix: netip.MustParsePrefix("2001:db8::10/64")},
+			{Prefix: netip.MustParsePrefix("2001:db8::10/64"), PreferredLft: new(time.Duration)},
 		},
 	}
 	clock := newFakeClock()
@@ -129,6 +129,12 @@ func TestLinux(t *testing.T) {
 	}
 	if !has(afterAcquire, "192.0.2.10/32", "eth0:vip") || !has(afterAcquire, "2001:db8::10/64", "") {
 		t.Errorf("addresses after Acquire: %v", afterAcquire)
+	}
+	for _, a := range afterAcquire {
+		deprecated := a.PreferedLft == 0 && a.ValidLft != 0
+		if want := a.IPNet.String() == "2001:db8::10/64"; a.IPNet.String() != "fe80::2/64" && deprecated != want {
+			t.Errorf("%s: preferred_lft %d valid_lft %d; want deprecated %v", a.IPNet, a.PreferedLft, a.ValidLft, want)
+		}
 	}
 	if has(afterRelease, "192.0.2.10/32", "") || has(afterRelease, "2001:db8::10/64", "") {
 		t.Errorf("addresses after Release: %v", afterRelease)

@@ -215,7 +215,11 @@ func (y *fromYAML) instance(iy *instanceYAML, weights map[string]int) service.VR
 		in.Auth = &service.VRRPAuth{Type: iy.Auth.Type, Pass: iy.Auth.Pass}
 	}
 	for _, v := range iy.VirtualIPs {
-		in.VirtualIPs = append(in.VirtualIPs, service.VirtualIP{Prefix: v.Prefix.v, Dev: v.Dev, Label: v.Label, Source: y.pos(v.Prefix.line)})
+		vip := service.VirtualIP{Prefix: v.Prefix.v, Dev: v.Dev, Label: v.Label, Source: y.pos(v.Prefix.line)}
+		if v.PreferredLft != nil {
+			vip.PreferredLft = new(v.PreferredLft.v)
+		}
+		in.VirtualIPs = append(in.VirtualIPs, vip)
 	}
 	if iy.Version == nil && len(in.VirtualIPs) > 0 && in.VirtualIPs[0].Prefix.Addr().Is6() {
 		in.Version = 3

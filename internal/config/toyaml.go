@@ -123,7 +123,11 @@ func instanceToYAML(in *service.VRRPInstance) instanceYAML {
 		iy.Auth = &authYAML{Type: in.Auth.Type, Pass: in.Auth.Pass}
 	}
 	for _, v := range in.VirtualIPs {
-		iy.VirtualIPs = append(iy.VirtualIPs, virtualIPYAML{Prefix: yPrefix{v: v.Prefix}, Dev: v.Dev, Label: v.Label})
+		vy := virtualIPYAML{Prefix: yPrefix{v: v.Prefix}, Dev: v.Dev, Label: v.Label}
+		if v.PreferredLft != nil {
+			vy.PreferredLft = &yDuration{v: *v.PreferredLft}
+		}
+		iy.VirtualIPs = append(iy.VirtualIPs, vy)
 	}
 	if in.SourceIP.IsValid() {
 		iy.SourceIP = &yAddr{v: in.SourceIP}

@@ -135,6 +135,9 @@ type virtualIPYAML struct {
 	Prefix yPrefix `yaml:"address"`
 	Dev    string  `yaml:"dev,omitempty"`
 	Label  string  `yaml:"label,omitempty"`
+	// PreferredLft is keepalived's preferred_lft (0s deprecates the
+	// address: never a source for the balancer's own connections).
+	PreferredLft *yDuration `yaml:"preferred_lft,omitempty"`
 }
 
 type trackYAML struct {

@@ -158,6 +158,7 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	d.macs = neigh.NewCache(d.res, resolveTimeout, d.log)
 	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, Damping: cfg.Global.FlapDamping})
 	undo = append(undo, d.hc.Close)
+	d.hc.SetVIPs(cfg.VIPs())
 	// The checks first: a backend whose check starts down (alpha) must
 	// not take traffic from the first table on.
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
@@ -349,6 +350,7 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 	}
 	d.cfg = cfg
 	d.hc.SetDamping(cfg.Global.FlapDamping)
+	d.hc.SetVIPs(cfg.VIPs())
 	d.hc.Update(targets)
 	d.log.Info("reloaded", "services", len(cfg.Services), "vrrp_changed", vrrpChanged)
 	return prev, nil
@@ -428,17 +430,18 @@ func (d *Daemon) interfaceChanged(st ifwatch.State) {
 		d.log.Warn("interface gone: the program went with it; it is attached again when the interface returns", "interface", d.opts.Interface)
 		return
 	}
-	what, err := "interface back: program attached again", error(nil)
+	fitted := func(what string, err error) {
+		if err != nil {
+			d.log.Error("the program does not fit its interface as it is now", "interface", d.opts.Interface, "err", err)
+		} else {
+			d.log.Info(what, "interface", d.opts.Interface, "mac", st.MAC.String())
+		}
+	}
 	if st.Index != last.Index {
-		err = d.dp.Reattach(d.opts.Interface, d.opts.XDPMode)
+		fitted("interface back: program attached again", d.dp.Reattach(d.opts.Interface, d.opts.XDPMode))
 	}
-	if err == nil && !slices.Equal(st.MAC, last.MAC) {
-		what, err = "interface MAC changed: the program takes frames to the new one", d.dp.SetMAC(st.MAC)
-	}
-	if err != nil {
-		d.log.Error("the program does not fit its interface as it is now", "interface", d.opts.Interface, "err", err)
-	} else if st.Index != last.Index || !slices.Equal(st.MAC, last.MAC) {
-		d.log.Info(what, "interface", d.opts.Interface, "mac", st.MAC.String())
+	if !slices.Equal(st.MAC, last.MAC) {
+		fitted("interface MAC changed: the program takes frames to the new one", d.dp.SetMAC(st.MAC))
 	}
 	if err := d.res.Refresh(); err != nil {
 		d.log.Warn("neighbour resolution still uses the old interface", "err", err)

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"reflect"
+	"time"
 
 	"github.com/xlb-project/xlb/internal/announce"
 	"github.com/xlb-project/xlb/internal/service"
@@ -61,7 +62,11 @@ func announceConfig(in service.VRRPInstance) announce.Config {
 		RefreshRepeat: in.GARPMasterRefreshRepeat,
 	}
 	for _, v := range in.VirtualIPs {
-		c.VIPs = append(c.VIPs, announce.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label})
+		vip := announce.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label, PreferredLft: v.PreferredLft}
+		if v.Deprecated() {
+			vip.PreferredLft = new(time.Duration)
+		}
+		c.VIPs = append(c.VIPs, vip)
 	}
 	return c
 }

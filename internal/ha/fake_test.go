@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-project/xlb/internal/announce"
 	"github.com/xlb-project/xlb/internal/clock/clocktest"
 	"github.com/xlb-project/xlb/internal/vrrp"
 )
@@ -116,8 +117,8 @@ func (h *fakeHost) add(format string, args ...any) {
 	h.log = append(h.log, fmt.Sprintf(format, args...))
 }
 
-func (h *fakeHost) Add(dev string, p netip.Prefix, _ string) error {
-	h.add("add %s dev %s", p, dev)
+func (h *fakeHost) Add(dev string, v announce.VIP) error {
+	h.add("add %s dev %s", v.Prefix, dev)
 	return nil
 }
 

@@ -239,6 +239,14 @@ func (p Preview) DynamicWeight(svc service.ServiceKey, be netip.AddrPort) (int, 
 	return p.m.DynamicWeight(svc, be)
 }
 
+// SetVIPs names the addresses probes must never leave from: the VIPs of
+// the configuration (see vips).
+func (m *Manager) SetVIPs(addrs []netip.Addr) {
+	if p, ok := m.prober.(*DefaultProber); ok {
+		p.vips.store(addrs)
+	}
+}
+
 // SetDamping changes flap damping (see Options), for a configuration
 // reload. A backend held down stays held until its hold-down has passed.
 func (m *Manager) SetDamping(f service.FlapDamping) {

@@ -41,6 +41,8 @@ type Result struct {
 // from a VIP, and connect to connect_ip:connect_port, which default to the
 // backend's address and port.
 type DefaultProber struct {
+	// vips are the addresses probes never leave from.
+	vips vips
 	// termGrace is how long a MISC_CHECK script that has timed out gets
 	// between SIGTERM and SIGKILL; zero means keepalived's 2 seconds,
 	// which only tests shorten.
@@ -51,9 +53,17 @@ type DefaultProber struct {
 func (p *DefaultProber) Probe(ctx context.Context, c service.Check, backend netip.AddrPort) (Result, error) {
 	switch c.Kind {
 	case service.CheckTCP:
-		return Result{}, probeTCP(ctx, c, backend)
+		d, err := p.dialer(c, backend)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{}, probeTCP(ctx, c, backend, d)
 	case service.CheckHTTP, service.CheckSSL:
-		return Result{}, probeHTTP(ctx, c, backend)
+		d, err := p.dialer(c, backend)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{}, probeHTTP(ctx, c, backend, d)
 	case service.CheckMisc:
 		return p.probeMisc(ctx, c)
 	}
@@ -72,12 +82,25 @@ func dest(c service.Check, backend netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ip, port)
 }
 
-func dialer(c service.Check) *net.Dialer {
+// dialer returns the dialer of a probe of c: from bindto, else from the
+// kernel's choice of source unless that is a VIP (see vips.sourceFor).
+func (p *DefaultProber) dialer(c service.Check, backend netip.AddrPort) (*net.Dialer, error) {
+	src := c.BindTo
+	if !src.IsValid() && c.BindIf == "" {
+		var err error
+		if src, err = p.vips.sourceFor(dest(c, backend).Addr()); err != nil {
+			return nil, err
+		}
+	}
+	return dialer(c, src), nil
+}
+
+func dialer(c service.Check, src netip.Addr) *net.Dialer {
 	d := &net.Dialer{}
-	if c.BindTo.IsValid() || c.BindPort != 0 {
+	if src.IsValid() || c.BindPort != 0 {
 		la := &net.TCPAddr{Port: int(c.BindPort)}
-		if c.BindTo.IsValid() {
-			la.IP = c.BindTo.AsSlice()
+		if src.IsValid() {
+			la.IP = src.AsSlice()
 		}
 		d.LocalAddr = la
 	}
@@ -97,8 +120,8 @@ func dialer(c service.Check) *net.Dialer {
 }
 
 // probeTCP is TCP_CHECK: the backend passes if it completes a handshake.
-func probeTCP(ctx context.Context, c service.Check, backend netip.AddrPort) error {
-	conn, err := dialer(c).DialContext(ctx, "tcp", dest(c, backend).String())
+func probeTCP(ctx context.Context, c service.Check, backend netip.AddrPort, d *net.Dialer) error {
+	conn, err := d.DialContext(ctx, "tcp", dest(c, backend).String())
 	if err != nil {
 		return err
 	}
@@ -115,9 +138,8 @@ func urlScheme(k service.CheckKind) string {
 
 // probeHTTP is HTTP_GET and SSL_GET: every URL must answer with an
 // accepted status and, if a digest is set, a body whose MD5 matches it.
-func probeHTTP(ctx context.Context, c service.Check, backend netip.AddrPort) error {
+func probeHTTP(ctx context.Context, c service.Check, backend netip.AddrPort, d *net.Dialer) error {
 	dst := dest(c, backend).String()
-	d := dialer(c)
 	scheme := urlScheme(c.Kind)
 	for _, u := range c.URLs {
 		if err := fetch(ctx, c, u, scheme, dst, d); err != nil {

@@ -39,6 +39,21 @@ func (c *Config) RealServerAddrs() []netip.Addr {
 	return slices.Compact(out)
 }
 
+// VIPs returns every virtual address of c: the services' and the VRRP
+// instances'.
+func (c *Config) VIPs() []netip.Addr {
+	var out []netip.Addr
+	for _, s := range c.Services {
+		out = append(out, s.VIP.Unmap())
+	}
+	for _, in := range c.VRRP {
+		for _, v := range in.VirtualIPs {
+			out = append(out, v.Prefix.Addr().Unmap())
+		}
+	}
+	return out
+}
+
 // Service returns the service of c with key k.
 func (c *Config) Service(k ServiceKey) (Service, bool) {
 	i := slices.IndexFunc(c.Services, func(s Service) bool { return s.Key() == k })

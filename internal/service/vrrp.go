@@ -76,7 +76,22 @@ type VirtualIP struct {
 	Prefix netip.Prefix
 	Dev    string // empty means the instance's interface
 	Label  string
-	Source Pos
+	// PreferredLft is the address's preferred lifetime, keepalived's
+	// preferred_lft; nil is the default: 0 (deprecated) for IPv6, forever
+	// for IPv4. A deprecated address is never the source the kernel picks
+	// for the balancer's own connections: a VIP /128 inside the real
+	// servers' /64 would otherwise win the longest-prefix rule, and every
+	// health check's answer would go to the real server's own loopback.
+	PreferredLft *time.Duration
+	Source       Pos
+}
+
+// Deprecated reports whether v is added with preferred_lft 0.
+func (v VirtualIP) Deprecated() bool {
+	if v.PreferredLft == nil {
+		return v.Prefix.Addr().Is6()
+	}
+	return *v.PreferredLft == 0
 }
 
 // Track names a script or interface whose state moves the instance's

@@ -268,6 +268,14 @@ func (c *converter) virtualIPs(n *node) []service.VirtualIP {
 					v.Dev = k.args[i]
 				case "label":
 					v.Label = k.args[i]
+				case "preferred_lft":
+					if k.args[i] == "forever" {
+						v.PreferredLft = new(time.Duration(foreverLft))
+					} else if n, err := strconv.ParseUint(k.args[i], 10, 32); err == nil {
+						v.PreferredLft = new(time.Duration(n) * time.Second)
+					} else {
+						c.errorf(k, "virtual_ipaddress %s: preferred_lft %q is not a number of seconds or forever", k.kw, k.args[i])
+					}
 				default:
 					c.warnf(k, "virtual_ipaddress %s: %s is not used by xlb (ignored)", k.kw, opt)
 				}
@@ -281,6 +289,10 @@ func (c *converter) virtualIPs(n *node) []service.VirtualIP {
 	}
 	return out
 }
+
+// foreverLft is `preferred_lft forever`, the kernel's infinite lifetime in
+// seconds.
+const foreverLft = 0xffffffff * time.Second
 
 // tracks reads a track_script or track_interface block: one name per
 // line with an optional "weight N". A missing weight is marked with

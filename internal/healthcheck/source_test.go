@@ -1,0 +1,69 @@
+package healthcheck
+
+import (
+	"net/netip"
+	"os"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/xlb-project/xlb/internal/testutil"
+)
+
+// TestSourceFor: with a VIP on the interface that the kernel would pick as
+// the source toward a real server (an IPv6 /128 in the servers' /64), a
+// probe binds to the interface's own address instead; where the kernel's
+// choice is no VIP (IPv4's primary address), it keeps it.
+func TestSourceFor(t *testing.T) {
+	testutil.EnterNewNetns(t)
+	// New interfaces' IPv6 addresses usable at once, without DAD.
+	for _, k := range []string{"all", "default"} {
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/accept_dad", []byte("0"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "xs0"}, PeerName: "xs1"}); err != nil {
+		t.Fatal(err)
+	}
+	link, err := netlink.LinkByName("xs0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"198.51.100.5/24", "198.51.100.99/32", "2001:db8:100::5/64", "2001:db8:100::99/128"} {
+		addr, err := netlink.ParseAddr(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.AddrAdd(link, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range []string{"xs0", "xs1"} {
+		l, _ := netlink.LinkByName(l)
+		if err := netlink.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var v vips
+	v.store([]netip.Addr{netip.MustParseAddr("198.51.100.99"), netip.MustParseAddr("2001:db8:100::99")})
+	for _, tc := range []struct{ dst, want string }{
+		{"2001:db8:100::11", "2001:db8:100::5"},
+		{"198.51.100.11", ""}, // the kernel picks 198.51.100.5, no VIP
+	} {
+		got, err := v.sourceFor(netip.MustParseAddr(tc.dst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (tc.want == "" && got.IsValid()) || (tc.want != "" && got != netip.MustParseAddr(tc.want)) {
+			t.Errorf("source toward %s: %v, want %q", tc.dst, got, tc.want)
+		}
+	}
+	// Without VIPs to avoid, the kernel's choice stands; it is the VIP.
+	var none vips
+	if got, _ := none.sourceFor(netip.MustParseAddr("2001:db8:100::11")); got.IsValid() {
+		t.Errorf("with no VIPs: %v, want the kernel's choice", got)
+	}
+	if src, _ := kernelSource(netip.MustParseAddr("2001:db8:100::11")); src != netip.MustParseAddr("2001:db8:100::99") {
+		t.Errorf("the kernel's choice is %v, not the VIP: the test shows nothing", src)
+	}
+}
