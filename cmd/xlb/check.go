@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 
 	"github.com/xlb-project/xlb/internal/config"
+	"github.com/xlb-project/xlb/internal/reconcile"
+	"github.com/xlb-project/xlb/internal/scriptsec"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -13,6 +16,7 @@ func runCheck(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	file := fs.String("f", "/etc/keepalived/keepalived.conf", "configuration `file` to check")
 	format := fs.String("format", config.FormatAuto, "configuration format: auto (by extension), keepalived or yaml")
 	output := fs.String("output", "plan", "what to print: plan (what xlb would serve) or yaml (the configuration in xlb's native format)")
+	noScripts := fs.Bool("no-script-check", false, "skip keepalived's script security, which reads the scripts on this machine: for a configuration checked elsewhere than where it runs")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -28,6 +32,15 @@ func runCheck(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, warns, err := config.Load(*file, *format)
+	if err == nil {
+		// What xlb run refuses besides the configuration itself.
+		capWarns, capErr := reconcile.Capacity(cfg)
+		warns = append(warns, capWarns...)
+		err = capErr
+		if !*noScripts {
+			err = errors.Join(err, scriptsec.Check(cfg))
+		}
+	}
 	for _, w := range warns {
 		fmt.Fprintln(stderr, w)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,8 @@ func TestCheckPlan(t *testing.T) {
 	for _, name := range []string{"seed-blog.conf", "full.conf", "includes/keepalived.conf", "defaults.conf", "global-defaults.conf", "advert-int.conf"} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run([]string{"check", "-f", filepath.Join(corpus, "good", name)}, &stdout, &stderr)
+			// The corpus names scripts of other machines.
+			code := run([]string{"check", "--no-script-check", "-f", filepath.Join(corpus, "good", name)}, &stdout, &stderr)
 			if code != 0 {
 				t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
 			}
@@ -103,5 +105,109 @@ func TestRunFlowsRange(t *testing.T) {
 		if code := run([]string{"run", "-i", "eth0", "--flows", n}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--flows "+n) {
 			t.Errorf("--flows %s: exit %d, stderr %q; want 2 and an error naming it", n, code, stderr.String())
 		}
+	}
+}
+
+// TestCheckRefusals: xlb check refuses what xlb run would, short of
+// touching the host, each refusal at the line of the keyword at fault.
+func TestCheckRefusals(t *testing.T) {
+	vips := func(n int, format string) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "        "+format+"\n", i/256, i%256)
+		}
+		return b.String()
+	}
+	services := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "virtual_server 192.0.%d.%d 80 {\n    lb_kind DR\n    protocol TCP\n    real_server 198.51.100.7 80 {\n    }\n}\n", 2+i/256, i%256)
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name, conf string
+		want       []string // lines of stderr that must be there, the file as FILE
+	}{
+		{"weight at its own line", "virtual_server 192.0.2.10 80 {\n    lb_kind DR\n    protocol TCP\n    real_server 198.51.100.7 80 {\n\n        weight -3\n    }\n}\n",
+			[]string{"FILE:6: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: weight -3 is negative"}},
+		{"priority at its own line", "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 0\n    virtual_ipaddress { 192.0.2.10 }\n}\n",
+			[]string{"FILE:4: priority 0 is outside 1..255"}},
+		{"256 addresses in one advertisement", "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    virtual_ipaddress {\n" + vips(256, "10.%d.%d.1") + "    }\n}\n",
+			[]string{"FILE:4: vrrp_instance VI_1: 256 virtual_ipaddress entries; a VRRP advertisement carries at most 255"}},
+		{"IPv6 advertisement past the MTU", "vrrp_instance VI_6 {\n    interface eth0\n    virtual_router_id 52\n    virtual_ipaddress {\n" + vips(91, "2001:db8:%x:%x::1") + "    }\n}\n",
+			[]string{"FILE:4: vrrp_instance VI_6: 91 IPv6 addresses make a 1504-byte advertisement; a 1500-byte link carries 90 at most: move some to another vrrp_instance"}},
+		{"more services than the data path holds", services(4096),
+			[]string{"FILE:24571: service 192.0.17.255:80/tcp: 4096 services, the data path holds 4095"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "keepalived.conf")
+			if err := os.WriteFile(path, []byte(tc.conf), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"check", "-f", path}, &stdout, &stderr); code != 1 {
+				t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr.String())
+			}
+			got := strings.ReplaceAll(stderr.String(), path, "FILE")
+			for _, w := range tc.want {
+				if !strings.Contains(got, w+"\n") {
+					t.Errorf("stderr lacks\n %s\ngot:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckScriptSecurity: every kind of script xlb runs is refused by
+// xlb check when it is writable by others, at the line that names it.
+func TestCheckScriptSecurity(t *testing.T) {
+	testutil.RequireRoot(t, "script security wants root-owned scripts")
+	dir := t.TempDir()
+	testutil.Chmod(t, dir, 0o755)
+	bad := testutil.WriteFile(t, filepath.Join(dir, "open.sh"), "#!/bin/sh\nexit 0\n", 0o777)
+	conf := strings.ReplaceAll(`vrrp_script chk {
+    script "BAD"
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    notify_master "BAD"
+    track_script {
+        chk
+    }
+    virtual_ipaddress { 192.0.2.10 }
+}
+virtual_server 192.0.2.10 80 {
+    lb_kind DR
+    protocol TCP
+    quorum_up "BAD"
+    real_server 198.51.100.7 80 {
+        notify_down "BAD"
+        MISC_CHECK {
+            misc_path "BAD"
+        }
+    }
+}
+`, "BAD", bad)
+	path := testutil.WriteFile(t, filepath.Join(dir, "keepalived.conf"), conf, 0o644)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "-f", path}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr.String())
+	}
+	got := strings.ReplaceAll(strings.ReplaceAll(stderr.String(), path, "FILE"), bad, "BAD")
+	for _, w := range []string{
+		`FILE:2: vrrp_script chk: script "BAD": refusing to run BAD: BAD is writable by others`,
+		`FILE:7: vrrp_instance VI_1: notify_master "BAD": refusing to run BAD: BAD is writable by others`,
+		`FILE:16: service 192.0.2.10:80/tcp: quorum_up "BAD": refusing to run BAD: BAD is writable by others`,
+		`FILE:18: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: notify_down "BAD": refusing to run BAD: BAD is writable by others`,
+		`FILE:20: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: misc_path "BAD": refusing to run BAD: BAD is writable by others`,
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("stderr lacks\n %s\ngot:\n%s", w, got)
+		}
+	}
+	if code := run([]string{"check", "--no-script-check", "-f", path}, &stdout, &stderr); code != 0 {
+		t.Errorf("--no-script-check: exit %d, want 0", code)
 	}
 }

@@ -48,7 +48,7 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseYAML of MarshalYAML output: %v\n%s", err, out)
 			}
-			if diff := cmp.Diff(want, got, modelOpts, cmpopts.IgnoreTypes(service.Pos{})); diff != "" {
+			if diff := cmp.Diff(want, got, modelOpts, cmpopts.IgnoreTypes(service.Pos{}, service.Keywords{})); diff != "" {
 				t.Errorf("round trip changed the model (-keepalived +yaml):\n%s", diff)
 			}
 		})
@@ -139,7 +139,7 @@ func TestYAMLDefaults(t *testing.T) {
 			}},
 		}},
 	}
-	if diff := cmp.Diff(want, s, modelOpts, cmpopts.IgnoreTypes(service.Pos{})); diff != "" {
+	if diff := cmp.Diff(want, s, modelOpts, cmpopts.IgnoreTypes(service.Pos{}, service.Keywords{})); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
@@ -252,7 +252,7 @@ func FuzzYAML(f *testing.F) {
 		if err != nil {
 			t.Fatalf("reading back MarshalYAML output: %v\n%s", err, out)
 		}
-		if diff := cmp.Diff(cfg, again, modelOpts, cmpopts.IgnoreTypes(service.Pos{})); diff != "" {
+		if diff := cmp.Diff(cfg, again, modelOpts, cmpopts.IgnoreTypes(service.Pos{}, service.Keywords{})); diff != "" {
 			t.Fatalf("round trip changed the model:\n%s", diff)
 		}
 	})
@@ -278,7 +278,7 @@ func TestDocExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(seed.Services, got.Services, modelOpts, cmpopts.IgnoreTypes(service.Pos{})); diff != "" {
+	if diff := cmp.Diff(seed.Services, got.Services, modelOpts, cmpopts.IgnoreTypes(service.Pos{}, service.Keywords{})); diff != "" {
 		t.Errorf("example services differ from the seed's (-seed +example):\n%s", diff)
 	}
 }

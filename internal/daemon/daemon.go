@@ -275,7 +275,11 @@ func (d *Daemon) loadConfig() (*service.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := scriptsec.Check(cfg); err != nil {
+	capWarns, capErr := reconcile.Capacity(cfg)
+	for _, w := range capWarns {
+		d.log.Warn(w.String())
+	}
+	if err := errors.Join(capErr, scriptsec.Check(cfg)); err != nil {
 		return nil, err
 	}
 	return cfg, nil

@@ -7,6 +7,8 @@
 package reconcile
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -193,4 +195,40 @@ func hashSource(s service.Service) bool {
 	}
 	src, _, err := service.SchedulerPlan(s.Scheduler)
 	return err == nil && src
+}
+
+// Capacity checks cfg against what the data path holds: services (each
+// takes a service id) and real servers (each of each service, the sorry
+// server too, takes a backend id). It returns a warning when a reload
+// that replaced everything would not fit, and an error, at the place of
+// the first that does not, when cfg alone does not: a reload gives the
+// new ids out before it releases the old ones.
+func Capacity(cfg *service.Config) ([]service.Warning, error) {
+	maxServices, maxBackends := datapath.MaxServices-1, datapath.MaxBackends-1
+	var errs []error
+	var warns []service.Warning
+	if n := len(cfg.Services); n > maxServices {
+		s := cfg.Services[maxServices]
+		errs = append(errs, &service.Error{Pos: s.Source, Msg: fmt.Sprintf("service %s: %d services, the data path holds %d", s.Key(), n, maxServices)})
+	} else if n > maxServices/2 {
+		warns = append(warns, service.Warning{Pos: cfg.Services[0].Source, Msg: fmt.Sprintf("%d services: a reload that replaced them all would need %d service ids at once, the data path holds %d", n, 2*n, maxServices)})
+	}
+	n, over := 0, service.Pos{}
+	for _, s := range cfg.Services {
+		k := len(s.Backends)
+		if s.SorryServer != nil {
+			k++
+		}
+		if n+k > maxBackends && !over.IsValid() {
+			over = s.Source
+		}
+		n += k
+	}
+	switch {
+	case over.IsValid():
+		errs = append(errs, &service.Error{Pos: over, Msg: fmt.Sprintf("%d real servers in all services, the data path holds %d", n, maxBackends)})
+	case n > maxBackends/2:
+		warns = append(warns, service.Warning{Pos: cfg.Services[0].Source, Msg: fmt.Sprintf("%d real servers: a reload that replaced them all would need %d backend ids at once, the data path holds %d", n, 2*n, maxBackends)})
+	}
+	return warns, errors.Join(errs...)
 }

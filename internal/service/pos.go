@@ -95,3 +95,25 @@ const (
 	DefaultHTTPStatusMax        = 299
 	MaxWeight                   = 1<<31 - 1
 )
+
+// Keywords maps a block's keywords to where each was written.
+type Keywords map[string]Pos
+
+// At returns where the first of kws that was written is, else block: the
+// block's own position, for a value that came from a default.
+func (k Keywords) At(block Pos, kws ...string) Pos {
+	for _, kw := range kws {
+		if p, ok := k[kw]; ok {
+			return p
+		}
+	}
+	return block
+}
+
+// Set records that kw was written at p.
+func (k *Keywords) Set(kw string, p Pos) {
+	if *k == nil {
+		*k = Keywords{}
+	}
+	(*k)[kw] = p
+}

@@ -172,6 +172,9 @@ type Service struct {
 	Omega    bool
 	Backends []Backend
 	Source   Pos
+	// Keywords is where each keyword of the block was written, so that an
+	// error about its value names its own line.
+	Keywords Keywords `json:"-"`
 }
 
 // Key returns the service's identity.
@@ -209,6 +212,9 @@ type Backend struct {
 	NotifyDown string
 	NotifyUser string
 	Source     Pos
+	// Keywords is where each keyword of the block was written, so that an
+	// error about its value names its own line.
+	Keywords Keywords `json:"-"`
 }
 
 // AddrPort returns the backend's address and port.
@@ -286,6 +292,9 @@ type Check struct {
 	MiscDynamic bool
 	User        string
 	Source      Pos
+	// Keywords is where each keyword of the block was written, so that an
+	// error about its value names its own line.
+	Keywords Keywords `json:"-"`
 }
 
 // URL is one URL an HTTP or SSL check fetches; the check passes when every

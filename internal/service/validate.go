@@ -49,22 +49,22 @@ func (v *validator) service(s *Service) {
 		v.add(s.Source, "%s: vip %s is not a unicast address", name, s.VIP)
 	}
 	if s.Proto != TCP && s.Proto != UDP {
-		v.add(s.Source, "%s: protocol must be tcp or udp", name)
+		v.add(s.Keywords.At(s.Source, "protocol"), "%s: protocol must be tcp or udp", name)
 	}
 	if _, _, err := SchedulerPlan(s.Scheduler); err != nil {
-		v.add(s.Source, "%s: %v", name, err)
+		v.add(s.Keywords.At(s.Source, "lvs_sched", "lb_algo"), "%s: %v", name, err)
 	}
 	if s.Persistence < 0 {
-		v.add(s.Source, "%s: persistence %s is negative", name, s.Persistence)
+		v.add(s.Keywords.At(s.Source, "persistence_timeout"), "%s: persistence %s is negative", name, s.Persistence)
 	}
 	if s.Quorum < 0 || s.Hysteresis < 0 {
-		v.add(s.Source, "%s: quorum %d and hysteresis %d must not be negative", name, s.Quorum, s.Hysteresis)
+		v.add(s.Keywords.At(s.Source, "quorum", "hysteresis"), "%s: quorum %d and hysteresis %d must not be negative", name, s.Quorum, s.Hysteresis)
 	}
 	if s.Port == 0 && s.Persistence <= 0 {
 		v.add(s.Source, "%s: port 0 (all ports) needs persistence", name)
 	}
 	if s.DelayLoop <= 0 {
-		v.add(s.Source, "%s: delay_loop %s must be positive", name, s.DelayLoop)
+		v.add(s.Keywords.At(s.Source, "delay_loop"), "%s: delay_loop %s must be positive", name, s.DelayLoop)
 	}
 	if ss := s.SorryServer; ss != nil {
 		v.endpoint(s, name+": sorry server", ss.Source, ss.Addr, ss.Port)
@@ -82,9 +82,9 @@ func (v *validator) service(s *Service) {
 		}
 		seen[b.AddrPort()] = b.Source
 		if b.Weight < 0 {
-			v.add(b.Source, "%s: weight %d is negative", bname, b.Weight)
+			v.add(b.Keywords.At(b.Source, "weight"), "%s: weight %d is negative", bname, b.Weight)
 		} else if b.Weight > MaxWeight {
-			v.add(b.Source, "%s: weight %d is above %d", bname, b.Weight, MaxWeight)
+			v.add(b.Keywords.At(b.Source, "weight"), "%s: weight %d is above %d", bname, b.Weight, MaxWeight)
 		}
 		for j := range b.Checks {
 			v.check(bname, b, &b.Checks[j])
@@ -113,35 +113,35 @@ func (v *validator) check(bname string, b *Backend, c *Check) {
 	name := fmt.Sprintf("%s: %s check", bname, c.Kind)
 	positive := func(what string, d time.Duration) {
 		if d <= 0 {
-			v.add(c.Source, "%s: %s %s must be positive", name, what, d)
+			v.add(c.Keywords.At(c.Source, what), "%s: %s %s must be positive", name, what, d)
 		}
 	}
 	notNegative := func(what string, d time.Duration) {
 		if d < 0 {
-			v.add(c.Source, "%s: %s %s is negative", name, what, d)
+			v.add(c.Keywords.At(c.Source, what), "%s: %s %s is negative", name, what, d)
 		}
 	}
 	positive("delay_loop", c.DelayLoop)
 	notNegative("warmup", c.Warmup)
 	notNegative("delay_before_retry", c.DelayBeforeRetry)
 	if c.Retry < 0 {
-		v.add(c.Source, "%s: retry %d is negative", name, c.Retry)
+		v.add(c.Keywords.At(c.Source, "retry", "nb_get_retry"), "%s: retry %d is negative", name, c.Retry)
 	}
 	if c.Rise < 0 {
-		v.add(c.Source, "%s: rise %d is negative", name, c.Rise)
+		v.add(c.Keywords.At(c.Source, "rise"), "%s: rise %d is negative", name, c.Rise)
 	}
 	switch c.Kind {
 	case CheckTCP, CheckHTTP, CheckSSL:
 		positive("connect_timeout", c.ConnectTimeout)
 		if c.ConnectIP.IsValid() && c.ConnectIP.Is4() != b.Addr.Is4() {
-			v.add(c.Source, "%s: connect_ip %s is not of the backend's address family", name, c.ConnectIP)
+			v.add(c.Keywords.At(c.Source, "connect_ip"), "%s: connect_ip %s is not of the backend's address family", name, c.ConnectIP)
 		}
 		if c.BindTo.IsValid() && c.ConnectIP.IsValid() && c.BindTo.Is4() != c.ConnectIP.Is4() ||
 			c.BindTo.IsValid() && !c.ConnectIP.IsValid() && c.BindTo.Is4() != b.Addr.Is4() {
-			v.add(c.Source, "%s: bindto %s is not of the address family it connects to", name, c.BindTo)
+			v.add(c.Keywords.At(c.Source, "bindto"), "%s: bindto %s is not of the address family it connects to", name, c.BindTo)
 		}
 		if c.MiscPath != "" {
-			v.add(c.Source, "%s: misc_path is only for misc checks", name)
+			v.add(c.Keywords.At(c.Source, "misc_path"), "%s: misc_path is only for misc checks", name)
 		}
 	case CheckMisc:
 		if c.MiscPath == "" {
@@ -199,16 +199,16 @@ func (v *validator) vrrp(c *Config) {
 			v.add(s.Source, "%s: script is missing", name)
 		}
 		if s.Interval <= 0 {
-			v.add(s.Source, "%s: interval %s must be positive", name, s.Interval)
+			v.add(s.Keywords.At(s.Source, "interval"), "%s: interval %s must be positive", name, s.Interval)
 		}
 		if s.Timeout < 0 {
-			v.add(s.Source, "%s: timeout %s is negative", name, s.Timeout)
+			v.add(s.Keywords.At(s.Source, "timeout"), "%s: timeout %s is negative", name, s.Timeout)
 		}
 		if s.Weight < -253 || s.Weight > 253 {
-			v.add(s.Source, "%s: weight %d is outside -253..253", name, s.Weight)
+			v.add(s.Keywords.At(s.Source, "weight"), "%s: weight %d is outside -253..253", name, s.Weight)
 		}
 		if s.Rise < 1 || s.Fall < 1 {
-			v.add(s.Source, "%s: rise and fall must be at least 1", name)
+			v.add(s.Keywords.At(s.Source, "rise", "fall"), "%s: rise and fall must be at least 1", name)
 		}
 	}
 	instances := map[string]Pos{}
@@ -256,26 +256,26 @@ func (v *validator) instance(in *VRRPInstance, scripts map[string]Pos) {
 		v.add(in.Source, "vrrp_instance: name is missing")
 	}
 	if in.State != "MASTER" && in.State != "BACKUP" {
-		v.add(in.Source, "%s: state %q must be MASTER or BACKUP", name, in.State)
+		v.add(in.Keywords.At(in.Source, "state"), "%s: state %q must be MASTER or BACKUP", name, in.State)
 	}
 	if in.Interface == "" {
 		v.add(in.Source, "%s: interface is missing", name)
 	}
 	if in.VirtualRouterID < 1 || in.VirtualRouterID > 255 {
-		v.add(in.Source, "%s: virtual_router_id %d is outside 1..255", name, in.VirtualRouterID)
+		v.add(in.Keywords.At(in.Source, "virtual_router_id"), "%s: virtual_router_id %d is outside 1..255", name, in.VirtualRouterID)
 	}
 	if in.Priority < 1 || in.Priority > 255 {
-		v.add(in.Source, "%s: priority %d is outside 1..255", name, in.Priority)
+		v.add(in.Keywords.At(in.Source, "priority"), "%s: priority %d is outside 1..255", name, in.Priority)
 	}
 	if in.AdvertInt <= 0 {
-		v.add(in.Source, "%s: advert_int %s must be positive", name, in.AdvertInt)
+		v.add(in.Keywords.At(in.Source, "advert_int"), "%s: advert_int %s must be positive", name, in.AdvertInt)
 	} else if lo, hi := advertRange(in.Version); in.Version == 2 || in.Version == 3 {
 		if in.AdvertInt < lo || in.AdvertInt > hi || in.AdvertInt%lo != 0 {
-			v.add(in.Source, "%s: advert_int %s: VRRPv%d carries multiples of %s up to %s", name, in.AdvertInt, in.Version, lo, hi)
+			v.add(in.Keywords.At(in.Source, "advert_int", "version"), "%s: advert_int %s: VRRPv%d carries multiples of %s up to %s", name, in.AdvertInt, in.Version, lo, hi)
 		}
 	}
 	if in.Version != 2 && in.Version != 3 {
-		v.add(in.Source, "%s: version %d must be 2 or 3", name, in.Version)
+		v.add(in.Keywords.At(in.Source, "version"), "%s: version %d must be 2 or 3", name, in.Version)
 	}
 	if in.Auth != nil {
 		if in.Auth.Type != "PASS" {
@@ -290,6 +290,17 @@ func (v *validator) instance(in *VRRPInstance, scripts map[string]Pos) {
 	}
 	if len(in.VirtualIPs) == 0 {
 		v.add(in.Source, "%s: has no virtual_ipaddress", name)
+	}
+	// An advertisement lists every address in one packet: an 8-bit count,
+	// and for IPv6 a packet a 1500-byte link, and the receive buffer of
+	// the peers, must carry. Past that both peers stop hearing each other
+	// and both become master.
+	at := in.Keywords.At(in.Source, "virtual_ipaddress")
+	if n := len(in.VirtualIPs); n > maxAdvertAddrs {
+		v.add(at, "%s: %d virtual_ipaddress entries; a VRRP advertisement carries at most %d", name, n, maxAdvertAddrs)
+	} else if n > 0 && in.VirtualIPs[0].Prefix.Addr().Is6() && advertSize6(n) > advertMTU {
+		v.add(at, "%s: %d IPv6 addresses make a %d-byte advertisement; a %d-byte link carries %d at most: move some to another vrrp_instance",
+			name, n, advertSize6(n), advertMTU, (advertMTU-advertSize6(0))/16)
 	}
 	seen := map[netip.Addr]bool{}
 	var fam4, fam6 bool
@@ -343,3 +354,13 @@ func advertRange(version int) (unit, most time.Duration) {
 	}
 	return 10 * time.Millisecond, 4095 * 10 * time.Millisecond
 }
+
+// VRRP advertisement limits: the count is one byte; an IPv6 advertisement
+// (IPv6 header, VRRP header, 16 bytes an address) must fit the link and
+// the 1500-byte buffer the peers read it into.
+const (
+	maxAdvertAddrs = 255
+	advertMTU      = 1500
+)
+
+func advertSize6(n int) int { return 40 + 8 + 16*n }

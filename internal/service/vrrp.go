@@ -62,6 +62,9 @@ type VRRPInstance struct {
 	HigherPrioSendAdvert bool
 	Notify               Notify
 	Source               Pos
+	// Keywords is where each keyword of the block was written, so that an
+	// error about its value names its own line.
+	Keywords Keywords `json:"-"`
 }
 
 // VRRPAuth is VRRPv2 simple-password authentication.
@@ -136,4 +139,7 @@ type VRRPScript struct {
 	InitFail bool
 	User     string
 	Source   Pos
+	// Keywords is where each keyword of the block was written, so that an
+	// error about its value names its own line.
+	Keywords Keywords `json:"-"`
 }

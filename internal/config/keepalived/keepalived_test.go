@@ -60,7 +60,7 @@ func TestBad(t *testing.T) {
 		want []string
 	}{
 		{"negative-weight.conf", []string{
-			"negative-weight.conf:5: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: weight -3 is negative",
+			"negative-weight.conf:6: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: weight -3 is negative",
 		}},
 		{"unknown-block.conf", []string{
 			"unknown-block.conf:5: unknown block real_sever in virtual_server",

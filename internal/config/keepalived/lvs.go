@@ -223,6 +223,7 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 	var reals []*node
 	var sorry *node
 	for _, k := range n.children {
+		s.Keywords.Set(k.kw, k.pos)
 		switch {
 		case k.kw == "real_server":
 			reals = append(reals, k)
@@ -344,6 +345,7 @@ func (c *converter) realServer(n *node, s *service.Service, vsd checkDefaults, i
 	d := vsd
 	var checks []*node
 	for _, k := range n.children {
+		b.Keywords.Set(k.kw, k.pos)
 		switch {
 		case c.inherited(k, &d):
 		case k.kw == "weight":
@@ -400,6 +402,7 @@ func (c *converter) check(n *node, kind service.CheckKind, d checkDefaults) (ser
 	web := kind == service.CheckHTTP || kind == service.CheckSSL
 	conn := kind != service.CheckMisc
 	for _, k := range n.children {
+		ch.Keywords.Set(k.kw, k.pos)
 		switch {
 		case c.inherited(k, &d):
 			if k.kw == "virtualhost" && !web {

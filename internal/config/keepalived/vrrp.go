@@ -49,6 +49,7 @@ func (c *converter) vrrpInstance(n *node) (service.VRRPInstance, bool) {
 	var lowerDelay *time.Duration
 	in.GARPLowerPrioRepeat = c.defaults.garpLowerRepeat
 	for _, k := range n.children {
+		in.Keywords.Set(k.kw, k.pos)
 		switch k.kw {
 		case "state":
 			if v, ok := c.str(k); ok {
@@ -452,6 +453,7 @@ func (c *converter) vrrpScript(n *node) (service.VRRPScript, bool) {
 		return s, false
 	}
 	for _, k := range n.children {
+		s.Keywords.Set(k.kw, k.pos)
 		switch k.kw {
 		case "script":
 			// keepalived takes the rest of the line as the command, quoted
