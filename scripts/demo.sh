@@ -23,7 +23,13 @@ RSSERVER=$WORK/rsserver
 
 cleanup() {
 	set +e
-	[ -n "${XLB_PID:-}" ] && kill "$XLB_PID" 2>/dev/null && wait "$XLB_PID" 2>/dev/null
+	# xlb stop removes the data path; SIGTERM alone would leave it pinned
+	# (restart-safe), which a demo must not.
+	if [ -n "${XLB_PID:-}" ]; then
+		"$XLB" stop --socket "$SOCK" >/dev/null 2>&1 || kill "$XLB_PID" 2>/dev/null
+		wait "$XLB_PID" 2>/dev/null
+	fi
+	rm -rf /sys/fs/bpf/xlb-demo
 	"$ROOT/scripts/topology.sh" down >/dev/null 2>&1
 	rm -rf "$WORK"
 }
