@@ -1,14 +1,12 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 
 	"github.com/xlb-project/xlb/internal/config"
-	"github.com/xlb-project/xlb/internal/reconcile"
-	"github.com/xlb-project/xlb/internal/scriptsec"
+	"github.com/xlb-project/xlb/internal/preflight"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -31,16 +29,7 @@ func runCheck(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "xlb check: unknown --output %q (want plan or yaml)\n", *output)
 		return 2
 	}
-	cfg, warns, err := config.Load(*file, *format)
-	if err == nil {
-		// What xlb run refuses besides the configuration itself.
-		capWarns, capErr := reconcile.Capacity(cfg)
-		warns = append(warns, capWarns...)
-		err = capErr
-		if !*noScripts {
-			err = errors.Join(err, scriptsec.Check(cfg))
-		}
-	}
+	cfg, warns, err := preflight.Load(*file, *format, preflight.Options{SkipScripts: *noScripts})
 	for _, w := range warns {
 		fmt.Fprintln(stderr, w)
 	}

@@ -18,15 +18,14 @@ import (
 
 	"github.com/xlb-project/xlb/internal/api"
 	"github.com/xlb-project/xlb/internal/balancer"
-	"github.com/xlb-project/xlb/internal/config"
 	"github.com/xlb-project/xlb/internal/datapath"
 	"github.com/xlb-project/xlb/internal/ha"
 	"github.com/xlb-project/xlb/internal/healthcheck"
 	"github.com/xlb-project/xlb/internal/ifwatch"
 	"github.com/xlb-project/xlb/internal/neigh"
 	"github.com/xlb-project/xlb/internal/notify"
+	"github.com/xlb-project/xlb/internal/preflight"
 	"github.com/xlb-project/xlb/internal/reconcile"
-	"github.com/xlb-project/xlb/internal/scriptsec"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -268,21 +267,11 @@ func (d *Daemon) shutdown(purge bool) error {
 // loadConfig reads and validates the configuration file; warnings are
 // logged, errors returned with every file:line.
 func (d *Daemon) loadConfig() (*service.Config, error) {
-	cfg, warnings, err := config.Load(d.opts.ConfigPath, d.opts.Format)
+	cfg, warnings, err := preflight.Load(d.opts.ConfigPath, d.opts.Format, preflight.Options{})
 	for _, w := range warnings {
 		d.log.Warn(w.String())
 	}
-	if err != nil {
-		return nil, err
-	}
-	capWarns, capErr := reconcile.Capacity(cfg)
-	for _, w := range capWarns {
-		d.log.Warn(w.String())
-	}
-	if err := errors.Join(capErr, scriptsec.Check(cfg)); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return cfg, err
 }
 
 // Reload re-reads the configuration and serves it. A configuration that
