@@ -257,11 +257,12 @@ func TestLongLivedConnectionsSurviveChanges(t *testing.T) {
 		bad := stage(map[string]int{testutil.RS1: 3, testutil.RS2: -3, testutil.RS3: 2})
 		writeFile(t, conf, bad)
 		t.Cleanup(func() { writeFile(t, conf, stage(weights)) })
-		// Errors name the real_server block that holds the bad weight.
+		// Errors name the line of the bad weight, the line after its
+		// real_server's.
 		var wantPos []string
 		for _, port := range []uint16{httpPort, echoPort} {
 			line := lineOf(t, bad, fmt.Sprintf("real_server %s %d {", testutil.HostIP4(testutil.RS2), port))
-			wantPos = append(wantPos, fmt.Sprintf("%s:%d: ", conf, line))
+			wantPos = append(wantPos, fmt.Sprintf("%s:%d: ", conf, line+1))
 		}
 
 		out, errOut, code, err := d.run("reload")

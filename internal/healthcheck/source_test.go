@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -29,6 +30,14 @@ func TestSourceFor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Up first, and with its carrier: IPv6 addresses of a link without one
+	// stay tentative, and no source could be had.
+	for _, l := range []string{"xs0", "xs1"} {
+		l, _ := netlink.LinkByName(l)
+		if err := netlink.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, a := range []string{"198.51.100.5/24", "198.51.100.99/32", "2001:db8:100::5/64", "2001:db8:100::99/128"} {
 		addr, err := netlink.ParseAddr(a)
 		if err != nil {
@@ -38,11 +47,16 @@ func TestSourceFor(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, l := range []string{"xs0", "xs1"} {
-		l, _ := netlink.LinkByName(l)
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatal(err)
+	dst6 := netip.MustParseAddr("2001:db8:100::11")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := kernelSource(dst6); ok {
+			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatal("no IPv6 source toward the real server's /64 after 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	var v vips
 	v.store([]netip.Addr{netip.MustParseAddr("198.51.100.99"), netip.MustParseAddr("2001:db8:100::99")})
