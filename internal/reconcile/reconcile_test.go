@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -245,5 +246,55 @@ func TestReconcilerQuorum(t *testing.T) {
 	}
 	if n := len(bal.served); n != 4 {
 		t.Errorf("%d applies reached the balancer, want 4", n)
+	}
+}
+
+// TestCapacity: a configuration that does not fit the maps is refused at
+// the first service past the limit; one that fits but could not be
+// replaced whole by a reload is warned about.
+func TestCapacity(t *testing.T) {
+	cfg := func(services, backends int, sorry bool) *service.Config {
+		c := &service.Config{}
+		for i := range services {
+			s := service.Service{VIP: netip.AddrFrom4([4]byte{192, 0, byte(2 + i/256), byte(i)}), Port: 80, Proto: service.TCP,
+				Source: service.Pos{File: "c", Line: i + 1}}
+			for j := range backends {
+				s.Backends = append(s.Backends, service.Backend{Addr: netip.AddrFrom4([4]byte{198, 51, byte(j / 256), byte(j)}), Port: 80})
+			}
+			if sorry {
+				s.SorryServer = &service.SorryServer{Addr: netip.MustParseAddr("203.0.113.1"), Port: 80}
+			}
+			c.Services = append(c.Services, s)
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name      string
+		cfg       *service.Config
+		err, warn string
+	}{
+		{name: "small", cfg: cfg(10, 10, true)},
+		{name: "services: more than half", cfg: cfg(2048, 1, false), warn: "2048 services: a reload that replaced them all would need 4096 service ids at once, the data path holds 4095"},
+		{name: "services: too many", cfg: cfg(4096, 1, false), err: "c:4096: service 192.0.17.255:80/tcp: 4096 services, the data path holds 4095"},
+		{name: "real servers: more than half", cfg: cfg(4, 8191, true), warn: "32768 real servers: a reload that replaced them all would need 65536 backend ids at once, the data path holds 65535"},
+		{name: "real servers: too many, the sorry servers count", cfg: cfg(4, 16383, true), err: "c:4: 65536 real servers in all services, the data path holds 65535"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			warns, err := Capacity(tc.cfg)
+			if got := fmt.Sprint(err); (tc.err == "" && err != nil) || (tc.err != "" && got != tc.err) {
+				t.Errorf("error %v, want %q", err, tc.err)
+			}
+			var got []string
+			for _, w := range warns {
+				got = append(got, w.Msg)
+			}
+			var want []string
+			if tc.warn != "" {
+				want = []string{tc.warn}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
