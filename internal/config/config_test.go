@@ -74,7 +74,7 @@ func TestParseYAMLErrors(t *testing.T) {
 			"c.yaml:8: cannot unmarshal !!str `x` into int",
 		}},
 		{"negative weight", svc + "    backends:\n      - address: 198.51.100.7\n        weight: -3\n", []string{
-			"c.yaml:6: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: weight -3 is negative",
+			"c.yaml:7: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: weight -3 is negative", // the weight's own line
 		}},
 		{"missing protocol", "services:\n  - vip: 192.0.2.10\n    port: 80\n    backends:\n      - address: 198.51.100.7\n", []string{
 			"c.yaml:2: service 192.0.2.10: protocol is missing (tcp or udp)",

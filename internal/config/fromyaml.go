@@ -73,6 +73,22 @@ func setDur(dst *time.Duration, src *yDuration) {
 	}
 }
 
+// setDurAt is setDur that also records where the keyword was written.
+func (y *fromYAML) setDurAt(dst *time.Duration, src *yDuration, kws *service.Keywords, kw string) {
+	if src != nil {
+		*dst = src.v
+		kws.Set(kw, y.pos(src.line))
+	}
+}
+
+// setIntAt sets dst from src, if given, and records where it was written.
+func (y *fromYAML) setIntAt(dst *int, src *yInt, kws *service.Keywords, kw string) {
+	if src != nil {
+		*dst = src.v
+		kws.Set(kw, y.pos(src.line))
+	}
+}
+
 func setInt(dst *int, src *int) {
 	if src != nil {
 		*dst = *src
@@ -102,8 +118,8 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 	if s.Scheduler == "" {
 		s.Scheduler = "maglev"
 	}
-	setDur(&s.Persistence, sy.Persistence)
-	setDur(&s.DelayLoop, sy.DelayLoop)
+	y.setDurAt(&s.Persistence, sy.Persistence, &s.Keywords, "persistence_timeout")
+	y.setDurAt(&s.DelayLoop, sy.DelayLoop, &s.Keywords, "delay_loop")
 	s.Quorum, s.Hysteresis = sy.Quorum, sy.Hysteresis
 	s.QuorumUp, s.QuorumDown, s.QuorumUser = sy.QuorumUp, sy.QuorumDown, sy.QuorumUser
 	s.Omega = sy.Omega
@@ -125,7 +141,7 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 		if by.Port != nil {
 			b.Port = *by.Port
 		}
-		setInt(&b.Weight, by.Weight)
+		y.setIntAt(&b.Weight, by.Weight, &b.Keywords, "weight")
 		for i := range by.Checks {
 			if c, ok := y.check(&by.Checks[i], s.DelayLoop, b.Source.Line); ok {
 				b.Checks = append(b.Checks, c)
@@ -204,8 +220,8 @@ func (y *fromYAML) instance(iy *instanceYAML, weights map[string]int) service.VR
 	if in.State == "" {
 		in.State = "BACKUP"
 	}
-	setInt(&in.Priority, iy.Priority)
-	setDur(&in.AdvertInt, iy.AdvertInt)
+	y.setIntAt(&in.Priority, iy.Priority, &in.Keywords, "priority")
+	y.setDurAt(&in.AdvertInt, iy.AdvertInt, &in.Keywords, "advert_int")
 	setInt(&in.Version, iy.Version)
 	if iy.Preempt != nil {
 		in.Preempt = *iy.Preempt

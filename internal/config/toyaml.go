@@ -70,7 +70,7 @@ func serviceToYAML(s *service.Service) serviceYAML {
 	}
 	for _, b := range s.Backends {
 		by := backendYAML{
-			Address: yAddr{v: b.Addr}, Port: ptr(b.Port), Weight: ptr(b.Weight),
+			Address: yAddr{v: b.Addr}, Port: ptr(b.Port), Weight: &yInt{v: b.Weight},
 			InhibitOnFailure: b.InhibitOnFailure, NotifyUp: b.NotifyUp, NotifyDown: b.NotifyDown, NotifyUser: b.NotifyUser,
 		}
 		for _, c := range b.Checks {
@@ -111,7 +111,7 @@ func checkToYAML(c *service.Check) checkYAML {
 func instanceToYAML(in *service.VRRPInstance) instanceYAML {
 	iy := instanceYAML{
 		Name: yString{v: in.Name}, State: in.State, Interface: in.Interface, VirtualRouterID: in.VirtualRouterID,
-		Priority: ptr(in.Priority), AdvertInt: dur(in.AdvertInt), Version: ptr(in.Version), Preempt: ptr(in.Preempt),
+		Priority: &yInt{v: in.Priority}, AdvertInt: dur(in.AdvertInt), Version: ptr(in.Version), Preempt: ptr(in.Preempt),
 		PreemptDelay: optDur(in.PreemptDelay), GARPMasterDelay: dur(in.GARPMasterDelay),
 		GARPMasterRepeat: ptr(in.GARPMasterRepeat), GARPMasterRefresh: optDur(in.GARPMasterRefresh),
 		GARPLowerRepeat: in.GARPLowerPrioRepeat, GARPLowerDelay: optDur(in.GARPLowerPrioDelay), GARPRefreshRepeat: in.GARPMasterRefreshRepeat, SkipCheckAdvAddr: in.SkipCheckAdvAddr,

@@ -57,7 +57,7 @@ type sorryYAML struct {
 type backendYAML struct {
 	Address          yAddr       `yaml:"address"`
 	Port             *uint16     `yaml:"port,omitempty"`
-	Weight           *int        `yaml:"weight,omitempty"`
+	Weight           *yInt       `yaml:"weight,omitempty"`
 	InhibitOnFailure bool        `yaml:"inhibit_on_failure,omitempty"`
 	Checks           []checkYAML `yaml:"checks,omitempty"`
 	NotifyUp         string      `yaml:"notify_up,omitempty"`
@@ -101,7 +101,7 @@ type instanceYAML struct {
 	State             string          `yaml:"state,omitempty"`
 	Interface         string          `yaml:"interface"`
 	VirtualRouterID   int             `yaml:"virtual_router_id"`
-	Priority          *int            `yaml:"priority,omitempty"`
+	Priority          *yInt           `yaml:"priority,omitempty"`
 	AdvertInt         *yDuration      `yaml:"advert_int,omitempty"`
 	Version           *int            `yaml:"version,omitempty"`
 	Preempt           *bool           `yaml:"preempt,omitempty"`
@@ -249,6 +249,19 @@ func (p yPrefix) MarshalYAML() (any, error) {
 	}
 	return p.v.String(), nil
 }
+
+// yInt is an integer that keeps its line, for errors about its value.
+type yInt struct {
+	v    int
+	line int
+}
+
+func (i *yInt) UnmarshalYAML(n *yaml.Node) error {
+	i.line = n.Line
+	return n.Decode(&i.v)
+}
+
+func (i yInt) MarshalYAML() (any, error) { return i.v, nil }
 
 // yDuration is a Go duration string such as "3s" or "500ms".
 type yDuration struct {
