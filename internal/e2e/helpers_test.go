@@ -27,6 +27,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/xlb-project/xlb/internal/api"
 	"github.com/xlb-project/xlb/internal/testutil"
 )
@@ -572,6 +574,21 @@ func (p *echoPool) progress(tb testing.TB, after string, rounds int64) {
 		}
 		return behind == 0, fmt.Sprintf("%d of %d connections behind", behind, len(p.conns))
 	})
+}
+
+// stopUnbroken stops the pool and fails the test for every connection
+// that did not echo every byte, and if the client's TCP reset counters
+// moved since resetsBefore (tcpCounters).
+func (p *echoPool) stopUnbroken(tb testing.TB, topo *testutil.Topology, resetsBefore map[string]int64) {
+	tb.Helper()
+	for i, err := range p.stop() {
+		if err != nil {
+			tb.Errorf("connection %d: %v", i, err)
+		}
+	}
+	if diff := cmp.Diff(resetsBefore, tcpCounters(tb, topo, testutil.Client)); diff != "" {
+		tb.Errorf("client's TCP reset counters moved (-before +after):\n%s", diff)
+	}
 }
 
 // stop ends every connection and returns each one's error, nil for a
