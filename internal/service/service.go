@@ -22,7 +22,7 @@ type Config struct {
 	SyncGroups []SyncGroup
 	Scripts    []VRRPScript
 	// BGP, when set, announces the VIPs to routers (the bgp section).
-	BGP *BGP
+	BGP *BGP `json:",omitempty"`
 }
 
 // RealServerAddrs returns the distinct addresses of every real and sorry
