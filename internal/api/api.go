@@ -22,6 +22,9 @@ const (
 	PathState  = "/v1/state"
 	PathReload = "/v1/reload"
 	PathStop   = "/v1/stop"
+	// PathBGPDrain takes every VIP out of BGP gracefully (POST) or puts
+	// them back (DELETE).
+	PathBGPDrain = "/v1/bgp/drain"
 )
 
 // State is the running state as `xlb list` shows it.
@@ -32,6 +35,8 @@ type State struct {
 	Services []Service `json:"services"`
 	// VRRP is every vrrp_instance as it runs, in configuration order.
 	VRRP []VRRPInstance `json:"vrrp,omitempty"`
+	// BGP is the BGP speaker, when a bgp section configures one.
+	BGP *BGP `json:"bgp,omitempty"`
 }
 
 // VRRPInstance is a vrrp_instance as it runs.
