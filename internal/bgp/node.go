@@ -58,6 +58,11 @@ type Quorums interface {
 	Digest() string
 }
 
+// allUp is the health of a daemon without checks.
+type allUp struct{}
+
+func (allUp) Up(service.ServiceKey, netip.AddrPort) bool { return true }
+
 // opTimeout bounds one call into the speaker.
 const opTimeout = 5 * time.Second
 
@@ -155,6 +160,9 @@ func (n *Node) Abort() {
 // local AS or router id needs a restart and is logged); VIPs follow
 // Decide.
 func (n *Node) Served(cfg *service.Config, h Health, q Quorums) {
+	if h == nil {
+		h = allUp{}
+	}
 	facts := make([]ServiceFacts, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
 		live := slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return h.Up(s.Key(), b.AddrPort()) })

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xlb-project/xlb/internal/api"
 	"github.com/xlb-project/xlb/internal/balancer"
+	"github.com/xlb-project/xlb/internal/bgp"
 	"github.com/xlb-project/xlb/internal/config"
 	"github.com/xlb-project/xlb/internal/datapath"
 	"github.com/xlb-project/xlb/internal/ha"
@@ -68,6 +69,8 @@ type Daemon struct {
 	rec *reconcile.Reconciler
 	// vrrp is the running VRRP set; a reload replaces it.
 	vrrp *ha.Set
+	// bgp announces the VIPs while they can be served (package bgp).
+	bgp *bgp.Node
 	// stopping is set once shutdown began: a reload in flight must not
 	// start VRRP instances then.
 	stopping bool
@@ -161,6 +164,8 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	undo = append(undo, d.vrrp.Abort)
+	d.bgp = bgp.Prepare(cfg, d.log, bgp.Options{})
+	undo = append(undo, d.bgp.Abort)
 	if d.srv, err = d.listenAPI(); err != nil {
 		return nil, err
 	}
@@ -187,6 +192,9 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	}
 	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
 	d.vrrp.Start(nil)
+	if err := d.bgp.Start(); err != nil {
+		d.log.Error("bgp: the VIPs are not announced", "err", err)
+	}
 	d.srv.serve()
 	d.log.Info("serving", "services", len(cfg.Services), "socket", opts.Socket)
 	return d, nil
@@ -235,6 +243,7 @@ func (d *Daemon) shutdown(purge bool) error {
 	d.mu.Unlock()
 	// A reload in flight finishes, and the instances it replaced release.
 	d.reloading <- struct{}{}
+	d.bgp.Stop() // the graceful leave: the program forwards meanwhile
 	d.vrrp.Stop()
 	d.hc.Close()
 	d.res.Close()
@@ -353,6 +362,7 @@ func (d *Daemon) applyLocked(cfg *service.Config) error {
 	if err != nil {
 		return err
 	}
+	d.bgp.Served(cfg, h, d.rec)
 	for _, c := range changed {
 		d.scripts.Quorum(c.Service, c.Held)
 	}
