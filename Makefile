@@ -6,7 +6,8 @@ GOFLAGS ?=
 PKGS    := ./...
 # Debian package for each command the build or the tests run.
 APT_PKGS := clang:clang llc:llvm bpftool:bpftool keepalived:keepalived \
-            ip:iproute2 ethtool:ethtool nsenter:util-linux tcpdump:tcpdump
+            ip:iproute2 ethtool:ethtool nsenter:util-linux tcpdump:tcpdump \
+            bird:bird2
 BPF_HDR  := /usr/include/bpf/bpf_helpers.h
 
 .PHONY: all deps generate check-generated build test test-unit test-race bench lint demo vagrant clean
