@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-project/xlb/internal/api"
 	"github.com/xlb-project/xlb/internal/testutil"
 )
 
@@ -45,6 +46,9 @@ template bgp balancer {
 	passive on;
 	hold time 3;
 	keepalive time 1;
+	# After a hold timer expiry, take a returning balancer back at once
+	# rather than after BIRD's default 60 s.
+	error wait time 1, 5;
 	ipv4 { import filter from_balancers; export none; };
 }
 `, testutil.HostIP4(testutil.Router), routerAS)
@@ -79,13 +83,16 @@ func startBIRD(tb testing.TB, topo *testutil.Topology) (socket string) {
 	return socket
 }
 
-// bgpConf is a balancer's configuration: the echo service on the three
-// real servers, announced to the router.
+// bgpConf is a balancer's configuration: the TCP and UDP echo services on
+// the three real servers, announced to the router.
 func bgpConf(lb string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "services:\n  - vip: %s\n    port: %d\n    protocol: tcp\n    backends:\n", testutil.VIP4, echoPort)
-	for _, rs := range realServers {
-		fmt.Fprintf(&b, "      - address: %s\n", testutil.HostIP4(rs))
+	b.WriteString("services:\n")
+	for _, proto := range []string{"tcp", "udp"} {
+		fmt.Fprintf(&b, "  - vip: %s\n    port: %d\n    protocol: %s\n    backends:\n", testutil.VIP4, echoPort, proto)
+		for _, rs := range realServers {
+			fmt.Fprintf(&b, "      - address: %s\n", testutil.HostIP4(rs))
+		}
 	}
 	fmt.Fprintf(&b, `bgp:
   local_as: %d
@@ -151,7 +158,13 @@ func waitNextHops(tb testing.TB, topo *testutil.Topology, timeout time.Duration,
 // inPackets is the packets lb forwarded for the echo service.
 func inPackets(tb testing.TB, d *lbDaemon) uint64 {
 	tb.Helper()
-	s := findService(d.mustState(tb), testutil.VIP4, echoPort)
+	st := d.mustState(tb)
+	var s *api.Service
+	for i := range st.Services {
+		if st.Services[i].Port == echoPort && st.Services[i].Proto == "TCP" {
+			s = &st.Services[i]
+		}
+	}
 	if s == nil {
 		tb.Fatalf("%s serves no echo service", d.host)
 	}
@@ -180,6 +193,16 @@ func TestBGPECMP(t *testing.T) {
 	waitNextHops(t, topo, 20*time.Second, bgpBalancers...)
 	if out := lbs[testutil.LB1].xlb(t, "bgp"); !strings.Contains(out, "ESTABLISHED") || !strings.Contains(out, "announced") {
 		t.Errorf("xlb bgp on lb1 shows no established session or announced VIP:\n%s", out)
+	}
+
+	digests := map[string]bool{}
+	for _, lb := range bgpBalancers {
+		if b := lbs[lb].mustState(t).BGP; b != nil {
+			digests[b.Digest] = true
+		}
+	}
+	if len(digests) != 1 {
+		t.Errorf("the balancers show %d different table digests, want one: %v", len(digests), digests)
 	}
 
 	pool := startEchoPool(t, topo, 100)
@@ -222,4 +245,91 @@ func TestBGPECMP(t *testing.T) {
 		}
 	}
 	t.Logf("100 connections through a graceful stop, a return and a crash: %d broken", broken)
+}
+
+// BenchmarkBGPFailover measures what a client sees when the balancer that
+// carries its flow leaves an ECMP group: a UDP probe every millisecond
+// through the router and the VIP (one 5-tuple, so one balancer), while
+// that balancer stops gracefully (GRACEFUL_SHUTDOWN, graceful_leave 1 s,
+// withdrawal) or crashes with its link down (the router drops the path at
+// the hold time, 3 s). BenchmarkFailover gives the VRRP figures of the
+// same events in the same run.
+func BenchmarkBGPFailover(b *testing.B) {
+	testutil.RequireRoot(b, "builds the namespace topology, runs BIRD and attaches XDP")
+	if _, err := exec.LookPath("bird"); err != nil {
+		b.Skip("needs bird (Debian package bird2) as the BGP router; make deps installs it")
+	}
+	obj := filepath.Join(testutil.MustRepoRoot(b), "internal", "datapath", "xdppass_bpfel.o")
+	topo := testutil.NewTopology(b, testutil.TopologyOptions{XDPPassObj: obj, Router: true})
+	startUDPEcho(b, topo)
+	startBIRD(b, topo)
+	lbs := map[string]*lbDaemon{}
+	for _, lb := range bgpBalancers {
+		lbs[lb] = startBGPLB(b, topo, lb)
+	}
+	waitNextHops(b, topo, 20*time.Second, bgpBalancers...)
+	parent := b
+	for _, ev := range []failoverEvent{eventGraceful, eventCrash} {
+		b.Run(string(ev), func(b *testing.B) {
+			var total probeOutage
+			for range b.N {
+				o := bgpFailoverRun(b, parent, topo, lbs, ev)
+				b.Logf("bgp %s: %v", ev, o)
+				total.lost += o.lost
+				total.gap += o.gap
+			}
+			n := float64(b.N)
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(float64(total.lost)/n, "bgp-lost-probes")
+			b.ReportMetric(float64(total.gap.Microseconds())/1000/n, "bgp-gap-ms")
+		})
+	}
+}
+
+// udpPackets is the packets lb forwarded for the UDP probe service.
+func udpPackets(tb testing.TB, d *lbDaemon) uint64 {
+	tb.Helper()
+	for _, s := range d.mustState(tb).Services {
+		if s.Proto == "UDP" {
+			return s.Stats.InPkts
+		}
+	}
+	return 0
+}
+
+// bgpFailoverRun finds the balancer that carries the probe stream, makes
+// ev happen to it, waits until the stream flows again, and brings the
+// balancer back, as a daemon of parent (the whole benchmark's).
+func bgpFailoverRun(b, parent *testing.B, topo *testutil.Topology, lbs map[string]*lbDaemon, ev failoverEvent) probeOutage {
+	b.Helper()
+	before := map[string]uint64{}
+	for _, lb := range bgpBalancers {
+		before[lb] = udpPackets(b, lbs[lb])
+	}
+	probes := startProber(b, topo)
+	probes.waitAnswered(b, 10*time.Second, probeSettle, "probes through the router")
+	carrier := ""
+	for _, lb := range bgpBalancers {
+		if udpPackets(b, lbs[lb]) > before[lb]+probeSettle/2 {
+			carrier = lb
+		}
+	}
+	if carrier == "" {
+		b.Fatal("no balancer carries the probe stream")
+	}
+	switch ev {
+	case eventGraceful:
+		lbs[carrier].stop(b)
+	case eventCrash:
+		setCable(b, topo, carrier, false)
+		lbs[carrier].kill(b)
+	}
+	probes.waitAnswered(b, 20*time.Second, probeSettle, "probes after "+carrier+" left")
+	o := probes.finish(b)
+	if ev == eventCrash {
+		setCable(b, topo, carrier, true)
+	}
+	lbs[carrier] = startBGPLB(parent, topo, carrier)
+	waitNextHops(b, topo, 20*time.Second, bgpBalancers...)
+	return o
 }
