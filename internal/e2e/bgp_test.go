@@ -333,3 +333,121 @@ func bgpFailoverRun(b, parent *testing.B, topo *testutil.Topology, lbs map[strin
 	waitNextHops(b, topo, 20*time.Second, bgpBalancers...)
 	return o
 }
+
+// drainConf is bgpConf with health checks: every real server checked on
+// its HTTP port (so that pausing rsserver's listeners fails the check while
+// its echo connections carry on), kept at weight 0 when failed
+// (inhibit_on_failure), and down until its first check passes (alpha), so
+// that a balancer that starts while a server fails never serves it.
+func drainConf(lb string) string {
+	conf := bgpConf(lb)
+	i := strings.Index(conf, "bgp:")
+	var b strings.Builder
+	fmt.Fprintf(&b, "services:\n  - vip: %s\n    port: %d\n    protocol: tcp\n    delay_loop: 1s\n    backends:\n", testutil.VIP4, echoPort)
+	for _, rs := range realServers {
+		fmt.Fprintf(&b, "      - address: %s\n        inhibit_on_failure: true\n        checks:\n          - type: tcp\n            connect_port: %d\n            connect_timeout: 1s\n            retry: 0\n            alpha: true\n",
+			testutil.HostIP4(rs), httpPort)
+	}
+	return b.String() + conf[i:]
+}
+
+// rsWeight is rs's weight in d's echo service.
+func rsWeight(tb testing.TB, d *lbDaemon, rs string) (uint32, bool) {
+	tb.Helper()
+	st, err := d.state()
+	if err != nil {
+		return 0, false
+	}
+	for _, s := range st.Services {
+		for _, b := range s.Backends {
+			if b.Addr == testutil.HostIP4(rs).String() {
+				return b.Weight, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// TestBGPJoinWhileDrained is case (d): lb1 and lb2 serve 100 long-lived
+// connections; rs1 fails its check and is drained (weight 0,
+// inhibit_on_failure), its established connections carrying on through
+// the flow entries of lb1 and lb2; then lb3 joins, and the router moves
+// about a third of the flows to it. lb3 has no flow entry for them, and
+// its table, built with rs1 at weight 0, sends the moved rs1 connections'
+// packets to another real server, which resets them. The test states how
+// many break; connections on rs2 and rs3 must all survive. Designs that
+// would keep the rs1 ones: Beamer's daisy chaining (a non-SYN packet
+// without a flow entry is looked up in the table from before the drain,
+// and the real server's answer tells which one holds it), or flow-entry
+// sync between balancers as IPVS's sync daemon does.
+func TestBGPJoinWhileDrained(t *testing.T) {
+	testutil.RequireRoot(t, "builds the namespace topology, runs BIRD and attaches XDP")
+	if _, err := exec.LookPath("bird"); err != nil {
+		t.Skip("needs bird (Debian package bird2) as the BGP router; make deps installs it")
+	}
+	obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
+	topo := testutil.NewTopology(t, testutil.TopologyOptions{XDPPassObj: obj, Router: true})
+	rsProcs := startRealServers(t, topo)
+	startBIRD(t, topo)
+	start := func(lb string) *lbDaemon {
+		path := filepath.Join(t.TempDir(), "xlb.yaml")
+		writeFile(t, path, drainConf(lb))
+		pins, run := dirsOf(t, topo, lb)
+		d := &lbDaemon{host: lb, daemon: &daemon{topo: topo, bin: testutil.BuildBinary(t, "./cmd/xlb"), conf: path,
+			socket: filepath.Join(run, "xlb.sock"), pins: pins}}
+		d.proc = topo.StartNet(t, lb, d.bin, "run", "-f", path, "-i", "eth0", "--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket)
+		t.Cleanup(func() {
+			if err := d.proc.Stop(); err != nil {
+				t.Errorf("xlb run in %s did not exit cleanly on SIGTERM: %v\n%s", lb, err, d.proc.Output())
+			}
+		})
+		d.waitServing(t, "xlb run in "+lb)
+		return d
+	}
+	lb1, lb2 := start(testutil.LB1), start(testutil.LB2)
+	waitNextHops(t, topo, 20*time.Second, testutil.LB1, testutil.LB2)
+	for _, d := range []*lbDaemon{lb1, lb2} {
+		waitFor(t, 10*time.Second, d.host+" to serve rs1", func() (bool, string) {
+			w, _ := rsWeight(t, d, testutil.RS1)
+			return w == 1, fmt.Sprintf("weight %d", w)
+		})
+	}
+	pool := startEchoPool(t, topo, 100)
+	pool.progress(t, "the start", 5)
+	placement := healthEchoPlacement(t, topo, healthConnsOf(pool.conns))
+
+	healthToggle(t, rsProcs[testutil.RS1], testutil.RS1, false)
+	for _, d := range []*lbDaemon{lb1, lb2} {
+		waitFor(t, 10*time.Second, d.host+" to drain rs1", func() (bool, string) {
+			w, ok := rsWeight(t, d, testutil.RS1)
+			return ok && w == 0, fmt.Sprintf("weight %d", w)
+		})
+	}
+	pool.progress(t, "rs1's drain", 5)
+
+	lb3 := start(testutil.LB3)
+	if w, _ := rsWeight(t, lb3, testutil.RS1); w != 0 {
+		t.Errorf("lb3 serves the failed rs1 at weight %d", w)
+	}
+	waitNextHops(t, topo, 20*time.Second, bgpBalancers...)
+	// Long enough for every connection to send a few rounds through
+	// whichever balancer the router now picks.
+	time.Sleep(2 * time.Second)
+
+	broken := map[string]int{}
+	total := map[string]int{}
+	for i, err := range pool.stop() {
+		total[placement[i]]++
+		if err != nil {
+			broken[placement[i]]++
+			t.Logf("connection %d on %s: %v", i, placement[i], err)
+		}
+	}
+	for _, rs := range []string{testutil.RS2, testutil.RS3} {
+		if broken[rs] > 0 {
+			t.Errorf("%d of %d connections on %s broke: only the drained rs1's may", broken[rs], total[rs], rs)
+		}
+	}
+	t.Logf("lb3 joined while rs1 was drained: %d of %d connections on rs1 broke (moved to lb3, which has no flow entry for them); %d of %d on rs2 and rs3",
+		broken[testutil.RS1], total[testutil.RS1], broken[testutil.RS2]+broken[testutil.RS3], total[testutil.RS2]+total[testutil.RS3])
+}
