@@ -451,3 +451,100 @@ func TestBGPJoinWhileDrained(t *testing.T) {
 	t.Logf("lb3 joined while rs1 was drained: %d of %d connections on rs1 broke (moved to lb3, which has no flow entry for them); %d of %d on rs2 and rs3",
 		broken[testutil.RS1], total[testutil.RS1], broken[testutil.RS2]+broken[testutil.RS3], total[testutil.RS2]+total[testutil.RS3])
 }
+
+// BenchmarkBGPWithdraw measures how long after a service loses its last
+// real server the router's route through the balancer goes (withdrawal),
+// and how long after one comes back it returns (announcement): from the
+// daemon's own "backend down"/"backend up" log line to the change in the
+// router's kernel table, polled every 10 ms (an upper bound; the log's
+// millisecond stamps and the poll make the figure good to some 20 ms).
+// Health detection itself is BenchmarkHealth's.
+func BenchmarkBGPWithdraw(b *testing.B) {
+	testutil.RequireRoot(b, "builds the namespace topology, runs BIRD and attaches XDP")
+	if _, err := exec.LookPath("bird"); err != nil {
+		b.Skip("needs bird (Debian package bird2) as the BGP router; make deps installs it")
+	}
+	obj := filepath.Join(testutil.MustRepoRoot(b), "internal", "datapath", "xdppass_bpfel.o")
+	topo := testutil.NewTopology(b, testutil.TopologyOptions{XDPPassObj: obj, Router: true})
+	rsProcs := startRealServers(b, topo)
+	startBIRD(b, topo)
+	path := filepath.Join(b.TempDir(), "xlb.yaml")
+	writeFile(b, path, drainConf(testutil.LB1))
+	pins, run := dirsOf(b, topo, testutil.LB1)
+	d := &lbDaemon{host: testutil.LB1, daemon: &daemon{topo: topo, bin: testutil.BuildBinary(b, "./cmd/xlb"), conf: path,
+		socket: filepath.Join(run, "xlb.sock"), pins: pins}}
+	d.proc = topo.StartNet(b, testutil.LB1, d.bin, "run", "-f", path, "-i", "eth0", "--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket)
+	b.Cleanup(func() { _ = d.proc.Stop() })
+	d.waitServing(b, "xlb run in lb1")
+	var withdraw, announce time.Duration
+	for range b.N {
+		waitNextHops(b, topo, 20*time.Second, testutil.LB1)
+		// The withdrawal follows the last real server down, the
+		// announcement the first one up.
+		downs := strings.Count(d.proc.Output(), `level=INFO msg="backend down"`)
+		for _, rs := range realServers {
+			healthToggle(b, rsProcs[rs], rs, false)
+		}
+		gone := pollNextHops(b, topo, false)
+		withdraw += gone.Sub(nthLogTime(b, d.proc.Output(), `level=INFO msg="backend down"`, downs+len(realServers)))
+		ups := strings.Count(d.proc.Output(), `level=INFO msg="backend up"`)
+		for _, rs := range realServers {
+			healthToggle(b, rsProcs[rs], rs, true)
+		}
+		back := pollNextHops(b, topo, true)
+		announce += back.Sub(nthLogTime(b, d.proc.Output(), `level=INFO msg="backend up"`, ups+1))
+		for _, rs := range realServers {
+			waitFor(b, 10*time.Second, rs+" to be up again", func() (bool, string) {
+				w, _ := rsWeight(b, d, rs)
+				return w == 1, fmt.Sprintf("weight %d", w)
+			})
+		}
+	}
+	n := time.Duration(b.N)
+	b.Logf("withdrawal %v, announcement %v after the daemon saw the change", withdraw/n, announce/n)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64((withdraw/n).Microseconds())/1000, "withdraw-ms")
+	b.ReportMetric(float64((announce/n).Microseconds())/1000, "announce-ms")
+}
+
+// pollNextHops polls the router's route every 10 ms until it goes through
+// lb1 (present) or not, and returns when it first saw that: the time after
+// the `ip route` that saw it returned, so the figure is an upper bound
+// (by the poll interval and one `ip route`, some 10-20 ms).
+func pollNextHops(tb testing.TB, topo *testutil.Topology, present bool) time.Time {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		hops := nextHops(tb, topo)
+		at := time.Now()
+		if (len(hops) > 0) == present {
+			return at
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tb.Fatalf("the router's route via lb1 is not %v after 30 s", map[bool]string{true: "back", false: "gone"}[present])
+	return time.Time{}
+}
+
+// nthLogTime is the time of the nth (from 1) line of out that contains
+// what.
+func nthLogTime(tb testing.TB, out, what string, nth int) time.Time {
+	tb.Helper()
+	lines := strings.Split(out, "\n")
+	for i := range lines {
+		if !strings.Contains(lines[i], what) {
+			continue
+		}
+		if nth--; nth > 0 {
+			continue
+		}
+		f, _, _ := strings.Cut(strings.TrimSpace(lines[i]), " ")
+		at, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f, "time="))
+		if err != nil {
+			tb.Fatalf("log line %q: %v", lines[i], err)
+		}
+		return at
+	}
+	tb.Fatalf("fewer log lines with %s than asked for:\n%s", what, out)
+	return time.Time{}
+}
