@@ -10,7 +10,7 @@ APT_PKGS := clang:clang llc:llvm bpftool:bpftool keepalived:keepalived \
             bird:bird2
 BPF_HDR  := /usr/include/bpf/bpf_helpers.h
 
-.PHONY: all deps generate check-generated build test test-unit test-race bench lint demo vagrant clean
+.PHONY: all deps generate check-generated build test test-unit test-race bench lint demo demo-bgp vagrant clean
 
 all: build
 
@@ -69,6 +69,10 @@ lint:
 
 demo: deps build
 	./scripts/demo.sh
+
+# demo-bgp: three balancers share the VIP behind a BIRD router's ECMP.
+demo-bgp: deps build
+	./scripts/demo-bgp.sh
 
 # vagrant builds the same topology as VMs (Vagrantfile). The binaries are
 # built here, static, since the VMs' Debian Go is too old to build xlb.
