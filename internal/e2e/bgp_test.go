@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,9 +53,18 @@ template bgp balancer {
 	error wait time 1, 5;
 	ipv4 { import filter from_balancers; export none; };
 }
-`, testutil.HostIP4(testutil.Router), routerAS)
+template bgp balancer6 {
+	local as %d;
+	passive on;
+	hold time 3;
+	keepalive time 1;
+	error wait time 1, 5;
+	ipv6 { import filter from_balancers; export none; };
+}
+`, testutil.HostIP4(testutil.Router), routerAS, routerAS)
 	for _, lb := range bgpBalancers {
 		fmt.Fprintf(&b, "protocol bgp bal_%s from balancer { neighbor %s as %d; }\n", lb, testutil.HostIP4(lb), balancerAS)
+		fmt.Fprintf(&b, "protocol bgp bal6_%s from balancer6 { neighbor %s as %d; }\n", lb, testutil.HostIP6(lb), balancerAS)
 	}
 	return b.String()
 }
@@ -84,7 +95,8 @@ func startBIRD(tb testing.TB, topo *testutil.Topology) (socket string) {
 }
 
 // bgpConf is a balancer's configuration: the TCP and UDP echo services on
-// the three real servers, announced to the router.
+// the three real servers, and the TCP one on the IPv6 VIP, announced to
+// the router over an IPv4 and an IPv6 session.
 func bgpConf(lb string) string {
 	var b strings.Builder
 	b.WriteString("services:\n")
@@ -93,6 +105,10 @@ func bgpConf(lb string) string {
 		for _, rs := range realServers {
 			fmt.Fprintf(&b, "      - address: %s\n", testutil.HostIP4(rs))
 		}
+	}
+	fmt.Fprintf(&b, "  - vip: %s\n    port: %d\n    protocol: tcp\n    backends:\n", testutil.VIP6, echoPort)
+	for _, rs := range realServers {
+		fmt.Fprintf(&b, "      - address: %s\n", testutil.HostIP6(rs))
 	}
 	fmt.Fprintf(&b, `bgp:
   local_as: %d
@@ -104,7 +120,9 @@ func bgpConf(lb string) string {
   peers:
     - address: %s
       as: %d
-`, balancerAS, testutil.HostIP4(lb), testutil.HostIP4(testutil.Router), routerAS)
+    - address: %s
+      as: %d
+`, balancerAS, testutil.HostIP4(lb), testutil.HostIP4(testutil.Router), routerAS, testutil.HostIP6(testutil.Router), routerAS)
 	return b.String()
 }
 
@@ -134,13 +152,28 @@ func startBGPLB(tb testing.TB, topo *testutil.Topology, host string) *lbDaemon {
 // goes through.
 func nextHops(tb testing.TB, topo *testutil.Topology) []string {
 	tb.Helper()
-	out, err := topo.Command(testutil.Router, "ip", "route", "show", testutil.VIP4.String()+"/32").CombinedOutput()
+	return routeHops(tb, topo, false)
+}
+
+// routeHops returns the balancers the router's route to the IPv4 or the
+// IPv6 VIP goes through.
+func routeHops(tb testing.TB, topo *testutil.Topology, v6 bool) []string {
+	tb.Helper()
+	args := []string{"ip", "route", "show", testutil.VIP4.String() + "/32"}
+	if v6 {
+		args = []string{"ip", "-6", "route", "show", testutil.VIP6.String() + "/128"}
+	}
+	out, err := topo.Command(testutil.Router, args[0], args[1:]...).CombinedOutput()
 	if err != nil {
 		tb.Fatalf("ip route in the router: %v\n%s", err, out)
 	}
 	var hops []string
 	for _, lb := range bgpBalancers {
-		if strings.Contains(string(out), "via "+testutil.HostIP4(lb).String()+" ") {
+		addr := testutil.HostIP4(lb).String()
+		if v6 {
+			addr = testutil.HostIP6(lb).String()
+		}
+		if strings.Contains(string(out), "via "+addr+" ") {
 			hops = append(hops, lb)
 		}
 	}
@@ -161,7 +194,7 @@ func inPackets(tb testing.TB, d *lbDaemon) uint64 {
 	st := d.mustState(tb)
 	var s *api.Service
 	for i := range st.Services {
-		if st.Services[i].Port == echoPort && st.Services[i].Proto == "TCP" {
+		if st.Services[i].Port == echoPort && st.Services[i].Proto == "TCP" && st.Services[i].Addr == testutil.VIP4.String() {
 			s = &st.Services[i]
 		}
 	}
@@ -203,6 +236,28 @@ func TestBGPECMP(t *testing.T) {
 	}
 	if len(digests) != 1 {
 		t.Errorf("the balancers show %d different table digests, want one: %v", len(digests), digests)
+	}
+
+	// IPv6: the VIP over the IPv6 sessions, three ways too, and
+	// connections through it.
+	waitFor(t, 20*time.Second, "the router's IPv6 route to the VIP via every balancer", func() (bool, string) {
+		got := routeHops(t, topo, true)
+		return len(got) == len(bgpBalancers), fmt.Sprintf("via %v", got)
+	})
+	for i := range 20 {
+		c, err := dial(topo, testutil.Client, netip.AddrPortFrom(testutil.VIP6, echoPort))
+		if err != nil {
+			t.Fatalf("IPv6 connection %d to the VIP: %v", i, err)
+		}
+		msg := []byte("ping over IPv6")
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(msg); err != nil {
+			t.Fatalf("IPv6 connection %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(c, msg); err != nil {
+			t.Fatalf("IPv6 connection %d: no echo: %v", i, err)
+		}
+		c.Close()
 	}
 
 	pool := startEchoPool(t, topo, 100)
