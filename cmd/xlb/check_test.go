@@ -94,3 +94,19 @@ func TestCheckPlanFlapDamping(t *testing.T) {
 		t.Errorf("plan:\n%s\nwant it to start with:\n%s", stdout.String(), want)
 	}
 }
+
+// TestCheckPlanBGP: `xlb check` shows the bgp section (peers, timers,
+// per-VIP attributes), also of a YAML file extending a keepalived.conf.
+func TestCheckPlanBGP(t *testing.T) {
+	const dir = "../../internal/config/testdata/bgp"
+	for _, name := range []string{"full.yaml", "extends.yaml"} {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"check", "-f", filepath.Join(dir, name)}, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+			}
+			got := strings.ReplaceAll(stdout.String(), dir+"/", "")
+			testutil.Golden(t, filepath.Join("testdata", "bgp_"+strings.TrimSuffix(name, ".yaml")+".plan"), []byte(got))
+		})
+	}
+}
