@@ -83,7 +83,18 @@ type Node struct {
 	facts    []ServiceFacts
 	digest   string
 	vips     map[netip.Addr]*vip
+	// alive is when the daemon's loop last said so (Alive); stalled is
+	// set once it has not for LivenessTimeout.
+	alive    time.Time
+	stalled  bool
+	watchdog clock.Timer
 }
+
+// LivenessTimeout is how long the daemon's event loop may go without
+// calling Alive before the VIPs are withdrawn: a wedged daemon keeps the
+// BGP sessions up (GoBGP runs on its own), but nothing it serves is kept
+// up to date any more.
+const LivenessTimeout = 10 * time.Second
 
 // vip is one VIP's announcement state.
 type vip struct {
@@ -118,11 +129,43 @@ func (n *Node) Start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.attached = true
+	n.alive = n.clock.Now()
+	n.watchLocked()
 	if err := n.startLocked(); err != nil {
 		return err
 	}
 	n.reconcileLocked()
 	return nil
+}
+
+// Alive tells the node that the daemon's event loop turns; the daemon
+// calls it every few seconds (well within LivenessTimeout).
+func (n *Node) Alive() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.alive = n.clock.Now()
+	if n.stalled {
+		n.stalled = false
+		n.log.Info("bgp: the daemon's event loop turns again")
+		n.reconcileLocked()
+	}
+}
+
+// watchLocked checks, every half LivenessTimeout, that Alive was called.
+func (n *Node) watchLocked() {
+	n.watchdog = n.clock.AfterFunc(LivenessTimeout/2, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.stopping {
+			return
+		}
+		if !n.stalled && n.clock.Now().Sub(n.alive) >= LivenessTimeout {
+			n.stalled = true
+			n.log.Error("bgp: the daemon's event loop has stalled: withdrawing the VIPs", "last_alive", n.alive)
+			n.reconcileLocked()
+		}
+		n.watchLocked()
+	})
 }
 
 func (n *Node) startLocked() error {
@@ -146,6 +189,9 @@ func (n *Node) Abort() {
 	n.mu.Lock()
 	sp := n.sp
 	n.sp = nil
+	if n.watchdog != nil {
+		n.watchdog.Stop()
+	}
 	n.mu.Unlock()
 	if sp != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -251,6 +297,9 @@ func (n *Node) Drain(on bool) error {
 func (n *Node) Stop() {
 	n.mu.Lock()
 	n.stopping = true
+	if n.watchdog != nil {
+		n.watchdog.Stop()
+	}
 	n.reconcileLocked()
 	sp, wait := n.sp, time.Duration(0)
 	if n.cfg != nil && n.leavingLocked() {
@@ -299,7 +348,7 @@ func (n *Node) established(ctx context.Context, sp Speaker) bool {
 
 // reconcileLocked applies Decide to the speaker.
 func (n *Node) reconcileLocked() {
-	f := Facts{Attached: n.attached, Leaving: n.draining || n.stopping || n.cfg == nil, Services: n.facts}
+	f := Facts{Attached: n.attached, Stalled: n.stalled, Leaving: n.draining || n.stopping || n.cfg == nil, Services: n.facts}
 	var announced []netip.Addr
 	for addr, v := range n.vips {
 		if v.action != Withdraw {

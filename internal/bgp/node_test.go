@@ -153,9 +153,15 @@ func TestNode(t *testing.T) {
 	step("reload removes the v6 VIP", func() { n.Served(reloaded, up, q) },
 		"announce 2001:db8:200::10/128 med 4294967295 communities [65001:100 65535:0] local_pref 0")
 	step("reload's graceful_leave passes", func() { clk.Advance(2 * time.Second) }, "withdraw 2001:db8:200::10/128")
+	step("the daemon's loop stalls", func() { clk.Advance(LivenessTimeout) },
+		"withdraw 192.0.2.10/32")
+	step("and turns again", n.Alive,
+		"announce 192.0.2.10/32 med 0 communities [65001:100]")
 	done := make(chan struct{})
 	go func() { n.Stop(); close(done) }()
-	for clk.Pending() == 0 {
+	// Stop waits graceful_leave on the clock: one timer for the VIP's
+	// leave, one for Stop's wait.
+	for clk.Pending() < 2 {
 		time.Sleep(time.Millisecond)
 	}
 	if diff := cmp.Diff([]string{"announce 192.0.2.10/32 med 4294967295 communities [65001:100 65535:0] local_pref 0"}, sp.take()); diff != "" {

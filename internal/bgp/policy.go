@@ -23,6 +23,10 @@ import (
 type Facts struct {
 	// Attached: the XDP program is attached and forwarding.
 	Attached bool
+	// Stalled: the daemon's event loop has not turned for
+	// LivenessTimeout (see Node.Alive): whatever it serves is no longer
+	// kept up to date, and no health check result reaches the tables.
+	Stalled bool
 	// Leaving: the balancer is going away or was drained (`xlb
 	// drain-bgp`): every VIP leaves gracefully.
 	Leaving bool
@@ -87,7 +91,8 @@ type Decision struct {
 }
 
 // Decide is the announcement policy. A VIP is announced while this
-// balancer can serve every service on it: the program is attached, and
+// balancer can serve every service on it: the program is attached, the
+// daemon is healthy (its event loop turns), and
 // each service has a live real server and holds its quorum; a service
 // whose quorum is lost but whose sorry_server serves keeps the VIP
 // announced at a worse MED. A VIP that a service cannot serve is
@@ -121,6 +126,9 @@ func decide(f Facts, vip netip.Addr, svcs []ServiceFacts) Decision {
 		return d
 	case !f.Attached:
 		d.Action, d.Reason = Withdraw, "withdrawn: the XDP program is not attached"
+		return d
+	case f.Stalled:
+		d.Action, d.Reason = Withdraw, fmt.Sprintf("withdrawn: the daemon's event loop has not turned for %s", LivenessTimeout)
 		return d
 	}
 	slices.SortFunc(svcs, func(a, b ServiceFacts) int { return strings.Compare(a.Key.String(), b.Key.String()) })

@@ -27,6 +27,8 @@ func TestDecide(t *testing.T) {
 				Announce, "serving: 2 service(s) with live real servers"},
 			{"not attached", Facts{Services: []ServiceFacts{{Key: web, Live: true, Quorum: true}}}, nil,
 				Withdraw, "withdrawn: the XDP program is not attached"},
+			{"daemon stalled", Facts{Attached: true, Stalled: true, Services: []ServiceFacts{{Key: web, Live: true, Quorum: true}}}, []netip.Addr{vip},
+				Withdraw, "withdrawn: the daemon's event loop has not turned for 10s"},
 			{"every backend failed", Facts{Attached: true, Services: []ServiceFacts{{Key: web}}}, []netip.Addr{vip},
 				Withdraw, "withdrawn: " + web.String() + " has no live real server"},
 			{"one service of the VIP failed", Facts{Attached: true, Services: []ServiceFacts{{Key: web, Live: true, Quorum: true}, {Key: tls}}}, []netip.Addr{vip},

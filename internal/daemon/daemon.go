@@ -225,6 +225,7 @@ func (d *Daemon) serve(ctx context.Context, reload <-chan chan error) (purge boo
 			d.neighbourChanged(ch)
 		case <-retry.C:
 			d.retryUnresolved(ctx)
+			d.bgp.Alive() // the loop turns: BGP keeps announcing
 		case ev := <-d.hc.Events():
 			d.healthChanged(ev)
 		}
