@@ -208,7 +208,8 @@ func inPackets(tb testing.TB, d *lbDaemon) uint64 {
 // installs a three-way ECMP route hashing on L4; 100 long-lived echo
 // connections through it reach all three balancers and survive, every
 // byte echoed, (a) a graceful stop of one balancer (GRACEFUL_SHUTDOWN,
-// then withdrawal), (b) its return, and (c) SIGKILL of another with its
+// then withdrawal), (b) its return (and xlb drain-bgp of another, and
+// its undo), and (c) SIGKILL of another with its
 // link down, which the router notices at the hold time (3 s).
 func TestBGPECMP(t *testing.T) {
 	testutil.RequireRoot(t, "builds the namespace topology, runs BIRD and attaches XDP")
@@ -284,6 +285,14 @@ func TestBGPECMP(t *testing.T) {
 	if n := inPackets(t, lbs[testutil.LB1]); n == 0 {
 		t.Errorf("lb1 forwarded no packet after its return")
 	}
+
+	// xlb drain-bgp takes lb3 out gracefully and --undo brings it back.
+	lbs[testutil.LB3].xlb(t, "drain-bgp")
+	waitNextHops(t, topo, 5*time.Second, testutil.LB1, testutil.LB2)
+	pool.progress(t, "lb3's drain", 5)
+	lbs[testutil.LB3].xlb(t, "drain-bgp", "--undo")
+	waitNextHops(t, topo, 5*time.Second, bgpBalancers...)
+	pool.progress(t, "lb3's return from its drain", 5)
 
 	// (c) lb2 dies with its link: the router keeps the path until the
 	// hold time; TCP retransmits across the gap.
