@@ -209,8 +209,9 @@ func inPackets(tb testing.TB, d *lbDaemon) uint64 {
 // connections through it reach all three balancers and survive, every
 // byte echoed, (a) a graceful stop of one balancer (GRACEFUL_SHUTDOWN,
 // then withdrawal), (b) its return (and xlb drain-bgp of another, and
-// its undo), and (c) SIGKILL of another with its
-// link down, which the router notices at the hold time (3 s).
+// its undo), (c) SIGKILL of another with its link down, which the
+// router notices at the hold time (3 s), and a reload that removes the
+// IPv6 VIP from one balancer (a graceful leave of that VIP only).
 func TestBGPECMP(t *testing.T) {
 	testutil.RequireRoot(t, "builds the namespace topology, runs BIRD and attaches XDP")
 	if _, err := exec.LookPath("bird"); err != nil {
@@ -300,6 +301,22 @@ func TestBGPECMP(t *testing.T) {
 	setCable(t, topo, testutil.LB2, false)
 	waitNextHops(t, topo, 10*time.Second, testutil.LB1, testutil.LB3)
 	pool.progress(t, "lb2's crash", 10)
+
+	// A reload that removes the IPv6 service: lb1 leaves that VIP
+	// gracefully and keeps the IPv4 one.
+	conf := bgpConf(testutil.LB1)
+	cut, rest := strings.Index(conf, "  - vip: "+testutil.VIP6.String()), strings.Index(conf, "bgp:")
+	writeFile(t, lbs[testutil.LB1].conf, conf[:cut]+conf[rest:])
+	lbs[testutil.LB1].xlb(t, "reload")
+	waitFor(t, 10*time.Second, "the router's IPv6 route to leave lb1", func() (bool, string) {
+		got := routeHops(t, topo, true)
+		return strings.Join(got, ",") == testutil.LB3, fmt.Sprintf("via %v", got)
+	})
+	if out := lbs[testutil.LB1].proc.Output(); !strings.Contains(out, "leaving: no service has this VIP any more") {
+		t.Errorf("lb1 did not leave the removed VIP gracefully:\n%s", out)
+	}
+	waitNextHops(t, topo, 5*time.Second, testutil.LB1, testutil.LB3)
+	pool.progress(t, "lb1's reload", 5)
 
 	broken := 0
 	for i, err := range pool.stop() {
