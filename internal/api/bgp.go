@@ -63,7 +63,11 @@ func WriteBGP(w io.Writer, st State, now time.Time) error {
 	if b.Draining {
 		draining = "  DRAINING (xlb drain-bgp --undo to return)"
 	}
-	ew.printf("Local AS %d, router id %s, tables %s%s\n\n", b.LocalAS, b.RouterID, b.Digest, draining)
+	digest := b.Digest
+	if digest == "" {
+		digest = "-"
+	}
+	ew.printf("Local AS %d, router id %s, tables %s%s\n\n", b.LocalAS, b.RouterID, digest, draining)
 	ew.printf("Peer\tAS\tState\tUp\tSent\tReceived\n")
 	for _, p := range b.Peers {
 		up := "-"

@@ -402,6 +402,10 @@ func (n *Node) applyLocked(d Decision, v *vip) {
 			}
 			return
 		}
+		if n.sp == nil {
+			v.action, v.reason, v.route = Withdraw, "withdrawn: the speaker has stopped", Route{}
+			return
+		}
 		r := v.route
 		r.Communities = append(slices.Clone(r.Communities), service.GracefulShutdown)
 		r.MED = math.MaxUint32
