@@ -6,10 +6,11 @@ GOFLAGS ?=
 PKGS    := ./...
 # Debian package for each command the build or the tests run.
 APT_PKGS := clang:clang llc:llvm bpftool:bpftool keepalived:keepalived \
-            ip:iproute2 ethtool:ethtool nsenter:util-linux tcpdump:tcpdump
+            ip:iproute2 ethtool:ethtool nsenter:util-linux tcpdump:tcpdump \
+            bird:bird2
 BPF_HDR  := /usr/include/bpf/bpf_helpers.h
 
-.PHONY: all deps generate check-generated build test test-unit test-race bench lint demo vagrant clean
+.PHONY: all deps generate check-generated build test test-unit test-race bench lint demo demo-bgp vagrant clean
 
 all: build
 
@@ -68,6 +69,10 @@ lint:
 
 demo: deps build
 	./scripts/demo.sh
+
+# demo-bgp: three balancers share the VIP behind a BIRD router's ECMP.
+demo-bgp: deps build
+	./scripts/demo-bgp.sh
 
 # vagrant builds the same topology as VMs (Vagrantfile). The binaries are
 # built here, static, since the VMs' Debian Go is too old to build xlb.

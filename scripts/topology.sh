@@ -11,7 +11,20 @@
 # the bridge and whichever LB holds it answers: the layer-2 DSR setup. Real
 # servers carry the VIP on lo (realserver.sh).
 #
-# Usage: topology.sh up [--vip-on lb1|lb2] | down | status
+# With --router, a router sits between the client and the balancers, as in
+# a layer-3 (BGP) site, and a third balancer joins:
+#
+#   client eth1 203.0.113.10 ── eth1 203.0.113.1  rtr  eth0 198.51.100.1 ── br0
+#                                                        lb3 .4 ── br0
+#
+# The client then reaches the VIPs through rtr (its on-link VIP routes
+# point there), rtr forwards with IPv4 and IPv6 forwarding on, L4 hashing
+# for multipath routes (fib_multipath_hash_policy=1) and no redirects, and
+# the real servers send their replies to 203.0.113.0/24 (2001:db8:300::/64)
+# back through it. Routes to the VIPs on rtr are the routing daemon's to
+# install: the tests run BIRD there, its config and sockets in temp dirs.
+#
+# Usage: topology.sh up [--vip-on lb1|lb2] [--router] | down | status
 #
 # Environment:
 #   XLB_PREFIX    prefix of every namespace name (default "xlb-"), so tests
@@ -29,6 +42,8 @@ PREFIX=${XLB_PREFIX:-xlb-}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 HOSTS=(client lb1 lb2 rs1 rs2 rs3)
+# Every host a topology may have: what down removes.
+ALL_HOSTS=(client lb1 lb2 lb3 rtr rs1 rs2 rs3)
 BR=${PREFIX}br
 NET4=198.51.100
 NET6=2001:db8:100
@@ -43,6 +58,8 @@ hostnum() {
 	client) echo 10 ;;
 	lb1) echo 2 ;;
 	lb2) echo 3 ;;
+	lb3) echo 4 ;;
+	rtr) echo 1 ;;
 	rs1) echo 11 ;;
 	rs2) echo 12 ;;
 	rs3) echo 13 ;;
@@ -95,9 +112,10 @@ host_up() {
 }
 
 up() {
-	local vip_on=""
+	local vip_on="" router=""
 	while [ $# -gt 0 ]; do
 		case $1 in
+		--router) router=1; shift ;;
 		--vip-on) [ $# -ge 2 ] || die "--vip-on needs a host"; vip_on=$2; shift 2 ;;
 		--vip-on=*) vip_on=${1#*=}; shift ;;
 		*) die "up: unknown argument $1" ;;
@@ -120,7 +138,8 @@ up() {
 	# moves as ports come and go.
 	ip -n "$BR" link set br0 address 02:00:00:00:01:00 up
 
-	local h
+	local h lbs=(lb1 lb2)
+	[ -n "$router" ] && HOSTS+=(lb3 rtr) && lbs+=(lb3)
 	for h in "${HOSTS[@]}"; do host_up "$h"; done
 
 	# The VIP is on-link for the client, as it is for clients that share the
@@ -129,6 +148,7 @@ up() {
 	ip -n "${PREFIX}client" -6 route replace 2001:db8:200::/64 dev eth0
 
 	for h in rs1 rs2 rs3; do "$HERE/realserver.sh" "${PREFIX}$h" "$VIP4" "$VIP6"; done
+	[ -n "$router" ] && router_up
 
 	if [ -n "$vip_on" ]; then
 		ip -n "${PREFIX}$vip_on" addr replace "$VIP4/32" dev eth0
@@ -136,7 +156,7 @@ up() {
 	fi
 
 	if [ -n "${XDP_PASS_OBJ:-}" ]; then
-		for h in lb1 lb2; do
+		for h in "${lbs[@]}"; do
 			# Any XDP program on the port meets the need; keeping one
 			# that is there makes a re-run change nothing.
 			ip -n "$BR" link show dev "$h" | grep -q 'prog/xdp' ||
@@ -145,10 +165,37 @@ up() {
 	fi
 }
 
+# router_up puts rtr between the client and the bridge (see the header).
+router_up() {
+	local c=${PREFIX}client r=${PREFIX}rtr
+	sysctl_ns "$r" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+		net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1 \
+		net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
+	if ! ip -n "$c" link show eth1 >/dev/null 2>&1; then
+		ip -n "$r" link del eth1 >/dev/null 2>&1 || true
+		ip -n "$r" link add eth1 type veth peer name eth1 netns "$c"
+	fi
+	ip -n "$r" link set eth1 up
+	ip -n "$c" link set eth1 up
+	sysctl_ns "$r" net.ipv4.conf.eth1.rp_filter=0
+	nsx "$c" ethtool -K eth1 tx off >/dev/null
+	ip -n "$r" addr replace 203.0.113.1/24 dev eth1
+	ip -n "$r" -6 addr replace 2001:db8:300::1/64 dev eth1 nodad
+	ip -n "$c" addr replace 203.0.113.10/24 dev eth1
+	ip -n "$c" -6 addr replace 2001:db8:300::10/64 dev eth1 nodad
+	ip -n "$c" route replace 192.0.2.0/24 via 203.0.113.1 dev eth1 src 203.0.113.10
+	ip -n "$c" -6 route replace 2001:db8:200::/64 via 2001:db8:300::1 dev eth1 src 2001:db8:300::10
+	local h
+	for h in rs1 rs2 rs3; do
+		ip -n "${PREFIX}$h" route replace 203.0.113.0/24 via "$NET4.1"
+		ip -n "${PREFIX}$h" -6 route replace 2001:db8:300::/64 via "$NET6::1"
+	done
+}
+
 down() {
 	lock
 	local h ns pids
-	for h in "${HOSTS[@]}" br; do
+	for h in "${ALL_HOSTS[@]}" br; do
 		ns=${PREFIX}$h
 		ns_exists "$ns" || continue
 		# A namespace with processes in it outlives `ip netns del`.
@@ -165,7 +212,7 @@ down() {
 			[ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
 		fi
 	done
-	for h in "${HOSTS[@]}" br; do
+	for h in "${ALL_HOSTS[@]}" br; do
 		ns=${PREFIX}$h
 		ns_exists "$ns" || continue
 		ip netns del "$ns"
@@ -198,5 +245,5 @@ case $cmd in
 up) up "$@" ;;
 down) down ;;
 status) status ;;
-*) echo "usage: $0 up [--vip-on lb1|lb2] | down | status" >&2; exit 2 ;;
+*) echo "usage: $0 up [--vip-on lb1|lb2] [--router] | down | status" >&2; exit 2 ;;
 esac

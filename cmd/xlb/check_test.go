@@ -211,3 +211,19 @@ virtual_server 192.0.2.10 80 {
 		t.Errorf("--no-script-check: exit %d, want 0", code)
 	}
 }
+
+// TestCheckPlanBGP: `xlb check` shows the bgp section (peers, timers,
+// per-VIP attributes), also of a YAML file extending a keepalived.conf.
+func TestCheckPlanBGP(t *testing.T) {
+	const dir = "../../internal/config/testdata/bgp"
+	for _, name := range []string{"full.yaml", "extends.yaml"} {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"check", "-f", filepath.Join(dir, name)}, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+			}
+			got := strings.ReplaceAll(stdout.String(), dir+"/", "")
+			testutil.Golden(t, filepath.Join("testdata", "bgp_"+strings.TrimSuffix(name, ".yaml")+".plan"), []byte(got))
+		})
+	}
+}

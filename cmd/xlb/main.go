@@ -20,13 +20,15 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"check":   {summary: "validate a configuration and print what xlb would serve", run: runCheck},
-	"run":     {summary: "run the balancer daemon on an interface", run: runRun},
-	"list":    {summary: "list the running services like ipvsadm -L -n", run: runList},
-	"reload":  {summary: "make the running daemon re-read its configuration", run: runReload},
-	"stop":    {summary: "remove the data path (detach, unpin, release VIPs) and stop the daemon", run: runStop},
-	"vrrp":    {summary: "list the VRRP instances: state, priority, advertisements", run: runVRRP},
-	"version": {summary: "print the version and the commit it was built from", run: runVersion},
+	"check":     {summary: "validate a configuration and print what xlb would serve", run: runCheck},
+	"run":       {summary: "run the balancer daemon on an interface", run: runRun},
+	"list":      {summary: "list the running services like ipvsadm -L -n", run: runList},
+	"reload":    {summary: "make the running daemon re-read its configuration", run: runReload},
+	"stop":      {summary: "remove the data path (detach, unpin, release VIPs) and stop the daemon", run: runStop},
+	"vrrp":      {summary: "list the VRRP instances: state, priority, advertisements", run: runVRRP},
+	"bgp":       {summary: "list the BGP peers and the announced VIPs, and why", run: runBGP},
+	"drain-bgp": {summary: "withdraw every VIP from BGP gracefully (--undo: announce again)", run: runDrainBGP},
+	"version":   {summary: "print the version and the commit it was built from", run: runVersion},
 }
 
 func main() {

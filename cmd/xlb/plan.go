@@ -55,6 +55,46 @@ func writePlan(w io.Writer, cfg *service.Config) {
 			writeNotify(w, "    ", g.Notify)
 		}
 	}
+	if b := cfg.BGP; b != nil {
+		writeBGP(w, b)
+	}
+}
+
+// writeBGP prints the bgp section: the sessions and how each VIP is
+// announced while it can be served.
+func writeBGP(w io.Writer, b *service.BGP) {
+	fmt.Fprintf(w, "\nbgp: local as %d, router id %s, hold %s, keepalive %s, connect retry %s, graceful leave %s  (%s)\n",
+		b.LocalAS, b.RouterID, b.HoldTime, b.KeepaliveTime, b.ConnectRetry, b.GracefulLeave, b.Source)
+	if b.ListenPort != 0 {
+		fmt.Fprintf(w, "  listens on port %d\n", b.ListenPort)
+	}
+	for _, p := range b.Peers {
+		fmt.Fprintf(w, "  peer %s as %d", p.Address, p.AS)
+		if p.Port != 0 {
+			fmt.Fprintf(w, " port %d", p.Port)
+		}
+		fams := make([]string, 0, 2)
+		for _, f := range p.PeerFamilies() {
+			fams = append(fams, string(f))
+		}
+		fmt.Fprintf(w, ", %s unicast", strings.Join(fams, "+"))
+		if p.Password != "" {
+			fmt.Fprint(w, ", TCP MD5")
+		}
+		if p.Multihop > 0 {
+			fmt.Fprintf(w, ", multihop %d", p.Multihop)
+		}
+		if p.LocalAddress.IsValid() {
+			fmt.Fprintf(w, ", from %s", p.LocalAddress)
+		}
+		fmt.Fprintf(w, "  (%s)\n", p.Source)
+	}
+	for _, v := range b.VIPs {
+		comms, med := b.Attrs(v.VIP)
+		fmt.Fprintf(w, "  vip %s: med %d, communities %v  (%s)\n", v.VIP, med, comms, v.Source)
+	}
+	comms, med := b.Attrs(netip.Addr{})
+	fmt.Fprintf(w, "  other vips: med %d, communities %v; announced while served, next hop self\n", med, comms)
 }
 
 func writeService(w io.Writer, s *service.Service) {

@@ -22,6 +22,9 @@ const (
 	PathState  = "/v1/state"
 	PathReload = "/v1/reload"
 	PathStop   = "/v1/stop"
+	// PathBGPDrain takes every VIP out of BGP gracefully (POST) or puts
+	// them back (DELETE).
+	PathBGPDrain = "/v1/bgp/drain"
 )
 
 // State is the running state as `xlb list` shows it.
@@ -35,6 +38,8 @@ type State struct {
 	// Detached, when set, says why no packet reaches the services listed:
 	// the interface is gone, say.
 	Detached string `json:"detached,omitempty"`
+	// BGP is the BGP speaker, when a bgp section configures one.
+	BGP *BGP `json:"bgp,omitempty"`
 }
 
 // VRRPInstance is a vrrp_instance as it runs.

@@ -52,34 +52,69 @@ func Load(path, format string) (*service.Config, []Warning, error) {
 	if err != nil {
 		return nil, nil, &service.Error{Pos: service.Pos{File: path}, Msg: "cannot read configuration", Err: err}
 	}
-	cfg, err := ParseYAML(path, data)
-	return cfg, nil, err
+	return parseYAML(keepalived.OSFS{}, path, data)
 }
 
 // ParseYAML reads a native YAML configuration; name is used in positions.
-// Unknown fields are errors.
+// Unknown fields are errors. A file that extends a keepalived.conf reads
+// it from the file system, relative to name's directory.
 func ParseYAML(name string, data []byte) (*service.Config, error) {
+	cfg, _, err := parseYAML(keepalived.OSFS{}, name, data)
+	return cfg, err
+}
+
+func parseYAML(fsys keepalived.FS, name string, data []byte) (*service.Config, []Warning, error) {
 	var doc fileYAML
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
-		return nil, yamlErrors(name, err)
+		return nil, nil, yamlErrors(name, err)
 	}
 	var extra any
 	if err := dec.Decode(&extra); err != io.EOF {
-		return nil, &service.Error{Pos: service.Pos{File: name}, Msg: "more than one YAML document; xlb reads one"}
+		return nil, nil, &service.Error{Pos: service.Pos{File: name}, Msg: "more than one YAML document; xlb reads one"}
 	}
 	y := &fromYAML{file: name}
 	cfg := y.config(&doc)
+	var warnings []Warning
+	if doc.Extends.v != "" {
+		base, w, err := extend(fsys, name, &doc)
+		warnings = w
+		if err != nil {
+			return nil, warnings, err
+		}
+		base.BGP = cfg.BGP
+		cfg = base
+	}
 	if len(y.errs) == 0 {
 		if err := cfg.Validate(); err != nil {
 			y.errs = append(y.errs, service.Errors(err)...)
 		}
 	}
 	if len(y.errs) > 0 {
-		return nil, errors.Join(y.errs...)
+		return nil, warnings, errors.Join(y.errs...)
 	}
-	return cfg, nil
+	return cfg, warnings, nil
+}
+
+// extend reads the keepalived.conf that doc extends. keepalived.conf has
+// no BGP, so such a file adds only a bgp section: everything else stays in
+// the keepalived.conf, which keepalived's own tools keep reading, and is
+// not written twice.
+func extend(fsys keepalived.FS, name string, doc *fileYAML) (*service.Config, []Warning, error) {
+	pos := service.Pos{File: name, Line: doc.Extends.line}
+	if doc.Global != nil || doc.Services != nil || doc.Scripts != nil || doc.VRRP != nil || doc.SyncGroups != nil {
+		return nil, nil, &service.Error{Pos: pos, Msg: "extends: a file that extends a keepalived.conf holds only its bgp section; the rest stays in " + doc.Extends.v}
+	}
+	path := doc.Extends.v
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(name), path)
+	}
+	cfg, w, err := keepalived.LoadFS(fsys, path)
+	if err != nil {
+		return nil, w, errors.Join(&service.Error{Pos: pos, Msg: "extends " + doc.Extends.v + ": the keepalived.conf does not load"}, err)
+	}
+	return cfg, w, nil
 }
 
 var (

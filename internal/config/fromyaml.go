@@ -64,7 +64,62 @@ func (y *fromYAML) config(doc *fileYAML) *service.Config {
 		}
 		cfg.SyncGroups = append(cfg.SyncGroups, sg)
 	}
+	if doc.BGP != nil {
+		cfg.BGP = y.bgp(doc.BGP)
+	}
 	return cfg
+}
+
+// bgp converts the bgp section; the section's position is its local_as
+// line, each peer's and VIP's its address line.
+func (y *fromYAML) bgp(by *bgpYAML) *service.BGP {
+	b := &service.BGP{
+		LocalAS: by.LocalAS.v, RouterID: by.RouterID.v, ListenPort: by.ListenPort, MED: by.MED,
+		HoldTime: service.DefaultBGPHoldTime, KeepaliveTime: service.DefaultBGPKeepaliveTime,
+		ConnectRetry: service.DefaultBGPConnectRetry, GracefulLeave: service.DefaultBGPGracefulLeave,
+		Communities: communities(by.Communities),
+		Source:      y.pos(max(by.LocalAS.line, by.RouterID.line)),
+	}
+	if by.LocalAS.line > 0 {
+		b.Source = y.pos(by.LocalAS.line)
+	}
+	setDur(&b.HoldTime, by.HoldTime)
+	// A hold time set without a keepalive gets RFC 4271's third of it.
+	if by.HoldTime != nil && by.KeepaliveTime == nil {
+		b.KeepaliveTime = (by.HoldTime.v / 3).Truncate(time.Second)
+	}
+	setDur(&b.KeepaliveTime, by.KeepaliveTime)
+	setDur(&b.ConnectRetry, by.ConnectRetry)
+	setDur(&b.GracefulLeave, by.GracefulLeave)
+	for _, p := range by.Peers {
+		bp := service.BGPPeer{Address: p.Address.v, AS: p.AS, Port: p.Port, Password: p.Password, Multihop: p.Multihop, Source: y.pos(p.Address.line)}
+		if p.LocalAddress != nil {
+			bp.LocalAddress = p.LocalAddress.v
+		}
+		for _, f := range p.Families {
+			bp.Families = append(bp.Families, service.Family(f))
+		}
+		b.Peers = append(b.Peers, bp)
+	}
+	for _, v := range by.VIPs {
+		bv := service.BGPVIP{VIP: v.VIP.v, MED: v.MED, Source: y.pos(v.VIP.line)}
+		if v.Communities != nil {
+			bv.Communities = communities(v.Communities)
+		}
+		b.VIPs = append(b.VIPs, bv)
+	}
+	return b
+}
+
+func communities(cs []yCommunity) []service.Community {
+	if cs == nil {
+		return nil
+	}
+	out := make([]service.Community, len(cs))
+	for i, c := range cs {
+		out[i] = c.v
+	}
+	return out
 }
 
 func setDur(dst *time.Duration, src *yDuration) {

@@ -36,6 +36,9 @@ func MarshalYAML(cfg *service.Config) ([]byte, error) {
 	for _, g := range cfg.SyncGroups {
 		doc.SyncGroups = append(doc.SyncGroups, syncGroupYAML{Name: yString{v: g.Name}, Instances: g.Instances, Notify: notifyToYAML(g.Notify)})
 	}
+	if b := cfg.BGP; b != nil {
+		doc.BGP = bgpToYAML(b)
+	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -150,4 +153,37 @@ func notifyToYAML(n service.Notify) *notifyYAML {
 	}
 	ny := notifyYAML(n)
 	return &ny
+}
+
+func bgpToYAML(b *service.BGP) *bgpYAML {
+	out := &bgpYAML{
+		LocalAS: yUint32{v: b.LocalAS}, RouterID: yAddr{v: b.RouterID}, ListenPort: b.ListenPort, MED: b.MED,
+		HoldTime: dur(b.HoldTime), KeepaliveTime: dur(b.KeepaliveTime), ConnectRetry: dur(b.ConnectRetry),
+		GracefulLeave: dur(b.GracefulLeave), Communities: communitiesToYAML(b.Communities),
+	}
+	for _, p := range b.Peers {
+		py := bgpPeerYAML{Address: yAddr{v: p.Address}, AS: p.AS, Port: p.Port, Password: p.Password, Multihop: p.Multihop}
+		if p.LocalAddress.IsValid() {
+			py.LocalAddress = &yAddr{v: p.LocalAddress}
+		}
+		for _, f := range p.Families {
+			py.Families = append(py.Families, string(f))
+		}
+		out.Peers = append(out.Peers, py)
+	}
+	for _, v := range b.VIPs {
+		out.VIPs = append(out.VIPs, bgpVIPYAML{VIP: yAddr{v: v.VIP}, Communities: communitiesToYAML(v.Communities), MED: v.MED})
+	}
+	return out
+}
+
+func communitiesToYAML(cs []service.Community) []yCommunity {
+	if cs == nil {
+		return nil
+	}
+	out := make([]yCommunity, len(cs))
+	for i, c := range cs {
+		out[i] = yCommunity{v: c}
+	}
+	return out
 }

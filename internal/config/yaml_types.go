@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/xlb-project/xlb/internal/service"
 )
 
 // The YAML document's shape. Leaf types carry their own line so a bad
@@ -13,12 +15,79 @@ import (
 // borrow it as their position.
 
 type fileYAML struct {
+	// Extends names a keepalived.conf whose services and VRRP this file
+	// adds to (its bgp section); see docs/config.md.
+	Extends    yString         `yaml:"extends,omitempty"`
 	Global     *globalYAML     `yaml:"global,omitempty"`
 	Services   []serviceYAML   `yaml:"services,omitempty"`
 	Scripts    []scriptYAML    `yaml:"vrrp_scripts,omitempty"`
 	VRRP       []instanceYAML  `yaml:"vrrp_instances,omitempty"`
 	SyncGroups []syncGroupYAML `yaml:"vrrp_sync_groups,omitempty"`
+	BGP        *bgpYAML        `yaml:"bgp,omitempty"`
 }
+
+type bgpYAML struct {
+	LocalAS       yUint32       `yaml:"local_as"`
+	RouterID      yAddr         `yaml:"router_id"`
+	ListenPort    uint16        `yaml:"listen_port,omitempty"`
+	HoldTime      *yDuration    `yaml:"hold_time,omitempty"`
+	KeepaliveTime *yDuration    `yaml:"keepalive_time,omitempty"`
+	ConnectRetry  *yDuration    `yaml:"connect_retry,omitempty"`
+	GracefulLeave *yDuration    `yaml:"graceful_leave,omitempty"`
+	Communities   []yCommunity  `yaml:"communities,omitempty"`
+	MED           uint32        `yaml:"med,omitempty"`
+	Peers         []bgpPeerYAML `yaml:"peers"`
+	VIPs          []bgpVIPYAML  `yaml:"vips,omitempty"`
+}
+
+type bgpPeerYAML struct {
+	Address      yAddr    `yaml:"address"`
+	AS           uint32   `yaml:"as"`
+	Port         uint16   `yaml:"port,omitempty"`
+	Password     string   `yaml:"password,omitempty"`
+	Multihop     uint8    `yaml:"multihop,omitempty"`
+	LocalAddress *yAddr   `yaml:"local_address,omitempty"`
+	Families     []string `yaml:"families,omitempty"`
+}
+
+type bgpVIPYAML struct {
+	VIP         yAddr        `yaml:"vip"`
+	Communities []yCommunity `yaml:"communities,omitempty"`
+	MED         *uint32      `yaml:"med,omitempty"`
+}
+
+// yUint32 keeps its line, so a section can be placed by its first key.
+type yUint32 struct {
+	v    uint32
+	line int
+}
+
+func (u *yUint32) UnmarshalYAML(n *yaml.Node) error {
+	u.line = n.Line
+	return n.Decode(&u.v)
+}
+
+func (u yUint32) MarshalYAML() (any, error) { return u.v, nil }
+
+// yCommunity is a BGP community written AS:VALUE.
+type yCommunity struct {
+	v    service.Community
+	line int
+}
+
+func (c *yCommunity) UnmarshalYAML(n *yaml.Node) error {
+	c.line = n.Line
+	s, err := scalar(n, "community")
+	if err != nil {
+		return err
+	}
+	if c.v, err = service.ParseCommunity(s); err != nil {
+		return valueError(n, "%v", err)
+	}
+	return nil
+}
+
+func (c yCommunity) MarshalYAML() (any, error) { return c.v.String(), nil }
 
 type globalYAML struct {
 	RouterID    yString   `yaml:"router_id,omitempty"`

@@ -12,12 +12,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/xlb-project/xlb/internal/api"
 	"github.com/xlb-project/xlb/internal/balancer"
+	"github.com/xlb-project/xlb/internal/bgp"
 	"github.com/xlb-project/xlb/internal/datapath"
 	"github.com/xlb-project/xlb/internal/ha"
 	"github.com/xlb-project/xlb/internal/healthcheck"
@@ -69,6 +69,8 @@ type Daemon struct {
 	rec *reconcile.Reconciler
 	// vrrp is the running VRRP set; a reload replaces it.
 	vrrp *ha.Set
+	// bgp announces the VIPs while they can be served (package bgp).
+	bgp *bgp.Node
 	// stopping is set once shutdown began: a reload in flight must not
 	// start VRRP instances then.
 	stopping bool
@@ -165,6 +167,8 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	undo = append(undo, d.vrrp.Abort)
+	d.bgp = bgp.Prepare(cfg, d.log, bgp.Options{})
+	undo = append(undo, d.bgp.Abort)
 	if d.srv, err = d.listenAPI(); err != nil {
 		return nil, err
 	}
@@ -192,6 +196,9 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	d.iface = ifwatch.State{Index: ifi.Index, MAC: ifi.HardwareAddr}
 	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
 	d.vrrp.Start(nil)
+	if err := d.bgp.Start(); err != nil {
+		d.log.Error("bgp: the VIPs are not announced", "err", err)
+	}
 	d.srv.serve()
 	d.log.Info("serving", "services", len(cfg.Services), "socket", opts.Socket)
 	return d, nil
@@ -232,6 +239,7 @@ func (d *Daemon) serve(ctx context.Context, reload <-chan chan error) (purge boo
 			d.interfaceChanged(st)
 		case <-retry.C:
 			d.retryUnresolved(ctx)
+			d.bgp.Alive() // the loop turns: BGP keeps announcing
 		case ev := <-d.hc.Events():
 			d.healthChanged(ev)
 		}
@@ -250,6 +258,7 @@ func (d *Daemon) shutdown(purge bool) error {
 	d.mu.Unlock()
 	// A reload in flight finishes, and the instances it replaced release.
 	d.reloading <- struct{}{}
+	d.bgp.Stop() // the graceful leave: the program forwards meanwhile
 	d.vrrp.Stop()
 	d.hc.Close()
 	d.res.Close()
@@ -358,6 +367,7 @@ func (d *Daemon) applyWith(cfg *service.Config, h reconcile.Health) error {
 	if err != nil {
 		return err
 	}
+	d.bgp.Served(cfg, h, d.rec)
 	for _, c := range changed {
 		d.scripts.Quorum(c.Service, c.Held)
 	}
@@ -417,24 +427,10 @@ func (d *Daemon) healthChanged(ev healthcheck.Event) {
 func (d *Daemon) interfaceChanged(st ifwatch.State) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	last := d.iface
+	ifwatch.Fit(d.dp, d.opts.Interface, d.iface, st, d.log)
 	d.iface = st
 	if st.Gone() {
-		d.log.Warn("interface gone: the program went with it; it is attached again when the interface returns", "interface", d.opts.Interface)
 		return
-	}
-	fitted := func(what string, err error) {
-		if err != nil {
-			d.log.Error("the program does not fit its interface as it is now", "interface", d.opts.Interface, "err", err)
-		} else {
-			d.log.Info(what, "interface", d.opts.Interface, "mac", st.MAC.String())
-		}
-	}
-	if st.Index != last.Index {
-		fitted("interface back: program attached again", d.dp.Reattach(d.opts.Interface, d.opts.XDPMode))
-	}
-	if !slices.Equal(st.MAC, last.MAC) {
-		fitted("interface MAC changed: the program takes frames to the new one", d.dp.SetMAC(st.MAC))
 	}
 	if err := d.res.Refresh(); err != nil {
 		d.log.Warn("neighbour resolution still uses the old interface", "err", err)

@@ -50,6 +50,8 @@ func (d *Daemon) listenAPI() (*apiServer, error) {
 	mux.HandleFunc("GET "+api.PathState, s.state)
 	mux.HandleFunc("POST "+api.PathReload, s.reload)
 	mux.HandleFunc("POST "+api.PathStop, s.stop)
+	mux.HandleFunc("POST "+api.PathBGPDrain, s.drainBGP)
+	mux.HandleFunc("DELETE "+api.PathBGPDrain, s.drainBGP)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }
@@ -104,6 +106,15 @@ func (s *apiServer) reload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.ReloadResult{OK: true})
 }
 
+// drainBGP takes the VIPs out of BGP gracefully (POST) or back (DELETE).
+func (s *apiServer) drainBGP(w http.ResponseWriter, r *http.Request) {
+	if err := s.d.bgp.Drain(r.Method == http.MethodPost); err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, api.ReloadResult{Errors: []string{err.Error()}})
+		return
+	}
+	writeJSON(w, http.StatusOK, api.ReloadResult{OK: true})
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -126,5 +137,6 @@ func (d *Daemon) State() (api.State, error) {
 		st.Detached = "interface " + d.opts.Interface + " is gone"
 	}
 	d.mu.Unlock()
+	st.BGP = d.bgp.State()
 	return st, nil
 }

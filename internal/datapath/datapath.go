@@ -92,6 +92,9 @@ type Datapath struct {
 
 	mu   sync.Mutex // serialises transactions and attach/close
 	link link.Link
+	// iface and mode are what Attach attached to, for Reattach.
+	iface string
+	mode  Mode
 
 	// lock is the pin directory, flocked while this Datapath lives.
 	lock *os.File
@@ -304,6 +307,7 @@ func (d *Datapath) Attach(iface string, mode Mode) error {
 	if d.link != nil {
 		return fmt.Errorf("datapath: already attached")
 	}
+	d.iface, d.mode = iface, mode
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		return fmt.Errorf("datapath: interface %s: %w", iface, err)
@@ -360,15 +364,16 @@ func (d *Datapath) Attach(iface string, mode Mode) error {
 	return nil
 }
 
-// Reattach attaches the program to iface once more, after the interface
-// was deleted (which detached the program) and created again with another
-// index. The maps, and so the flows, are the ones it had.
-func (d *Datapath) Reattach(iface string, mode Mode) error {
+// Reattach attaches the program once more to the interface Attach named,
+// after it was deleted (which detached the program) and created again with
+// another index. The maps, and so the flows, are the ones it had.
+func (d *Datapath) Reattach() error {
 	d.mu.Lock()
 	if d.link != nil {
 		d.link.Close() // Attach replaces its pin
 		d.link = nil
 	}
+	iface, mode := d.iface, d.mode
 	d.mu.Unlock()
 	return d.Attach(iface, mode)
 }

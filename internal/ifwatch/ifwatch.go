@@ -96,3 +96,36 @@ func Watch(ctx context.Context, name string, log *slog.Logger) (<-chan State, er
 	}()
 	return out, nil
 }
+
+// Program is what must fit the interface: the XDP program, attached to
+// its index, with its MAC as a constant (*datapath.Datapath).
+type Program interface {
+	// Reattach attaches it to the interface's new index.
+	Reattach() error
+	// SetMAC gives it the interface's new MAC.
+	SetMAC(net.HardwareAddr) error
+}
+
+// Fit makes p fit the interface called name, now st and last seen as last,
+// and logs what it did: an interface that is gone took the program with it
+// and is waited for; one that came back gets the program attached again; a
+// new MAC goes into the program.
+func Fit(p Program, name string, last, st State, log *slog.Logger) {
+	if st.Gone() {
+		log.Warn("interface gone: the program went with it; it is attached again when the interface returns", "interface", name)
+		return
+	}
+	fitted := func(what string, err error) {
+		if err != nil {
+			log.Error("the program does not fit its interface as it is now", "interface", name, "err", err)
+		} else {
+			log.Info(what, "interface", name, "mac", st.MAC.String())
+		}
+	}
+	if st.Index != last.Index {
+		fitted("interface back: program attached again", p.Reattach())
+	}
+	if !slices.Equal(st.MAC, last.MAC) {
+		fitted("interface MAC changed: the program takes frames to the new one", p.SetMAC(st.MAC))
+	}
+}

@@ -85,3 +85,36 @@ func TestWatch(t *testing.T) {
 	again := add()
 	expect("back", State{Index: again, MAC: macA})
 }
+
+// fakeProgram records what Fit asks of it.
+type fakeProgram struct{ calls []string }
+
+func (f *fakeProgram) Reattach() error { f.calls = append(f.calls, "reattach"); return nil }
+func (f *fakeProgram) SetMAC(m net.HardwareAddr) error {
+	f.calls = append(f.calls, "mac "+m.String())
+	return nil
+}
+
+// TestFit: a new MAC goes into the program, an interface back with another
+// index gets it attached again first, and one that is gone asks nothing.
+func TestFit(t *testing.T) {
+	macA, macB := net.HardwareAddr{2, 0, 0, 0, 0, 0xa}, net.HardwareAddr{2, 0, 0, 0, 0, 0xb}
+	up := State{Index: 4, MAC: macA}
+	for _, tc := range []struct {
+		name     string
+		last, st State
+		want     []string
+	}{
+		{"unchanged", up, up, nil},
+		{"new MAC", up, State{Index: 4, MAC: macB}, []string{"mac 02:00:00:00:00:0b"}},
+		{"gone", up, State{}, nil},
+		{"back, same MAC", State{}, State{Index: 9, MAC: macA}, []string{"reattach", "mac 02:00:00:00:00:0a"}},
+		{"back, index changed only", up, State{Index: 9, MAC: macA}, []string{"reattach"}},
+	} {
+		var p fakeProgram
+		Fit(&p, "eth0", tc.last, tc.st, slog.New(slog.DiscardHandler))
+		if diff := cmp.Diff(tc.want, p.calls); diff != "" {
+			t.Errorf("%s: calls (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}

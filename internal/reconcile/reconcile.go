@@ -7,6 +7,9 @@
 package reconcile
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -30,6 +33,7 @@ type Balancer interface {
 type Reconciler struct {
 	bal    Balancer
 	quorum quorums
+	digest string
 }
 
 // New returns a Reconciler that applies to bal.
@@ -51,10 +55,12 @@ func (r *Reconciler) Apply(cfg *service.Config, macs map[netip.Addr]net.Hardware
 		h = alwaysUp{}
 	}
 	q, changed := nextQuorums(cfg, h, r.quorum)
-	if err := r.bal.Apply(desired(cfg, macs, h, q)); err != nil {
+	want := desired(cfg, macs, h, q)
+	if err := r.bal.Apply(want); err != nil {
 		return nil, err
 	}
 	r.quorum = q
+	r.digest = digest(want)
 	out := make([]QuorumChange, len(changed))
 	for i, s := range changed {
 		out[i] = QuorumChange{Service: s, Held: q[s.Key()]}
@@ -66,6 +72,30 @@ func (r *Reconciler) Apply(cfg *service.Config, macs map[netip.Addr]net.Hardware
 // quorum.
 func (r *Reconciler) HoldsQuorum(key service.ServiceKey) bool {
 	return r.quorum[key]
+}
+
+// Digest identifies the Maglev tables the last Apply served: a hash of
+// everything they are built from (each service's key, hashing and table
+// size, and its backends' addresses, weights and whether they are in the
+// table). Balancers that share VIPs by ECMP must show the same digest, or
+// a flow the router moves between them may change real server.
+func (r *Reconciler) Digest() string {
+	return r.digest
+}
+
+func digest(svcs []balancer.Service) string {
+	h := sha256.New()
+	svcs = slices.Clone(svcs)
+	slices.SortFunc(svcs, func(a, b balancer.Service) int {
+		return cmp.Or(a.Key.Addr.Compare(b.Key.Addr), cmp.Compare(a.Key.Port, b.Key.Port), cmp.Compare(a.Key.Proto, b.Key.Proto))
+	})
+	for _, s := range svcs {
+		fmt.Fprintf(h, "%s %d %d %t %d\n", s.Key.Addr, s.Key.Port, s.Key.Proto, s.HashSource, s.TableSize)
+		for _, b := range s.Backends {
+			fmt.Fprintf(h, " %s %d %d %t\n", b.Addr, b.Port, b.Weight, b.MAC != nil)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // protoNumbers maps the model's protocols to IP protocol numbers.

@@ -21,6 +21,8 @@ type Config struct {
 	VRRP       []VRRPInstance
 	SyncGroups []SyncGroup
 	Scripts    []VRRPScript
+	// BGP, when set, announces the VIPs to routers (the bgp section).
+	BGP *BGP `json:",omitempty"`
 }
 
 // RealServerAddrs returns the distinct addresses of every real and sorry

@@ -30,6 +30,7 @@ func (c *Config) Validate() error {
 		v.add(f.Source, "flap_damping: changes (%d), window (%s) and hold_down (%s) must all be positive", f.Changes, f.Window, f.HoldDown)
 	}
 	v.vrrp(c)
+	v.bgp(c)
 	return errors.Join(v.errs...)
 }
 

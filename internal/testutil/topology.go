@@ -27,6 +27,9 @@ const (
 	Client = "client"
 	LB1    = "lb1"
 	LB2    = "lb2"
+	// LB3 and Router exist in a topology built with Router set.
+	LB3    = "lb3"
+	Router = "rtr"
 	RS1    = "rs1"
 	RS2    = "rs2"
 	RS3    = "rs3"
@@ -42,7 +45,7 @@ var (
 	VIP6 = netip.MustParseAddr("2001:db8:200::10")
 )
 
-var hostNum = map[string]byte{Client: 10, LB1: 2, LB2: 3, RS1: 11, RS2: 12, RS3: 13}
+var hostNum = map[string]byte{Client: 10, LB1: 2, LB2: 3, LB3: 4, Router: 1, RS1: 11, RS2: 12, RS3: 13}
 
 func mustHostNum(host string) byte {
 	n, ok := hostNum[host]
@@ -81,6 +84,9 @@ type TopologyOptions struct {
 	// XDPPassObj is a BPF object whose "xdp" section is attached to the
 	// bridge-side ports of lb1 and lb2, which native XDP_TX on veth needs.
 	XDPPassObj string
+	// Router puts a router (host Router) between the client and the
+	// balancers and adds LB3; see scripts/topology.sh.
+	Router bool
 }
 
 // Topology is one isolated copy of the scripts/topology.sh network, its
@@ -132,6 +138,9 @@ func (topo *Topology) Up(opts TopologyOptions) error {
 	args := []string{"up"}
 	if opts.VIPOn != "" {
 		args = append(args, "--vip-on", opts.VIPOn)
+	}
+	if opts.Router {
+		args = append(args, "--router")
 	}
 	var env []string
 	if opts.XDPPassObj != "" {
