@@ -47,7 +47,9 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, err
 	}
 
 	perBackend := map[uint32]*conns{}
+	var entries uint64
 	err := dp.Flows(func(e datapath.FlowEntry) bool {
+		entries++
 		if e.Idle > connTimeouts[e.State] {
 			return true
 		}
@@ -67,7 +69,7 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, err
 		return api.State{}, err
 	}
 
-	out := api.State{Taken: time.Now()}
+	out := api.State{Taken: time.Now(), FlowEntries: entries}
 	for _, s := range cfg.Services {
 		bs, ok := byKey[reconcile.DatapathKey(s.Key())]
 		as := api.Service{
