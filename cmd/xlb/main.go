@@ -27,6 +27,9 @@ var commands = map[string]command{
 	"stop":    {summary: "remove the data path (detach, unpin, release VIPs) and stop the daemon", run: runStop},
 	"vrrp":    {summary: "list the VRRP instances: state, priority, advertisements", run: runVRRP},
 	"version": {summary: "print the version and the commit it was built from", run: runVersion},
+	"weight":  {summary: "set a real server's weight at runtime (ipvsadm -e -w); --reset returns to the configured one", run: runWeight},
+	"drain":   {summary: "drain a real server: weight 0 everywhere, flows kept; --wait until it carries none", run: runDrain},
+	"undrain": {summary: "end a drain: the real server serves at its weight again", run: runUndrain},
 }
 
 func main() {

@@ -21,8 +21,10 @@ import (
 	"github.com/xlb-project/xlb/internal/datapath"
 	"github.com/xlb-project/xlb/internal/ha"
 	"github.com/xlb-project/xlb/internal/healthcheck"
+	"github.com/xlb-project/xlb/internal/metrics"
 	"github.com/xlb-project/xlb/internal/neigh"
 	"github.com/xlb-project/xlb/internal/notify"
+	"github.com/xlb-project/xlb/internal/override"
 	"github.com/xlb-project/xlb/internal/reconcile"
 	"github.com/xlb-project/xlb/internal/scriptsec"
 	"github.com/xlb-project/xlb/internal/service"
@@ -41,6 +43,10 @@ type Options struct {
 	// if zero).
 	FlowTableSize uint32
 	Log           *slog.Logger
+	// Metrics is the address of /metrics and the status page ("": off);
+	// StateDir holds the runtime overrides ("": in memory only).
+	Metrics, StateDir string
+	Build             metrics.Build
 }
 
 // resolveTimeout bounds one MAC resolution; an unresolved backend is
@@ -60,6 +66,10 @@ type Daemon struct {
 	macs *neigh.Cache
 	hc   *healthcheck.Manager
 	srv  *apiServer
+	ovr  *override.Store
+	ops  *metrics.Metrics
+	// opsStop stops the metrics server.
+	opsStop func()
 	// scripts runs the real servers' and services' notify scripts.
 	scripts notify.Runner
 
@@ -122,6 +132,9 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.ovr, err = override.Open(opts.StateDir, d.log); err != nil {
+		return nil, err
+	}
 	ifi, err := net.InterfaceByName(opts.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", opts.Interface, err)
@@ -147,13 +160,15 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("pin directory %s: %w", opts.PinDir, err)
 	}
 	d.rec = reconcile.New(d.bal)
+	d.rec.SetOverrides(d.ovr)
 	if d.res, err = neigh.New(opts.Interface, d.log); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { d.res.Close() })
 	d.macs = neigh.NewCache(d.res, resolveTimeout, d.log)
-	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, Damping: cfg.Global.FlapDamping})
+	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, Damping: cfg.Global.FlapDamping, OnProbe: func(p healthcheck.ProbeResult) { d.ops.ObserveProbe(p) }})
 	undo = append(undo, d.hc.Close)
+	d.ops = metrics.New(metrics.Source{State: d.State, Health: d.hc, Datapath: d.dp}, opts.Build, true)
 	// The checks first: a backend whose check starts down (alpha) must
 	// not take traffic from the first table on.
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
@@ -165,11 +180,17 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	undo = append(undo, d.srv.close)
+	if d.opsStop, err = d.ops.Serve(opts.Metrics, d.log); err != nil {
+		return nil, err
+	}
+	undo = append(undo, d.opsStop)
 	d.macs.Resolve(ctx, cfg.RealServerAddrs())
 	if err := d.apply(cfg); err != nil {
 		return nil, err
 	}
 	d.cfg = cfg
+	_, _ = d.ovr.Prune(cfg) // it logs what it drops
+	d.ops.Loaded(cfg, nil)
 	if len(ids.Backends) > 0 {
 		d.log.Info("adopted the flow table and backend ids of an earlier run", "backends", len(ids.Backends))
 	}
@@ -245,6 +266,7 @@ func (d *Daemon) shutdown(purge bool) error {
 		d.log.Info("the XDP program keeps forwarding with the last tables until the next xlb run takes it over; xlb stop removes it")
 	}
 	err = errors.Join(err, d.dp.Close())
+	d.opsStop()
 	d.srv.close()
 	return err
 }
@@ -282,6 +304,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	prev, err := d.reload(ctx)
 	if err != nil {
 		d.log.Error("reload rejected, old configuration still served", "err", err)
+		d.ops.Loaded(nil, err)
 	}
 	go func() {
 		if prev != nil {
@@ -332,10 +355,20 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 		prev = nil
 	}
 	d.cfg = cfg
+	_, _ = d.ovr.Prune(cfg) // a server the reload removed loses its override
+	d.ops.Loaded(cfg, nil)
 	d.hc.SetDamping(cfg.Global.FlapDamping)
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
 	d.log.Info("reloaded", "services", len(cfg.Services), "vrrp_changed", vrrpChanged)
 	return prev, nil
+}
+
+// locked runs fn with applies held off, giving it the configuration
+// served and a function that serves it anew (runtime overrides).
+func (d *Daemon) locked(fn func(cfg *service.Config, apply func() error) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return fn(d.cfg, func() error { return d.applyLocked(d.cfg) })
 }
 
 func (d *Daemon) apply(cfg *service.Config) error {
@@ -401,6 +434,7 @@ func (d *Daemon) healthChanged(ev healthcheck.Event) {
 		state = "up"
 	}
 	d.log.Info("backend "+state, "service", ev.Service, "backend", ev.Backend, "reason", ev.Reason)
+	d.ops.HealthChanged(ev)
 	s, known := d.cfg.Service(ev.Service)
 	if known && !ev.Up && !reconcile.AnyUp(s, d.hc) {
 		if s.SorryServer != nil {

@@ -50,6 +50,7 @@ func (d *Daemon) listenAPI() (*apiServer, error) {
 	mux.HandleFunc("GET "+api.PathState, s.state)
 	mux.HandleFunc("POST "+api.PathReload, s.reload)
 	mux.HandleFunc("POST "+api.PathStop, s.stop)
+	mux.HandleFunc("POST "+api.PathOverride, d.ovr.Handler(d.locked))
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }
@@ -120,6 +121,7 @@ func (d *Daemon) State() (api.State, error) {
 		return api.State{}, err
 	}
 	st.Config = d.opts.ConfigPath
+	d.ovr.Mark(&st)
 	st.VRRP = vs.State()
 	return st, nil
 }

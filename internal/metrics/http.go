@@ -59,7 +59,7 @@ func (m *Metrics) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	}
 	own, err := m.collect()
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	var buf bytes.Buffer
@@ -84,13 +84,18 @@ func (m *Metrics) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (m *Metrics) status(w http.ResponseWriter, _ *http.Request) {
+	cfg := m.config()
+	if cfg == nil {
+		http.Error(w, errStarting.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	st, err := m.src.State()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	out := Status{State: st, Events: m.Events(), Health: []Health{}}
-	if cfg := m.src.Config(); cfg != nil && m.src.Health != nil {
+	if m.src.Health != nil {
 		for _, s := range cfg.Services {
 			for _, b := range s.Backends {
 				out.Health = append(out.Health, Health{Service: s.Key().String(), Backend: b.AddrPort().String(), Up: m.src.Health.Up(s.Key(), b.AddrPort())})
@@ -102,8 +107,12 @@ func (m *Metrics) status(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// Serve listens on addr and serves Handler until stop is called.
+// Serve listens on addr and serves Handler until stop is called; an empty
+// addr serves nothing.
 func (m *Metrics) Serve(addr string, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics address %s: %w", addr, err)

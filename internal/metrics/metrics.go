@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -37,9 +38,6 @@ type Source struct {
 	// State is the running state as `xlb list` shows it: weights,
 	// overrides, counters and connection counts.
 	State func() (api.State, error)
-	// Config is the configuration served now (health of every backend,
-	// including those a failed check took out).
-	Config func() *service.Config
 	// Health says whether a backend's checks pass.
 	Health interface {
 		Up(svc service.ServiceKey, be netip.AddrPort) bool
@@ -68,6 +66,9 @@ type Event struct {
 	OK   bool      `json:"ok"`
 }
 
+// errStarting answers a scrape before the first configuration is served.
+var errStarting = errors.New("xlb is starting: no configuration served yet")
+
 // maxEvents bounds the events the status page lists.
 const maxEvents = 20
 
@@ -84,7 +85,10 @@ type Metrics struct {
 	lastReload prometheus.Gauge
 	configInfo *prometheus.GaugeVec
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// cfg is the configuration served now (Loaded): the health of every
+	// backend, those a failed check took out of the listing too.
+	cfg    *service.Config
 	digest string
 	events []Event
 }
@@ -154,7 +158,7 @@ func (m *Metrics) Loaded(cfg *service.Config, err error) {
 	d := Digest(cfg)
 	m.mu.Lock()
 	old := m.digest
-	m.digest = d
+	m.digest, m.cfg = d, cfg
 	m.mu.Unlock()
 	if old != d {
 		m.configInfo.Reset()
@@ -185,6 +189,13 @@ func (m *Metrics) event(e Event) {
 	if len(m.events) > maxEvents {
 		m.events = slices.Delete(m.events, 0, len(m.events)-maxEvents)
 	}
+}
+
+// config is the configuration last loaded, nil before the first.
+func (m *Metrics) config() *service.Config {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg
 }
 
 // Events returns the last reloads and health transitions, oldest first.
@@ -353,6 +364,9 @@ var vrrpStates = []string{"INIT", "BACKUP", "MASTER", "RELEASING", "FAULT", "STO
 // services x 10 backends a scrape holds about 100,000 series, and the
 // const-metric path costs several times as much.
 func (m *Metrics) collect() ([]*family, error) {
+	if m.config() == nil {
+		return nil, errStarting
+	}
 	st, err := m.src.State()
 	if err != nil {
 		return nil, err
@@ -412,7 +426,7 @@ func (m *Metrics) collect() ([]*family, error) {
 	// Health covers every configured backend, those a failed check took
 	// out of the listing too.
 	seen := map[beKey]bool{}
-	if cfg := m.src.Config(); cfg != nil && m.src.Health != nil {
+	if cfg := m.config(); cfg != nil && m.src.Health != nil {
 		for _, s := range cfg.Services {
 			svc := s.Key().String()
 			for _, b := range s.Backends {

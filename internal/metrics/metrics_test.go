@@ -68,7 +68,6 @@ func fixture(nsvc, nbe int) (Source, *service.Config) {
 		VIPs: []string{"192.0.2.10/32"}, Sent: 99, Received: 3}}
 	return Source{
 		State:    func() (api.State, error) { return st, nil },
-		Config:   func() *service.Config { return cfg },
 		Health:   down,
 		Datapath: fakeDatapath{},
 	}, cfg

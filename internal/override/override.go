@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -49,14 +52,19 @@ type entry struct {
 // safe for concurrent use.
 type Store struct {
 	path    string
+	log     *slog.Logger
 	mu      sync.Mutex
 	entries map[key]entry
 }
 
 // Open reads the overrides persisted in dir (none if the file does not
-// exist yet). An empty dir keeps them in memory only.
-func Open(dir string) (*Store, error) {
-	s := &Store{entries: map[key]entry{}}
+// exist yet). An empty dir keeps them in memory only. log (nil: none)
+// hears about every change.
+func Open(dir string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{entries: map[key]entry{}, log: log}
 	if dir == "" {
 		return s, nil
 	}
@@ -225,6 +233,7 @@ func (s *Store) Change(req api.OverrideRequest, cfg *service.Config, apply func(
 		s.restore(prev)
 		return errors.Join(err, apply())
 	}
+	s.log.Info("override", "server", req.Server, "action", req.Action, "now", s.Describe(k))
 	return nil
 }
 
@@ -267,7 +276,31 @@ func (s *Store) Prune(cfg *service.Config) ([]string, error) {
 	if len(dropped) == 0 {
 		return nil, nil
 	}
-	return dropped, s.save()
+	err := s.save()
+	s.log.Info("overrides of servers the configuration no longer has dropped", "servers", dropped, "err", err)
+	return dropped, err
+}
+
+// Handler serves api.PathOverride. locked runs its function with the
+// daemon's applies held off, giving it the configuration served and a
+// function that serves it anew with the overrides then in force.
+func (s *Store) Handler(locked func(func(cfg *service.Config, apply func() error) error) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req api.OverrideRequest
+		err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req)
+		if err != nil {
+			err = fmt.Errorf("request: %w", err)
+		} else {
+			err = locked(func(cfg *service.Config, apply func() error) error { return s.Change(req, cfg, apply) })
+		}
+		res, code := api.OverrideResult{OK: err == nil, Overrides: s.List()}, http.StatusOK
+		if err != nil {
+			res.Error, code = err.Error(), http.StatusUnprocessableEntity
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(res)
+	}
 }
 
 // save writes the overrides atomically: a temporary file, fsynced, renamed

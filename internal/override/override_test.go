@@ -64,7 +64,7 @@ func TestChange(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			s, err := Open(dir)
+			s, err := Open(dir, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,7 +84,7 @@ func TestChange(t *testing.T) {
 				}
 			}
 			// What is in force is what a restart reads back.
-			again, err := Open(dir)
+			again, err := Open(dir, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +99,7 @@ func TestChange(t *testing.T) {
 // file says so.
 func TestPrune(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := Open(dir)
+	s, _ := Open(dir, nil)
 	cfg := testConfig("198.51.100.11:80", "198.51.100.12:80")
 	for _, srv := range []string{"198.51.100.11", "198.51.100.12:80"} {
 		if err := s.Change(api.OverrideRequest{Server: srv, Action: api.ActionDrain}, cfg, func() error { return nil }); err != nil {
@@ -113,7 +113,7 @@ func TestPrune(t *testing.T) {
 	if diff := cmp.Diff([]string{"198.51.100.11"}, dropped); diff != "" {
 		t.Errorf("dropped (-want +got):\n%s", diff)
 	}
-	again, _ := Open(dir)
+	again, _ := Open(dir, nil)
 	if diff := cmp.Diff([]api.Override{{Server: "198.51.100.12:80", Drained: true}}, again.List()); diff != "" {
 		t.Errorf("persisted (-want +got):\n%s", diff)
 	}
@@ -132,7 +132,7 @@ func TestOpenRefuses(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, FileName), []byte(body), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := Open(dir); err == nil {
+			if _, err := Open(dir, nil); err == nil {
 				t.Fatal("opened")
 			}
 		})
