@@ -32,6 +32,12 @@ var commands = map[string]command{
 	"undrain": {summary: "end a drain: the real server serves at its weight again", run: runUndrain},
 }
 
+// man reads every command's help, so it joins the table at init: a
+// literal entry would make commands refer to itself.
+func init() {
+	commands["man"] = command{summary: "print the xlb(8) manual page (roff), generated from this help", run: runMan}
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
