@@ -104,6 +104,7 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 	}
 	setDur(&s.Persistence, sy.Persistence)
 	setDur(&s.DelayLoop, sy.DelayLoop)
+	setDur(&s.SlowStart, sy.SlowStart)
 	s.Quorum, s.Hysteresis = sy.Quorum, sy.Hysteresis
 	s.QuorumUp, s.QuorumDown, s.QuorumUser = sy.QuorumUp, sy.QuorumDown, sy.QuorumUser
 	s.Omega = sy.Omega

@@ -28,6 +28,7 @@ import (
 	"github.com/xlb-project/xlb/internal/reconcile"
 	"github.com/xlb-project/xlb/internal/scriptsec"
 	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/slowstart"
 )
 
 // Options configure a daemon.
@@ -43,8 +44,7 @@ type Options struct {
 	// if zero).
 	FlowTableSize uint32
 	Log           *slog.Logger
-	// Metrics is the address of /metrics and the status page ("": off);
-	// StateDir holds the runtime overrides ("": in memory only).
+	// Metrics: /metrics and the status page ("": off); StateDir: the overrides ("": memory).
 	Metrics, StateDir string
 	Build             metrics.Build
 }
@@ -58,18 +58,18 @@ const (
 
 // Daemon is a running xlb.
 type Daemon struct {
-	opts Options
-	log  *slog.Logger
-	dp   *datapath.Datapath
-	bal  *balancer.Balancer
-	res  *neigh.Resolver
-	macs *neigh.Cache
-	hc   *healthcheck.Manager
-	srv  *apiServer
-	ovr  *override.Store
-	ops  *metrics.Metrics
-	// opsStop stops the metrics server.
-	opsStop func()
+	opts    Options
+	log     *slog.Logger
+	dp      *datapath.Datapath
+	bal     *balancer.Balancer
+	res     *neigh.Resolver
+	macs    *neigh.Cache
+	hc      *healthcheck.Manager
+	srv     *apiServer
+	ovr     *override.Store
+	ramp    *slowstart.Ramps
+	ops     *metrics.Metrics
+	opsStop func() // stops the metrics server
 	// scripts runs the real servers' and services' notify scripts.
 	scripts notify.Runner
 
@@ -160,7 +160,8 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("pin directory %s: %w", opts.PinDir, err)
 	}
 	d.rec = reconcile.New(d.bal)
-	d.rec.SetOverrides(d.ovr)
+	d.ramp = slowstart.New(d.ovr, d.locked)
+	d.rec.SetOverrides(d.ramp)
 	if d.res, err = neigh.New(opts.Interface, d.log); err != nil {
 		return nil, err
 	}
@@ -363,11 +364,13 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 	return prev, nil
 }
 
-// locked runs fn with applies held off, giving it the configuration
-// served and a function that serves it anew (runtime overrides).
+// locked runs fn with applies held off, with the served config and a function serving it anew.
 func (d *Daemon) locked(fn func(cfg *service.Config, apply func() error) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.stopping {
+		return errors.New("xlb is stopping")
+	}
 	return fn(d.cfg, func() error { return d.applyLocked(d.cfg) })
 }
 
@@ -436,6 +439,7 @@ func (d *Daemon) healthChanged(ev healthcheck.Event) {
 	d.log.Info("backend "+state, "service", ev.Service, "backend", ev.Backend, "reason", ev.Reason)
 	d.ops.HealthChanged(ev)
 	s, known := d.cfg.Service(ev.Service)
+	d.ramp.HealthChanged(ev, s.SlowStart)
 	if known && !ev.Up && !reconcile.AnyUp(s, d.hc) {
 		if s.SorryServer != nil {
 			d.log.Warn("every backend is down: new connections go to the sorry server", "service", ev.Service, "sorry_server", s.SorryServer.Addr)

@@ -54,6 +54,9 @@ func (v *validator) service(s *Service) {
 	if _, _, err := SchedulerPlan(s.Scheduler); err != nil {
 		v.add(s.Source, "%s: %v", name, err)
 	}
+	if s.SlowStart < 0 {
+		v.add(s.Source, "%s: slow_start %s is negative", name, s.SlowStart)
+	}
 	if s.Persistence < 0 {
 		v.add(s.Source, "%s: persistence %s is negative", name, s.Persistence)
 	}
