@@ -58,14 +58,15 @@ const (
 
 // Daemon is a running xlb.
 type Daemon struct {
-	opts    Options
-	log     *slog.Logger
-	dp      *datapath.Datapath
-	bal     *balancer.Balancer
-	res     *neigh.Resolver
-	macs    *neigh.Cache
-	hc      *healthcheck.Manager
-	srv     *apiServer
+	opts Options
+	log  *slog.Logger
+	dp   *datapath.Datapath
+	bal  *balancer.Balancer
+	res  *neigh.Resolver
+	macs *neigh.Cache
+	hc   *healthcheck.Manager
+	srv  *apiServer
+
 	ovr     *override.Store
 	ramp    *slowstart.Ramps
 	ops     *metrics.Metrics
