@@ -154,14 +154,15 @@ type Service struct {
 	QuorumUser string
 	// Omega runs, when xlb stops, the notify_down scripts of the backends
 	// still up and quorum_down if the quorum is held (keepalived's omega).
-	Omega bool
+	Omega    bool
+	Backends []Backend
+	Source   Pos
+
 	// SlowStart, when set, ramps a backend that comes back up from a
 	// small share of new flows to its full weight over this window,
 	// rather than handing it its whole share at once (an xlb extension;
 	// 0, the default, is keepalived's behaviour).
 	SlowStart time.Duration
-	Backends []Backend
-	Source   Pos
 }
 
 // Key returns the service's identity.
