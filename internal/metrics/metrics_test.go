@@ -99,6 +99,9 @@ func TestScrapeGolden(t *testing.T) {
 	got := scrape(t, m)
 	got = timestampLine.ReplaceAll(got, []byte("$1 TIMESTAMP"))
 	got = bytes.ReplaceAll(got, []byte(runtime.Version()), []byte("GOVERSION"))
+	// The digest follows the model's encoding, which other changes move:
+	// TestDigest checks what it must do.
+	got = bytes.ReplaceAll(got, []byte(Digest(cfg)), []byte("DIGEST"))
 	testutil.Golden(t, "testdata/scrape.golden", got)
 }
 
@@ -239,3 +242,16 @@ type countingWriter struct {
 func (w *countingWriter) Header() http.Header         { return w.header }
 func (w *countingWriter) WriteHeader(int)             {}
 func (w *countingWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
+
+// TestDigest: one configuration, one digest; any change, another.
+func TestDigest(t *testing.T) {
+	_, a := fixture(2, 3)
+	_, b := fixture(2, 3)
+	if Digest(a) != Digest(b) || !strings.HasPrefix(Digest(a), "sha256:") {
+		t.Errorf("equal configurations: %s and %s", Digest(a), Digest(b))
+	}
+	b.Services[1].Backends[2].Weight++
+	if Digest(a) == Digest(b) {
+		t.Error("a weight change left the digest as it was")
+	}
+}
