@@ -259,3 +259,44 @@ func TestDrainWait(t *testing.T) {
 		t.Errorf("xlb weight of an unknown server: exit %d: %s", code, errOut)
 	}
 }
+
+// TestSlowStart: a real server that comes back up in a service with
+// slow_start ramps: listed first at a fraction of the others' (scaled)
+// weights, then at its configured weight once the window has passed.
+func TestSlowStart(t *testing.T) {
+	topo := newTopology(t)
+	procs := startRealServers(t, topo)
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	writeFile(t, conf, strings.ReplaceAll(healthConf(healthFast, true), "    delay_loop 1\n", "    delay_loop 1\n    slow_start 4\n"))
+	d := startDaemon(t, topo, conf)
+	healthWaitConfigured(t, d)
+	rs1 := testutil.HostIP4(testutil.RS1)
+	weights := func() (rs1w, rs2w uint32) {
+		s := findService(d.mustState(t), testutil.VIP4, echoPort)
+		b1, b2 := findBackend(s, rs1), findBackend(s, testutil.HostIP4(testutil.RS2))
+		if b1 == nil || b2 == nil {
+			t.Fatalf("rs1 or rs2 not listed: %+v", s)
+		}
+		return b1.Weight, b2.Weight
+	}
+
+	healthToggle(t, procs[testutil.RS1], testutil.RS1, false)
+	waitFor(t, 3*healthFast.detectBound(healthTCP)+healthSlack, "rs1 down (weight 0)", func() (bool, string) {
+		w, _ := weights()
+		return w == 0, fmt.Sprintf("rs1 at weight %d", w)
+	})
+	healthToggle(t, procs[testutil.RS1], testutil.RS1, true)
+	// rs1's configured weight is 2, rs2's 1: ramping, rs1 is served below
+	// 2 x 10 while rs2 is scaled to 1 x 10.
+	waitFor(t, 3*healthFast.recoverBound(healthTCP)+healthSlack, "rs1 to ramp", func() (bool, string) {
+		w1, w2 := weights()
+		return w1 > 0 && w1 < 20 && w2 == 10, fmt.Sprintf("rs1 %d, rs2 %d", w1, w2)
+	})
+	waitFor(t, 15*time.Second, "the ramp to end at the configured weights", func() (bool, string) {
+		w1, w2 := weights()
+		return w1 == 2 && w2 == 1, fmt.Sprintf("rs1 %d, rs2 %d", w1, w2)
+	})
+	if n := strings.Count(d.proc.Output(), "backend up"); n == 0 {
+		t.Errorf("no backend up event logged:\n%s", d.proc.Output())
+	}
+}
