@@ -7,10 +7,11 @@ PKGS    := ./...
 # Debian package for each command the build or the tests run.
 APT_PKGS := clang:clang llc:llvm bpftool:bpftool keepalived:keepalived \
             ip:iproute2 ethtool:ethtool nsenter:util-linux tcpdump:tcpdump \
-            bird:bird2
+            bird:bird2 gcc:gcc promtool:prometheus chromium:chromium lintian:lintian \
+            systemd-analyze:systemd
 BPF_HDR  := /usr/include/bpf/bpf_helpers.h
 
-.PHONY: all deps generate check-generated build test test-unit test-race bench lint demo demo-bgp vagrant clean
+.PHONY: all deps generate check-generated build test test-unit test-race bench lint demo demo-bgp vagrant deb clean
 
 all: build
 
@@ -80,6 +81,24 @@ vagrant:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags "$(LDFLAGS)" -o bin/xlb ./cmd/xlb
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o bin/rsserver ./internal/testutil/cmd/rsserver
 	vagrant up
+
+# deb builds bin/xlb_<version>_amd64.deb with nfpm (pinned in go.mod as a
+# tool): the binary (stripped), the systemd unit with the packaged path,
+# an example configuration in /etc/xlb, xlb(8) from the CLI's own help and
+# a changelog. A tag v1.2.3 gives 1.2.3 (1.2.3+4+gabc after it); an
+# untagged tree is 0.0~git<commit>, which sorts below any release. PIE and
+# full RELRO are Debian's hardening defaults (lintian checks them).
+DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E '/^v?[0-9]+\./!s/^/0.0~git/; s/^v//; s/-dirty$$/~dirty/; s/-/+/g')
+DEB_DATE    := $(shell git log -1 --format=%aD 2>/dev/null || date -R)
+DEB_OUT     ?= bin
+deb:
+	rm -rf bin/deb && mkdir -p bin/deb
+	$(GO) build $(GOFLAGS) -trimpath -buildmode=pie -ldflags "-s -w -linkmode=external -extldflags=-Wl,-z,relro,-z,now $(LDFLAGS)" -o bin/deb/xlb ./cmd/xlb
+	sed 's|/usr/local/sbin/xlb|/usr/sbin/xlb|g' contrib/xlb.service > bin/deb/xlb.service
+	bin/deb/xlb man | gzip -9n > bin/deb/xlb.8.gz
+	printf 'xlb (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- %s  %s\n' \
+	  '$(DEB_VERSION)' '$(COMMIT)' "$$(sed -n 's/^maintainer: //p' packaging/nfpm.yaml)" '$(DEB_DATE)' | gzip -9n > bin/deb/changelog.gz
+	DEB_VERSION='$(DEB_VERSION)' $(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target $(DEB_OUT)/xlb_$(DEB_VERSION)_amd64.deb
 
 clean:
 	rm -rf bin

@@ -29,6 +29,15 @@ var commands = map[string]command{
 	"bgp":       {summary: "list the BGP peers and the announced VIPs, and why", run: runBGP},
 	"drain-bgp": {summary: "withdraw every VIP from BGP gracefully (--undo: announce again)", run: runDrainBGP},
 	"version":   {summary: "print the version and the commit it was built from", run: runVersion},
+	"weight":    {summary: "set a real server's weight at runtime (ipvsadm -e -w); --reset returns to the configured one", run: runWeight},
+	"drain":     {summary: "drain a real server: weight 0 everywhere, flows kept; --wait until it carries none", run: runDrain},
+	"undrain":   {summary: "end a drain: the real server serves at its weight again", run: runUndrain},
+}
+
+// man reads every command's help, so it joins the table at init: a
+// literal entry would make commands refer to itself.
+func init() {
+	commands["man"] = command{summary: "print the xlb(8) manual page (roff), generated from this help", run: runMan}
 }
 
 func main() {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/slowstart"
 )
 
 // writePlan prints what xlb would serve from cfg, laid out like ipvsadm's
@@ -117,6 +118,9 @@ func writeService(w io.Writer, s *service.Service) {
 		fmt.Fprintf(w, "  port 0: every port of %s\n", s.VIP)
 	}
 	fmt.Fprintf(w, "  health checks every %s\n", s.DelayLoop)
+	if s.SlowStart > 0 {
+		fmt.Fprintf(w, "  slow start: a server back up ramps to its weight over %s (%d Maglev rebuilds)\n", s.SlowStart, slowstart.Steps)
+	}
 	if ss := s.SorryServer; ss != nil {
 		inhibit := ""
 		if ss.Inhibit {

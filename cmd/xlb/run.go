@@ -15,6 +15,8 @@ import (
 	"github.com/xlb-project/xlb/internal/config"
 	"github.com/xlb-project/xlb/internal/daemon"
 	"github.com/xlb-project/xlb/internal/datapath"
+	"github.com/xlb-project/xlb/internal/metrics"
+	"github.com/xlb-project/xlb/internal/override"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -26,6 +28,8 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	pins := fs.String("bpffs", datapath.DefaultPinDir, "bpffs `directory` of the pinned maps")
 	socket := fs.String("socket", api.DefaultSocket, "unix socket `path` of the runtime API")
 	flows := fs.Uint("flows", datapath.DefaultFlowTableSize, "flow table `size` (connections tracked)")
+	metricsAddr := fs.String("metrics", "", fmt.Sprintf("`address` of Prometheus /metrics and the status page, e.g. :%d (off if empty)", metrics.DefaultPort))
+	stateDir := fs.String("state-dir", override.DefaultStateDir, "`directory` of the state kept across restarts (runtime overrides)")
 	verbose := fs.Bool("v", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -34,7 +38,7 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *iface == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: xlb run -f CONFIG -i IFACE [--xdp-mode native|generic|auto] [--bpffs DIR] [--socket PATH]")
+		fmt.Fprintln(stderr, "usage: xlb run -f CONFIG -i IFACE [--xdp-mode native|generic|auto] [--bpffs DIR] [--socket PATH] [--metrics ADDR] [--state-dir DIR]")
 		return 2
 	}
 	if *flows == 0 || *flows > math.MaxUint32 {
@@ -69,7 +73,11 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
+	ver, rev, _ := buildInfo()
 	err = daemon.Run(ctx, daemon.Options{
+		Metrics:       *metricsAddr,
+		StateDir:      *stateDir,
+		Build:         metrics.Build{Version: ver, Commit: rev},
 		ConfigPath:    *file,
 		Format:        *format,
 		Interface:     *iface,

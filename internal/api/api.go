@@ -33,6 +33,9 @@ type State struct {
 	Taken    time.Time `json:"taken"`
 	Config   string    `json:"config"`
 	Services []Service `json:"services"`
+	// FlowEntries is how many entries the flow table holds, expired
+	// ones included (its occupancy).
+	FlowEntries uint64 `json:"flow_entries"`
 	// VRRP is every vrrp_instance as it runs, in configuration order.
 	VRRP []VRRPInstance `json:"vrrp,omitempty"`
 	// Detached, when set, says why no packet reaches the services listed:
@@ -85,7 +88,10 @@ type Backend struct {
 	// Unresolved: no MAC is known, so the backend takes no traffic.
 	Unresolved bool `json:"unresolved,omitempty"`
 	// Sorry marks the sorry_server, listed only while it serves.
-	Sorry      bool   `json:"sorry,omitempty"`
+	Sorry bool `json:"sorry,omitempty"`
+	// Override is the runtime override in force, as `xlb list` marks
+	// it: "drained" or "weight N".
+	Override   string `json:"override,omitempty"`
 	ActiveConn uint64 `json:"active_conn"`
 	InActConn  uint64 `json:"inact_conn"`
 	Stats      Stats  `json:"stats"`

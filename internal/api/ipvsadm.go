@@ -57,7 +57,13 @@ func WriteList(w io.Writer, st State, format ListFormat, prev *State) error {
 			case ListRate:
 				ew.printf("  -> %-28s%s\n", dest, largenums(rate(b.Stats, prevBackend(prev, s, b), st.Taken, prev)))
 			default:
-				ew.printf("  -> %-28s %-7s %-6d %-10d %-10d\n", dest, "Route", b.Weight, b.ActiveConn, b.InActConn)
+				ew.printf("  -> %-28s %-7s %-6d %-10d %-10d", dest, "Route", b.Weight, b.ActiveConn, b.InActConn)
+				if b.Override != "" {
+					// Only an override adds a column, so that parsers of
+					// ipvsadm's layout keep working otherwise.
+					ew.printf(" override: %s", b.Override)
+				}
+				ew.printf("\n")
 			}
 		}
 	}

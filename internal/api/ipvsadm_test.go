@@ -80,3 +80,42 @@ func TestLargenum(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteListOverrides: a runtime override adds its mark to the
+// backend's line, and only then, so the ipvsadm layout stays parseable.
+func TestWriteListOverrides(t *testing.T) {
+	st := seedState(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), 1)
+	st.Services[0].Backends[0].Override = "drained"
+	st.Services[0].Backends[0].Weight = 0
+	st.Services[2].Backends[0].Override = "weight 5"
+	var b bytes.Buffer
+	if err := WriteList(&b, st, ListDefault, nil); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Golden(t, filepath.Join("testdata", "list-overrides.golden"), b.Bytes())
+}
+
+// TestServerConns: a server's connections summed over its services, by
+// address or address:port; the sorry server is not a real server.
+func TestServerConns(t *testing.T) {
+	st := seedState(time.Now(), 1)
+	st.Services[1].Backends[0].ActiveConn = 4
+	st.Services[1].Backends = append(st.Services[1].Backends, Backend{Addr: "198.51.100.9", Port: 80, Sorry: true, ActiveConn: 9})
+	for _, tc := range []struct {
+		server        string
+		active, inact uint64
+		found         bool
+	}{
+		{"198.51.100.7", 7, 1, true},
+		{"198.51.100.7:80", 7, 1, true},
+		{"198.51.100.7:81", 0, 0, false},
+		{"2001:db8:100::11", 0, 7, true},
+		{"[2001:db8:100::11]:53", 0, 7, true},
+		{"198.51.100.9", 0, 0, false},
+	} {
+		a, i, f := st.ServerConns(tc.server)
+		if a != tc.active || i != tc.inact || f != tc.found {
+			t.Errorf("ServerConns(%s) = %d, %d, %v; want %d, %d, %v", tc.server, a, i, f, tc.active, tc.inact, tc.found)
+		}
+	}
+}

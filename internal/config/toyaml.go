@@ -66,7 +66,7 @@ func serviceToYAML(s *service.Service) serviceYAML {
 		VIP: yAddr{v: s.VIP}, Port: ptr(s.Port), Protocol: yProto{v: s.Proto.String()},
 		Scheduler: s.Scheduler, Persistence: optDur(s.Persistence), DelayLoop: dur(s.DelayLoop),
 		Quorum: s.Quorum, Hysteresis: s.Hysteresis, QuorumUp: s.QuorumUp, QuorumDown: s.QuorumDown, QuorumUser: s.QuorumUser,
-		Omega: s.Omega,
+		Omega: s.Omega, SlowStart: optDur(s.SlowStart),
 	}
 	if ss := s.SorryServer; ss != nil {
 		sy.SorryServer = &sorryYAML{Address: yAddr{v: ss.Addr}, Port: ptr(ss.Port), Inhibit: ss.Inhibit}

@@ -114,6 +114,7 @@ type serviceYAML struct {
 	QuorumDown  string        `yaml:"quorum_down,omitempty"`
 	QuorumUser  string        `yaml:"quorum_user,omitempty"`
 	Omega       bool          `yaml:"omega,omitempty"`
+	SlowStart   *yDuration    `yaml:"slow_start,omitempty"`
 	Backends    []backendYAML `yaml:"backends"`
 }
 

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -22,11 +21,14 @@ import (
 	"github.com/xlb-project/xlb/internal/ha"
 	"github.com/xlb-project/xlb/internal/healthcheck"
 	"github.com/xlb-project/xlb/internal/ifwatch"
+	"github.com/xlb-project/xlb/internal/metrics"
 	"github.com/xlb-project/xlb/internal/neigh"
 	"github.com/xlb-project/xlb/internal/notify"
+	"github.com/xlb-project/xlb/internal/override"
 	"github.com/xlb-project/xlb/internal/preflight"
 	"github.com/xlb-project/xlb/internal/reconcile"
 	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/slowstart"
 )
 
 // Options configure a daemon.
@@ -42,6 +44,9 @@ type Options struct {
 	// if zero).
 	FlowTableSize uint32
 	Log           *slog.Logger
+	// Metrics: /metrics and the status page ("": off); StateDir: the overrides ("": memory).
+	Metrics, StateDir string
+	Build             metrics.Build
 }
 
 // resolveTimeout bounds one MAC resolution; an unresolved backend is
@@ -60,7 +65,12 @@ type Daemon struct {
 	res  *neigh.Resolver
 	macs *neigh.Cache
 	hc   *healthcheck.Manager
-	srv  *apiServer
+	srv  *api.Server
+
+	ovr     *override.Store
+	ramp    *slowstart.Ramps
+	ops     *metrics.Metrics
+	opsStop func() // stops the metrics server
 	// scripts runs the real servers' and services' notify scripts.
 	scripts notify.Runner
 
@@ -127,6 +137,9 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.ovr, err = override.Open(opts.StateDir, d.log); err != nil {
+		return nil, err
+	}
 	ifi, err := net.InterfaceByName(opts.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", opts.Interface, err)
@@ -152,14 +165,17 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("pin directory %s: %w", opts.PinDir, err)
 	}
 	d.rec = reconcile.New(d.bal)
+	d.ramp = slowstart.New(d.ovr, d.locked)
+	d.rec.SetOverrides(d.ramp)
 	if d.res, err = neigh.New(opts.Interface, d.log); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { d.res.Close() })
 	d.macs = neigh.NewCache(d.res, resolveTimeout, d.log)
-	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, Damping: cfg.Global.FlapDamping})
+	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, Damping: cfg.Global.FlapDamping, OnProbe: func(p healthcheck.ProbeResult) { d.ops.ObserveProbe(p) }})
 	undo = append(undo, d.hc.Close)
 	d.hc.SetVIPs(cfg.VIPs())
+	d.ops = metrics.New(metrics.Source{State: d.State, Health: d.hc, Datapath: d.dp}, opts.Build, true)
 	// The checks first: a backend whose check starts down (alpha) must
 	// not take traffic from the first table on.
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
@@ -169,15 +185,22 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	undo = append(undo, d.vrrp.Abort)
 	d.bgp = bgp.Prepare(cfg, d.log, bgp.Options{})
 	undo = append(undo, d.bgp.Abort)
-	if d.srv, err = d.listenAPI(); err != nil {
+	if d.srv, err = api.Listen(opts.Socket, api.Handlers{State: d.State, Reload: d.Reload, Stop: d.askStop,
+		DrainBGP: d.bgp.Drain, Override: d.ovr.Handler(d.locked)}); err != nil {
 		return nil, err
 	}
-	undo = append(undo, d.srv.close)
+	undo = append(undo, d.srv.Close)
+	if d.opsStop, err = d.ops.Serve(opts.Metrics, d.log); err != nil {
+		return nil, err
+	}
+	undo = append(undo, d.opsStop)
 	d.macs.Resolve(ctx, cfg.RealServerAddrs())
 	if err := d.applyWith(cfg, d.hc); err != nil { // nothing else runs yet
 		return nil, err
 	}
 	d.cfg = cfg
+	_, _ = d.ovr.Prune(cfg) // it logs what it drops
+	d.ops.Loaded(cfg, nil)
 	if len(ids.Backends) > 0 {
 		d.log.Info("adopted the flow table and backend ids of an earlier run", "backends", len(ids.Backends))
 	}
@@ -199,7 +222,7 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	if err := d.bgp.Start(); err != nil {
 		d.log.Error("bgp: the VIPs are not announced", "err", err)
 	}
-	d.srv.serve()
+	d.srv.Serve()
 	d.log.Info("serving", "services", len(cfg.Services), "socket", opts.Socket)
 	return d, nil
 }
@@ -222,8 +245,6 @@ func (d *Daemon) serve(ctx context.Context, reload <-chan chan error) (purge boo
 		case <-d.stops:
 			return true
 		case done := <-reload:
-			go func() { done <- d.Reload(ctx) }()
-		case done := <-d.srv.reloads:
 			go func() { done <- d.Reload(ctx) }()
 		case ch, ok := <-changes:
 			if !ok {
@@ -269,8 +290,17 @@ func (d *Daemon) shutdown(purge bool) error {
 		d.log.Info("the XDP program keeps forwarding with the last tables until the next xlb run takes it over; xlb stop removes it")
 	}
 	err = errors.Join(err, d.dp.Close())
-	d.srv.close()
+	d.opsStop()
+	d.srv.Close()
 	return err
+}
+
+// askStop asks the loop to stop and remove the data path (`xlb stop`).
+func (d *Daemon) askStop() {
+	select {
+	case d.stops <- struct{}{}:
+	default: // already asked
+	}
 }
 
 // loadConfig reads and validates the configuration file; warnings are
@@ -300,6 +330,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	prev, err := d.reload(ctx)
 	if err != nil {
 		d.log.Error("reload rejected, old configuration still served", "err", err)
+		d.ops.Loaded(nil, err)
 	}
 	go func() {
 		if prev != nil {
@@ -351,6 +382,8 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 		prev = nil
 	}
 	d.cfg = cfg
+	_, _ = d.ovr.Prune(cfg) // a server the reload removed loses its override
+	d.ops.Loaded(cfg, nil)
 	d.hc.SetDamping(cfg.Global.FlapDamping)
 	d.hc.SetVIPs(cfg.VIPs())
 	d.hc.Update(targets)
@@ -359,6 +392,16 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 }
 
 func (d *Daemon) applyLocked(cfg *service.Config) error { return d.applyWith(cfg, d.hc) }
+
+// locked runs fn with applies held off, with the served config and a function serving it anew.
+func (d *Daemon) locked(fn func(cfg *service.Config, apply func() error) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopping {
+		return errors.New("xlb is stopping")
+	}
+	return fn(d.cfg, func() error { return d.applyLocked(d.cfg) })
+}
 
 // applyWith serves cfg as health h says, and runs the quorum scripts its
 // changes call for.
@@ -411,7 +454,9 @@ func (d *Daemon) neighbourChanged(ch neigh.Change) {
 func (d *Daemon) healthChanged(ev healthcheck.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.ops.HealthChanged(ev)
 	s, known := d.cfg.Service(ev.Service)
+	d.ramp.HealthChanged(ev, s.SlowStart)
 	d.scripts.Health(ev, s, known && reconcile.AnyUp(s, d.hc))
 	if err := d.applyLocked(d.cfg); err != nil {
 		d.log.Error("apply after health change", "backend", ev.Backend, "err", err)
@@ -445,9 +490,4 @@ func (d *Daemon) omega() {
 	wait := d.scripts.Omega(d.cfg.Services, d.hc.Up, d.rec.HoldsQuorum)
 	d.mu.Unlock()
 	wait()
-}
-
-// socketDir creates the socket's directory, root only.
-func socketDir(path string) error {
-	return os.MkdirAll(filepath.Dir(path), 0o700)
 }

@@ -147,14 +147,16 @@ func dirsOf(tb testing.TB, topo *testutil.Topology, host string) (pins, run stri
 // startLB runs `xlb run` on host's eth0 with the configuration text conf,
 // in native XDP mode with the host's pin and runtime directories, and
 // waits until it serves with every backend resolved. A daemon still
-// running at cleanup is stopped with SIGTERM and must exit cleanly.
-func startLB(tb testing.TB, topo *testutil.Topology, host, conf string) *lbDaemon {
+// running at cleanup is stopped with SIGTERM and must exit cleanly. args
+// are more flags for xlb run; its state directory is the host's runtime
+// directory, kept across restarts as /var/lib/xlb is.
+func startLB(tb testing.TB, topo *testutil.Topology, host, conf string, args ...string) *lbDaemon {
 	tb.Helper()
-	return startLBWith(tb, topo, host, conf, testutil.BuildBinary(tb, "./cmd/xlb"))
+	return startLBWith(tb, topo, host, conf, testutil.BuildBinary(tb, "./cmd/xlb"), args...)
 }
 
 // startLBWith is startLB with the xlb binary bin (another build, say).
-func startLBWith(tb testing.TB, topo *testutil.Topology, host, conf, bin string) *lbDaemon {
+func startLBWith(tb testing.TB, topo *testutil.Topology, host, conf, bin string, args ...string) *lbDaemon {
 	tb.Helper()
 	dir := tb.TempDir()
 	path := filepath.Join(dir, "keepalived.conf")
@@ -167,8 +169,8 @@ func startLBWith(tb testing.TB, topo *testutil.Topology, host, conf, bin string)
 		socket: filepath.Join(run, "xlb.sock"),
 		pins:   pins,
 	}}
-	d.proc = topo.StartNet(tb, host, d.bin, "run", "-f", path, "-i", "eth0",
-		"--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket)
+	d.proc = topo.StartNet(tb, host, append([]string{d.bin, "run", "-f", path, "-i", "eth0",
+		"--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket, "--state-dir", run}, args...)...)
 	tb.Cleanup(func() {
 		if err := d.proc.Stop(); err != nil && !d.killed.Load() {
 			tb.Errorf("xlb run in %s did not exit cleanly on SIGTERM: %v\n%s", host, err, d.proc.Output())

@@ -90,8 +90,9 @@ type daemon struct {
 // startDaemon runs `xlb run -f conf` on lb1's eth0 in native XDP mode and
 // waits until it answers on its socket with every backend resolved. At
 // cleanup it checks that SIGTERM made the daemon exit cleanly, detach and
-// remove its pins.
-func startDaemon(tb testing.TB, topo *testutil.Topology, conf string) *daemon {
+// remove its pins. args are more flags for xlb run; its state directory
+// is the test's own.
+func startDaemon(tb testing.TB, topo *testutil.Topology, conf string, args ...string) *daemon {
 	tb.Helper()
 	dir := tb.TempDir()
 	// A bpffs of the daemon's own: a parallel test or the demo pinning
@@ -105,8 +106,8 @@ func startDaemon(tb testing.TB, topo *testutil.Topology, conf string) *daemon {
 		socket: filepath.Join(dir, "xlb.sock"),
 		pins:   filepath.Join(fs, "xlb"),
 	}
-	d.proc = topo.StartNet(tb, testutil.LB1, d.bin, "run", "-f", conf, "-i", "eth0",
-		"--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket)
+	d.proc = topo.StartNet(tb, testutil.LB1, append([]string{d.bin, "run", "-f", conf, "-i", "eth0",
+		"--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket, "--state-dir", dir}, args...)...)
 	// Registered after StartNet's own cleanup, so it runs first and sees
 	// the daemon's exit status.
 	tb.Cleanup(func() { d.checkStop(tb) })

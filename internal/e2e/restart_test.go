@@ -79,7 +79,7 @@ func TestOnePinDirOneDaemon(t *testing.T) {
 	start := func() *daemon {
 		d := &daemon{topo: topo, bin: bin, conf: conf, pins: pins, socket: filepath.Join(t.TempDir(), "xlb.sock")}
 		d.proc = topo.StartNet(t, testutil.LB1, bin, "run", "-f", conf, "-i", "eth0",
-			"--xdp-mode", "native", "--bpffs", pins, "--socket", d.socket)
+			"--xdp-mode", "native", "--bpffs", pins, "--socket", d.socket, "--state-dir", filepath.Dir(d.socket))
 		return d
 	}
 	// refused waits for d to exit and checks that it named holder.

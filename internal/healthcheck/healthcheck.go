@@ -73,6 +73,19 @@ type Options struct {
 	// Damping holds a flapping backend down; off unless all three of its
 	// values are positive.
 	Damping service.FlapDamping
+	// OnProbe, if set, is told the outcome of every probe (for metrics);
+	// it is called with the manager's lock held and must not block.
+	OnProbe func(ProbeResult)
+}
+
+// ProbeResult is the outcome of one probe of one check.
+type ProbeResult struct {
+	Service service.ServiceKey
+	Backend netip.AddrPort
+	Kind    service.CheckKind
+	OK      bool
+	// Duration is how long the probe took, on the manager's clock.
+	Duration time.Duration
 }
 
 func dampingOn(f service.FlapDamping) bool {
@@ -468,6 +481,9 @@ func (m *Manager) handle(r *runner, c service.Check, start time.Time, res Result
 	r.cancel = nil
 	now := m.clock.Now()
 	s := r.m.observe(err == nil)
+	if m.opts.OnProbe != nil {
+		m.opts.OnProbe(ProbeResult{Service: t.key.svc, Backend: t.key.be, Kind: c.Kind, OK: err == nil, Duration: now.Sub(start)})
+	}
 	d := s.delay
 	if s.fromStart {
 		d = max(start.Add(d).Sub(now), 0)

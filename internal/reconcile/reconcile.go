@@ -34,7 +34,22 @@ type Reconciler struct {
 	bal    Balancer
 	quorum quorums
 	digest string
+	ovr    Overrides
 }
+
+// Overrides are the operator's runtime weights and drains
+// (*override.Store).
+type Overrides interface {
+	// Weight is the weight be serves svc with instead of w.
+	Weight(svc service.ServiceKey, be netip.AddrPort, w int) int
+}
+
+// SetOverrides makes every later Apply serve the live real servers at the
+// weights o gives. Overrides change only the served weight: quorums count
+// the configured weights, as keepalived's do when ipvsadm edits a weight
+// behind its back, so draining a server for maintenance does not by
+// itself hand the service to its sorry server.
+func (r *Reconciler) SetOverrides(o Overrides) { r.ovr = o }
 
 // New returns a Reconciler that applies to bal.
 func New(bal Balancer) *Reconciler {
@@ -55,7 +70,7 @@ func (r *Reconciler) Apply(cfg *service.Config, macs map[netip.Addr]net.Hardware
 		h = alwaysUp{}
 	}
 	q, changed := nextQuorums(cfg, h, r.quorum)
-	want := desired(cfg, macs, h, q)
+	want := desired(cfg, macs, h, q, r.ovr)
 	if err := r.bal.Apply(want); err != nil {
 		return nil, err
 	}
@@ -131,7 +146,7 @@ func (alwaysUp) DynamicWeight(service.ServiceKey, netip.AddrPort) (int, bool) {
 // VIP away. A sorry server with sorry_server_inhibit stays at weight 0
 // while the real servers serve, so that the connections it took drain
 // rather than move when they come back.
-func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h Health, q quorums) []balancer.Service {
+func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h Health, q quorums, ovr Overrides) []balancer.Service {
 	out := make([]balancer.Service, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
 		bs := balancer.Service{
@@ -142,6 +157,9 @@ func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h Health
 		sorry := s.SorryServer != nil && len(s.Backends) > 0 && !q[s.Key()]
 		for _, be := range s.Backends {
 			w := effectiveWeight(s, be, h)
+			if ovr != nil {
+				w = max(ovr.Weight(s.Key(), be.AddrPort(), w), 0)
+			}
 			if sorry || !h.Up(s.Key(), be.AddrPort()) {
 				if !be.InhibitOnFailure && (anyUp || s.SorryServer != nil) {
 					continue

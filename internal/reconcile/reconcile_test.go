@@ -69,6 +69,7 @@ func TestDesired(t *testing.T) {
 		cfg     *service.Config
 		down    []netip.Addr
 		dynamic map[netip.AddrPort]int
+		ovr     map[netip.AddrPort]int
 		want    []balancer.Backend
 	}{
 		{name: "all up", cfg: svc(false, false), want: []balancer.Backend{be(rsA, 3), be(rsB, 1)}},
@@ -100,6 +101,16 @@ func TestDesired(t *testing.T) {
 			want: []balancer.Backend{be(rsA, 3), be(rsB, 7)}},
 		{name: "dynamic weight of a down server with inhibit is 0", cfg: svc(true, false), down: []netip.Addr{rsB},
 			dynamic: map[netip.AddrPort]int{ap(rsB): 7}, want: []balancer.Backend{be(rsA, 3), be(rsB, 0)}},
+		{name: "override drains: present at weight 0, flows kept", cfg: svc(false, false), ovr: map[netip.AddrPort]int{ap(rsA): 0},
+			want: []balancer.Backend{be(rsA, 0), be(rsB, 1)}},
+		{name: "override weight", cfg: svc(false, false), ovr: map[netip.AddrPort]int{ap(rsB): 9},
+			want: []balancer.Backend{be(rsA, 3), be(rsB, 9)}},
+		{name: "override of a down server without inhibit: still removed", cfg: svc(false, false), down: []netip.Addr{rsB},
+			ovr: map[netip.AddrPort]int{ap(rsB): 9}, want: []balancer.Backend{be(rsA, 3)}},
+		{name: "override does not revive a down server with inhibit", cfg: svc(true, false), down: []netip.Addr{rsB},
+			ovr: map[netip.AddrPort]int{ap(rsB): 9}, want: []balancer.Backend{be(rsA, 3), be(rsB, 0)}},
+		{name: "drained server keeps the quorum: quorums count configured weights", cfg: withQuorum(svc(false, true), 4),
+			ovr: map[netip.AddrPort]int{ap(rsA): 0}, want: []balancer.Backend{be(rsA, 0), be(rsB, 1)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,7 +119,11 @@ func TestDesired(t *testing.T) {
 				h.down[ap(a)] = true
 			}
 			q, _ := nextQuorums(tc.cfg, h, nil)
-			got := desired(tc.cfg, macs, h, q)
+			var ovr Overrides
+			if tc.ovr != nil {
+				ovr = fakeOverrides(tc.ovr)
+			}
+			got := desired(tc.cfg, macs, h, q, ovr)
 			if len(got) != 1 {
 				t.Fatalf("%d services, want 1", len(got))
 			}
@@ -297,4 +312,14 @@ func TestCapacity(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeOverrides replaces the weight of the servers it lists.
+type fakeOverrides map[netip.AddrPort]int
+
+func (f fakeOverrides) Weight(_ service.ServiceKey, be netip.AddrPort, w int) int {
+	if o, ok := f[be]; ok {
+		return o
+	}
+	return w
 }

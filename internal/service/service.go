@@ -177,6 +177,12 @@ type Service struct {
 	// Keywords is where each keyword of the block was written, so that an
 	// error about its value names its own line.
 	Keywords Keywords `json:"-"`
+
+	// SlowStart, when set, ramps a backend that comes back up from a
+	// small share of new flows to its full weight over this window,
+	// rather than handing it its whole share at once (an xlb extension;
+	// 0, the default, is keepalived's behaviour).
+	SlowStart time.Duration
 }
 
 // Key returns the service's identity.

@@ -55,6 +55,9 @@ func (v *validator) service(s *Service) {
 	if _, _, err := SchedulerPlan(s.Scheduler); err != nil {
 		v.add(s.Keywords.At(s.Source, "lvs_sched", "lb_algo"), "%s: %v", name, err)
 	}
+	if s.SlowStart < 0 {
+		v.add(s.Source, "%s: slow_start %s is negative", name, s.SlowStart)
+	}
 	if s.Persistence < 0 {
 		v.add(s.Keywords.At(s.Source, "persistence_timeout"), "%s: persistence %s is negative", name, s.Persistence)
 	}

@@ -36,6 +36,53 @@ type Datapath interface {
 	BackendStats(id uint32) (datapath.Stats, error)
 }
 
+// bulkStats is a Datapath that reads every counter with one call
+// (*datapath.Datapath): a state of 1,000 services x 10 backends would
+// otherwise cost 11,000 syscalls.
+type bulkStats interface {
+	AllStats(maxService, maxBackend uint32) (svc, be []datapath.Stats, err error)
+}
+
+// statsOf reads the counters of the ids bst serves: all at once when dp
+// can, else one id at a time.
+type statsOf struct {
+	dp      Datapath
+	svc, be []datapath.Stats
+}
+
+func newStatsOf(dp Datapath, bst balancer.State) statsOf {
+	s := statsOf{dp: dp}
+	bulk, ok := dp.(bulkStats)
+	if !ok {
+		return s
+	}
+	var maxSvc, maxBe uint32
+	for _, ss := range bst.Services {
+		maxSvc = max(maxSvc, ss.ID)
+		for _, id := range ss.BackendIDs {
+			maxBe = max(maxBe, id)
+		}
+	}
+	if svc, be, err := bulk.AllStats(maxSvc, maxBe); err == nil {
+		s.svc, s.be = svc, be
+	}
+	return s
+}
+
+func (s statsOf) service(id uint32) (datapath.Stats, error) {
+	if int(id) < len(s.svc) {
+		return s.svc[id], nil
+	}
+	return s.dp.ServiceStats(id)
+}
+
+func (s statsOf) backend(id uint32) (datapath.Stats, error) {
+	if int(id) < len(s.be) {
+		return s.be[id], nil
+	}
+	return s.dp.BackendStats(id)
+}
+
 // Build is the running state for `xlb list`: the balancer's view bst
 // joined with the configuration and the data path's counters and flows.
 // A backend a failed check took out without inhibit_on_failure is not
@@ -47,7 +94,9 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, err
 	}
 
 	perBackend := map[uint32]*conns{}
+	var entries uint64
 	err := dp.Flows(func(e datapath.FlowEntry) bool {
+		entries++
 		if e.Idle > connTimeouts[e.State] {
 			return true
 		}
@@ -67,7 +116,8 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, err
 		return api.State{}, err
 	}
 
-	out := api.State{Taken: time.Now()}
+	stats := newStatsOf(dp, bst)
+	out := api.State{Taken: time.Now(), FlowEntries: entries}
 	for _, s := range cfg.Services {
 		bs, ok := byKey[reconcile.DatapathKey(s.Key())]
 		as := api.Service{
@@ -79,13 +129,13 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, err
 			Installed:   ok && bs.Installed,
 		}
 		if ok {
-			if st, err := dp.ServiceStats(bs.ID); err == nil {
+			if st, err := stats.service(bs.ID); err == nil {
 				as.Stats = apiStats(st)
 			}
 		}
 		for _, be := range s.Backends {
 			ab := api.Backend{Addr: be.Addr.String(), Port: be.Port, ConfigWeight: uint32(max(be.Weight, 0)), Unresolved: true}
-			if ok && !fillBackend(&ab, bs, be.AddrPort(), dp, perBackend) {
+			if ok && !fillBackend(&ab, bs, be.AddrPort(), stats, perBackend) {
 				// Taken out by a failed health check without
 				// inhibit_on_failure: ipvsadm no longer lists it either.
 				continue
@@ -98,7 +148,7 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, err
 		// (keepalived lists it so only once it has served).
 		if ss := s.SorryServer; ok && ss != nil && !slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return b.AddrPort() == ss.AddrPort() }) {
 			ab := api.Backend{Addr: ss.Addr.String(), Port: ss.Port, ConfigWeight: 1, Unresolved: true, Sorry: true}
-			if fillBackend(&ab, bs, ss.AddrPort(), dp, perBackend) {
+			if fillBackend(&ab, bs, ss.AddrPort(), stats, perBackend) {
 				as.Backends = append(as.Backends, ab)
 			}
 		}
@@ -110,7 +160,7 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, err
 // fillBackend fills in what the balancer serves of the backend at key, and
 // reports whether it serves it at all (unresolved counts: it keeps its
 // place).
-func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, dp Datapath, perBackend map[uint32]*conns) bool {
+func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, stats statsOf, perBackend map[uint32]*conns) bool {
 	for i, b := range bs.Backends {
 		if b.Key() != key {
 			continue
@@ -125,7 +175,7 @@ func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, 
 		if c := perBackend[id]; c != nil {
 			ab.ActiveConn, ab.InActConn = c.active, c.inactive
 		}
-		if st, err := dp.BackendStats(id); err == nil {
+		if st, err := stats.backend(id); err == nil {
 			ab.Stats = apiStats(st)
 		}
 		return true

@@ -271,6 +271,10 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 			s.Omega = c.args(k, 0, 0)
 		case k.kw == "quorum":
 			s.Quorum, _ = c.integer(k, 1, 1<<31-1)
+		case k.kw == "slow_start":
+			if v, ok := c.integer(k, 0, 3600); ok {
+				s.SlowStart = time.Duration(v) * time.Second
+			}
 		case k.kw == "hysteresis":
 			s.Hysteresis, _ = c.integer(k, 0, 1<<31-1)
 		case k.kw == "quorum_up" || k.kw == "quorum_down":
