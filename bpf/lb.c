@@ -11,6 +11,11 @@
 /* Read-only after load: internal/datapath sets it per interface. */
 const volatile struct xlb_config xlb_cfg = {};
 
+/* Writable at any time: internal/datapath maps .bss and stores the
+ * timeouts there, a plain load for the program where a map lookup would
+ * be a call. */
+struct xlb_settings settings = {};
+
 /* Never read. bpf2go emits Go only for types in the object's BTF, and
  * clang puts an enum there only when some symbol's type refers to it: this
  * one's does, so internal/datapath takes the constants of lb_consts.h from
@@ -93,6 +98,13 @@ static __always_inline int is_reuse(__u8 flags, __u8 state)
 	       (state == XLB_FLOW_FIN || state == XLB_FLOW_CLOSE);
 }
 
+/* expired reports whether the entry has been idle longer than its state
+ * allows. The unsigned difference survives the wrap of the stamp. */
+static __always_inline int expired(const struct flow *f, __u32 now)
+{
+	return now - f->atime > settings.timeout[f->state & (XLB_FLOW_STATES - 1)];
+}
+
 /* for_this_host reports whether the frame is addressed to the interface's
  * MAC (always, when none is configured). A VIP frame for another host's
  * MAC reaches XDP only in promiscuous mode or through a flood where no
@@ -170,10 +182,19 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 
 	now = bpf_jiffies64() >> XLB_ATIME_SHIFT;
 	f = bpf_map_lookup_elem(&flows, &p.key);
-	if (f && !is_reuse(p.tcp_flags, f->state)) {
+	if (f && expired(f, now)) {
+		/* IPVS would have dropped the connection by now: whatever
+		 * comes on the tuple is a new flow, so a drained backend
+		 * really drains. */
+		count(XLB_CNT_FLOW_EXPIRED);
+	} else if (f && !is_reuse(p.tcp_flags, f->state)) {
 		id = f->backend;
 		be = bpf_map_lookup_elem(&backends, &id);
-		if (be && (be->flags & XLB_BE_F_PRESENT)) {
+		/* The backend must still be there and still be this
+		 * service's: an entry never leads to another service's
+		 * backend, whatever became of its id. */
+		if (be && (be->flags & XLB_BE_F_PRESENT) &&
+		    be->service == svc->id && f->service == svc->id) {
 			__u8 st = next_state(p.key.proto, p.tcp_flags, f->state);
 
 			/* Write only on change: a store per packet would bounce
@@ -189,7 +210,7 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 
 	id = pick(svc, &p.key);
 	be = id ? bpf_map_lookup_elem(&backends, &id) : NULL;
-	if (!be || !(be->flags & XLB_BE_F_PRESENT)) {
+	if (!be || !(be->flags & XLB_BE_F_PRESENT) || be->service != svc->id) {
 		count(XLB_CNT_PASS_NO_BACKEND);
 		return XDP_PASS;
 	}
@@ -197,6 +218,7 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		struct flow nf = {
 			.backend = id,
 			.atime = now,
+			.service = svc->id,
 			.state = next_state(p.key.proto, p.tcp_flags, 0),
 		};
 
@@ -225,13 +247,15 @@ int xlb_xdp(struct xdp_md *ctx)
 	return xlb_process(ctx);
 }
 
-/* xlb_now returns the low 32 bits of jiffies as its verdict.
- * BPF_PROG_TEST_RUN of it is how the loader reads the program's clock to
- * turn flow atimes into ages; it is never attached. */
+/* xlb_now returns the program's clock as its verdict: jiffies in atime
+ * units, exactly as flows are stamped (the low 32 bits of the shifted
+ * 64-bit count, which differ from the shifted low 32 bits once jiffies
+ * pass 2^32, five minutes after boot). BPF_PROG_TEST_RUN of it is how the
+ * loader turns flow atimes into ages; it is never attached. */
 SEC("xdp")
 int xlb_now(struct xdp_md *ctx)
 {
-	return (__u32)bpf_jiffies64();
+	return (__u32)(bpf_jiffies64() >> XLB_ATIME_SHIFT);
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -5,6 +5,7 @@
 #define XLB_STRUCTS_H
 
 #include <linux/types.h>
+#include "lb_consts.h"
 
 /* Addresses are bytes in network order, so `bpftool map dump` prints
  * 192.0.2.10 as [192,0,2,10,...]; IPv4 uses the first 4 bytes, the rest is
@@ -28,9 +29,13 @@ struct vip_meta {
 	__u32 size;   /* entries in that table (a prime) */
 };
 
+/* backends value. service is the id of the one service the backend id
+ * was given out for: a flow entry is followed only to a backend of its own
+ * service, whatever became of the id since. */
 struct backend {
 	__u8 mac[6];
-	__u16 flags; /* XLB_BE_F_* */
+	__u16 flags;   /* XLB_BE_F_* */
+	__u32 service; /* vip_meta.id */
 };
 
 /* flows key; also the input of the Maglev hash (see xlb_flow_hash). */
@@ -44,11 +49,15 @@ struct flow_key {
 	__u16 pad;
 };
 
+/* flows value. An entry idle longer than its state's timeout
+ * (the settings global of lb.c) is not followed: the flow is scheduled afresh, as IPVS
+ * expires a connection. */
 struct flow {
 	__u32 backend; /* backend id */
 	__u32 atime;   /* last seen: jiffies >> XLB_ATIME_SHIFT */
+	__u16 service; /* vip_meta.id of the service that placed it */
 	__u8 state;    /* XLB_FLOW_* */
-	__u8 pad[3];
+	__u8 pad;
 };
 
 /* backend_ids key: which real server of which service a backend id stands
@@ -70,6 +79,13 @@ struct lb_stats {
 	__u64 packets;
 	__u64 bytes;
 	__u64 flows; /* new flows (inserted into the flow table) */
+};
+
+/* Written by the loader at any time (.bss, mmapped): IPVS's per-state
+ * timeouts, in atime units. An entry is expired once
+ * now - atime > timeout[state]. */
+struct xlb_settings {
+	__u32 timeout[XLB_FLOW_STATES];
 };
 
 /* Set at load time through .rodata: the program is loaded per interface. */

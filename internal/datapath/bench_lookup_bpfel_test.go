@@ -14,17 +14,19 @@ import (
 )
 
 type benchLookupBackend struct {
-	_     structs.HostLayout
-	Mac   [6]uint8
-	Flags uint16
+	_       structs.HostLayout
+	Mac     [6]uint8
+	Flags   uint16
+	Service uint32
 }
 
 type benchLookupFlow struct {
 	_       structs.HostLayout
 	Backend uint32
 	Atime   uint32
+	Service uint16
 	State   uint8
-	Pad     [3]uint8
+	Pad     uint8
 }
 
 type benchLookupFlowKey struct {

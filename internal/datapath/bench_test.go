@@ -194,23 +194,29 @@ func benchLoad(b *testing.B, flows uint32) *Datapath {
 		_ = d.Close()
 		_ = unmount(pins)
 	})
-	table := make([]uint32, benchTableSize)
-	for i := range table {
-		table[i] = uint32(1 + i%len(benchBackends))
-	}
 	// A test run's repeats see the frame the previous repeat wrote, and
 	// the program passes frames addressed to another host's MAC. With
 	// every backend at the balancer's own MAC the rewritten frame is again
 	// addressed to the balancer, so each repeat does the forwarding work.
-	backends := map[uint32]net.HardwareAddr{}
-	for id := range benchBackends {
-		backends[id] = benchLBMAC
+	// Each service has backends of its own: ids are per service.
+	keys := []ServiceKey{
+		{Addr: benchVIP4, Port: 80, Proto: protoTCP},
+		{Addr: benchVIP4, Port: 53, Proto: protoUDP},
+		{Addr: benchVIP6, Port: 80, Proto: protoTCP},
 	}
-	txn := Txn{Backends: backends, Services: []ServiceTable{
-		{Key: ServiceKey{Addr: benchVIP4, Port: 80, Proto: protoTCP}, Service: Service{ID: 1}, Table: table},
-		{Key: ServiceKey{Addr: benchVIP4, Port: 53, Proto: protoUDP}, Service: Service{ID: 2}, Table: table},
-		{Key: ServiceKey{Addr: benchVIP6, Port: 80, Proto: protoTCP}, Service: Service{ID: 3}, Table: table},
-	}}
+	txn := Txn{Backends: map[uint32]Backend{}}
+	n := uint32(len(benchBackends))
+	for i, k := range keys {
+		svc := uint32(i + 1)
+		table := make([]uint32, benchTableSize)
+		for j := range table {
+			table[j] = n*(svc-1) + 1 + uint32(j)%n
+		}
+		for id := n*(svc-1) + 1; id <= n*svc; id++ {
+			txn.Backends[id] = Backend{MAC: benchLBMAC, Service: svc}
+		}
+		txn.Services = append(txn.Services, ServiceTable{Key: k, Service: Service{ID: svc}, Table: table})
+	}
 	if err := d.Apply(txn); err != nil {
 		b.Fatal(err)
 	}

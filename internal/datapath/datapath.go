@@ -103,9 +103,11 @@ type Datapath struct {
 	// released; it holds no backend and no service points at it.
 	retired *ebpf.Map
 
-	hzOnce sync.Once // measures the tick rate on first use
+	hzOnce sync.Once // reads the tick rate on first use
 	hz     float64
 	hzErr  error
+
+	timeouts Timeouts // what the program applies (SetTimeouts)
 }
 
 // Load loads the program and opens its maps: maps pinned in PinDir by an
@@ -191,6 +193,10 @@ func Load(opts Options) (d *Datapath, err error) {
 		}
 	}
 	if err := d.collectGarbage(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.SetTimeouts(DefaultTimeouts); err != nil {
 		d.Close()
 		return nil, err
 	}

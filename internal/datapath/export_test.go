@@ -22,7 +22,7 @@ func (d *Datapath) LookupFlow(f Flow) (FlowEntry, bool, error) {
 	if err != nil {
 		return FlowEntry{}, false, err
 	}
-	e := FlowEntry{Flow: f, Backend: v.Backend, State: FlowState(v.State), Idle: clock.idle(v.Atime)}
+	e := FlowEntry{Flow: f, Backend: v.Backend, Service: uint32(v.Service), State: FlowState(v.State), Idle: clock.idle(v.Atime)}
 	return e, true, nil
 }
 

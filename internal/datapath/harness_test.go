@@ -2,7 +2,7 @@ package datapath
 
 import (
 	"errors"
-	"net"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -45,11 +45,36 @@ func backendMAC(id uint32) macAddr {
 	return macAddr{0x02, 0xbe, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}
 }
 
-func backendsTxn(ids ...uint32) map[uint32]net.HardwareAddr {
-	m := map[uint32]net.HardwareAddr{}
+// backendsTxn gives ids to service id 1 (web4's in most tests).
+func backendsTxn(ids ...uint32) map[uint32]Backend {
+	return backendsOf(1, ids...)
+}
+
+// backendsOf gives ids to service id svc.
+func backendsOf(svc uint32, ids ...uint32) map[uint32]Backend {
+	m := map[uint32]Backend{}
 	for _, id := range ids {
 		b := backendMAC(id)
-		m[id] = b[:]
+		m[id] = Backend{MAC: b[:], Service: svc}
+	}
+	return m
+}
+
+// ownBackends gives each id to the service of the same id, as stdSetup
+// pairs them.
+func ownBackends(ids ...uint32) map[uint32]Backend {
+	m := map[uint32]Backend{}
+	for _, id := range ids {
+		maps.Copy(m, backendsOf(id, id))
+	}
+	return m
+}
+
+// mergeBackends joins backend sets.
+func mergeBackends(sets ...map[uint32]Backend) map[uint32]Backend {
+	m := map[uint32]Backend{}
+	for _, s := range sets {
+		maps.Copy(m, s)
 	}
 	return m
 }
@@ -282,14 +307,30 @@ func clearFlows(tb testing.TB, d *Datapath) {
 	}
 }
 
-// putFlow writes a flow entry as the program would have.
+// putFlow writes a flow entry as service 1 would have placed it.
 func putFlow(tb testing.TB, d *Datapath, f Flow, backend uint32, st FlowState) {
 	tb.Helper()
-	j, err := d.jiffies()
+	putFlowAged(tb, d, f, flowSpec{backend: backend, service: 1, state: st})
+}
+
+// flowSpec is a flow entry to write: idle is how many atime units ago it
+// last saw a packet.
+type flowSpec struct {
+	backend, service uint32
+	state            FlowState
+	idle             uint32
+}
+
+// putFlowAged writes a flow entry whose last packet was fs.idle units ago
+// by the program's own clock: how tests drive the clock an entry is aged
+// by without waiting.
+func putFlowAged(tb testing.TB, d *Datapath, f Flow, fs flowSpec) {
+	tb.Helper()
+	now, err := d.clock()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	v := lbFlow{Backend: backend, Atime: j >> atimeShift, State: uint8(st)}
+	v := lbFlow{Backend: fs.backend, Atime: now - fs.idle, Service: uint16(fs.service), State: uint8(fs.state)}
 	if err := d.objs.Flows.Put(f.bpf(), v); err != nil {
 		tb.Fatal(err)
 	}
@@ -328,6 +369,9 @@ type step struct {
 	backend uint32    // verdictTX: where the frame goes
 	svc     uint32    // verdictTX: the service whose stats move
 	state   FlowState // the flow's state afterwards; 0: no entry for p
+	// flowSvc is the service id the entry holds afterwards when not svc
+	// (a PASS that leaves an entry as it was).
+	flowSvc uint32
 	// counters are the reason counters the frame moves; nil means none.
 	counters map[Counter]uint64
 }
@@ -371,7 +415,10 @@ func (s step) check(t *testing.T, d *Datapath, svcs, bes []uint32) {
 	if s.p.dstIP.IsValid() {
 		var wantFlow *FlowEntry
 		if s.state != 0 {
-			wantFlow = &FlowEntry{Flow: s.p.flow(), Backend: s.backend, State: s.state}
+			wantFlow = &FlowEntry{Flow: s.p.flow(), Backend: s.backend, Service: s.flowSvc, State: s.state}
+			if s.flowSvc == 0 {
+				wantFlow.Service = s.svc
+			}
 		}
 		if diff := cmp.Diff(wantFlow, flowOf(t, d, s.p.flow()), equateAddr); diff != "" {
 			t.Errorf("flow entry (-want +got):\n%s", diff)

@@ -14,9 +14,10 @@ import (
 )
 
 type lbBackend struct {
-	_     structs.HostLayout
-	Mac   [6]uint8
-	Flags uint16
+	_       structs.HostLayout
+	Mac     [6]uint8
+	Flags   uint16
+	Service uint32
 }
 
 type lbBackendRef struct {
@@ -32,8 +33,9 @@ type lbFlow struct {
 	_       structs.HostLayout
 	Backend uint32
 	Atime   uint32
+	Service uint16
 	State   uint8
-	Pad     [3]uint8
+	Pad     uint8
 }
 
 type lbFlowKey struct {
@@ -73,7 +75,7 @@ type lbVipMeta struct {
 type lbXlbAtime uint32
 
 const (
-	lbXlbAtimeXLB_ATIME_SHIFT lbXlbAtime = 8
+	lbXlbAtimeXLB_ATIME_SHIFT lbXlbAtime = 6
 )
 
 type lbXlbBeFlags uint32
@@ -100,7 +102,8 @@ const (
 	lbXlbCounterXLB_CNT_FLOW_NEW        lbXlbCounter = 6
 	lbXlbCounterXLB_CNT_FLOW_REHASH     lbXlbCounter = 7
 	lbXlbCounterXLB_CNT_PASS_OTHER_HOST lbXlbCounter = 8
-	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 9
+	lbXlbCounterXLB_CNT_FLOW_EXPIRED    lbXlbCounter = 9
+	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 10
 )
 
 type lbXlbFamily uint32
@@ -113,11 +116,12 @@ const (
 type lbXlbFlowState uint32
 
 const (
-	lbXlbFlowStateXLB_FLOW_SYN   lbXlbFlowState = 1
-	lbXlbFlowStateXLB_FLOW_EST   lbXlbFlowState = 2
-	lbXlbFlowStateXLB_FLOW_FIN   lbXlbFlowState = 3
-	lbXlbFlowStateXLB_FLOW_CLOSE lbXlbFlowState = 4
-	lbXlbFlowStateXLB_FLOW_UDP   lbXlbFlowState = 5
+	lbXlbFlowStateXLB_FLOW_SYN    lbXlbFlowState = 1
+	lbXlbFlowStateXLB_FLOW_EST    lbXlbFlowState = 2
+	lbXlbFlowStateXLB_FLOW_FIN    lbXlbFlowState = 3
+	lbXlbFlowStateXLB_FLOW_CLOSE  lbXlbFlowState = 4
+	lbXlbFlowStateXLB_FLOW_UDP    lbXlbFlowState = 5
+	lbXlbFlowStateXLB_FLOW_STATES lbXlbFlowState = 8
 )
 
 type lbXlbGoConsts struct {
@@ -128,6 +132,11 @@ type lbXlbGoConsts struct {
 	BeFlags   uint32
 	FlowState uint32
 	Atime     uint32
+}
+
+type lbXlbSettings struct {
+	_       structs.HostLayout
+	Timeout [8]uint32
 }
 
 type lbXlbSvcFlags uint32
@@ -149,6 +158,7 @@ const (
 	lbMapStats       = "stats"
 	lbProgXlbNow     = "xlb_now"
 	lbProgXlbXdp     = "xlb_xdp"
+	lbVarSettings    = "settings"
 	lbVarXlbCfg      = "xlb_cfg"
 	lbVarXlbGoConsts = "xlb_go_consts"
 )
@@ -216,6 +226,7 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
+	Settings    *ebpf.VariableSpec `ebpf:"settings"`
 	XlbCfg      *ebpf.VariableSpec `ebpf:"xlb_cfg"`
 	XlbGoConsts *ebpf.VariableSpec `ebpf:"xlb_go_consts"`
 }
@@ -265,6 +276,7 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
+	Settings    *ebpf.Variable `ebpf:"settings"`
 	XlbCfg      *ebpf.Variable `ebpf:"xlb_cfg"`
 	XlbGoConsts *ebpf.Variable `ebpf:"xlb_go_consts"`
 }

@@ -59,9 +59,23 @@ type modelService struct {
 	Table []uint32
 }
 
+// modelFlow is struct flow. Idle is how many clock units before the frame
+// the entry last saw a packet: what the program compares with the
+// timeout of its state. The model does not tick: entries the frames write
+// or follow are idle 0, and tests keep every timeout many units away from
+// the idle times they set up, so the clock ticking during a run changes
+// no decision.
 type modelFlow struct {
 	Backend uint32
+	Service uint32
 	State   FlowState
+	Idle    uint32
+}
+
+// modelBackend is a present backend.
+type modelBackend struct {
+	MAC     macAddr
+	Service uint32
 }
 
 // model is the state the program reads, and its forwarding decision.
@@ -70,17 +84,24 @@ type model struct {
 	// destination MAC.
 	srcMAC   macAddr
 	services map[modelVIP]modelService
-	backends map[uint32]macAddr // present backends only
+	backends map[uint32]modelBackend // present backends only
 	flows    map[modelKey]modelFlow
+	// timeouts are struct xlb_settings' timeout, in clock units.
+	timeouts [8]uint32
 }
 
 func newModel(srcMAC macAddr) *model {
 	return &model{
 		srcMAC:   srcMAC,
 		services: map[modelVIP]modelService{},
-		backends: map[uint32]macAddr{},
+		backends: map[uint32]modelBackend{},
 		flows:    map[modelKey]modelFlow{},
 	}
+}
+
+// expired is the program's test: idle longer than the state allows.
+func (m *model) expired(f modelFlow) bool {
+	return f.Idle > m.timeouts[f.State&7]
 }
 
 // statKey names one entry of the stats map.
@@ -250,21 +271,27 @@ func (m *model) process(frame []byte) modelResult {
 	f, known := m.flows[k]
 	// A SYN without ACK on a finished flow is a new connection.
 	reuse := flags&(thSYN|thACK) == thSYN && (f.State == FlowFIN || f.State == FlowClose)
-	if known && !reuse {
-		if _, present := m.backends[f.Backend]; present {
+	switch {
+	case known && m.expired(f):
+		// IPVS would have dropped it: scheduled afresh.
+		res.Counters[CounterFlowExpired]++
+	case known && !reuse:
+		// Followed only to a present backend of the entry's own
+		// service, which must be the one the frame is for.
+		if be, present := m.backends[f.Backend]; present && be.Service == svc.ID && f.Service == svc.ID {
 			id = f.Backend
-			m.flows[k] = modelFlow{Backend: id, State: modelNextState(k.Proto, flags, f.State)}
+			m.flows[k] = modelFlow{Backend: id, Service: f.Service, State: modelNextState(k.Proto, flags, f.State)}
 		} else {
 			res.Counters[CounterFlowRehash]++
 		}
 	}
 	if id == 0 {
 		id = m.pick(svc, k)
-		if _, present := m.backends[id]; id == 0 || !present {
+		if be, present := m.backends[id]; id == 0 || !present || be.Service != svc.ID {
 			res.Counters[CounterPassNoBackend]++
 			return res
 		}
-		m.flows[k] = modelFlow{Backend: id, State: modelNextState(k.Proto, flags, 0)}
+		m.flows[k] = modelFlow{Backend: id, Service: svc.ID, State: modelNextState(k.Proto, flags, 0)}
 		res.Counters[CounterFlowNew]++
 		fresh = 1
 	}
@@ -274,7 +301,7 @@ func (m *model) process(frame []byte) modelResult {
 	} else {
 		copy(res.Frame[6:12], frame[0:6])
 	}
-	be := m.backends[id]
+	be := m.backends[id].MAC
 	copy(res.Frame[0:6], be[:])
 	res.Verdict = verdictTX
 	st := Stats{Packets: 1, Bytes: uint64(len(frame)), Flows: fresh}

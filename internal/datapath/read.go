@@ -3,7 +3,6 @@ package datapath
 import (
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -114,8 +113,9 @@ const (
 	CounterPassNotVIP    = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)    // no service for this address/port
 	CounterPassNoBackend = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND) // service has no table or an empty slot
 	CounterFlowNew       = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)        // flow-table inserts
-	CounterFlowRehash    = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)     // known flow whose backend was removed
+	CounterFlowRehash    = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)     // known flow whose backend was removed or is another service's
 	CounterPassOtherHost = Counter(lbXlbCounterXLB_CNT_PASS_OTHER_HOST) // VIP traffic sent to another host's MAC
+	CounterFlowExpired   = Counter(lbXlbCounterXLB_CNT_FLOW_EXPIRED)    // entry idle past its timeout, scheduled afresh
 	counterMax           = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
@@ -131,6 +131,7 @@ var counterNames = [counterMax]string{
 	CounterFlowNew:       "flow_new",
 	CounterFlowRehash:    "flow_rehash",
 	CounterPassOtherHost: "pass_other_host",
+	CounterFlowExpired:   "flow_expired",
 }
 
 func (c Counter) String() string {
@@ -188,9 +189,12 @@ func (s FlowState) String() string {
 type FlowEntry struct {
 	Flow    Flow
 	Backend uint32
+	// Service is the id of the service that placed the flow: the entry
+	// is followed only while its backend is that service's.
+	Service uint32
 	State   FlowState
-	// Idle is how long ago the flow last sent a packet, to within 256
-	// jiffies (the program stamps flows coarsely, see bpf/lb_consts.h).
+	// Idle is how long ago the flow last sent a packet, to within one
+	// atime unit (the program stamps flows coarsely, see bpf/lb_consts.h).
 	Idle time.Duration
 }
 
@@ -210,6 +214,7 @@ func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
 				SrcPort: ntohs(k.Sport), DstPort: ntohs(k.Dport), Proto: k.Proto,
 			},
 			Backend: v.Backend,
+			Service: uint32(v.Service),
 			State:   FlowState(v.State),
 		}
 		e.Idle = clock.idle(v.Atime)
@@ -223,37 +228,14 @@ func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
 	return nil
 }
 
-// jiffies reads the kernel's jiffies (low 32 bits), the clock the program
-// stamps flows with, by running xlb_now.
-func (d *Datapath) jiffies() (uint32, error) {
+// clock reads the program's clock, jiffies in atime units as it stamps
+// flows, by running xlb_now.
+func (d *Datapath) clock() (uint32, error) {
 	ret, err := d.objs.XlbNow.Run(&ebpf.RunOptions{Data: make([]byte, 14)})
 	if err != nil {
-		return 0, fmt.Errorf("datapath: read jiffies: %w", err)
+		return 0, fmt.Errorf("datapath: read the program's clock: %w", err)
 	}
 	return ret, nil
-}
-
-// measureHZ times jiffies against CLOCK_MONOTONIC over 100 ms and rounds
-// to the nearest rate Linux is built with.
-func (d *Datapath) measureHZ() (float64, error) {
-	j0, err := d.jiffies()
-	if err != nil {
-		return 0, err
-	}
-	t0 := time.Now()
-	time.Sleep(100 * time.Millisecond)
-	j1, err := d.jiffies()
-	if err != nil {
-		return 0, err
-	}
-	rate := float64(j1-j0) / time.Since(t0).Seconds()
-	best := 0.0
-	for _, hz := range []float64{100, 250, 300, 1000} {
-		if best == 0 || math.Abs(rate-hz) < math.Abs(rate-best) {
-			best = hz
-		}
-	}
-	return best, nil
 }
 
 // idleClock turns flow atimes into ages: it reads the program's clock now
@@ -264,20 +246,19 @@ type idleClock struct {
 }
 
 func (d *Datapath) idleClock() (idleClock, error) {
-	d.hzOnce.Do(func() { d.hz, d.hzErr = d.measureHZ() })
+	d.hzOnce.Do(func() { d.hz, d.hzErr = tickRate() })
 	if d.hzErr != nil {
 		return idleClock{}, d.hzErr
 	}
-	j, err := d.jiffies()
+	now, err := d.clock()
 	if err != nil {
 		return idleClock{}, err
 	}
-	return idleClock{now: j >> atimeShift, hz: d.hz}, nil
+	return idleClock{now: now, hz: d.hz}, nil
 }
 
 // idle is how long ago atime was, to within one atime unit. uint32
 // arithmetic survives the wrap of the stamp.
 func (c idleClock) idle(atime uint32) time.Duration {
-	ticks := uint64((c.now-atime)&(1<<(32-atimeShift)-1)) << atimeShift
-	return time.Duration(float64(ticks) / c.hz * float64(time.Second))
+	return time.Duration(float64(uint64(c.now-atime)) * unitDuration(c.hz).Seconds() * float64(time.Second))
 }
