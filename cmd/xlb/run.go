@@ -25,6 +25,7 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	pins := fs.String("bpffs", datapath.DefaultPinDir, "bpffs `directory` of the pinned maps")
 	socket := fs.String("socket", api.DefaultSocket, "unix socket `path` of the runtime API")
 	flows := fs.Uint("flows", datapath.DefaultFlowTableSize, "flow table `size` (connections tracked)")
+	timeouts := fs.String("timeouts", "", "flow `lifetimes` after the last packet, overriding the configuration's: tcp=900s,tcp_fin=120s,udp=300s,syn_recv=60s,close=10s (any of them; ipvsadm --set)")
 	verbose := fs.Bool("v", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -37,6 +38,11 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	xmode, err := datapath.ParseMode(*mode)
+	if err != nil {
+		fmt.Fprintf(stderr, "xlb run: %v\n", err)
+		return 2
+	}
+	lifetimes, err := service.ParseTimeouts(*timeouts)
 	if err != nil {
 		fmt.Fprintf(stderr, "xlb run: %v\n", err)
 		return 2
@@ -72,6 +78,7 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		PinDir:        *pins,
 		Socket:        *socket,
 		FlowTableSize: uint32(*flows),
+		Timeouts:      lifetimes,
 		Log:           log,
 	}, reload)
 	if err != nil {

@@ -21,8 +21,17 @@ type fileYAML struct {
 }
 
 type globalYAML struct {
-	RouterID    yString   `yaml:"router_id,omitempty"`
-	FlapDamping *flapYAML `yaml:"flap_damping,omitempty"`
+	RouterID    yString       `yaml:"router_id,omitempty"`
+	FlapDamping *flapYAML     `yaml:"flap_damping,omitempty"`
+	Timeouts    *timeoutsYAML `yaml:"timeouts,omitempty"`
+}
+
+type timeoutsYAML struct {
+	TCP     *yDuration `yaml:"tcp,omitempty"`
+	TCPFin  *yDuration `yaml:"tcp_fin,omitempty"`
+	UDP     *yDuration `yaml:"udp,omitempty"`
+	SynRecv *yDuration `yaml:"syn_recv,omitempty"`
+	Close   *yDuration `yaml:"close,omitempty"`
 }
 
 type flapYAML struct {

@@ -41,7 +41,10 @@ type Options struct {
 	// FlowTableSize is the flow table's capacity (the data path's default
 	// if zero).
 	FlowTableSize uint32
-	Log           *slog.Logger
+	// Timeouts override, field by field, the flow lifetimes of the
+	// configuration (`xlb run --timeouts`).
+	Timeouts service.Timeouts
+	Log      *slog.Logger
 }
 
 // resolveTimeout bounds one MAC resolution; an unresolved backend is
@@ -69,6 +72,8 @@ type Daemon struct {
 	// vrrp is the running VRRP set; only Run's goroutine, which also
 	// serves reloads, replaces it.
 	vrrp *vrrpSet
+	// idHold is the longest backend id hold given to the balancer.
+	idHold time.Duration
 }
 
 // Run serves until ctx ends or a fatal error: it loads the configuration,
@@ -119,6 +124,9 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 		return fmt.Errorf("pin directory %s: %w", opts.PinDir, err)
 	}
 	d.rec = reconcile.New(d.bal)
+	if err := d.setTimeouts(cfg); err != nil {
+		return err
+	}
 	if len(ids.Backends) > 0 {
 		d.log.Info("adopted the flow table and backend ids of an earlier run", "backends", len(ids.Backends))
 	}
@@ -243,6 +251,9 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		d.vrrp = next
 	}
 	d.cfg = cfg
+	if err := d.setTimeouts(cfg); err != nil {
+		d.log.Error("reload: flow timeouts", "err", err)
+	}
 	d.hc.SetDamping(cfg.Global.FlapDamping)
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
 	d.mu.Unlock()
@@ -250,6 +261,22 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	if next != nil && prev != nil {
 		// Instances the new configuration dropped release gracefully.
 		prev.wait()
+	}
+	return nil
+}
+
+// setTimeouts gives the data path the configuration's flow lifetimes, as
+// the command line overrides them, and holds released backend ids as long
+// as an entry naming one may be followed. The hold never shrinks: an entry
+// a longer timeout kept may still name an id released under it.
+func (d *Daemon) setTimeouts(cfg *service.Config) error {
+	t := reconcile.DatapathTimeouts(cfg.Global.Timeouts.Override(d.opts.Timeouts))
+	if err := d.dp.SetTimeouts(t); err != nil {
+		return err
+	}
+	if h := t.Hold(); h > d.idHold {
+		d.idHold = h
+		d.bal.SetIDHold(h)
 	}
 	return nil
 }

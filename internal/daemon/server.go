@@ -102,16 +102,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // conns counts a backend's connections as IPVS does.
 type conns struct{ active, inactive uint64 }
 
-// IPVS's default timeouts (ipvsadm --set): how long a flow counts as a
-// connection after its last packet, by state.
-var connTimeouts = map[datapath.FlowState]time.Duration{
-	datapath.FlowSYN:   60 * time.Second,
-	datapath.FlowEst:   15 * time.Minute,
-	datapath.FlowFIN:   2 * time.Minute,
-	datapath.FlowClose: 10 * time.Second,
-	datapath.FlowUDP:   5 * time.Minute,
-}
-
 // State is the running state for `xlb list`: the balancer's view joined
 // with the configuration and the data path's counters and flows.
 func (d *Daemon) State() (api.State, error) {
@@ -125,8 +115,9 @@ func (d *Daemon) State() (api.State, error) {
 	}
 
 	perBackend := map[uint32]*conns{}
+	timeouts := d.dp.Timeouts()
 	err := d.dp.Flows(func(e datapath.FlowEntry) bool {
-		if e.Idle > connTimeouts[e.State] {
+		if e.Idle > timeouts.For(e.State) {
 			return true
 		}
 		c := perBackend[e.Backend]
