@@ -21,6 +21,15 @@
  * (BPF_F_INNER_MAP lets inner maps differ in max_entries). */
 #define XLB_MAGLEV_DEFAULT_SIZE 16381
 
+/* vip_filter: a one-hash Bloom filter of the VIP addresses, 2^16 bits in
+ * 64-bit words, so a frame for no VIP is passed after one array load
+ * instead of two hash lookups. The multiplier is Knuth's golden ratio. */
+enum xlb_vip_filter {
+	XLB_VIP_FILTER_BITS = 16,
+	XLB_VIP_FILTER_WORDS = (1 << XLB_VIP_FILTER_BITS) / 64,
+	XLB_VIP_FILTER_MUL = 0x9E3779B1u,
+};
+
 /* Fixed, not random: two balancers must pick the same backend for the same
  * flow so that a connection survives a failover between them. */
 #define XLB_HASH_SEED 0x786c6232u /* "xlb2" */

@@ -82,7 +82,7 @@ type Options struct {
 }
 
 // mapNames are the pinned maps, as bpf/lb_maps.h names them.
-var mapNames = []string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapFlows, lbMapBackendIds, lbMapStats, lbMapCounters}
+var mapNames = []string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapFlows, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter}
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {
@@ -193,6 +193,10 @@ func Load(opts Options) (d *Datapath, err error) {
 		}
 	}
 	if err := d.collectGarbage(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.syncFilter(); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -409,7 +413,7 @@ func (d *Datapath) Close() error {
 // one whose last reference was a descriptor at once.
 func (d *Datapath) Unpin() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.Flows, d.objs.BackendIds, d.objs.Stats, d.objs.Counters} {
+	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.Flows, d.objs.BackendIds, d.objs.Stats, d.objs.Counters, d.objs.VipFilter} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}

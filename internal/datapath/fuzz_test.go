@@ -210,7 +210,7 @@ func (sc scenario) model(srcMAC macAddr, first []byte) *model {
 		m.services[vipOf(s.key)] = s.svc
 	}
 	if sc.preflow {
-		if k, _, why := modelParse(first); why == parseOK {
+		if k, _, why := modelParse(first, nil); why == parseOK {
 			m.flows[k] = sc.pre
 		}
 	}
@@ -266,8 +266,19 @@ func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
 			t.Fatal(err)
 		}
 	}
+	var filter vipFilter
+	for _, s := range sc.services {
+		filter.add(s.key.bpf().Addr)
+	}
+	have, err := d.readFilter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.writeFilter(have, &filter); err != nil {
+		t.Fatal(err)
+	}
 	if sc.preflow {
-		if k, _, why := modelParse(first); why == parseOK {
+		if k, _, why := modelParse(first, nil); why == parseOK {
 			putFlowAged(t, d, k.flow(), flowSpec{backend: sc.pre.Backend, service: sc.pre.Service, state: sc.pre.State, idle: sc.pre.Idle})
 		}
 	}
@@ -434,7 +445,7 @@ func TestFuzzSeedsCover(t *testing.T) {
 			if len(frame) < 14 {
 				continue
 			}
-			k, flags, _ := modelParse(frame)
+			k, flags, _ := modelParse(frame, nil)
 			f, known := m.flows[k]
 			r := m.process(frame)
 			if r.Verdict == verdictTX {

@@ -132,6 +132,7 @@ type lbXlbGoConsts struct {
 	BeFlags   uint32
 	FlowState uint32
 	Atime     uint32
+	VipFilter uint32
 }
 
 type lbXlbSettings struct {
@@ -145,6 +146,14 @@ const (
 	lbXlbSvcFlagsXLB_SVC_F_HASH_SRC lbXlbSvcFlags = 1
 )
 
+type lbXlbVipFilter uint32
+
+const (
+	lbXlbVipFilterXLB_VIP_FILTER_BITS  lbXlbVipFilter = 16
+	lbXlbVipFilterXLB_VIP_FILTER_WORDS lbXlbVipFilter = 1024
+	lbXlbVipFilterXLB_VIP_FILTER_MUL   lbXlbVipFilter = 2654435761
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -156,6 +165,7 @@ const (
 	lbMapMaglev      = "maglev"
 	lbMapServices    = "services"
 	lbMapStats       = "stats"
+	lbMapVipFilter   = "vip_filter"
 	lbProgXlbNow     = "xlb_now"
 	lbProgXlbXdp     = "xlb_xdp"
 	lbVarSettings    = "settings"
@@ -220,6 +230,7 @@ type lbMapSpecs struct {
 	Maglev     *ebpf.MapSpec `ebpf:"maglev"`
 	Services   *ebpf.MapSpec `ebpf:"services"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	VipFilter  *ebpf.MapSpec `ebpf:"vip_filter"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -258,6 +269,7 @@ type lbMaps struct {
 	Maglev     *ebpf.Map `ebpf:"maglev"`
 	Services   *ebpf.Map `ebpf:"services"`
 	Stats      *ebpf.Map `ebpf:"stats"`
+	VipFilter  *ebpf.Map `ebpf:"vip_filter"`
 }
 
 func (m *lbMaps) Close() error {
@@ -269,6 +281,7 @@ func (m *lbMaps) Close() error {
 		m.Maglev,
 		m.Services,
 		m.Stats,
+		m.VipFilter,
 	)
 }
 

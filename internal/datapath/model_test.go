@@ -124,9 +124,11 @@ const parseOK Counter = counterMax
 
 // modelParse reads a frame as parse.h does: one optional 802.1Q/802.1ad
 // tag, IPv4 with any IHL whose tot_len fits the frame, IPv6 whose
-// payload_len fits the frame, then the TCP or UDP header, each bounded by
-// the end of the frame.
-func modelParse(b []byte) (modelKey, uint8, Counter) {
+// payload_len fits the frame, then, for a destination the VIP filter may
+// hold (filter nil: any), the TCP or UDP header, bounded by the end of the
+// frame and by what the IP header says follows it. A frame the filter
+// rules out is CounterPassNotVIP, whatever its transport header.
+func modelParse(b []byte, filter *vipFilter) (modelKey, uint8, Counter) {
 	var k modelKey
 	if len(b) < 14 {
 		return k, 0, CounterPassMalformed
@@ -192,6 +194,11 @@ func modelParse(b []byte) (modelKey, uint8, Counter) {
 	default:
 		return k, 0, CounterPassNotIP
 	}
+	if filter != nil {
+		if bit := filterBit(k.Dst); filter[bit/64]>>(bit%64)&1 == 0 {
+			return k, 0, CounterPassNotVIP
+		}
+	}
 	hlen := 8
 	if k.Proto == ipProtoTCP {
 		hlen = 20
@@ -206,6 +213,15 @@ func modelParse(b []byte) (modelKey, uint8, Counter) {
 		flags = b[l4+13]
 	}
 	return k, flags, parseOK
+}
+
+// filter is the VIP filter Apply keeps for the model's services.
+func (m *model) filter() *vipFilter {
+	var f vipFilter
+	for v := range m.services {
+		f.add(v.Addr)
+	}
+	return &f
 }
 
 // modelNextState is IPVS's input-only TCP view: RST closes, FIN finishes,
@@ -246,7 +262,7 @@ func (m *model) process(frame []byte) modelResult {
 		Counters: map[Counter]uint64{},
 		Stats:    map[statKey]Stats{},
 	}
-	k, flags, why := modelParse(frame)
+	k, flags, why := modelParse(frame, m.filter())
 	if why != parseOK {
 		res.Counters[why]++
 		return res

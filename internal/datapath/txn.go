@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -141,6 +142,25 @@ func (d *Datapath) Apply(t Txn) error {
 		return err
 	}
 	undoBuilt := func() { _ = d.retire(slots) }
+	// The VIP filter lets through every address of the old and the new
+	// services while the services switch, and only the new ones after.
+	final := maps.Clone(cur)
+	for _, sw := range switches {
+		final[sw.key] = sw.meta
+	}
+	for _, k := range t.DeleteServices {
+		delete(final, k.bpf())
+	}
+	have, err := d.readFilter()
+	if err != nil {
+		undoBuilt()
+		return err
+	}
+	during, after := filterOf(cur, final), filterOf(final)
+	if err := d.writeFilter(have, during); err != nil {
+		undoBuilt()
+		return err
+	}
 	for i, s := range switches {
 		if err := d.objs.Services.Update(s.key, s.meta, ebpf.UpdateAny); err != nil {
 			// Put back the services already switched: a half-applied
@@ -176,6 +196,9 @@ func (d *Datapath) Apply(t Txn) error {
 		}
 	}
 	if err := d.retire(retired); err != nil {
+		return err
+	}
+	if err := d.writeFilter(during, after); err != nil {
 		return err
 	}
 	for _, id := range t.DeleteBackends {

@@ -229,6 +229,17 @@ func TestApplyChanges(t *testing.T) {
 			if diff := cmp.Diff(want, backends(t, d)); diff != "" {
 				t.Errorf("backends (-want +got):\n%s", diff)
 			}
+			// The VIP filter holds the services' addresses, and only
+			// those.
+			cur, err := d.services()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f, err := d.readFilter(); err != nil {
+				t.Error(err)
+			} else if *f != *filterOf(cur) {
+				t.Errorf("VIP filter is not that of the services")
+			}
 			// One table per service: retired ones are gone.
 			if got := len(maglevSlots(t, d)); got != len(tc.services) {
 				t.Errorf("%d maglev tables for %d services: %v", got, len(tc.services), maglevSlots(t, d))
