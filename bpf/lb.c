@@ -99,6 +99,44 @@ static __always_inline int is_reuse(__u8 flags, __u8 state)
 	       (state == XLB_FLOW_FIN || state == XLB_FLOW_CLOSE);
 }
 
+/* flow4_of is the IPv4 flow table's key of a frame. */
+static __always_inline void flow4_of(const struct flow_key *k, struct flow4_key *k4)
+{
+	__builtin_memcpy(k4->src, k->src, 4);
+	__builtin_memcpy(k4->dst, k->dst, 4);
+	k4->sport = k->sport;
+	k4->dport = k->dport;
+	k4->proto = k->proto;
+}
+
+/* flow_lookup finds the frame's entry in its family's table. Each table
+ * has a call of its own: a call the verifier sees with two maps is
+ * compiled as an indirect one. */
+static __always_inline struct flow *flow_lookup(const struct packet *p, const struct flow4_key *k4)
+{
+	if (p->key.family == XLB_AF_INET)
+		return bpf_map_lookup_elem(&flows4, k4);
+	return bpf_map_lookup_elem(&flows6, &p->key);
+}
+
+/* Clang merges two calls that differ only in their arguments into one
+ * after a branch, which turns a call the verifier specialises per map
+ * into an indirect one. An empty asm naming a different constant after
+ * each keeps them apart. */
+#define XLB_KEEP_APART(tag) asm volatile("" : : "i"(tag))
+
+static __always_inline void flow_insert(const struct packet *p, const struct flow4_key *k4,
+					const struct flow *nf)
+{
+	if (p->key.family == XLB_AF_INET) {
+		bpf_map_update_elem(&flows4, k4, nf, BPF_ANY);
+		XLB_KEEP_APART(4);
+	} else {
+		bpf_map_update_elem(&flows6, &p->key, nf, BPF_ANY);
+		XLB_KEEP_APART(6);
+	}
+}
+
 /* may_be_vip reports whether the destination may be a VIP: false for
  * almost every address that is not one, at the cost of a multiply and an
  * array load, before any 5-tuple work. The IPv6 address is folded to a
@@ -150,6 +188,7 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct packet p = {};
+	struct flow4_key k4 = {};
 	struct vip_key vk = {};
 	struct vip_meta *svc;
 	struct backend *be;
@@ -203,7 +242,8 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	}
 
 	now = bpf_jiffies64() >> XLB_ATIME_SHIFT;
-	f = bpf_map_lookup_elem(&flows, &p.key);
+	flow4_of(&p.key, &k4);
+	f = flow_lookup(&p, &k4);
 	if (f && expired(f, now)) {
 		/* IPVS would have dropped the connection by now: whatever
 		 * comes on the tuple is a new flow, so a drained backend
@@ -244,7 +284,7 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 			.state = next_state(p.key.proto, p.tcp_flags, 0),
 		};
 
-		bpf_map_update_elem(&flows, &p.key, &nf, BPF_ANY);
+		flow_insert(&p, &k4, &nf);
 	}
 	count(XLB_CNT_FLOW_NEW);
 	fresh = 1;

@@ -57,13 +57,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } vip_filter SEC(".maps");
 
+/* One flow table per family: an IPv4 lookup hashes a 16-byte key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_FLOWS_DEFAULT);
+	__type(key, struct flow4_key);
+	__type(value, struct flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows4 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, XLB_FLOWS_DEFAULT);
 	__type(key, struct flow_key);
 	__type(value, struct flow);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} flows SEC(".maps");
+} flows6 SEC(".maps");
 
 /* Not read by the program: see struct backend_ref. One more entry than
  * there are ids, for the allocator's. */

@@ -38,7 +38,20 @@ struct backend {
 	__u32 service; /* vip_meta.id */
 };
 
-/* flows key; also the input of the Maglev hash (see xlb_flow_hash). */
+/* flows4 key: the IPv4 5-tuple in 16 bytes, all the kernel hashes and
+ * compares on each lookup (a struct flow_key is 40). */
+struct flow4_key {
+	__u8 src[4] __attribute__((aligned(4)));
+	__u8 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* flows6 key; also, for both families, the input of the Maglev hash (see
+ * xlb_flow_hash), so that the choice of backend does not depend on the
+ * table the flow is kept in. */
 struct flow_key {
 	XLB_ADDR(src);
 	XLB_ADDR(dst);
@@ -49,7 +62,7 @@ struct flow_key {
 	__u16 pad;
 };
 
-/* flows value. An entry idle longer than its state's timeout
+/* flows4 and flows6 value. An entry idle longer than its state's timeout
  * (the settings global of lb.c) is not followed: the flow is scheduled afresh, as IPVS
  * expires a connection. */
 struct flow {

@@ -29,15 +29,14 @@ type benchLookupFlow struct {
 	Pad     uint8
 }
 
-type benchLookupFlowKey struct {
-	_      structs.HostLayout
-	Src    [16]uint8
-	Dst    [16]uint8
-	Sport  uint16
-	Dport  uint16
-	Proto  uint8
-	Family uint8
-	Pad    uint16
+type benchLookupFlow4Key struct {
+	_     structs.HostLayout
+	Src   [4]uint8
+	Dst   [4]uint8
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
 }
 
 type benchLookupVipKey struct {

@@ -2,7 +2,6 @@ package datapath
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -168,12 +167,12 @@ func newBenchEnv(b *testing.B) *benchEnv {
 			prog: e.wrapper.BenchWrapper, frame: syn4, want: benchXDPTX,
 			setup: func() error { return e.point(e.bare.BenchBare) },
 		},
-		e.newFlow("lookup-new", "lookup, inserting every flow (table with room)", e.lookup.BenchLookup, e.lookup.BenchFlows, nil, syn4),
+		e.newFlow("lookup-new", "lookup, inserting every flow (table with room)", e.lookup.BenchLookup, flowTable{e.lookup.BenchFlows, true}, nil, syn4),
 		e.known("known-tcp4", "ACK of an established flow", ack4, 1),
 		e.newFlow("new-tcp4", fmt.Sprintf("SYN, flow insert, table with room (%d, emptied each round)", benchFlowsRoomy),
-			e.roomy.objs.XlbXdp, e.roomy.objs.Flows, e.roomy, syn4),
+			e.roomy.objs.XlbXdp, flowTable{e.roomy.objs.Flows4, true}, e.roomy, syn4),
 		e.newFlow("new-tcp4-full", fmt.Sprintf("SYN, flow insert, full table (%d): every insert evicts", benchFlowsFull),
-			e.full.objs.XlbXdp, e.full.objs.Flows, e.full, syn4),
+			e.full.objs.XlbXdp, flowTable{e.full.objs.Flows4, true}, e.full, syn4),
 		e.known("udp4", "UDP of a known flow", benchFrame(benchClient4, benchVIP4, 12345, 53, protoUDP, 0), 2),
 		e.known("known-tcp6", "IPv6 ACK of an established flow", benchFrame(benchClient6, benchVIP6, 12345, 80, protoTCP, benchACK), 3),
 		e.pass4("pass-not-vip", "TCP to an address with no service: XDP_PASS",
@@ -230,8 +229,8 @@ func (e *benchEnv) fillLookup() error {
 	if err := e.lookup.BenchServices.Update(vk, benchLookupVipMeta{Id: 1}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("bench_lookup services: %w", err)
 	}
-	f := Flow{Src: benchClient4, Dst: benchVIP4, SrcPort: 12345, DstPort: 80, Proto: protoTCP}.bpf()
-	fk := benchLookupFlowKey{Src: f.Src, Dst: f.Dst, Sport: f.Sport, Dport: f.Dport, Proto: f.Proto, Family: f.Family}
+	f := Flow{Src: benchClient4, Dst: benchVIP4, SrcPort: 12345, DstPort: 80, Proto: protoTCP}.bpf4()
+	fk := benchLookupFlow4Key{Src: f.Src, Dst: f.Dst, Sport: f.Sport, Dport: f.Dport, Proto: f.Proto}
 	if err := e.lookup.BenchFlows.Update(fk, benchLookupFlow{Backend: 1, State: uint8(FlowEst)}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("bench_lookup flows: %w", err)
 	}
@@ -302,7 +301,7 @@ func (e *benchEnv) known(name, note string, frame []byte, svc uint32) benchCase 
 // bench_lookup, which has no counters. In a table with room, the flows
 // removed after each round are counted: fewer than the round inserted
 // means the LRU evicted after all.
-func (e *benchEnv) newFlow(name, note string, target *ebpf.Program, flows *ebpf.Map, d *Datapath, frame []byte) benchCase {
+func (e *benchEnv) newFlow(name, note string, target *ebpf.Program, flows flowTable, d *Datapath, frame []byte) benchCase {
 	evicts := d == e.full
 	var before map[Counter]uint64
 	var start, last uint32
@@ -313,10 +312,10 @@ func (e *benchEnv) newFlow(name, note string, target *ebpf.Program, flows *ebpf.
 				return err
 			}
 			if evicts {
-				if _, _, err := e.wrapper.BenchWrapper.Benchmark(frame, 2*int(flows.MaxEntries()), nil); err != nil {
+				if _, _, err := e.wrapper.BenchWrapper.Benchmark(frame, 2*int(flows.m.MaxEntries()), nil); err != nil {
 					return fmt.Errorf("fill the flow table: %w", err)
 				}
-			} else if _, err := benchEmpty(flows); err != nil {
+			} else if _, err := emptyTable(flows); err != nil {
 				return err
 			}
 			var err error
@@ -338,7 +337,7 @@ func (e *benchEnv) newFlow(name, note string, target *ebpf.Program, flows *ebpf.
 			}
 			inserted := n - last
 			last = n
-			left, err := benchEmpty(flows)
+			left, err := emptyTable(flows)
 			if err != nil {
 				return err
 			}
@@ -411,25 +410,6 @@ func benchDelta(before, after map[Counter]uint64) map[Counter]uint64 {
 		}
 	}
 	return out
-}
-
-// benchEmpty deletes every flow and returns how many there were.
-func benchEmpty(flows *ebpf.Map) (int, error) {
-	const chunk = 4096
-	keys := make([]lbFlowKey, chunk)
-	vals := make([]lbFlow, chunk)
-	var cursor ebpf.MapBatchCursor
-	total := 0
-	for {
-		n, err := flows.BatchLookupAndDelete(&cursor, keys, vals, nil)
-		total += n
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return total, nil
-		}
-		if err != nil {
-			return total, fmt.Errorf("empty flow table: %w", err)
-		}
-	}
 }
 
 // run measures c with 5*b.N rounds and reports the median.

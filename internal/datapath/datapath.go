@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -64,8 +65,9 @@ type Options struct {
 	// it are forwarded, with it as their source. Nil accepts any
 	// destination and keeps it as the source.
 	MAC net.HardwareAddr
-	// FlowTableSize is the flows map's capacity (DefaultFlowTableSize if
-	// zero). Pinned flows of another size are not re-adopted.
+	// FlowTableSize is the capacity of each family's flow map
+	// (DefaultFlowTableSize if zero). Pinned flows of another size or
+	// layout are not re-adopted.
 	FlowTableSize uint32
 	// Fresh removes maps an earlier run left pinned instead of adopting
 	// them, so a daemon starts from its configuration alone.
@@ -82,7 +84,7 @@ type Options struct {
 }
 
 // mapNames are the pinned maps, as bpf/lb_maps.h names them.
-var mapNames = []string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapFlows, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter}
+var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter}, flowMapNames...)
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {
@@ -140,11 +142,13 @@ func Load(opts Options) (d *Datapath, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: %w", err)
 	}
-	spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
+	for _, name := range flowMapNames {
+		spec.Maps[name].MaxEntries = opts.FlowTableSize
+	}
 	migrate := false
 	if opts.Fresh {
 		keep := false
-		if opts.KeepFlows && fits(filepath.Join(opts.PinDir, lbMapFlows), spec.Maps[lbMapFlows]) {
+		if opts.KeepFlows && allFit(opts.PinDir, spec, flowMapNames) {
 			keep = fits(filepath.Join(opts.PinDir, lbMapBackendIds), spec.Maps[lbMapBackendIds])
 			if !keep && opts.LegacyIDs != "" {
 				_, err := os.Stat(opts.LegacyIDs)
@@ -152,7 +156,7 @@ func Load(opts Options) (d *Datapath, err error) {
 			}
 		}
 		for _, name := range mapNames {
-			if keep && (name == lbMapFlows || name == lbMapBackendIds) {
+			if keep && (slices.Contains(flowMapNames, name) || name == lbMapBackendIds) {
 				continue
 			}
 			if err := os.Remove(filepath.Join(opts.PinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -312,6 +316,17 @@ func fits(path string, spec *ebpf.MapSpec) bool {
 	return m.Type() == spec.Type && m.KeySize() == spec.KeySize && m.ValueSize() == spec.ValueSize && m.MaxEntries() == spec.MaxEntries
 }
 
+// allFit reports whether every map of names is pinned in dir as spec
+// describes it.
+func allFit(dir string, spec *ebpf.CollectionSpec, names []string) bool {
+	for _, name := range names {
+		if !fits(filepath.Join(dir, name), spec.Maps[name]) {
+			return false
+		}
+	}
+	return true
+}
+
 // linkPin is the name of the pinned XDP link for an attach mode. The mode
 // is part of the name because the kernel does not report it: a run asking
 // for another mode must attach afresh.
@@ -413,7 +428,7 @@ func (d *Datapath) Close() error {
 // one whose last reference was a descriptor at once.
 func (d *Datapath) Unpin() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.Flows, d.objs.BackendIds, d.objs.Stats, d.objs.Counters, d.objs.VipFilter} {
+	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.BackendIds, d.objs.Stats, d.objs.Counters, d.objs.VipFilter, d.objs.Flows4, d.objs.Flows6} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}

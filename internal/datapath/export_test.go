@@ -11,7 +11,8 @@ import (
 // walks the whole table (Flows); tests look up the flow they just sent.
 func (d *Datapath) LookupFlow(f Flow) (FlowEntry, bool, error) {
 	var v lbFlow
-	err := d.objs.Flows.Lookup(f.bpf(), &v)
+	t, key := d.tableOf(f)
+	err := t.m.Lookup(key, &v)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return FlowEntry{}, false, nil
 	}
@@ -22,16 +23,5 @@ func (d *Datapath) LookupFlow(f Flow) (FlowEntry, bool, error) {
 	if err != nil {
 		return FlowEntry{}, false, err
 	}
-	e := FlowEntry{Flow: f, Backend: v.Backend, Service: uint32(v.Service), State: FlowState(v.State), Idle: clock.idle(v.Atime)}
-	return e, true, nil
-}
-
-// bpf is f as the flows map keys it.
-func (f Flow) bpf() lbFlowKey {
-	fam := family(f.Dst)
-	return lbFlowKey{
-		Src: addrBytes(f.Src, fam), Dst: addrBytes(f.Dst, fam),
-		Sport: htons(f.SrcPort), Dport: htons(f.DstPort),
-		Proto: f.Proto, Family: fam,
-	}
+	return clock.entry(f, v), true, nil
 }

@@ -308,22 +308,23 @@ func (m *model) view() map[modelKey]flowView {
 	return out
 }
 
-// flowTable reads the flows map and views it with the model's timeouts.
-func flowTable(t *testing.T, d *Datapath, m *model) map[modelKey]flowView {
+// programFlows reads the flow table and views it with the model's
+// timeouts.
+func programFlows(t *testing.T, d *Datapath, m *model) map[modelKey]flowView {
 	now, err := d.clock()
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[modelKey]flowView{}
-	var k lbFlowKey
-	var v lbFlow
-	it := d.objs.Flows.Iterate()
-	for it.Next(&k, &v) {
-		f := modelFlow{Backend: v.Backend, Service: uint32(v.Service), State: FlowState(v.State), Idle: now - v.Atime}
-		out[modelKeyOf(k)] = flowView{Backend: f.Backend, Service: f.Service, State: f.State, Expired: m.expired(f)}
-	}
-	if err := it.Err(); err != nil {
-		t.Fatal(err)
+	for _, tb := range d.flowTables() {
+		err := tb.walk(func(fl Flow, v lbFlow) bool {
+			f := modelFlow{Backend: v.Backend, Service: uint32(v.Service), State: FlowState(v.State), Idle: now - v.Atime}
+			out[modelKeyOf(fl.bpf6())] = flowView{Backend: f.Backend, Service: f.Service, State: f.State, Expired: m.expired(f)}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return out
 }
@@ -346,7 +347,7 @@ func (e *fuzzEnv) compare(t *testing.T, m *model, i int, frame []byte) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("frame %d %x: program differs from the model (-model +program):\n%s", i, frame, diff)
 	}
-	if diff := cmp.Diff(m.view(), flowTable(t, e.d, m)); diff != "" {
+	if diff := cmp.Diff(m.view(), programFlows(t, e.d, m)); diff != "" {
 		t.Fatalf("frame %d %x: flow table differs (-model +program):\n%s", i, frame, diff)
 	}
 }

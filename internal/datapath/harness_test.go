@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"os"
@@ -290,19 +291,34 @@ func maglevSlots(tb testing.TB, d *Datapath) []uint32 {
 // clearFlows empties the flow table.
 func clearFlows(tb testing.TB, d *Datapath) {
 	tb.Helper()
-	var k lbFlowKey
-	var keys []lbFlowKey
-	var v lbFlow
-	it := d.objs.Flows.Iterate()
-	for it.Next(&k, &v) {
-		keys = append(keys, k)
-	}
-	if err := it.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	for _, k := range keys {
-		if err := d.objs.Flows.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	for _, t := range d.flowTables() {
+		if _, err := emptyTable(t); err != nil {
 			tb.Fatal(err)
+		}
+	}
+}
+
+// emptyTable deletes every entry of t and returns how many there were.
+func emptyTable(t flowTable) (int, error) {
+	if t.ip4 {
+		return emptyMap[lbFlow4Key](t.m)
+	}
+	return emptyMap[lbFlowKey](t.m)
+}
+
+func emptyMap[K any](m *ebpf.Map) (int, error) {
+	keys := make([]K, flowBatch)
+	vals := make([]lbFlow, flowBatch)
+	var cursor ebpf.MapBatchCursor
+	total := 0
+	for {
+		n, err := m.BatchLookupAndDelete(&cursor, keys, vals, nil)
+		total += n
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return total, nil
+		}
+		if err != nil {
+			return total, fmt.Errorf("empty flow table: %w", err)
 		}
 	}
 }
@@ -331,7 +347,8 @@ func putFlowAged(tb testing.TB, d *Datapath, f Flow, fs flowSpec) {
 		tb.Fatal(err)
 	}
 	v := lbFlow{Backend: fs.backend, Atime: now - fs.idle, Service: uint16(fs.service), State: uint8(fs.state)}
-	if err := d.objs.Flows.Put(f.bpf(), v); err != nil {
+	t, key := d.tableOf(f)
+	if err := t.m.Put(key, v); err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -38,6 +38,16 @@ type lbFlow struct {
 	Pad     uint8
 }
 
+type lbFlow4Key struct {
+	_     structs.HostLayout
+	Src   [4]uint8
+	Dst   [4]uint8
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type lbFlowKey struct {
 	_      structs.HostLayout
 	Src    [16]uint8
@@ -161,7 +171,8 @@ const (
 	lbMapBackendIds  = "backend_ids"
 	lbMapBackends    = "backends"
 	lbMapCounters    = "counters"
-	lbMapFlows       = "flows"
+	lbMapFlows4      = "flows4"
+	lbMapFlows6      = "flows6"
 	lbMapMaglev      = "maglev"
 	lbMapServices    = "services"
 	lbMapStats       = "stats"
@@ -226,7 +237,8 @@ type lbMapSpecs struct {
 	BackendIds *ebpf.MapSpec `ebpf:"backend_ids"`
 	Backends   *ebpf.MapSpec `ebpf:"backends"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Flows      *ebpf.MapSpec `ebpf:"flows"`
+	Flows4     *ebpf.MapSpec `ebpf:"flows4"`
+	Flows6     *ebpf.MapSpec `ebpf:"flows6"`
 	Maglev     *ebpf.MapSpec `ebpf:"maglev"`
 	Services   *ebpf.MapSpec `ebpf:"services"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
@@ -265,7 +277,8 @@ type lbMaps struct {
 	BackendIds *ebpf.Map `ebpf:"backend_ids"`
 	Backends   *ebpf.Map `ebpf:"backends"`
 	Counters   *ebpf.Map `ebpf:"counters"`
-	Flows      *ebpf.Map `ebpf:"flows"`
+	Flows4     *ebpf.Map `ebpf:"flows4"`
+	Flows6     *ebpf.Map `ebpf:"flows6"`
 	Maglev     *ebpf.Map `ebpf:"maglev"`
 	Services   *ebpf.Map `ebpf:"services"`
 	Stats      *ebpf.Map `ebpf:"stats"`
@@ -277,7 +290,8 @@ func (m *lbMaps) Close() error {
 		m.BackendIds,
 		m.Backends,
 		m.Counters,
-		m.Flows,
+		m.Flows4,
+		m.Flows6,
 		m.Maglev,
 		m.Services,
 		m.Stats,

@@ -198,36 +198,6 @@ type FlowEntry struct {
 	Idle time.Duration
 }
 
-// Flows calls fn for every entry of the flow table until fn returns false.
-func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
-	clock, err := d.idleClock()
-	if err != nil {
-		return err
-	}
-	var k lbFlowKey
-	var v lbFlow
-	it := d.objs.Flows.Iterate()
-	for it.Next(&k, &v) {
-		e := FlowEntry{
-			Flow: Flow{
-				Src: getAddr(k.Src, k.Family), Dst: getAddr(k.Dst, k.Family),
-				SrcPort: ntohs(k.Sport), DstPort: ntohs(k.Dport), Proto: k.Proto,
-			},
-			Backend: v.Backend,
-			Service: uint32(v.Service),
-			State:   FlowState(v.State),
-		}
-		e.Idle = clock.idle(v.Atime)
-		if !fn(e) {
-			return nil
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("datapath: read flows: %w", err)
-	}
-	return nil
-}
-
 // clock reads the program's clock, jiffies in atime units as it stamps
 // flows, by running xlb_now.
 func (d *Datapath) clock() (uint32, error) {
