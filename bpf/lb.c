@@ -152,6 +152,25 @@ static __always_inline int may_be_vip(const struct packet *p)
 	return w && (*w >> (bit % 64)) & 1;
 }
 
+/* service_of finds the service of a new flow: the one of its port, else
+ * the VIP's every-port one. Its key is built here, so only a flow the
+ * table does not know pays for it. */
+static __always_inline struct vip_meta *service_of(const struct flow_key *k)
+{
+	struct vip_key vk = {};
+	struct vip_meta *svc;
+
+	__builtin_memcpy(vk.addr, k->dst, sizeof(vk.addr));
+	vk.port = k->dport;
+	vk.proto = k->proto;
+	vk.family = k->family;
+	svc = bpf_map_lookup_elem(&services, &vk);
+	if (svc)
+		return svc;
+	vk.port = 0;
+	return bpf_map_lookup_elem(&services, &vk);
+}
+
 /* expired reports whether the entry has been idle longer than its state
  * allows. The unsigned difference survives the wrap of the stamp. */
 static __always_inline int expired(const struct flow *f, __u32 now)
@@ -189,12 +208,11 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct packet p = {};
 	struct flow4_key k4 = {};
-	struct vip_key vk = {};
 	struct vip_meta *svc;
 	struct backend *be;
 	struct flow *f;
 	struct ethhdr *eth;
-	__u32 id, now;
+	__u32 id, now, svc_id;
 	__u64 fresh = 0;
 	int rc;
 
@@ -222,25 +240,13 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	__builtin_memcpy(vk.addr, p.key.dst, sizeof(vk.addr));
-	vk.port = p.key.dport;
-	vk.proto = p.key.proto;
-	vk.family = p.key.family;
-	svc = bpf_map_lookup_elem(&services, &vk);
-	if (!svc) {
-		vk.port = 0;
-		svc = bpf_map_lookup_elem(&services, &vk);
-		if (!svc) {
-			count(XLB_CNT_PASS_NOT_VIP);
-			return XDP_PASS;
-		}
-	}
-
 	if (!for_this_host(data, data_end)) {
 		count(XLB_CNT_PASS_OTHER_HOST);
 		return XDP_PASS;
 	}
 
+	/* A known flow first: its entry names its service and backend, so
+	 * most packets cost one hash lookup, not a services lookup too. */
 	now = bpf_jiffies64() >> XLB_ATIME_SHIFT;
 	flow4_of(&p.key, &k4);
 	f = flow_lookup(&p, &k4);
@@ -252,11 +258,10 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	} else if (f && !is_reuse(p.tcp_flags, f->state)) {
 		id = f->backend;
 		be = bpf_map_lookup_elem(&backends, &id);
-		/* The backend must still be there and still be this
+		/* The backend must still be there and still be the entry's
 		 * service's: an entry never leads to another service's
 		 * backend, whatever became of its id. */
-		if (be && (be->flags & XLB_BE_F_PRESENT) &&
-		    be->service == svc->id && f->service == svc->id) {
+		if (be && (be->flags & XLB_BE_F_PRESENT) && be->service == f->service) {
 			__u8 st = next_state(p.key.proto, p.tcp_flags, f->state);
 
 			/* Write only on change: a store per packet would bounce
@@ -265,9 +270,16 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 				f->state = st;
 			if (f->atime != now)
 				f->atime = now;
+			svc_id = f->service;
 			goto forward;
 		}
 		count(XLB_CNT_FLOW_REHASH);
+	}
+
+	svc = service_of(&p.key);
+	if (!svc) {
+		count(XLB_CNT_PASS_NOT_VIP);
+		return XDP_PASS;
 	}
 
 	id = pick(svc, &p.key);
@@ -276,15 +288,20 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		count(XLB_CNT_PASS_NO_BACKEND);
 		return XDP_PASS;
 	}
+	svc_id = svc->id;
 	{
 		struct flow nf = {
 			.backend = id,
 			.atime = now,
-			.service = svc->id,
+			.service = svc_id,
 			.state = next_state(p.key.proto, p.tcp_flags, 0),
 		};
 
-		flow_insert(&p, &k4, &nf);
+		/* An entry that was not followed is rewritten where it is. */
+		if (f)
+			*f = nf;
+		else
+			flow_insert(&p, &k4, &nf);
 	}
 	count(XLB_CNT_FLOW_NEW);
 	fresh = 1;
@@ -298,7 +315,7 @@ forward:
 	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
 
-	account(svc->id, data_end - data, fresh);
+	account(svc_id, data_end - data, fresh);
 	account(XLB_MAX_SERVICES + id, data_end - data, fresh);
 	return XDP_TX;
 }

@@ -267,22 +267,14 @@ func (m *model) process(frame []byte) modelResult {
 		res.Counters[why]++
 		return res
 	}
-	vip := modelVIP{Addr: k.Dst, Port: k.Dport, Proto: k.Proto, Family: k.Family}
-	svc, ok := m.services[vip]
-	if !ok {
-		vip.Port = 0
-		if svc, ok = m.services[vip]; !ok {
-			res.Counters[CounterPassNotVIP]++
-			return res
-		}
-	}
-
 	if m.srcMAC != (macAddr{}) && macAddr(frame[0:6]) != m.srcMAC {
 		res.Counters[CounterPassOtherHost]++
 		return res
 	}
 
-	var id uint32
+	// A known flow goes to its backend without a services lookup, while
+	// the backend is present and still its service's.
+	var id, svcID uint32
 	fresh := uint64(0)
 	f, known := m.flows[k]
 	// A SYN without ACK on a finished flow is a new connection.
@@ -292,17 +284,24 @@ func (m *model) process(frame []byte) modelResult {
 		// IPVS would have dropped it: scheduled afresh.
 		res.Counters[CounterFlowExpired]++
 	case known && !reuse:
-		// Followed only to a present backend of the entry's own
-		// service, which must be the one the frame is for.
-		if be, present := m.backends[f.Backend]; present && be.Service == svc.ID && f.Service == svc.ID {
-			id = f.Backend
+		if be, present := m.backends[f.Backend]; present && be.Service == f.Service {
+			id, svcID = f.Backend, f.Service
 			m.flows[k] = modelFlow{Backend: id, Service: f.Service, State: modelNextState(k.Proto, flags, f.State)}
 		} else {
 			res.Counters[CounterFlowRehash]++
 		}
 	}
 	if id == 0 {
-		id = m.pick(svc, k)
+		vip := modelVIP{Addr: k.Dst, Port: k.Dport, Proto: k.Proto, Family: k.Family}
+		svc, ok := m.services[vip]
+		if !ok {
+			vip.Port = 0
+			if svc, ok = m.services[vip]; !ok {
+				res.Counters[CounterPassNotVIP]++
+				return res
+			}
+		}
+		id, svcID = m.pick(svc, k), svc.ID
 		if be, present := m.backends[id]; id == 0 || !present || be.Service != svc.ID {
 			res.Counters[CounterPassNoBackend]++
 			return res
@@ -321,7 +320,7 @@ func (m *model) process(frame []byte) modelResult {
 	copy(res.Frame[0:6], be[:])
 	res.Verdict = verdictTX
 	st := Stats{Packets: 1, Bytes: uint64(len(frame)), Flows: fresh}
-	res.Stats[statKey{ID: svc.ID}] = st
+	res.Stats[statKey{ID: svcID}] = st
 	res.Stats[statKey{Backend: true, ID: id}] = st
 	return res
 }
