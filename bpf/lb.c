@@ -109,15 +109,6 @@ static __always_inline void flow4_of(const struct flow_key *k, struct flow4_key 
 	k4->proto = k->proto;
 }
 
-/* flow_lookup finds the frame's entry in its family's table. Each table
- * has a call of its own: a call the verifier sees with two maps is
- * compiled as an indirect one. */
-static __always_inline struct flow *flow_lookup(const struct packet *p, const struct flow4_key *k4)
-{
-	if (p->key.family == XLB_AF_INET)
-		return bpf_map_lookup_elem(&flows4, k4);
-	return bpf_map_lookup_elem(&flows6, &p->key);
-}
 
 /* Clang merges two calls that differ only in their arguments into one
  * after a branch, which turns a call the verifier specialises per map
@@ -125,16 +116,86 @@ static __always_inline struct flow *flow_lookup(const struct packet *p, const st
  * each keeps them apart. */
 #define XLB_KEEP_APART(tag) asm volatile("" : : "i"(tag))
 
-static __always_inline void flow_insert(const struct packet *p, const struct flow4_key *k4,
-					const struct flow *nf)
+/* flow_lookup finds the frame's entry in its family's flow table, else in
+ * probation (*young set). Each map has a call of its own: a call the
+ * verifier sees with two maps is compiled as an indirect one. */
+static __always_inline struct flow *flow_lookup(const struct packet *p, const struct flow4_key *k4,
+						int *young)
+{
+	struct flow *f;
+
+	*young = 0;
+	if (p->key.family == XLB_AF_INET) {
+		f = bpf_map_lookup_elem(&flows4, k4);
+		if (f)
+			return f;
+		*young = 1;
+		f = bpf_map_lookup_elem(&probation4, k4);
+		XLB_KEEP_APART(4);
+		return f;
+	}
+	f = bpf_map_lookup_elem(&flows6, &p->key);
+	if (f)
+		return f;
+	*young = 1;
+	f = bpf_map_lookup_elem(&probation6, &p->key);
+	XLB_KEEP_APART(6);
+	return f;
+}
+
+/* probation_insert puts a new flow into probation. */
+static __always_inline void probation_insert(const struct packet *p, const struct flow4_key *k4,
+					     const struct flow *nf)
 {
 	if (p->key.family == XLB_AF_INET) {
-		bpf_map_update_elem(&flows4, k4, nf, BPF_ANY);
+		bpf_map_update_elem(&probation4, k4, nf, BPF_ANY);
 		XLB_KEEP_APART(4);
 	} else {
-		bpf_map_update_elem(&flows6, &p->key, nf, BPF_ANY);
+		bpf_map_update_elem(&probation6, &p->key, nf, BPF_ANY);
 		XLB_KEEP_APART(6);
 	}
+}
+
+/* promote moves a flow that lasted from probation to the flow table,
+ * unless the table is full (or another CPU just did it). The entry it
+ * leaves is deleted, so f must not be used after. */
+static __always_inline void promote(const struct packet *p, const struct flow4_key *k4,
+				    const struct flow *f)
+{
+	long err;
+
+	if (p->key.family == XLB_AF_INET) {
+		err = bpf_map_update_elem(&flows4, k4, f, BPF_NOEXIST);
+		XLB_KEEP_APART(14);
+	} else {
+		err = bpf_map_update_elem(&flows6, &p->key, f, BPF_NOEXIST);
+		XLB_KEEP_APART(16);
+	}
+	if (err) {
+		count(XLB_CNT_PROMOTE_FULL);
+		return;
+	}
+	if (p->key.family == XLB_AF_INET) {
+		bpf_map_delete_elem(&probation4, k4);
+		XLB_KEEP_APART(24);
+	} else {
+		bpf_map_delete_elem(&probation6, &p->key);
+		XLB_KEEP_APART(26);
+	}
+	count(XLB_CNT_FLOW_PROMOTED);
+}
+
+/* lasted reports whether a flow in probation has earned the flow table:
+ * established (or UDP), and a packet at least settings.promote after its
+ * first. A spoofed tuple would need the same, twice, spaced out, while
+ * surviving in probation under its own flood. The caller asks once per
+ * clock unit (on the packet that moves atime), so a flow kept in
+ * probation by a full table costs one failed insert per unit, not one per
+ * packet. */
+static __always_inline int lasted(const struct flow *f, __u32 now)
+{
+	return (f->state == XLB_FLOW_EST || f->state == XLB_FLOW_UDP) &&
+	       now - f->ctime >= settings.promote;
 }
 
 /* may_be_vip reports whether the destination may be a VIP: false for
@@ -214,7 +275,7 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	struct ethhdr *eth;
 	__u32 id, now, svc_id;
 	__u64 fresh = 0;
-	int rc;
+	int rc, young;
 
 	rc = parse(data, data_end, &p);
 	if (rc == XLB_PARSE_OK && !may_be_vip(&p)) {
@@ -249,7 +310,7 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	 * most packets cost one hash lookup, not a services lookup too. */
 	now = bpf_jiffies64() >> XLB_ATIME_SHIFT;
 	flow4_of(&p.key, &k4);
-	f = flow_lookup(&p, &k4);
+	f = flow_lookup(&p, &k4, &young);
 	if (f && expired(f, now)) {
 		/* IPVS would have dropped the connection by now: whatever
 		 * comes on the tuple is a new flow, so a drained backend
@@ -263,14 +324,17 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		 * backend, whatever became of its id. */
 		if (be && (be->flags & XLB_BE_F_PRESENT) && be->service == f->service) {
 			__u8 st = next_state(p.key.proto, p.tcp_flags, f->state);
+			int tick = f->atime != now;
 
+			svc_id = f->service;
 			/* Write only on change: a store per packet would bounce
 			 * the cache line between CPUs. */
 			if (f->state != st)
 				f->state = st;
-			if (f->atime != now)
+			if (tick)
 				f->atime = now;
-			svc_id = f->service;
+			if (young && tick && lasted(f, now))
+				promote(&p, &k4, f);
 			goto forward;
 		}
 		count(XLB_CNT_FLOW_REHASH);
@@ -293,15 +357,18 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		struct flow nf = {
 			.backend = id,
 			.atime = now,
+			.ctime = now,
 			.service = svc_id,
 			.state = next_state(p.key.proto, p.tcp_flags, 0),
 		};
 
-		/* An entry that was not followed is rewritten where it is. */
+		/* An entry that was not followed is rewritten where it is, in
+		 * the flow table or in probation; a new flow starts in
+		 * probation. */
 		if (f)
 			*f = nf;
 		else
-			flow_insert(&p, &k4, &nf);
+			probation_insert(&p, &k4, &nf);
 	}
 	count(XLB_CNT_FLOW_NEW);
 	fresh = 1;

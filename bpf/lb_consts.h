@@ -15,8 +15,10 @@
 #define XLB_MAX_TABLES (2 * XLB_MAX_SERVICES)
 /* Backend ids index the backends array; 0 means "none". */
 #define XLB_MAX_BACKENDS 65536
-/* Default flow table size; the loader may override max_entries. */
+/* Default flow table size, per family; the loader may override
+ * max_entries. Probation holds a quarter as many (see lb_maps.h). */
 #define XLB_FLOWS_DEFAULT 262144
+#define XLB_PROBATION_DEFAULT (XLB_FLOWS_DEFAULT / 4)
 /* The inner template's size; real tables are created at their own size
  * (BPF_F_INNER_MAP lets inner maps differ in max_entries). */
 #define XLB_MAGLEV_DEFAULT_SIZE 16381
@@ -81,10 +83,12 @@ enum xlb_counter {
 	XLB_CNT_PASS_NOT_L4,     /* ICMP, VRRP, other IP protocols */
 	XLB_CNT_PASS_NOT_VIP,    /* no service for this address/port */
 	XLB_CNT_PASS_NO_BACKEND, /* service has no table or an empty slot */
-	XLB_CNT_FLOW_NEW,        /* flow-table inserts */
+	XLB_CNT_FLOW_NEW,        /* new flows: probation inserts and entries rewritten */
 	XLB_CNT_FLOW_REHASH,     /* known flow whose backend was removed or is another service's */
 	XLB_CNT_PASS_OTHER_HOST, /* VIP traffic sent to another host's MAC */
 	XLB_CNT_FLOW_EXPIRED,    /* entry idle past its state's timeout: scheduled afresh */
+	XLB_CNT_FLOW_PROMOTED,   /* flow moved from probation to the flow table */
+	XLB_CNT_PROMOTE_FULL,    /* flow that lasted, kept in probation: the flow table is full */
 	XLB_CNT_MAX,
 };
 

@@ -38,7 +38,7 @@ struct backend {
 	__u32 service; /* vip_meta.id */
 };
 
-/* flows4 key: the IPv4 5-tuple in 16 bytes, all the kernel hashes and
+/* flows4 and probation4 key: the IPv4 5-tuple in 16 bytes, all the kernel hashes and
  * compares on each lookup (a struct flow_key is 40). */
 struct flow4_key {
 	__u8 src[4] __attribute__((aligned(4)));
@@ -49,7 +49,7 @@ struct flow4_key {
 	__u8 pad[3];
 };
 
-/* flows6 key; also, for both families, the input of the Maglev hash (see
+/* flows6 and probation6 key; also, for both families, the input of the Maglev hash (see
  * xlb_flow_hash), so that the choice of backend does not depend on the
  * table the flow is kept in. */
 struct flow_key {
@@ -62,12 +62,13 @@ struct flow_key {
 	__u16 pad;
 };
 
-/* flows4 and flows6 value. An entry idle longer than its state's timeout
- * (the settings global of lb.c) is not followed: the flow is scheduled afresh, as IPVS
- * expires a connection. */
+/* The flow table's value. An entry idle longer than its state's timeout
+ * (the settings global of lb.c) is not followed: the flow is scheduled
+ * afresh, as IPVS expires a connection. */
 struct flow {
 	__u32 backend; /* backend id */
 	__u32 atime;   /* last seen: jiffies >> XLB_ATIME_SHIFT */
+	__u32 ctime;   /* first seen, same clock: promotion needs an age */
 	__u16 service; /* vip_meta.id of the service that placed it */
 	__u8 state;    /* XLB_FLOW_* */
 	__u8 pad;
@@ -94,11 +95,13 @@ struct lb_stats {
 	__u64 flows; /* new flows (inserted into the flow table) */
 };
 
-/* Written by the loader at any time (.bss, mmapped): IPVS's per-state
- * timeouts, in atime units. An entry is expired once
- * now - atime > timeout[state]. */
+/* Written by the loader at any time (.bss, mmapped), in atime units:
+ * IPVS's per-state timeouts (an entry is expired once
+ * now - atime > timeout[state]), and how long a flow must have lasted
+ * (now - ctime >= promote) to move from probation to the flow table. */
 struct xlb_settings {
 	__u32 timeout[XLB_FLOW_STATES];
+	__u32 promote;
 };
 
 /* Set at load time through .rodata: the program is loaded per interface. */

@@ -24,6 +24,7 @@ type benchLookupFlow struct {
 	_       structs.HostLayout
 	Backend uint32
 	Atime   uint32
+	Ctime   uint32
 	Service uint16
 	State   uint8
 	Pad     uint8

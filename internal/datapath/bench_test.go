@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
 	"text/tabwriter"
@@ -54,8 +55,9 @@ const (
 	benchRoundsPerOp = 5
 	// benchFlowsRoomy holds a whole round of new flows plus the LRU's
 	// per-CPU free lists, so new-tcp4 inserts without evicting; the table
-	// is emptied after every round. bench_lookup's table has this size
-	// too (BENCH_LOOKUP_FLOWS).
+	// is emptied after every round. It is the size of both the flow table
+	// and probation, where new flows go. bench_lookup's table has this
+	// size too (BENCH_LOOKUP_FLOWS).
 	benchFlowsRoomy = 1 << 20
 	// benchFlowsFull is kept full, so each insert of new-tcp4-full evicts
 	// the least recently used flow: a busy balancer's steady state.
@@ -167,14 +169,15 @@ func newBenchEnv(b *testing.B) *benchEnv {
 			prog: e.wrapper.BenchWrapper, frame: syn4, want: benchXDPTX,
 			setup: func() error { return e.point(e.bare.BenchBare) },
 		},
-		e.newFlow("lookup-new", "lookup, inserting every flow (table with room)", e.lookup.BenchLookup, flowTable{e.lookup.BenchFlows, true}, nil, syn4),
-		e.known("known-tcp4", "ACK of an established flow", ack4, 1),
+		e.newFlow("lookup-new", "lookup, inserting every flow (table with room)", e.lookup.BenchLookup, flowTable{e.lookup.BenchFlows, true, true}, nil, syn4),
+		e.known("known-tcp4", "ACK of an established flow", ack4, 1, false),
+		e.known("young-tcp4", "SYN again, of a flow in probation: two lookups", benchFrame(benchClient4, benchVIP4, 12346, 80, protoTCP, benchSYN), 1, true),
 		e.newFlow("new-tcp4", fmt.Sprintf("SYN, flow insert, table with room (%d, emptied each round)", benchFlowsRoomy),
-			e.roomy.objs.XlbXdp, flowTable{e.roomy.objs.Flows4, true}, e.roomy, syn4),
+			e.roomy.objs.XlbXdp, flowTable{e.roomy.objs.Probation4, true, true}, e.roomy, syn4),
 		e.newFlow("new-tcp4-full", fmt.Sprintf("SYN, flow insert, full table (%d): every insert evicts", benchFlowsFull),
-			e.full.objs.XlbXdp, flowTable{e.full.objs.Flows4, true}, e.full, syn4),
-		e.known("udp4", "UDP of a known flow", benchFrame(benchClient4, benchVIP4, 12345, 53, protoUDP, 0), 2),
-		e.known("known-tcp6", "IPv6 ACK of an established flow", benchFrame(benchClient6, benchVIP6, 12345, 80, protoTCP, benchACK), 3),
+			e.full.objs.XlbXdp, flowTable{e.full.objs.Probation4, true, true}, e.full, syn4),
+		e.known("udp4", "UDP of a known flow", benchFrame(benchClient4, benchVIP4, 12345, 53, protoUDP, 0), 2, false),
+		e.known("known-tcp6", "IPv6 ACK of an established flow", benchFrame(benchClient6, benchVIP6, 12345, 80, protoTCP, benchACK), 3, false),
 		e.pass4("pass-not-vip", "TCP to an address with no service: XDP_PASS",
 			benchFrame(benchClient4, benchOther4, 12345, 80, protoTCP, benchACK)),
 	}
@@ -185,7 +188,9 @@ func newBenchEnv(b *testing.B) *benchEnv {
 // benchmark's services: TCP and UDP on the IPv4 VIP, TCP on the IPv6 one.
 func benchLoad(b *testing.B, flows uint32) *Datapath {
 	pins := b.TempDir() + "/pins"
-	d, err := Load(Options{PinDir: pins, MAC: benchLBMAC, FlowTableSize: flows})
+	// Probation's LRU lists are per CPU, each holding its share of the
+	// map: room for a whole round of new flows on any one CPU.
+	d, err := Load(Options{PinDir: pins, MAC: benchLBMAC, FlowTableSize: flows, ProbationSize: flows * uint32(runtime.NumCPU())})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -259,8 +264,9 @@ func (e *benchEnv) wrapped() (uint32, error) {
 }
 
 // known times a packet of a flow the table already has: a run before the
-// first round inserts it.
-func (e *benchEnv) known(name, note string, frame []byte, svc uint32) benchCase {
+// first round inserts it, into probation, and unless young it is then
+// moved to the flow table proper, as a flow that lasted is.
+func (e *benchEnv) known(name, note string, frame []byte, svc uint32, young bool) benchCase {
 	d := e.roomy
 	var before map[Counter]uint64
 	var stats Stats
@@ -269,6 +275,11 @@ func (e *benchEnv) known(name, note string, frame []byte, svc uint32) benchCase 
 		setup: func() error {
 			if ret, _, err := d.objs.XlbXdp.Test(frame); err != nil || ret != benchXDPTX {
 				return fmt.Errorf("insert the flow: verdict %d, %v", ret, err)
+			}
+			if !young {
+				if err := promoteAll(d); err != nil {
+					return err
+				}
 			}
 			var err error
 			if before, err = d.Counters(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -65,10 +66,13 @@ type Options struct {
 	// it are forwarded, with it as their source. Nil accepts any
 	// destination and keeps it as the source.
 	MAC net.HardwareAddr
-	// FlowTableSize is the capacity of each family's flow map
-	// (DefaultFlowTableSize if zero). Pinned flows of another size or
-	// layout are not re-adopted.
+	// FlowTableSize is the capacity of each family's flow table
+	// (DefaultFlowTableSize if zero), not counting probation, a quarter
+	// of it. Pinned flows of another size or layout are not re-adopted.
 	FlowTableSize uint32
+	// ProbationSize is the capacity of each family's probation, where new
+	// flows wait until they have lasted (FlowTableSize/4 if zero).
+	ProbationSize uint32
 	// Fresh removes maps an earlier run left pinned instead of adopting
 	// them, so a daemon starts from its configuration alone.
 	Fresh bool
@@ -109,7 +113,8 @@ type Datapath struct {
 	hz     float64
 	hzErr  error
 
-	timeouts Timeouts // what the program applies (SetTimeouts)
+	timeouts Timeouts      // what the program applies (SetTimeouts)
+	promote  time.Duration // how long a flow lasts in probation (SetPromotion)
 }
 
 // Load loads the program and opens its maps: maps pinned in PinDir by an
@@ -142,9 +147,7 @@ func Load(opts Options) (d *Datapath, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: %w", err)
 	}
-	for _, name := range flowMapNames {
-		spec.Maps[name].MaxEntries = opts.FlowTableSize
-	}
+	sizeFlowMaps(spec, opts.FlowTableSize, opts.ProbationSize)
 	migrate := false
 	if opts.Fresh {
 		keep := false
@@ -204,6 +207,7 @@ func Load(opts Options) (d *Datapath, err error) {
 		d.Close()
 		return nil, err
 	}
+	d.promote = DefaultPromotion
 	if err := d.SetTimeouts(DefaultTimeouts); err != nil {
 		d.Close()
 		return nil, err
@@ -428,7 +432,7 @@ func (d *Datapath) Close() error {
 // one whose last reference was a descriptor at once.
 func (d *Datapath) Unpin() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.BackendIds, d.objs.Stats, d.objs.Counters, d.objs.VipFilter, d.objs.Flows4, d.objs.Flows6} {
+	for _, m := range []*ebpf.Map{d.objs.Services, d.objs.Maglev, d.objs.Backends, d.objs.BackendIds, d.objs.Stats, d.objs.Counters, d.objs.VipFilter, d.objs.Flows4, d.objs.Flows6, d.objs.Probation4, d.objs.Probation6} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}

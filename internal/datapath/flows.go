@@ -1,20 +1,38 @@
 package datapath
 
 import (
-	"errors"
-	"fmt"
 	"net/netip"
 
 	"github.com/cilium/ebpf"
 )
 
-// The flow table is one map per family (bpf/lb_maps.h): an IPv4 entry is
-// keyed by the 16 bytes of struct flow4_key, an IPv6 one by the 40 of
-// struct flow_key.
+// The flow table is segmented (bpf/lb_maps.h): new flows go into
+// probation, an LRU a flood can churn, and move to the flow table proper,
+// a hash that never evicts, once they have lasted. Each has one map per
+// family: an IPv4 entry is keyed by the 16 bytes of struct flow4_key, an
+// IPv6 one by the 40 of struct flow_key.
 
 // flowMapNames are the flow table's maps, adopted (KeepFlows) or replaced
 // together.
-var flowMapNames = []string{lbMapFlows4, lbMapFlows6}
+var flowMapNames = []string{lbMapFlows4, lbMapFlows6, lbMapProbation4, lbMapProbation6}
+
+// probationSize is the size of each family's probation for a flow table
+// of n: a quarter of it. A flood churns probation, so its size only sets
+// how long a new flow may go without a packet before the flood evicts
+// it; lasting flows leave it for the table.
+func probationSize(n uint32) uint32 { return max(n/4, 64) }
+
+// sizeFlowMaps sets the flow maps of spec for a table of n per family
+// and a probation of p (probationSize(n) if zero).
+func sizeFlowMaps(spec *ebpf.CollectionSpec, n, p uint32) {
+	if p == 0 {
+		p = probationSize(n)
+	}
+	spec.Maps[lbMapFlows4].MaxEntries = n
+	spec.Maps[lbMapFlows6].MaxEntries = n
+	spec.Maps[lbMapProbation4].MaxEntries = p
+	spec.Maps[lbMapProbation6].MaxEntries = p
+}
 
 // bpf4 is f, an IPv4 flow, as flows4 keys it.
 func (f Flow) bpf4() lbFlow4Key {
@@ -47,66 +65,48 @@ func (k lbFlowKey) flow() Flow {
 
 // flowTable is one map of the flow table.
 type flowTable struct {
-	m   *ebpf.Map
-	ip4 bool
+	m         *ebpf.Map
+	ip4       bool
+	probation bool
 }
 
-// flowTables are the maps of the flow table.
+// flowTables are the maps of the flow table, the table proper first.
 func (d *Datapath) flowTables() []flowTable {
-	return []flowTable{{d.objs.Flows4, true}, {d.objs.Flows6, false}}
+	return []flowTable{
+		{d.objs.Flows4, true, false}, {d.objs.Flows6, false, false},
+		{d.objs.Probation4, true, true}, {d.objs.Probation6, false, true},
+	}
 }
 
-// tableOf is the table f is kept in, and its key there.
-func (d *Datapath) tableOf(f Flow) (flowTable, any) {
+// tableOf is the map f would be kept in, in probation or not, and its key
+// there.
+func (d *Datapath) tableOf(f Flow, probation bool) (flowTable, any) {
 	if family(f.Dst) == afInet {
-		return flowTable{d.objs.Flows4, true}, f.bpf4()
+		if probation {
+			return flowTable{d.objs.Probation4, true, true}, f.bpf4()
+		}
+		return flowTable{d.objs.Flows4, true, false}, f.bpf4()
 	}
-	return flowTable{d.objs.Flows6, false}, f.bpf6()
+	if probation {
+		return flowTable{d.objs.Probation6, false, true}, f.bpf6()
+	}
+	return flowTable{d.objs.Flows6, false, false}, f.bpf6()
 }
 
 // flowBatch is how many entries one batch lookup reads.
 const flowBatch = 4096
 
-// walk calls fn for every entry of t until fn returns false, reading the
-// map in batches: a batch cursor is a bucket index, so entries added and
-// removed meanwhile do not restart or abort the walk (an iterator whose
-// last key was deleted starts over, and gives up after a few times).
+// walk calls fn for every entry of t until fn returns false.
 func (t flowTable) walk(fn func(Flow, lbFlow) bool) error {
-	vals := make([]lbFlow, flowBatch)
-	var cursor ebpf.MapBatchCursor
-	var keys4 []lbFlow4Key
-	var keys6 []lbFlowKey
-	if t.ip4 {
-		keys4 = make([]lbFlow4Key, flowBatch)
-	} else {
-		keys6 = make([]lbFlowKey, flowBatch)
-	}
-	for {
-		var n int
-		var err error
-		if t.ip4 {
-			n, err = t.m.BatchLookup(&cursor, keys4, vals, nil)
-		} else {
-			n, err = t.m.BatchLookup(&cursor, keys6, vals, nil)
+	return t.walkKeys(func(key any, v lbFlow) bool {
+		switch k := key.(type) {
+		case lbFlow4Key:
+			return fn(k.flow(), v)
+		case lbFlowKey:
+			return fn(k.flow(), v)
 		}
-		for i := range n {
-			var f Flow
-			if t.ip4 {
-				f = keys4[i].flow()
-			} else {
-				f = keys6[i].flow()
-			}
-			if !fn(f, vals[i]) {
-				return nil
-			}
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("datapath: read flows: %w", err)
-		}
-	}
+		return false
+	}, func() {})
 }
 
 // Flows calls fn for every entry of the flow table until fn returns false.
@@ -118,7 +118,9 @@ func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
 	for _, t := range d.flowTables() {
 		stop := false
 		err := t.walk(func(f Flow, v lbFlow) bool {
-			stop = !fn(clock.entry(f, v))
+			e := clock.entry(f, v)
+			e.Probation = t.probation
+			stop = !fn(e)
 			return !stop
 		})
 		if err != nil || stop {

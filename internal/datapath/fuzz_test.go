@@ -66,6 +66,12 @@ var (
 	// idle times of fuzzIdles sit 20 units (seconds) away from each.
 	fuzzTimeouts = [8]uint32{0, 40, 80, 120, 160, 200, 0, 0}
 	fuzzIdles    = []uint32{0, 60, 100, 140, 180, 220, 100_000}
+	// fuzzPromote is the promotion age; fuzzAges, added to an idle time
+	// of at least 60, sit 20 units away from it. A pre-existing entry idle
+	// 0 is also age 0: a tick of the clock during the run must not make
+	// it eligible.
+	fuzzPromote = uint32(30)
+	fuzzAges    = []uint32{0, 10, 50}
 )
 
 // fuzzEnv is a loaded program whose service slots already hold tables of
@@ -80,7 +86,7 @@ func fuzzSlot(i int) uint32 { return uint32(2 * (i + 1)) }
 
 func newFuzzEnv(f *testing.F, srcMAC macAddr) *fuzzEnv {
 	e := &fuzzEnv{d: newDatapath(f, Options{MAC: srcMAC[:]}), srcMAC: srcMAC}
-	if err := e.d.objs.Settings.Set(lbXlbSettings{Timeout: fuzzTimeouts}); err != nil {
+	if err := e.d.objs.Settings.Set(lbXlbSettings{Timeout: fuzzTimeouts, Promote: fuzzPromote}); err != nil {
 		f.Fatal(err)
 	}
 	for i := range e.tables {
@@ -191,11 +197,16 @@ func decodeScenario(cfg []byte) scenario {
 			Backend: pool[int(r.next())%len(pool)],
 			State:   FlowState(1 + r.next()%5),
 		}
-		// Mostly service 1's; the idle time mostly none.
+		// Mostly service 1's; the idle time mostly none; in the flow
+		// table or in probation.
 		ctl := r.next()
 		sc.pre.Service = 1 + uint32(ctl>>6)
+		sc.pre.Probation = ctl&0x20 != 0
 		if ctl&0x10 != 0 {
 			sc.pre.Idle = fuzzIdles[int(ctl&0x0f)%len(fuzzIdles)]
+		}
+		if sc.pre.Idle > 0 {
+			sc.pre.Age = fuzzAges[int(r.next())%len(fuzzAges)]
 		}
 	}
 	return sc
@@ -204,7 +215,7 @@ func decodeScenario(cfg []byte) scenario {
 // model is a model holding sc, with the preflow keyed by the first frame.
 func (sc scenario) model(srcMAC macAddr, first []byte) *model {
 	m := newModel(srcMAC)
-	m.timeouts = fuzzTimeouts
+	m.timeouts, m.promote = fuzzTimeouts, fuzzPromote
 	maps.Copy(m.backends, sc.present)
 	for _, s := range sc.services {
 		m.services[vipOf(s.key)] = s.svc
@@ -279,7 +290,8 @@ func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
 	}
 	if sc.preflow {
 		if k, _, why := modelParse(first, nil); why == parseOK {
-			putFlowAged(t, d, k.flow(), flowSpec{backend: sc.pre.Backend, service: sc.pre.Service, state: sc.pre.State, idle: sc.pre.Idle})
+			putFlowAged(t, d, k.flow(), flowSpec{backend: sc.pre.Backend, service: sc.pre.Service, state: sc.pre.State,
+				idle: sc.pre.Idle, age: sc.pre.Age, probation: sc.pre.Probation})
 		}
 	}
 }
@@ -297,13 +309,14 @@ type flowView struct {
 	Backend, Service uint32
 	State            FlowState
 	Expired          bool
+	Probation        bool
 }
 
 // modelFlows is the model's flow table, viewed.
 func (m *model) view() map[modelKey]flowView {
 	out := map[modelKey]flowView{}
 	for k, f := range m.flows {
-		out[k] = flowView{Backend: f.Backend, Service: f.Service, State: f.State, Expired: m.expired(f)}
+		out[k] = flowView{Backend: f.Backend, Service: f.Service, State: f.State, Expired: m.expired(f), Probation: f.Probation}
 	}
 	return out
 }
@@ -319,7 +332,7 @@ func programFlows(t *testing.T, d *Datapath, m *model) map[modelKey]flowView {
 	for _, tb := range d.flowTables() {
 		err := tb.walk(func(fl Flow, v lbFlow) bool {
 			f := modelFlow{Backend: v.Backend, Service: uint32(v.Service), State: FlowState(v.State), Idle: now - v.Atime}
-			out[modelKeyOf(fl.bpf6())] = flowView{Backend: f.Backend, Service: f.Service, State: f.State, Expired: m.expired(f)}
+			out[modelKeyOf(fl.bpf6())] = flowView{Backend: f.Backend, Service: f.Service, State: f.State, Expired: m.expired(f), Probation: tb.probation}
 			return true
 		})
 		if err != nil {
@@ -412,6 +425,8 @@ func fuzzSeeds() []fuzzSeed {
 		{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 4, 0, 1, 0, 1, 0x40},
 		// backend 1, idle far past every timeout,
 		{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 4, 0, 1, 0, 1, 0x16},
+		// backend 1, in probation, first seen 60 units ago: it lasted,
+		{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 4, 0, 1, 0, 1, 0x31, 0},
 		// backend 1 of service 2 and an entry of service 2 on it: the
 		// table (service 1's) may not name it, nor the entry follow it.
 		{0, 0, 0, 0x40, 0, 0, 0, 1, 0, 0x40, 4, 0, 1, 0, 1, 0x40},
@@ -474,7 +489,7 @@ func TestFuzzSeedsCover(t *testing.T) {
 	var missing []string
 	for _, w := range []string{"tx", "reuse", "known", "hash source", "port 0",
 		"pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip",
-		"pass_no_backend", "flow_new", "flow_rehash", "flow_expired"} {
+		"pass_no_backend", "flow_new", "flow_rehash", "flow_expired", "flow_promoted"} {
 		if !seen[w] {
 			missing = append(missing, w)
 		}

@@ -191,7 +191,7 @@ func backendStats(tb testing.TB, d *Datapath, id uint32) Stats {
 }
 
 // flowOf returns the flow table's entry for f without its clock-derived
-// Idle, or nil.
+// Idle and without saying which tier holds it, or nil.
 func flowOf(tb testing.TB, d *Datapath, f Flow) *FlowEntry {
 	tb.Helper()
 	e, ok, err := d.LookupFlow(f)
@@ -201,16 +201,16 @@ func flowOf(tb testing.TB, d *Datapath, f Flow) *FlowEntry {
 	if !ok {
 		return nil
 	}
-	e.Idle = 0
+	e.Idle, e.Probation = 0, false
 	return &e
 }
 
-// allFlows lists the flow table, sorted, without Idle.
+// allFlows lists the flow table, sorted, without Idle and tiers.
 func allFlows(tb testing.TB, d *Datapath) []FlowEntry {
 	tb.Helper()
 	var out []FlowEntry
 	if err := d.Flows(func(e FlowEntry) bool {
-		e.Idle = 0
+		e.Idle, e.Probation = 0, false
 		out = append(out, e)
 		return true
 	}); err != nil {
@@ -298,6 +298,35 @@ func clearFlows(tb testing.TB, d *Datapath) {
 	}
 }
 
+// promoteAll moves every flow in probation to the flow table proper, as
+// the program does once a flow has lasted.
+func promoteAll(d *Datapath) error {
+	for _, t := range d.flowTables() {
+		if !t.probation {
+			continue
+		}
+		var moved []Flow
+		var vals []lbFlow
+		if err := t.walk(func(f Flow, v lbFlow) bool {
+			moved, vals = append(moved, f), append(vals, v)
+			return true
+		}); err != nil {
+			return err
+		}
+		for i, f := range moved {
+			to, key := d.tableOf(f, false)
+			if err := to.m.Put(key, vals[i]); err != nil {
+				return fmt.Errorf("promote %v: %w", f, err)
+			}
+			_, from := d.tableOf(f, true)
+			if err := t.m.Delete(from); err != nil {
+				return fmt.Errorf("promote %v: %w", f, err)
+			}
+		}
+	}
+	return nil
+}
+
 // emptyTable deletes every entry of t and returns how many there were.
 func emptyTable(t flowTable) (int, error) {
 	if t.ip4 {
@@ -330,11 +359,13 @@ func putFlow(tb testing.TB, d *Datapath, f Flow, backend uint32, st FlowState) {
 }
 
 // flowSpec is a flow entry to write: idle is how many atime units ago it
-// last saw a packet.
+// last saw a packet, age how many before that it saw its first;
+// probation puts it there rather than in the flow table proper.
 type flowSpec struct {
 	backend, service uint32
 	state            FlowState
-	idle             uint32
+	idle, age        uint32
+	probation        bool
 }
 
 // putFlowAged writes a flow entry whose last packet was fs.idle units ago
@@ -346,8 +377,8 @@ func putFlowAged(tb testing.TB, d *Datapath, f Flow, fs flowSpec) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	v := lbFlow{Backend: fs.backend, Atime: now - fs.idle, Service: uint16(fs.service), State: uint8(fs.state)}
-	t, key := d.tableOf(f)
+	v := lbFlow{Backend: fs.backend, Atime: now - fs.idle, Ctime: now - fs.idle - fs.age, Service: uint16(fs.service), State: uint8(fs.state)}
+	t, key := d.tableOf(f, fs.probation)
 	if err := t.m.Put(key, v); err != nil {
 		tb.Fatal(err)
 	}

@@ -33,6 +33,7 @@ type lbFlow struct {
 	_       structs.HostLayout
 	Backend uint32
 	Atime   uint32
+	Ctime   uint32
 	Service uint16
 	State   uint8
 	Pad     uint8
@@ -113,7 +114,9 @@ const (
 	lbXlbCounterXLB_CNT_FLOW_REHASH     lbXlbCounter = 7
 	lbXlbCounterXLB_CNT_PASS_OTHER_HOST lbXlbCounter = 8
 	lbXlbCounterXLB_CNT_FLOW_EXPIRED    lbXlbCounter = 9
-	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 10
+	lbXlbCounterXLB_CNT_FLOW_PROMOTED   lbXlbCounter = 10
+	lbXlbCounterXLB_CNT_PROMOTE_FULL    lbXlbCounter = 11
+	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 12
 )
 
 type lbXlbFamily uint32
@@ -148,6 +151,7 @@ type lbXlbGoConsts struct {
 type lbXlbSettings struct {
 	_       structs.HostLayout
 	Timeout [8]uint32
+	Promote uint32
 }
 
 type lbXlbSvcFlags uint32
@@ -174,6 +178,8 @@ const (
 	lbMapFlows4      = "flows4"
 	lbMapFlows6      = "flows6"
 	lbMapMaglev      = "maglev"
+	lbMapProbation4  = "probation4"
+	lbMapProbation6  = "probation6"
 	lbMapServices    = "services"
 	lbMapStats       = "stats"
 	lbMapVipFilter   = "vip_filter"
@@ -240,6 +246,8 @@ type lbMapSpecs struct {
 	Flows4     *ebpf.MapSpec `ebpf:"flows4"`
 	Flows6     *ebpf.MapSpec `ebpf:"flows6"`
 	Maglev     *ebpf.MapSpec `ebpf:"maglev"`
+	Probation4 *ebpf.MapSpec `ebpf:"probation4"`
+	Probation6 *ebpf.MapSpec `ebpf:"probation6"`
 	Services   *ebpf.MapSpec `ebpf:"services"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
 	VipFilter  *ebpf.MapSpec `ebpf:"vip_filter"`
@@ -280,6 +288,8 @@ type lbMaps struct {
 	Flows4     *ebpf.Map `ebpf:"flows4"`
 	Flows6     *ebpf.Map `ebpf:"flows6"`
 	Maglev     *ebpf.Map `ebpf:"maglev"`
+	Probation4 *ebpf.Map `ebpf:"probation4"`
+	Probation6 *ebpf.Map `ebpf:"probation6"`
 	Services   *ebpf.Map `ebpf:"services"`
 	Stats      *ebpf.Map `ebpf:"stats"`
 	VipFilter  *ebpf.Map `ebpf:"vip_filter"`
@@ -293,6 +303,8 @@ func (m *lbMaps) Close() error {
 		m.Flows4,
 		m.Flows6,
 		m.Maglev,
+		m.Probation4,
+		m.Probation6,
 		m.Services,
 		m.Stats,
 		m.VipFilter,

@@ -70,6 +70,11 @@ type modelFlow struct {
 	Service uint32
 	State   FlowState
 	Idle    uint32
+	// Age is how many units before its last packet the flow saw its
+	// first: what promotion out of probation asks of it.
+	Age uint32
+	// Probation: in probation, not yet in the flow table proper.
+	Probation bool
 }
 
 // modelBackend is a present backend.
@@ -86,8 +91,9 @@ type model struct {
 	services map[modelVIP]modelService
 	backends map[uint32]modelBackend // present backends only
 	flows    map[modelKey]modelFlow
-	// timeouts are struct xlb_settings' timeout, in clock units.
+	// timeouts and promote are struct xlb_settings', in clock units.
 	timeouts [8]uint32
+	promote  uint32
 }
 
 func newModel(srcMAC macAddr) *model {
@@ -286,7 +292,15 @@ func (m *model) process(frame []byte) modelResult {
 	case known && !reuse:
 		if be, present := m.backends[f.Backend]; present && be.Service == f.Service {
 			id, svcID = f.Backend, f.Service
-			m.flows[k] = modelFlow{Backend: id, Service: f.Service, State: modelNextState(k.Proto, flags, f.State)}
+			st := modelNextState(k.Proto, flags, f.State)
+			nf := modelFlow{Backend: id, Service: f.Service, State: st, Age: f.Idle + f.Age, Probation: f.Probation}
+			// A flow in probation that lasted moves to the flow table,
+			// tried on the first packet of a clock unit.
+			if f.Probation && (st == FlowEst || st == FlowUDP) && f.Idle > 0 && f.Idle+f.Age >= m.promote {
+				nf.Probation = false
+				res.Counters[CounterFlowPromoted]++
+			}
+			m.flows[k] = nf
 		} else {
 			res.Counters[CounterFlowRehash]++
 		}
@@ -306,7 +320,8 @@ func (m *model) process(frame []byte) modelResult {
 			res.Counters[CounterPassNoBackend]++
 			return res
 		}
-		m.flows[k] = modelFlow{Backend: id, Service: svc.ID, State: modelNextState(k.Proto, flags, 0)}
+		// Rewritten where it is, or new in probation.
+		m.flows[k] = modelFlow{Backend: id, Service: svc.ID, State: modelNextState(k.Proto, flags, 0), Probation: !known || f.Probation}
 		res.Counters[CounterFlowNew]++
 		fresh = 1
 	}

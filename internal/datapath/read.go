@@ -112,10 +112,12 @@ const (
 	CounterPassNotL4     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_L4)     // ICMP, VRRP, other IP protocols
 	CounterPassNotVIP    = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)    // no service for this address/port
 	CounterPassNoBackend = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND) // service has no table or an empty slot
-	CounterFlowNew       = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)        // flow-table inserts
+	CounterFlowNew       = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)        // new flows: probation inserts and entries rewritten
 	CounterFlowRehash    = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)     // known flow whose backend was removed or is another service's
 	CounterPassOtherHost = Counter(lbXlbCounterXLB_CNT_PASS_OTHER_HOST) // VIP traffic sent to another host's MAC
 	CounterFlowExpired   = Counter(lbXlbCounterXLB_CNT_FLOW_EXPIRED)    // entry idle past its timeout, scheduled afresh
+	CounterFlowPromoted  = Counter(lbXlbCounterXLB_CNT_FLOW_PROMOTED)   // flow moved from probation to the flow table
+	CounterPromoteFull   = Counter(lbXlbCounterXLB_CNT_PROMOTE_FULL)    // flow that lasted kept in probation: the flow table is full
 	counterMax           = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
@@ -132,6 +134,8 @@ var counterNames = [counterMax]string{
 	CounterFlowRehash:    "flow_rehash",
 	CounterPassOtherHost: "pass_other_host",
 	CounterFlowExpired:   "flow_expired",
+	CounterFlowPromoted:  "flow_promoted",
+	CounterPromoteFull:   "promote_full",
 }
 
 func (c Counter) String() string {
@@ -196,6 +200,9 @@ type FlowEntry struct {
 	// Idle is how long ago the flow last sent a packet, to within one
 	// atime unit (the program stamps flows coarsely, see bpf/lb_consts.h).
 	Idle time.Duration
+	// Probation is set while the flow has not lasted long enough to be
+	// moved to the flow table proper, where no flood can evict it.
+	Probation bool
 }
 
 // clock reads the program's clock, jiffies in atime units as it stamps

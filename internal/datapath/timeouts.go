@@ -95,17 +95,47 @@ func (d *Datapath) SetTimeouts(t Timeouts) error {
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("datapath: %w", err)
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.writeSettings(t, d.promote); err != nil {
+		return err
+	}
+	d.timeouts = t
+	return nil
+}
+
+// DefaultPromotion is how long a new flow must last before it leaves
+// probation for the flow table proper.
+const DefaultPromotion = time.Second
+
+// SetPromotion sets how long a new flow must last (a packet at least d
+// after its first) before it moves from probation, where a flood of new
+// tuples may evict it, to the flow table proper, where nothing does.
+func (d *Datapath) SetPromotion(p time.Duration) error {
+	if p < 0 || p > maxTimeout {
+		return fmt.Errorf("datapath: promotion age %v: out of range [0, %v]", p, maxTimeout)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.writeSettings(d.timeouts, p); err != nil {
+		return err
+	}
+	d.promote = p
+	return nil
+}
+
+// writeSettings gives the program timeouts t and promotion age p.
+func (d *Datapath) writeSettings(t Timeouts, p time.Duration) error {
 	hz, err := tickRate()
 	if err != nil {
 		return err
 	}
 	s := t.settings(hz)
+	// Truncated stamps: a difference of units(p)+1 is more than p.
+	s.Promote = units(p, hz) + 1
 	if err := d.objs.Settings.Set(s); err != nil {
 		return fmt.Errorf("datapath: set timeouts: %w", err)
 	}
-	d.mu.Lock()
-	d.timeouts = t
-	d.mu.Unlock()
 	return nil
 }
 
