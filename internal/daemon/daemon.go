@@ -74,6 +74,8 @@ type Daemon struct {
 	vrrp *vrrpSet
 	// idHold is the longest backend id hold given to the balancer.
 	idHold time.Duration
+	// sweeper sweeps the flow table and counts connections.
+	sweeper *sweeper
 }
 
 // Run serves until ctx ends or a fatal error: it loads the configuration,
@@ -154,6 +156,9 @@ func Run(ctx context.Context, opts Options, reload <-chan chan error) (err error
 		return err
 	}
 	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
+	// Stopped before the data path closes (defers run last first).
+	d.sweeper = startSweeper(ctx, d.dp, d.log)
+	defer d.sweeper.stop()
 	d.cfg = cfg
 
 	// VRRP stops before the program detaches (defers run last first):

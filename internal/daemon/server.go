@@ -99,9 +99,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// conns counts a backend's connections as IPVS does.
-type conns struct{ active, inactive uint64 }
-
 // State is the running state for `xlb list`: the balancer's view joined
 // with the configuration and the data path's counters and flows.
 func (d *Daemon) State() (api.State, error) {
@@ -114,27 +111,9 @@ func (d *Daemon) State() (api.State, error) {
 		byKey[s.Key] = s
 	}
 
-	perBackend := map[uint32]*conns{}
-	timeouts := d.dp.Timeouts()
-	err := d.dp.Flows(func(e datapath.FlowEntry) bool {
-		if e.Idle > timeouts.For(e.State) {
-			return true
-		}
-		c := perBackend[e.Backend]
-		if c == nil {
-			c = &conns{}
-			perBackend[e.Backend] = c
-		}
-		if e.State == datapath.FlowEst {
-			c.active++
-		} else {
-			c.inactive++
-		}
-		return true
-	})
-	if err != nil {
-		return api.State{}, err
-	}
+	// Connections as the last sweep of the flow table counted them: no
+	// walk per request, however large the table.
+	perBackend := d.sweeper.counts()
 
 	out := api.State{Taken: time.Now(), Config: d.opts.ConfigPath}
 	for _, s := range cfg.Services {
@@ -159,6 +138,8 @@ func (d *Daemon) State() (api.State, error) {
 				// inhibit_on_failure: ipvsadm no longer lists it either.
 				continue
 			}
+			as.ActiveConn += ab.ActiveConn
+			as.InActConn += ab.InActConn
 			as.Backends = append(as.Backends, ab)
 		}
 		// The sorry server is listed while it serves, as keepalived adds
@@ -168,6 +149,8 @@ func (d *Daemon) State() (api.State, error) {
 		if ss := s.SorryServer; ok && ss != nil && !slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return b.AddrPort() == ss.AddrPort() }) {
 			ab := api.Backend{Addr: ss.Addr.String(), Port: ss.Port, ConfigWeight: 1, Unresolved: true, Sorry: true}
 			if fillBackend(&ab, bs, ss.AddrPort(), d.dp, perBackend) {
+				as.ActiveConn += ab.ActiveConn
+				as.InActConn += ab.InActConn
 				as.Backends = append(as.Backends, ab)
 			}
 		}
@@ -176,13 +159,21 @@ func (d *Daemon) State() (api.State, error) {
 	if vs != nil {
 		out.VRRP = vs.state()
 	}
+	counters, err := d.dp.Counters()
+	if err != nil {
+		return api.State{}, err
+	}
+	out.Counters = map[string]uint64{}
+	for c, v := range counters {
+		out.Counters[c.String()] = v
+	}
 	return out, nil
 }
 
 // fillBackend fills in what the balancer serves of the backend at key, and
 // reports whether it serves it at all (unresolved counts: it keeps its
 // place).
-func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, dp *datapath.Datapath, perBackend map[uint32]*conns) bool {
+func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, dp *datapath.Datapath, perBackend map[uint32]datapath.Conns) bool {
 	for i, b := range bs.Backends {
 		if b.Key() != key {
 			continue
@@ -194,9 +185,8 @@ func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, 
 		ab.Unresolved = false
 		ab.Weight = b.Weight
 		ab.MAC = b.MAC.String()
-		if c := perBackend[id]; c != nil {
-			ab.ActiveConn, ab.InActConn = c.active, c.inactive
-		}
+		c := perBackend[id]
+		ab.ActiveConn, ab.InActConn = c.Active, c.Inactive
 		if st, err := dp.BackendStats(id); err == nil {
 			ab.Stats = apiStats(st)
 		}

@@ -89,6 +89,12 @@ type daemon struct {
 // remove its pins.
 func startDaemon(tb testing.TB, topo *testutil.Topology, conf string) *daemon {
 	tb.Helper()
+	return startDaemonWith(tb, topo, conf)
+}
+
+// startDaemonWith is startDaemon with more `xlb run` arguments.
+func startDaemonWith(tb testing.TB, topo *testutil.Topology, conf string, args ...string) *daemon {
+	tb.Helper()
 	dir := tb.TempDir()
 	// A bpffs of the daemon's own: a parallel test or the demo pinning
 	// under /sys/fs/bpf cannot collide with it. nsenter --net keeps this
@@ -101,8 +107,8 @@ func startDaemon(tb testing.TB, topo *testutil.Topology, conf string) *daemon {
 		socket: filepath.Join(dir, "xlb.sock"),
 		pins:   filepath.Join(fs, "xlb"),
 	}
-	d.proc = topo.StartNet(tb, testutil.LB1, d.bin, "run", "-f", conf, "-i", "eth0",
-		"--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket)
+	d.proc = topo.StartNet(tb, testutil.LB1, append([]string{d.bin, "run", "-f", conf, "-i", "eth0",
+		"--xdp-mode", "native", "--bpffs", d.pins, "--socket", d.socket}, args...)...)
 	// Registered after StartNet's own cleanup, so it runs first and sees
 	// the daemon's exit status.
 	tb.Cleanup(func() { d.checkStop(tb) })
