@@ -185,6 +185,15 @@ static __always_inline void promote(const struct packet *p, const struct flow4_k
 	count(XLB_CNT_FLOW_PROMOTED);
 }
 
+/* age is how many clock units before now a stamp was. Signed: another
+ * CPU may have stamped the entry after this one read the clock, and a
+ * unit later, which is an age of -1, not of 2^32 - 1 (that would expire
+ * a busy flow). The difference survives the wrap of the stamp. */
+static __always_inline __s32 age(__u32 now, __u32 stamp)
+{
+	return (__s32)(now - stamp);
+}
+
 /* lasted reports whether a flow in probation has earned the flow table:
  * established (or UDP), and a packet at least settings.promote after its
  * first. A spoofed tuple would need the same, twice, spaced out, while
@@ -195,7 +204,7 @@ static __always_inline void promote(const struct packet *p, const struct flow4_k
 static __always_inline int lasted(const struct flow *f, __u32 now)
 {
 	return (f->state == XLB_FLOW_EST || f->state == XLB_FLOW_UDP) &&
-	       now - f->ctime >= settings.promote;
+	       age(now, f->ctime) >= (__s32)settings.promote;
 }
 
 /* may_be_vip reports whether the destination may be a VIP: false for
@@ -233,10 +242,10 @@ static __always_inline struct vip_meta *service_of(const struct flow_key *k)
 }
 
 /* expired reports whether the entry has been idle longer than its state
- * allows. The unsigned difference survives the wrap of the stamp. */
+ * allows. */
 static __always_inline int expired(const struct flow *f, __u32 now)
 {
-	return now - f->atime > settings.timeout[f->state & (XLB_FLOW_STATES - 1)];
+	return age(now, f->atime) > (__s32)settings.timeout[f->state & (XLB_FLOW_STATES - 1)];
 }
 
 /* for_this_host reports whether the frame is addressed to the interface's

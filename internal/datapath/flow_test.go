@@ -488,6 +488,13 @@ func TestExpiry(t *testing.T) {
 				state: modelNextState(tc.p.proto, tc.p.flags, tc.after)}.check(t, d, svcs, bes)
 		})
 	}
+	// Another CPU may stamp an entry a unit after this one read the
+	// clock: an age of -1 is no age, not 2^32-1 units.
+	t.Run("stamped ahead", func(t *testing.T) {
+		p := tcp4(55010, thACK)
+		putFlowAged(t, d, p.flow(), flowSpec{backend: 1, service: 1, state: FlowEst, idle: ^uint32(0)})
+		step{p: p, verdict: verdictTX, backend: 1, svc: 1, state: FlowEst}.check(t, d, svcs, bes)
+	})
 	if got := d.Timeouts(); got != timeouts {
 		t.Errorf("Timeouts() = %+v, want %+v", got, timeouts)
 	}

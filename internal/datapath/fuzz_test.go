@@ -331,7 +331,7 @@ func programFlows(t *testing.T, d *Datapath, m *model) map[modelKey]flowView {
 	out := map[modelKey]flowView{}
 	for _, tb := range d.flowTables() {
 		err := tb.walk(func(fl Flow, v lbFlow) bool {
-			f := modelFlow{Backend: v.Backend, Service: uint32(v.Service), State: FlowState(v.State), Idle: now - v.Atime}
+			f := modelFlow{Backend: v.Backend, Service: uint32(v.Service), State: FlowState(v.State), Idle: uint32(max(int32(now-v.Atime), 0))}
 			out[modelKeyOf(fl.bpf6())] = flowView{Backend: f.Backend, Service: f.Service, State: f.State, Expired: m.expired(f), Probation: tb.probation}
 			return true
 		})

@@ -107,7 +107,7 @@ func newModel(srcMAC macAddr) *model {
 
 // expired is the program's test: idle longer than the state allows.
 func (m *model) expired(f modelFlow) bool {
-	return f.Idle > m.timeouts[f.State&7]
+	return int32(f.Idle) > int32(m.timeouts[f.State&7])
 }
 
 // statKey names one entry of the stats map.

@@ -234,8 +234,10 @@ func (d *Datapath) idleClock() (idleClock, error) {
 	return idleClock{now: now, hz: d.hz}, nil
 }
 
-// idle is how long ago atime was, to within one atime unit. uint32
-// arithmetic survives the wrap of the stamp.
+// idle is how long ago atime was, to within one atime unit: the
+// difference survives the wrap of the stamp, and a stamp a packet wrote
+// after the clock was read is no time ago.
 func (c idleClock) idle(atime uint32) time.Duration {
-	return time.Duration(float64(uint64(c.now-atime)) * unitDuration(c.hz).Seconds() * float64(time.Second))
+	units := max(int32(c.now-atime), 0)
+	return time.Duration(float64(units) * unitDuration(c.hz).Seconds() * float64(time.Second))
 }

@@ -49,7 +49,9 @@ func (d *Datapath) Sweep(pause time.Duration) (SweepResult, error) {
 	if err != nil {
 		return res, err
 	}
-	dead := func(v lbFlow) bool { return now-v.Atime > limits[v.State&(uint8(len(limits))-1)] }
+	// Signed, as the program's age(): a packet may have stamped an entry
+	// after the clock was read.
+	dead := func(v lbFlow) bool { return int32(now-v.Atime) > int32(limits[v.State&(uint8(len(limits))-1)]) }
 	for _, t := range d.flowTables() {
 		var expired []any
 		batches := 0
