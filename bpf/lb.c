@@ -11,6 +11,11 @@
 /* Read-only after load: internal/datapath sets it per interface. */
 const volatile struct xlb_config xlb_cfg = {};
 
+/* Writable at any time: internal/datapath maps .bss and stores the
+ * timeouts there, a plain load for the program where a map lookup would
+ * be a call. */
+struct xlb_settings settings = {};
+
 /* Never read. bpf2go emits Go only for types in the object's BTF, and
  * clang puts an enum there only when some symbol's type refers to it: this
  * one's does, so internal/datapath takes the constants of lb_consts.h from
@@ -23,6 +28,7 @@ const struct xlb_go_consts {
 	enum xlb_be_flags be_flags;
 	enum xlb_flow_state flow_state;
 	enum xlb_atime atime;
+	enum xlb_vip_filter vip_filter;
 } xlb_go_consts = {};
 
 static __always_inline void count(__u32 idx)
@@ -93,6 +99,155 @@ static __always_inline int is_reuse(__u8 flags, __u8 state)
 	       (state == XLB_FLOW_FIN || state == XLB_FLOW_CLOSE);
 }
 
+/* flow4_of is the IPv4 flow table's key of a frame. */
+static __always_inline void flow4_of(const struct flow_key *k, struct flow4_key *k4)
+{
+	__builtin_memcpy(k4->src, k->src, 4);
+	__builtin_memcpy(k4->dst, k->dst, 4);
+	k4->sport = k->sport;
+	k4->dport = k->dport;
+	k4->proto = k->proto;
+}
+
+
+/* Clang merges two calls that differ only in their arguments into one
+ * after a branch, which turns a call the verifier specialises per map
+ * into an indirect one. An empty asm naming a different constant after
+ * each keeps them apart. */
+#define XLB_KEEP_APART(tag) asm volatile("" : : "i"(tag))
+
+/* flow_lookup finds the frame's entry in its family's flow table, else in
+ * probation (*young set). Each map has a call of its own: a call the
+ * verifier sees with two maps is compiled as an indirect one. */
+static __always_inline struct flow *flow_lookup(const struct packet *p, const struct flow4_key *k4,
+						int *young)
+{
+	struct flow *f;
+
+	*young = 0;
+	if (p->key.family == XLB_AF_INET) {
+		f = bpf_map_lookup_elem(&flows4, k4);
+		if (f)
+			return f;
+		*young = 1;
+		f = bpf_map_lookup_elem(&probation4, k4);
+		XLB_KEEP_APART(4);
+		return f;
+	}
+	f = bpf_map_lookup_elem(&flows6, &p->key);
+	if (f)
+		return f;
+	*young = 1;
+	f = bpf_map_lookup_elem(&probation6, &p->key);
+	XLB_KEEP_APART(6);
+	return f;
+}
+
+/* probation_insert puts a new flow into probation. */
+static __always_inline void probation_insert(const struct packet *p, const struct flow4_key *k4,
+					     const struct flow *nf)
+{
+	if (p->key.family == XLB_AF_INET) {
+		bpf_map_update_elem(&probation4, k4, nf, BPF_ANY);
+		XLB_KEEP_APART(4);
+	} else {
+		bpf_map_update_elem(&probation6, &p->key, nf, BPF_ANY);
+		XLB_KEEP_APART(6);
+	}
+}
+
+/* promote moves a flow that lasted from probation to the flow table,
+ * unless the table is full (or another CPU just did it). The entry it
+ * leaves is deleted, so f must not be used after. */
+static __always_inline void promote(const struct packet *p, const struct flow4_key *k4,
+				    const struct flow *f)
+{
+	long err;
+
+	if (p->key.family == XLB_AF_INET) {
+		err = bpf_map_update_elem(&flows4, k4, f, BPF_NOEXIST);
+		XLB_KEEP_APART(14);
+	} else {
+		err = bpf_map_update_elem(&flows6, &p->key, f, BPF_NOEXIST);
+		XLB_KEEP_APART(16);
+	}
+	if (err) {
+		count(XLB_CNT_PROMOTE_FULL);
+		return;
+	}
+	if (p->key.family == XLB_AF_INET) {
+		bpf_map_delete_elem(&probation4, k4);
+		XLB_KEEP_APART(24);
+	} else {
+		bpf_map_delete_elem(&probation6, &p->key);
+		XLB_KEEP_APART(26);
+	}
+	count(XLB_CNT_FLOW_PROMOTED);
+}
+
+/* age is how many clock units before now a stamp was. Signed: another
+ * CPU may have stamped the entry after this one read the clock, and a
+ * unit later, which is an age of -1, not of 2^32 - 1 (that would expire
+ * a busy flow). The difference survives the wrap of the stamp. */
+static __always_inline __s32 age(__u32 now, __u32 stamp)
+{
+	return (__s32)(now - stamp);
+}
+
+/* lasted reports whether a flow in probation has earned the flow table:
+ * established (or UDP), and a packet at least settings.promote after its
+ * first. A spoofed tuple would need the same, twice, spaced out, while
+ * surviving in probation under its own flood. The caller asks once per
+ * clock unit (on the packet that moves atime), so a flow kept in
+ * probation by a full table costs one failed insert per unit, not one per
+ * packet. */
+static __always_inline int lasted(const struct flow *f, __u32 now)
+{
+	return (f->state == XLB_FLOW_EST || f->state == XLB_FLOW_UDP) &&
+	       age(now, f->ctime) >= (__s32)settings.promote;
+}
+
+/* may_be_vip reports whether the destination may be a VIP: false for
+ * almost every address that is not one, at the cost of a multiply and an
+ * array load, before any 5-tuple work. The IPv6 address is folded to a
+ * word first; the fold of an IPv4 address is the address. */
+static __always_inline int may_be_vip(const struct packet *p)
+{
+	const __u32 *a = (const __u32 *)p->key.dst;
+	__u32 x = a[0] ^ a[1] ^ a[2] ^ a[3];
+	__u32 bit = (x * XLB_VIP_FILTER_MUL) >> (32 - XLB_VIP_FILTER_BITS);
+	__u32 word = bit / 64;
+	__u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
+
+	return w && (*w >> (bit % 64)) & 1;
+}
+
+/* service_of finds the service of a new flow: the one of its port, else
+ * the VIP's every-port one. Its key is built here, so only a flow the
+ * table does not know pays for it. */
+static __always_inline struct vip_meta *service_of(const struct flow_key *k)
+{
+	struct vip_key vk = {};
+	struct vip_meta *svc;
+
+	__builtin_memcpy(vk.addr, k->dst, sizeof(vk.addr));
+	vk.port = k->dport;
+	vk.proto = k->proto;
+	vk.family = k->family;
+	svc = bpf_map_lookup_elem(&services, &vk);
+	if (svc)
+		return svc;
+	vk.port = 0;
+	return bpf_map_lookup_elem(&services, &vk);
+}
+
+/* expired reports whether the entry has been idle longer than its state
+ * allows. */
+static __always_inline int expired(const struct flow *f, __u32 now)
+{
+	return age(now, f->atime) > (__s32)settings.timeout[f->state & (XLB_FLOW_STATES - 1)];
+}
+
 /* for_this_host reports whether the frame is addressed to the interface's
  * MAC (always, when none is configured). A VIP frame for another host's
  * MAC reaches XDP only in promiscuous mode or through a flood where no
@@ -122,16 +277,22 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct packet p = {};
-	struct vip_key vk = {};
+	struct flow4_key k4 = {};
 	struct vip_meta *svc;
 	struct backend *be;
 	struct flow *f;
 	struct ethhdr *eth;
-	__u32 id, now;
+	__u32 id, now, svc_id;
 	__u64 fresh = 0;
-	int rc;
+	int rc, young;
 
 	rc = parse(data, data_end, &p);
+	if (rc == XLB_PARSE_OK && !may_be_vip(&p)) {
+		count(XLB_CNT_PASS_NOT_VIP);
+		return XDP_PASS;
+	}
+	if (rc == XLB_PARSE_OK)
+		rc = parse_ports(data, data_end, &p);
 	if (rc != XLB_PARSE_OK) {
 		switch (rc) {
 		case XLB_PARSE_NOT_IP:
@@ -149,58 +310,74 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	__builtin_memcpy(vk.addr, p.key.dst, sizeof(vk.addr));
-	vk.port = p.key.dport;
-	vk.proto = p.key.proto;
-	vk.family = p.key.family;
-	svc = bpf_map_lookup_elem(&services, &vk);
-	if (!svc) {
-		vk.port = 0;
-		svc = bpf_map_lookup_elem(&services, &vk);
-		if (!svc) {
-			count(XLB_CNT_PASS_NOT_VIP);
-			return XDP_PASS;
-		}
-	}
-
 	if (!for_this_host(data, data_end)) {
 		count(XLB_CNT_PASS_OTHER_HOST);
 		return XDP_PASS;
 	}
 
+	/* A known flow first: its entry names its service and backend, so
+	 * most packets cost one hash lookup, not a services lookup too. */
 	now = bpf_jiffies64() >> XLB_ATIME_SHIFT;
-	f = bpf_map_lookup_elem(&flows, &p.key);
-	if (f && !is_reuse(p.tcp_flags, f->state)) {
+	flow4_of(&p.key, &k4);
+	f = flow_lookup(&p, &k4, &young);
+	if (f && expired(f, now)) {
+		/* IPVS would have dropped the connection by now: whatever
+		 * comes on the tuple is a new flow, so a drained backend
+		 * really drains. */
+		count(XLB_CNT_FLOW_EXPIRED);
+	} else if (f && !is_reuse(p.tcp_flags, f->state)) {
 		id = f->backend;
 		be = bpf_map_lookup_elem(&backends, &id);
-		if (be && (be->flags & XLB_BE_F_PRESENT)) {
+		/* The backend must still be there and still be the entry's
+		 * service's: an entry never leads to another service's
+		 * backend, whatever became of its id. */
+		if (be && (be->flags & XLB_BE_F_PRESENT) && be->service == f->service) {
 			__u8 st = next_state(p.key.proto, p.tcp_flags, f->state);
+			int tick = f->atime != now;
 
+			svc_id = f->service;
 			/* Write only on change: a store per packet would bounce
 			 * the cache line between CPUs. */
 			if (f->state != st)
 				f->state = st;
-			if (f->atime != now)
+			if (tick)
 				f->atime = now;
+			if (young && tick && lasted(f, now))
+				promote(&p, &k4, f);
 			goto forward;
 		}
 		count(XLB_CNT_FLOW_REHASH);
 	}
 
+	svc = service_of(&p.key);
+	if (!svc) {
+		count(XLB_CNT_PASS_NOT_VIP);
+		return XDP_PASS;
+	}
+
 	id = pick(svc, &p.key);
 	be = id ? bpf_map_lookup_elem(&backends, &id) : NULL;
-	if (!be || !(be->flags & XLB_BE_F_PRESENT)) {
+	if (!be || !(be->flags & XLB_BE_F_PRESENT) || be->service != svc->id) {
 		count(XLB_CNT_PASS_NO_BACKEND);
 		return XDP_PASS;
 	}
+	svc_id = svc->id;
 	{
 		struct flow nf = {
 			.backend = id,
 			.atime = now,
+			.ctime = now,
+			.service = svc_id,
 			.state = next_state(p.key.proto, p.tcp_flags, 0),
 		};
 
-		bpf_map_update_elem(&flows, &p.key, &nf, BPF_ANY);
+		/* An entry that was not followed is rewritten where it is, in
+		 * the flow table or in probation; a new flow starts in
+		 * probation. */
+		if (f)
+			*f = nf;
+		else
+			probation_insert(&p, &k4, &nf);
 	}
 	count(XLB_CNT_FLOW_NEW);
 	fresh = 1;
@@ -214,7 +391,7 @@ forward:
 	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
 
-	account(svc->id, data_end - data, fresh);
+	account(svc_id, data_end - data, fresh);
 	account(XLB_MAX_SERVICES + id, data_end - data, fresh);
 	return XDP_TX;
 }
@@ -225,13 +402,15 @@ int xlb_xdp(struct xdp_md *ctx)
 	return xlb_process(ctx);
 }
 
-/* xlb_now returns the low 32 bits of jiffies as its verdict.
- * BPF_PROG_TEST_RUN of it is how the loader reads the program's clock to
- * turn flow atimes into ages; it is never attached. */
+/* xlb_now returns the program's clock as its verdict: jiffies in atime
+ * units, exactly as flows are stamped (the low 32 bits of the shifted
+ * 64-bit count, which differ from the shifted low 32 bits once jiffies
+ * pass 2^32, five minutes after boot). BPF_PROG_TEST_RUN of it is how the
+ * loader turns flow atimes into ages; it is never attached. */
 SEC("xdp")
 int xlb_now(struct xdp_md *ctx)
 {
-	return (__u32)bpf_jiffies64();
+	return (__u32)(bpf_jiffies64() >> XLB_ATIME_SHIFT);
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

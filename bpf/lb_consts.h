@@ -15,24 +15,36 @@
 #define XLB_MAX_TABLES (2 * XLB_MAX_SERVICES)
 /* Backend ids index the backends array; 0 means "none". */
 #define XLB_MAX_BACKENDS 65536
-/* Default flow table size; the loader may override max_entries. */
+/* Default flow table size, per family; the loader may override
+ * max_entries. Probation holds a quarter as many (see lb_maps.h). */
 #define XLB_FLOWS_DEFAULT 262144
+#define XLB_PROBATION_DEFAULT (XLB_FLOWS_DEFAULT / 4)
 /* The inner template's size; real tables are created at their own size
  * (BPF_F_INNER_MAP lets inner maps differ in max_entries). */
 #define XLB_MAGLEV_DEFAULT_SIZE 16381
+
+/* vip_filter: a one-hash Bloom filter of the VIP addresses, 2^16 bits in
+ * 64-bit words, so a frame for no VIP is passed after one array load
+ * instead of two hash lookups. The multiplier is Knuth's golden ratio. */
+enum xlb_vip_filter {
+	XLB_VIP_FILTER_BITS = 16,
+	XLB_VIP_FILTER_WORDS = (1 << XLB_VIP_FILTER_BITS) / 64,
+	XLB_VIP_FILTER_MUL = 0x9E3779B1u,
+};
 
 /* Fixed, not random: two balancers must pick the same backend for the same
  * flow so that a connection survives a failover between them. */
 #define XLB_HASH_SEED 0x786c6232u /* "xlb2" */
 
-/* atime unit: 256 jiffies (0.26 s at HZ=1000, 2.6 s at HZ=100), enough to
- * age flows the way IPVS times out connections. bpf_jiffies64() is a
- * single load once the verifier inlines it; even the coarse ktime helper
- * is a real call, 13-18 ns on this VM, a sixth of a known flow's cost. A
- * flow's atime changes at most every 256 jiffies, so busy flows do not
- * write their entry on every packet. */
+/* atime unit: 64 jiffies (64 ms at HZ=1000, 256 ms at HZ=250, 640 ms at
+ * HZ=100): fine enough for IPVS's shortest timeout (CLOSE, 10 s) and a
+ * test's short UDP timeout, coarse enough that a busy flow writes its
+ * entry a few times a second rather than on every packet.
+ * bpf_jiffies64() is a single load once the verifier inlines it; even the
+ * coarse ktime helper is a real call, 13-18 ns on this VM. A 32-bit stamp
+ * wraps after 2^32 units (8.7 years at HZ=1000). */
 enum xlb_atime {
-	XLB_ATIME_SHIFT = 8,
+	XLB_ATIME_SHIFT = 6,
 };
 
 /* vip_key.family, flow_key.family */
@@ -59,6 +71,7 @@ enum xlb_flow_state {
 	XLB_FLOW_FIN = 3,   /* FIN seen */
 	XLB_FLOW_CLOSE = 4, /* RST seen */
 	XLB_FLOW_UDP = 5,   /* UDP has no state */
+	XLB_FLOW_STATES = 8, /* size of xlb_settings.timeout: a power of two to mask with */
 };
 
 /* Global per-CPU counters: why a packet was passed, and flow-table events.
@@ -70,9 +83,12 @@ enum xlb_counter {
 	XLB_CNT_PASS_NOT_L4,     /* ICMP, VRRP, other IP protocols */
 	XLB_CNT_PASS_NOT_VIP,    /* no service for this address/port */
 	XLB_CNT_PASS_NO_BACKEND, /* service has no table or an empty slot */
-	XLB_CNT_FLOW_NEW,        /* flow-table inserts */
-	XLB_CNT_FLOW_REHASH,     /* known flow whose backend was removed */
+	XLB_CNT_FLOW_NEW,        /* new flows: probation inserts and entries rewritten */
+	XLB_CNT_FLOW_REHASH,     /* known flow whose backend was removed or is another service's */
 	XLB_CNT_PASS_OTHER_HOST, /* VIP traffic sent to another host's MAC */
+	XLB_CNT_FLOW_EXPIRED,    /* entry idle past its state's timeout: scheduled afresh */
+	XLB_CNT_FLOW_PROMOTED,   /* flow moved from probation to the flow table */
+	XLB_CNT_PROMOTE_FULL,    /* flow that lasted, kept in probation: the flow table is full */
 	XLB_CNT_MAX,
 };
 

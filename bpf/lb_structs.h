@@ -5,6 +5,7 @@
 #define XLB_STRUCTS_H
 
 #include <linux/types.h>
+#include "lb_consts.h"
 
 /* Addresses are bytes in network order, so `bpftool map dump` prints
  * 192.0.2.10 as [192,0,2,10,...]; IPv4 uses the first 4 bytes, the rest is
@@ -28,12 +29,29 @@ struct vip_meta {
 	__u32 size;   /* entries in that table (a prime) */
 };
 
+/* backends value. service is the id of the one service the backend id
+ * was given out for: a flow entry is followed only to a backend of its own
+ * service, whatever became of the id since. */
 struct backend {
 	__u8 mac[6];
-	__u16 flags; /* XLB_BE_F_* */
+	__u16 flags;   /* XLB_BE_F_* */
+	__u32 service; /* vip_meta.id */
 };
 
-/* flows key; also the input of the Maglev hash (see xlb_flow_hash). */
+/* flows4 and probation4 key: the IPv4 5-tuple in 16 bytes, all the kernel hashes and
+ * compares on each lookup (a struct flow_key is 40). */
+struct flow4_key {
+	__u8 src[4] __attribute__((aligned(4)));
+	__u8 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* flows6 and probation6 key; also, for both families, the input of the Maglev hash (see
+ * xlb_flow_hash), so that the choice of backend does not depend on the
+ * table the flow is kept in. */
 struct flow_key {
 	XLB_ADDR(src);
 	XLB_ADDR(dst);
@@ -44,11 +62,16 @@ struct flow_key {
 	__u16 pad;
 };
 
+/* The flow table's value. An entry idle longer than its state's timeout
+ * (the settings global of lb.c) is not followed: the flow is scheduled
+ * afresh, as IPVS expires a connection. */
 struct flow {
 	__u32 backend; /* backend id */
 	__u32 atime;   /* last seen: jiffies >> XLB_ATIME_SHIFT */
+	__u32 ctime;   /* first seen, same clock: promotion needs an age */
+	__u16 service; /* vip_meta.id of the service that placed it */
 	__u8 state;    /* XLB_FLOW_* */
-	__u8 pad[3];
+	__u8 pad;
 };
 
 /* backend_ids key: which real server of which service a backend id stands
@@ -70,6 +93,15 @@ struct lb_stats {
 	__u64 packets;
 	__u64 bytes;
 	__u64 flows; /* new flows (inserted into the flow table) */
+};
+
+/* Written by the loader at any time (.bss, mmapped), in atime units:
+ * IPVS's per-state timeouts (an entry is expired once
+ * now - atime > timeout[state]), and how long a flow must have lasted
+ * (now - ctime >= promote) to move from probation to the flow table. */
+struct xlb_settings {
+	__u32 timeout[XLB_FLOW_STATES];
+	__u32 promote;
 };
 
 /* Set at load time through .rodata: the program is loaded per interface. */

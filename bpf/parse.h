@@ -38,8 +38,16 @@ struct vlan_hdr {
 	__be16 proto;
 };
 
+/* What parsing found. parse reads up to the IP header and leaves where the
+ * transport header starts, so that a frame for no VIP costs no more than
+ * that; parse_ports reads the rest. */
 struct packet {
 	struct flow_key key;
+	__u16 l4len;    /* what the IP header says follows it */
+	/* The transport header's offset in the frame, at most 78 (Ethernet,
+	 * a tag, IPv4 with options): a byte keeps the verifier's bound on it
+	 * small enough to check accesses against data_end. */
+	__u8 l4off;
 	__u8 tcp_flags; /* TCP header byte 13: FIN=0x01 SYN=0x02 RST=0x04 ACK=0x10 */
 };
 
@@ -48,35 +56,35 @@ struct packet {
 #define XLB_TCP_RST 0x04
 #define XLB_TCP_ACK 0x10
 
-/* parse_l4 reads ports (and TCP flags) at l4. len is what the IP header
- * says follows it: a transport header cut short by the IP length is
- * malformed even when the frame's padding would cover it. */
-static __always_inline int parse_l4(void *l4, void *data_end, __u32 len,
-				    __u8 proto, struct packet *p)
+/* parse_ports reads the ports (and TCP flags) of the transport header
+ * parse located. A header cut short by the IP length is malformed even
+ * when the frame's padding would cover it. */
+static __always_inline int parse_ports(void *data, void *data_end, struct packet *p)
 {
-	if (proto == IPPROTO_TCP) {
+	void *l4 = data + p->l4off;
+
+	if (p->key.proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 
-		if ((void *)(th + 1) > data_end || len < sizeof(*th))
+		if ((void *)(th + 1) > data_end || p->l4len < sizeof(*th))
 			return XLB_PARSE_MALFORMED;
 		p->key.sport = th->source;
 		p->key.dport = th->dest;
 		p->tcp_flags = ((__u8 *)th)[13];
 		return XLB_PARSE_OK;
 	}
-	if (proto == IPPROTO_UDP) {
+	{
 		struct udphdr *uh = l4;
 
-		if ((void *)(uh + 1) > data_end || len < sizeof(*uh))
+		if ((void *)(uh + 1) > data_end || p->l4len < sizeof(*uh))
 			return XLB_PARSE_MALFORMED;
 		p->key.sport = uh->source;
 		p->key.dport = uh->dest;
 		return XLB_PARSE_OK;
 	}
-	return XLB_PARSE_NOT_L4;
 }
 
-static __always_inline int parse_ipv4(void *l3, void *data_end, struct packet *p)
+static __always_inline int parse_ipv4(void *data, void *l3, void *data_end, struct packet *p)
 {
 	struct iphdr *iph = l3;
 	__u32 hlen;
@@ -101,11 +109,12 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct packet *p
 	__builtin_memcpy(p->key.dst, &iph->daddr, 4);
 	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
 		return XLB_PARSE_NOT_L4;
-	return parse_l4(l3 + hlen, data_end, bpf_ntohs(iph->tot_len) - hlen,
-			iph->protocol, p);
+	p->l4off = l3 + hlen - data;
+	p->l4len = bpf_ntohs(iph->tot_len) - hlen;
+	return XLB_PARSE_OK;
 }
 
-static __always_inline int parse_ipv6(void *l3, void *data_end, struct packet *p)
+static __always_inline int parse_ipv6(void *data, void *l3, void *data_end, struct packet *p)
 {
 	struct ipv6hdr *ip6h = l3;
 
@@ -122,8 +131,9 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct packet *p
 	switch (ip6h->nexthdr) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
-		return parse_l4(ip6h + 1, data_end, bpf_ntohs(ip6h->payload_len),
-				ip6h->nexthdr, p);
+		p->l4off = (void *)(ip6h + 1) - data;
+		p->l4len = bpf_ntohs(ip6h->payload_len);
+		return XLB_PARSE_OK;
 	/* Extension headers: fragments (and chains the kernel handles
 	 * better) go to the stack; see issue on PTB/fragments. */
 	case IPPROTO_HOPOPTS:
@@ -135,7 +145,8 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct packet *p
 	return XLB_PARSE_NOT_L4;
 }
 
-/* parse fills p from an Ethernet frame with at most one VLAN tag. */
+/* parse fills p's addresses and protocol from an Ethernet frame with at
+ * most one VLAN tag, and locates its TCP or UDP header. */
 static __always_inline int parse(void *data, void *data_end, struct packet *p)
 {
 	struct ethhdr *eth = data;
@@ -154,9 +165,9 @@ static __always_inline int parse(void *data, void *data_end, struct packet *p)
 		l3 = vh + 1;
 	}
 	if (proto == bpf_htons(ETH_P_IP))
-		return parse_ipv4(l3, data_end, p);
+		return parse_ipv4(data, l3, data_end, p);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6(l3, data_end, p);
+		return parse_ipv6(data, l3, data_end, p);
 	return XLB_PARSE_NOT_IP;
 }
 

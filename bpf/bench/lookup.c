@@ -2,10 +2,9 @@
 /* bench_lookup: the irreducible work of any stateful balancer, for
  * `make bench` to compare xlb_xdp against: one hash lookup for the
  * service, one LRU lookup for the flow, one array lookup for the backend,
- * a MAC rewrite and XDP_TX. Keys have xlb's dual-stack layout, because
- * the kernel hashes the whole key and a balancer that serves IPv6 pays for
- * 16-byte addresses on IPv4 packets too. Its maps are its own and not
- * pinned; the benchmark fills them.
+ * a MAC rewrite and XDP_TX. Keys have xlb's layouts: the services key is
+ * dual-stack, the flow key the 16-byte IPv4 one. Its maps are its own and
+ * not pinned; the benchmark fills them.
  *
  * A flow it does not know is inserted with backend 1 and forwarded: no
  * cost on the known path (a branch not taken), and through bench_wrapper
@@ -34,7 +33,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, BENCH_LOOKUP_FLOWS);
-	__type(key, struct flow_key);
+	__type(key, struct flow4_key);
 	__type(value, struct flow);
 } bench_flows SEC(".maps");
 
@@ -53,7 +52,7 @@ int bench_lookup(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct iphdr *iph = (void *)(eth + 1);
 	struct vip_key vk = {};
-	struct flow_key fk = {};
+	struct flow4_key fk = {};
 	struct flow nf = { .backend = 1 };
 	struct backend *be;
 	struct tcphdr *th;
@@ -79,7 +78,6 @@ int bench_lookup(struct xdp_md *ctx)
 	fk.sport = th->source;
 	fk.dport = th->dest;
 	fk.proto = IPPROTO_TCP;
-	fk.family = XLB_AF_INET;
 	f = bpf_map_lookup_elem(&bench_flows, &fk);
 	if (!f) {
 		if (bpf_map_update_elem(&bench_flows, &fk, &nf, BPF_ANY))

@@ -30,6 +30,7 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	flows := fs.Uint("flows", datapath.DefaultFlowTableSize, "flow table `size` (connections tracked)")
 	metricsAddr := fs.String("metrics", "", fmt.Sprintf("`address` of Prometheus /metrics and the status page, e.g. :%d (off if empty)", metrics.DefaultPort))
 	stateDir := fs.String("state-dir", override.DefaultStateDir, "`directory` of the state kept across restarts (runtime overrides)")
+	timeouts := fs.String("timeouts", "", "flow `lifetimes` after the last packet, overriding the configuration's: tcp=900s,tcp_fin=120s,udp=300s,syn_recv=60s,close=10s (any of them; ipvsadm --set)")
 	verbose := fs.Bool("v", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -46,6 +47,11 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	xmode, err := datapath.ParseMode(*mode)
+	if err != nil {
+		fmt.Fprintf(stderr, "xlb run: %v\n", err)
+		return 2
+	}
+	lifetimes, err := service.ParseTimeouts(*timeouts)
 	if err != nil {
 		fmt.Fprintf(stderr, "xlb run: %v\n", err)
 		return 2
@@ -85,6 +91,7 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		PinDir:        *pins,
 		Socket:        *socket,
 		FlowTableSize: uint32(*flows),
+		Timeouts:      lifetimes,
 		Log:           log,
 	}, reload)
 	if err != nil {

@@ -43,6 +43,9 @@ type State struct {
 	Detached string `json:"detached,omitempty"`
 	// BGP is the BGP speaker, when a bgp section configures one.
 	BGP *BGP `json:"bgp,omitempty"`
+	// Counters are the data path's reason counters by name (why packets
+	// were passed to the kernel, flow-table events), summed over CPUs.
+	Counters map[string]uint64 `json:"counters,omitempty"`
 }
 
 // VRRPInstance is a vrrp_instance as it runs.
@@ -66,14 +69,17 @@ type VRRPInstance struct {
 
 // Service is a virtual service.
 type Service struct {
-	Proto       string    `json:"proto"` // "TCP" or "UDP"
-	Addr        string    `json:"addr"`
-	Port        uint16    `json:"port"`
-	Scheduler   string    `json:"scheduler"`
-	Persistence uint32    `json:"persistence,omitempty"` // seconds
-	Installed   bool      `json:"installed"`
-	Stats       Stats     `json:"stats"`
-	Backends    []Backend `json:"backends"`
+	Proto       string `json:"proto"` // "TCP" or "UDP"
+	Addr        string `json:"addr"`
+	Port        uint16 `json:"port"`
+	Scheduler   string `json:"scheduler"`
+	Persistence uint32 `json:"persistence,omitempty"` // seconds
+	Installed   bool   `json:"installed"`
+	// ActiveConn and InActConn are the sums of the backends'.
+	ActiveConn uint64    `json:"active_conn"`
+	InActConn  uint64    `json:"inact_conn"`
+	Stats      Stats     `json:"stats"`
+	Backends   []Backend `json:"backends"`
 }
 
 // Backend is a real server of a service.

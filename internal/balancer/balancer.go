@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/xlb-project/xlb/internal/datapath"
 	"github.com/xlb-project/xlb/internal/maglev"
@@ -78,11 +79,17 @@ type Balancer struct {
 	// next id may differ from the data path's record (an ids file
 	// migrated, say).
 	unrecorded bool
+	// hold is how long a released backend id stays unused; now tells
+	// the time (a seam for tests).
+	hold time.Duration
+	now  func() time.Time
 }
 
 // idState allocates service and backend ids. Backend ids rotate through
-// the whole space before one is reused, so a removed backend's flows are
-// re-hashed rather than inherited by whatever takes its id next.
+// the whole space before one is reused, and a released id is not given
+// out again while a flow entry may still hold it (see SetIDHold), so a
+// removed backend's flows are re-hashed rather than inherited by whatever
+// takes its id next.
 type idState struct {
 	services map[datapath.ServiceKey]uint32
 	backends map[backendRef]uint32
@@ -90,6 +97,10 @@ type idState struct {
 	nextBack uint32
 	usedSvc  map[uint32]bool
 	usedBack map[uint32]bool
+	// released holds each backend id given up within the hold, with
+	// when it was: the program may follow an entry naming it until the
+	// entry's timeout has passed.
+	released map[uint32]time.Time
 }
 
 type backendRef struct {
@@ -108,10 +119,23 @@ func New(dp Datapath) *Balancer {
 			macs:     map[uint32]string{},
 			usedSvc:  map[uint32]bool{},
 			usedBack: map[uint32]bool{},
+			released: map[uint32]time.Time{},
 			nextBack: 1,
 		},
-		cur: map[datapath.ServiceKey]*ServiceState{},
+		cur:  map[datapath.ServiceKey]*ServiceState{},
+		hold: datapath.DefaultTimeouts.Hold(),
+		now:  time.Now,
 	}
+}
+
+// SetIDHold sets how long a released backend id is kept from reuse:
+// datapath.Timeouts.Hold of the timeouts the data path applies, after
+// which no entry naming the id is followed any more. It defaults to that
+// of datapath.DefaultTimeouts.
+func (b *Balancer) SetIDHold(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.hold = d
 }
 
 // IDs returns the backend ids given out so far, in id order.
@@ -196,7 +220,13 @@ func (b *Balancer) Apply(services []Service) error {
 	}
 	ids := b.ids.clone()
 	next := map[datapath.ServiceKey]*ServiceState{}
-	txn := datapath.Txn{Backends: map[uint32]net.HardwareAddr{}}
+	txn := datapath.Txn{Backends: map[uint32]datapath.Backend{}}
+	now := b.now()
+	for id, at := range ids.released {
+		if now.Sub(at) >= b.hold {
+			delete(ids.released, id)
+		}
+	}
 	var errs []error
 
 	// Services keep their ids; new ones take the lowest free id.
@@ -222,7 +252,7 @@ func (b *Balancer) Apply(services []Service) error {
 			id, ok := ids.backends[ref]
 			if !ok {
 				var err error
-				if id, err = ids.allocBackend(); err != nil {
+				if id, err = ids.allocBackend(now, b.hold); err != nil {
 					errs = append(errs, fmt.Errorf("service %s: backend %s: %w", s.Key, be.Key(), err))
 					continue
 				}
@@ -232,7 +262,7 @@ func (b *Balancer) Apply(services []Service) error {
 			st.BackendIDs[i] = id
 			keepBackend[id] = true
 			if ids.macs[id] != string(be.MAC) {
-				txn.Backends[id] = be.MAC
+				txn.Backends[id] = datapath.Backend{MAC: be.MAC, Service: st.ID}
 				ids.macs[id] = string(be.MAC)
 			}
 			if be.Weight > 0 {
@@ -291,6 +321,7 @@ func (b *Balancer) Apply(services []Service) error {
 			delete(ids.backends, ref)
 			delete(ids.usedBack, id)
 			delete(ids.macs, id)
+			ids.released[id] = now
 			idsChanged = true
 		}
 	}
@@ -379,6 +410,7 @@ func (s idState) clone() idState {
 	c.macs = maps.Clone(s.macs)
 	c.usedSvc = maps.Clone(s.usedSvc)
 	c.usedBack = maps.Clone(s.usedBack)
+	c.released = maps.Clone(s.released)
 	return c
 }
 
@@ -392,17 +424,29 @@ func (s *idState) allocService() (uint32, error) {
 	return 0, fmt.Errorf("no free service id: at most %d services", datapath.MaxServices-1)
 }
 
-func (s *idState) allocBackend() (uint32, error) {
+// allocBackend gives out the next id in rotation that is neither in use
+// nor released less than hold before now.
+func (s *idState) allocBackend(now time.Time, hold time.Duration) (uint32, error) {
+	held := 0
 	for range datapath.MaxBackends {
 		id := s.nextBack
 		s.nextBack++
 		if s.nextBack >= datapath.MaxBackends {
 			s.nextBack = 1
 		}
-		if !s.usedBack[id] {
-			s.usedBack[id] = true
-			return id, nil
+		if s.usedBack[id] {
+			continue
 		}
+		if at, ok := s.released[id]; ok && now.Sub(at) < hold {
+			held++
+			continue
+		}
+		delete(s.released, id)
+		s.usedBack[id] = true
+		return id, nil
+	}
+	if held > 0 {
+		return 0, fmt.Errorf("no free backend id: %d are held until flow entries that may name them time out (%v)", held, hold)
 	}
 	return 0, fmt.Errorf("no free backend id: at most %d backends", datapath.MaxBackends-1)
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -88,9 +89,13 @@ func TestIDsStableAcrossChanges(t *testing.T) {
 		t.Errorf("a real server shared by two services must have one id per service")
 	}
 	// Only the new backends' MACs are written again.
-	want := map[uint32]net.HardwareAddr{
-		after[be(13, 1).Key()]:        be(13, 1).MAC,
-		ids(b, vip2)[be(11, 1).Key()]: be(11, 1).MAC,
+	svcID := map[datapath.ServiceKey]uint32{}
+	for _, s := range b.State().Services {
+		svcID[s.Key] = s.ID
+	}
+	want := map[uint32]datapath.Backend{
+		after[be(13, 1).Key()]:        {MAC: be(13, 1).MAC, Service: svcID[vip]},
+		ids(b, vip2)[be(11, 1).Key()]: {MAC: be(11, 1).MAC, Service: svcID[vip2]},
 	}
 	if diff := cmp.Diff(want, dp.last().Backends); diff != "" {
 		t.Errorf("backends written (-want +got):\n%s", diff)
@@ -163,8 +168,43 @@ func TestRejectedChangeKeepsState(t *testing.T) {
 	if err := b.Apply(first); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(datapath.Txn{Backends: map[uint32]net.HardwareAddr{}}, dp.txns[n]); diff != "" {
+	if diff := cmp.Diff(datapath.Txn{Backends: map[uint32]datapath.Backend{}}, dp.txns[n]); diff != "" {
 		t.Errorf("re-applying the same state wrote (-want +got):\n%s", diff)
+	}
+}
+
+// TestReleasedIDsHeld: a released backend id is not given out again while
+// a flow entry naming it may still be followed (the hold), even once the
+// rotation comes back to it; after the hold it is.
+func TestReleasedIDsHeld(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	now := time.Unix(1_000_000, 0)
+	b.now = func() time.Time { return now }
+	b.SetIDHold(time.Hour)
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1), be(12, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	gone := ids(b, vip)[be(12, 1).Key()]
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The rotation reaches the released id next.
+	b.ids.nextBack = gone
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1), be(13, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(b, vip)[be(13, 1).Key()]; got == gone {
+		t.Errorf("backend id %d given out again within the hold", gone)
+	}
+	// Past the hold, the id is free again.
+	now = now.Add(time.Hour)
+	b.ids.nextBack = gone
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{be(11, 1), be(13, 1), be(14, 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(b, vip)[be(14, 1).Key()]; got != gone {
+		t.Errorf("after the hold, the next backend took id %d, want the released %d", got, gone)
 	}
 }
 

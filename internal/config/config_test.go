@@ -100,6 +100,15 @@ func TestParseYAMLErrors(t *testing.T) {
 		{"flap damping, unknown field", "global:\n  flap_damping:\n    changes: 4\n    windows: 60s\n", []string{
 			"c.yaml:4: unknown field windows in flap_damping",
 		}},
+		{"zero timeout", "global:\n  timeouts:\n    udp: 0s\n", []string{
+			"c.yaml:3: timeouts: 0s is not positive",
+		}},
+		{"timeout beyond a year", "global:\n  timeouts:\n    tcp: 9000h\n", []string{
+			"c.yaml:3: timeouts: tcp 9000h0m0s is out of range (0, 8760h0m0s]",
+		}},
+		{"timeouts, unknown field", "global:\n  timeouts:\n    tcpfin: 60s\n", []string{
+			"c.yaml:3: unknown field tcpfin in timeouts",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,6 +187,28 @@ func TestFlapDamping(t *testing.T) {
 	}
 	want := service.FlapDamping{Changes: 4, Window: time.Minute, HoldDown: 5 * time.Minute, Source: service.Pos{File: "f.yaml", Line: 6}}
 	if diff := cmp.Diff(want, cfg.Global.FlapDamping); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	out, err := MarshalYAML(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != doc {
+		t.Errorf("written back as:\n%s\nwant:\n%s", out, doc)
+	}
+}
+
+// TestTimeouts: the flow lifetimes (keepalived.conf has no keyword for
+// them) read from the YAML global block, unset ones left to the default,
+// and survive the round trip.
+func TestTimeouts(t *testing.T) {
+	doc := "global:\n  timeouts:\n    tcp: 1h0m0s\n    udp: 30s\n    close: 5s\n"
+	cfg, err := ParseYAML("t.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := service.Timeouts{TCP: time.Hour, UDP: 30 * time.Second, Close: 5 * time.Second, Source: service.Pos{File: "t.yaml", Line: 5}}
+	if diff := cmp.Diff(want, cfg.Global.Timeouts); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	out, err := MarshalYAML(cfg)

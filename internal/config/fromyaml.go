@@ -34,6 +34,24 @@ func (y *fromYAML) config(doc *fileYAML) *service.Config {
 				Source: y.pos(max(f.Window.line, f.HoldDown.line, g.RouterID.line)),
 			}
 		}
+		if t := g.Timeouts; t != nil {
+			to := &cfg.Global.Timeouts
+			line := 0
+			for _, f := range []struct {
+				y *yDuration
+				d *time.Duration
+			}{{t.TCP, &to.TCP}, {t.TCPFin, &to.TCPFin}, {t.UDP, &to.UDP}, {t.SynRecv, &to.SynRecv}, {t.Close, &to.Close}} {
+				if f.y == nil {
+					continue
+				}
+				if f.y.v <= 0 {
+					y.errorf(f.y.line, "timeouts: %s is not positive", f.y.v)
+				}
+				*f.d = f.y.v
+				line = max(line, f.y.line)
+			}
+			to.Source = y.pos(line)
+		}
 	}
 	for i := range doc.Services {
 		cfg.Services = append(cfg.Services, y.service(&doc.Services[i]))

@@ -15,10 +15,15 @@ import (
 // for source positions.
 func MarshalYAML(cfg *service.Config) ([]byte, error) {
 	doc := fileYAML{}
-	if g := cfg.Global; g.RouterID != "" || g.FlapDamping.On() {
+	t := cfg.Global.Timeouts
+	t.Source = service.Pos{}
+	if g := cfg.Global; g.RouterID != "" || g.FlapDamping.On() || t != (service.Timeouts{}) {
 		doc.Global = &globalYAML{RouterID: yString{v: g.RouterID}}
 		if f := g.FlapDamping; f.On() {
 			doc.Global.FlapDamping = &flapYAML{Changes: f.Changes, Window: yDuration{v: f.Window}, HoldDown: yDuration{v: f.HoldDown}}
+		}
+		if t != (service.Timeouts{}) {
+			doc.Global.Timeouts = &timeoutsYAML{TCP: optDur(t.TCP), TCPFin: optDur(t.TCPFin), UDP: optDur(t.UDP), SynRecv: optDur(t.SynRecv), Close: optDur(t.Close)}
 		}
 	}
 	for i := range cfg.Services {

@@ -90,8 +90,17 @@ func (c *yCommunity) UnmarshalYAML(n *yaml.Node) error {
 func (c yCommunity) MarshalYAML() (any, error) { return c.v.String(), nil }
 
 type globalYAML struct {
-	RouterID    yString   `yaml:"router_id,omitempty"`
-	FlapDamping *flapYAML `yaml:"flap_damping,omitempty"`
+	RouterID    yString       `yaml:"router_id,omitempty"`
+	FlapDamping *flapYAML     `yaml:"flap_damping,omitempty"`
+	Timeouts    *timeoutsYAML `yaml:"timeouts,omitempty"`
+}
+
+type timeoutsYAML struct {
+	TCP     *yDuration `yaml:"tcp,omitempty"`
+	TCPFin  *yDuration `yaml:"tcp_fin,omitempty"`
+	UDP     *yDuration `yaml:"udp,omitempty"`
+	SynRecv *yDuration `yaml:"syn_recv,omitempty"`
+	Close   *yDuration `yaml:"close,omitempty"`
 }
 
 type flapYAML struct {

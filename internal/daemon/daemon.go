@@ -43,7 +43,10 @@ type Options struct {
 	// FlowTableSize is the flow table's capacity (the data path's default
 	// if zero).
 	FlowTableSize uint32
-	Log           *slog.Logger
+	// Timeouts override, field by field, the flow lifetimes of the
+	// configuration (`xlb run --timeouts`).
+	Timeouts service.Timeouts
+	Log      *slog.Logger
 	// Metrics: /metrics and the status page ("": off); StateDir: the overrides ("": memory).
 	Metrics, StateDir string
 	Build             metrics.Build
@@ -86,6 +89,10 @@ type Daemon struct {
 	stopping bool
 	// iface is the interface as the program was last fitted to it.
 	iface ifwatch.State
+	// idHold is the longest backend id hold given to the balancer.
+	idHold time.Duration
+	// sweeper sweeps the flow table and counts connections.
+	sweeper *datapath.Sweeper
 
 	// reloading serialises reloads: a reload holds it until the VRRP
 	// instances it replaced have finished releasing.
@@ -165,6 +172,9 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("pin directory %s: %w", opts.PinDir, err)
 	}
 	d.rec = reconcile.New(d.bal)
+	if err := d.setTimeouts(cfg); err != nil {
+		return nil, err
+	}
 	d.ramp = slowstart.New(d.ovr, d.locked)
 	d.rec.SetOverrides(d.ramp)
 	if d.res, err = neigh.New(opts.Interface, d.log); err != nil {
@@ -217,6 +227,7 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		d.log.Error("pin the maps", "err", err)
 	}
 	d.iface = ifwatch.State{Index: ifi.Index, MAC: ifi.HardwareAddr}
+	d.sweeper = d.dp.StartSweeper(context.WithoutCancel(ctx), d.log) // stopped in shutdown
 	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
 	d.vrrp.Start(nil)
 	if err := d.bgp.Start(); err != nil {
@@ -289,6 +300,7 @@ func (d *Daemon) shutdown(purge bool) error {
 	} else {
 		d.log.Info("the XDP program keeps forwarding with the last tables until the next xlb run takes it over; xlb stop removes it")
 	}
+	d.sweeper.Stop()
 	err = errors.Join(err, d.dp.Close())
 	d.opsStop()
 	d.srv.Close()
@@ -385,6 +397,9 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 	_, _ = d.ovr.Prune(cfg) // a server the reload removed loses its override
 	d.ops.Loaded(cfg, nil)
 	d.hc.SetDamping(cfg.Global.FlapDamping)
+	if err := d.setTimeouts(cfg); err != nil {
+		d.log.Error("reload: flow timeouts", "err", err)
+	}
 	d.hc.SetVIPs(cfg.VIPs())
 	d.hc.Update(targets)
 	d.log.Info("reloaded", "services", len(cfg.Services), "vrrp_changed", vrrpChanged)
@@ -401,6 +416,22 @@ func (d *Daemon) locked(fn func(cfg *service.Config, apply func() error) error) 
 		return errors.New("xlb is stopping")
 	}
 	return fn(d.cfg, func() error { return d.applyLocked(d.cfg) })
+}
+
+// setTimeouts gives the data path the configuration's flow lifetimes, as
+// the command line overrides them, and holds released backend ids as long
+// as an entry naming one may be followed. The hold never shrinks: an entry
+// a longer timeout kept may still name an id released under it.
+func (d *Daemon) setTimeouts(cfg *service.Config) error {
+	t := reconcile.DatapathTimeouts(cfg.Global.Timeouts.Override(d.opts.Timeouts))
+	if err := d.dp.SetTimeouts(t); err != nil {
+		return err
+	}
+	if h := t.Hold(); h > d.idHold {
+		d.idHold = h
+		d.bal.SetIDHold(h)
+	}
+	return nil
 }
 
 // applyWith serves cfg as health h says, and runs the quorum scripts its

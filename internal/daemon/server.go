@@ -10,7 +10,8 @@ func (d *Daemon) State() (api.State, error) {
 	d.mu.Lock()
 	cfg, vs := d.cfg, d.vrrp
 	d.mu.Unlock()
-	st, err := status.Build(cfg, d.bal.State(), d.dp)
+	conns, entries := d.sweeper.Counts()
+	st, err := status.Build(cfg, d.bal.State(), d.dp, conns, entries)
 	if err != nil {
 		return api.State{}, err
 	}

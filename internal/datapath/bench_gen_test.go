@@ -6,3 +6,4 @@ package datapath
 //go:generate go tool bpf2go -target bpfel -output-suffix _test -output-stem bench_bare -cflags "-O2 -g -Wall -Werror -mcpu=v3" benchBare ../../bpf/bench/bare.c -- -I/usr/include/x86_64-linux-gnu
 //go:generate go tool bpf2go -target bpfel -output-suffix _test -output-stem bench_lookup -cflags "-O2 -g -Wall -Werror -mcpu=v3" benchLookup ../../bpf/bench/lookup.c -- -I/usr/include/x86_64-linux-gnu
 //go:generate go tool bpf2go -target bpfel -output-suffix _test -output-stem bench_wrapper -cflags "-O2 -g -Wall -Werror -mcpu=v3" benchWrapper ../../bpf/bench/wrapper.c -- -I/usr/include/x86_64-linux-gnu
+//go:generate go tool bpf2go -target bpfel -output-suffix _test -output-stem bench_live -cflags "-O2 -g -Wall -Werror -mcpu=v3" benchLive ../../bpf/bench/live.c -- -I/usr/include/x86_64-linux-gnu

@@ -14,28 +14,30 @@ import (
 )
 
 type benchLookupBackend struct {
-	_     structs.HostLayout
-	Mac   [6]uint8
-	Flags uint16
+	_       structs.HostLayout
+	Mac     [6]uint8
+	Flags   uint16
+	Service uint32
 }
 
 type benchLookupFlow struct {
 	_       structs.HostLayout
 	Backend uint32
 	Atime   uint32
+	Ctime   uint32
+	Service uint16
 	State   uint8
-	Pad     [3]uint8
+	Pad     uint8
 }
 
-type benchLookupFlowKey struct {
-	_      structs.HostLayout
-	Src    [16]uint8
-	Dst    [16]uint8
-	Sport  uint16
-	Dport  uint16
-	Proto  uint8
-	Family uint8
-	Pad    uint16
+type benchLookupFlow4Key struct {
+	_     structs.HostLayout
+	Src   [4]uint8
+	Dst   [4]uint8
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
 }
 
 type benchLookupVipKey struct {

@@ -2,12 +2,12 @@ package datapath
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
 	"text/tabwriter"
@@ -55,8 +55,9 @@ const (
 	benchRoundsPerOp = 5
 	// benchFlowsRoomy holds a whole round of new flows plus the LRU's
 	// per-CPU free lists, so new-tcp4 inserts without evicting; the table
-	// is emptied after every round. bench_lookup's table has this size
-	// too (BENCH_LOOKUP_FLOWS).
+	// is emptied after every round. It is the size of both the flow table
+	// and probation, where new flows go. bench_lookup's table has this
+	// size too (BENCH_LOOKUP_FLOWS).
 	benchFlowsRoomy = 1 << 20
 	// benchFlowsFull is kept full, so each insert of new-tcp4-full evicts
 	// the least recently used flow: a busy balancer's steady state.
@@ -168,14 +169,15 @@ func newBenchEnv(b *testing.B) *benchEnv {
 			prog: e.wrapper.BenchWrapper, frame: syn4, want: benchXDPTX,
 			setup: func() error { return e.point(e.bare.BenchBare) },
 		},
-		e.newFlow("lookup-new", "lookup, inserting every flow (table with room)", e.lookup.BenchLookup, e.lookup.BenchFlows, nil, syn4),
-		e.known("known-tcp4", "ACK of an established flow", ack4, 1),
+		e.newFlow("lookup-new", "lookup, inserting every flow (table with room)", e.lookup.BenchLookup, flowTable{e.lookup.BenchFlows, true, true}, nil, syn4),
+		e.known("known-tcp4", "ACK of an established flow", ack4, 1, false),
+		e.known("young-tcp4", "SYN again, of a flow in probation: two lookups", benchFrame(benchClient4, benchVIP4, 12346, 80, protoTCP, benchSYN), 1, true),
 		e.newFlow("new-tcp4", fmt.Sprintf("SYN, flow insert, table with room (%d, emptied each round)", benchFlowsRoomy),
-			e.roomy.objs.XlbXdp, e.roomy.objs.Flows, e.roomy, syn4),
+			e.roomy.objs.XlbXdp, flowTable{e.roomy.objs.Probation4, true, true}, e.roomy, syn4),
 		e.newFlow("new-tcp4-full", fmt.Sprintf("SYN, flow insert, full table (%d): every insert evicts", benchFlowsFull),
-			e.full.objs.XlbXdp, e.full.objs.Flows, e.full, syn4),
-		e.known("udp4", "UDP of a known flow", benchFrame(benchClient4, benchVIP4, 12345, 53, protoUDP, 0), 2),
-		e.known("known-tcp6", "IPv6 ACK of an established flow", benchFrame(benchClient6, benchVIP6, 12345, 80, protoTCP, benchACK), 3),
+			e.full.objs.XlbXdp, flowTable{e.full.objs.Probation4, true, true}, e.full, syn4),
+		e.known("udp4", "UDP of a known flow", benchFrame(benchClient4, benchVIP4, 12345, 53, protoUDP, 0), 2, false),
+		e.known("known-tcp6", "IPv6 ACK of an established flow", benchFrame(benchClient6, benchVIP6, 12345, 80, protoTCP, benchACK), 3, false),
 		e.pass4("pass-not-vip", "TCP to an address with no service: XDP_PASS",
 			benchFrame(benchClient4, benchOther4, 12345, 80, protoTCP, benchACK)),
 	}
@@ -186,7 +188,9 @@ func newBenchEnv(b *testing.B) *benchEnv {
 // benchmark's services: TCP and UDP on the IPv4 VIP, TCP on the IPv6 one.
 func benchLoad(b *testing.B, flows uint32) *Datapath {
 	pins := b.TempDir() + "/pins"
-	d, err := Load(Options{PinDir: pins, MAC: benchLBMAC, FlowTableSize: flows})
+	// Probation's LRU lists are per CPU, each holding its share of the
+	// map: room for a whole round of new flows on any one CPU.
+	d, err := Load(Options{PinDir: pins, MAC: benchLBMAC, FlowTableSize: flows, ProbationSize: flows * uint32(runtime.NumCPU())})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -194,23 +198,29 @@ func benchLoad(b *testing.B, flows uint32) *Datapath {
 		_ = d.Close()
 		_ = unmount(pins)
 	})
-	table := make([]uint32, benchTableSize)
-	for i := range table {
-		table[i] = uint32(1 + i%len(benchBackends))
-	}
 	// A test run's repeats see the frame the previous repeat wrote, and
 	// the program passes frames addressed to another host's MAC. With
 	// every backend at the balancer's own MAC the rewritten frame is again
 	// addressed to the balancer, so each repeat does the forwarding work.
-	backends := map[uint32]net.HardwareAddr{}
-	for id := range benchBackends {
-		backends[id] = benchLBMAC
+	// Each service has backends of its own: ids are per service.
+	keys := []ServiceKey{
+		{Addr: benchVIP4, Port: 80, Proto: protoTCP},
+		{Addr: benchVIP4, Port: 53, Proto: protoUDP},
+		{Addr: benchVIP6, Port: 80, Proto: protoTCP},
 	}
-	txn := Txn{Backends: backends, Services: []ServiceTable{
-		{Key: ServiceKey{Addr: benchVIP4, Port: 80, Proto: protoTCP}, Service: Service{ID: 1}, Table: table},
-		{Key: ServiceKey{Addr: benchVIP4, Port: 53, Proto: protoUDP}, Service: Service{ID: 2}, Table: table},
-		{Key: ServiceKey{Addr: benchVIP6, Port: 80, Proto: protoTCP}, Service: Service{ID: 3}, Table: table},
-	}}
+	txn := Txn{Backends: map[uint32]Backend{}}
+	n := uint32(len(benchBackends))
+	for i, k := range keys {
+		svc := uint32(i + 1)
+		table := make([]uint32, benchTableSize)
+		for j := range table {
+			table[j] = n*(svc-1) + 1 + uint32(j)%n
+		}
+		for id := n*(svc-1) + 1; id <= n*svc; id++ {
+			txn.Backends[id] = Backend{MAC: benchLBMAC, Service: svc}
+		}
+		txn.Services = append(txn.Services, ServiceTable{Key: k, Service: Service{ID: svc}, Table: table})
+	}
 	if err := d.Apply(txn); err != nil {
 		b.Fatal(err)
 	}
@@ -224,8 +234,8 @@ func (e *benchEnv) fillLookup() error {
 	if err := e.lookup.BenchServices.Update(vk, benchLookupVipMeta{Id: 1}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("bench_lookup services: %w", err)
 	}
-	f := Flow{Src: benchClient4, Dst: benchVIP4, SrcPort: 12345, DstPort: 80, Proto: protoTCP}.bpf()
-	fk := benchLookupFlowKey{Src: f.Src, Dst: f.Dst, Sport: f.Sport, Dport: f.Dport, Proto: f.Proto, Family: f.Family}
+	f := Flow{Src: benchClient4, Dst: benchVIP4, SrcPort: 12345, DstPort: 80, Proto: protoTCP}.bpf4()
+	fk := benchLookupFlow4Key{Src: f.Src, Dst: f.Dst, Sport: f.Sport, Dport: f.Dport, Proto: f.Proto}
 	if err := e.lookup.BenchFlows.Update(fk, benchLookupFlow{Backend: 1, State: uint8(FlowEst)}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("bench_lookup flows: %w", err)
 	}
@@ -254,8 +264,9 @@ func (e *benchEnv) wrapped() (uint32, error) {
 }
 
 // known times a packet of a flow the table already has: a run before the
-// first round inserts it.
-func (e *benchEnv) known(name, note string, frame []byte, svc uint32) benchCase {
+// first round inserts it, into probation, and unless young it is then
+// moved to the flow table proper, as a flow that lasted is.
+func (e *benchEnv) known(name, note string, frame []byte, svc uint32, young bool) benchCase {
 	d := e.roomy
 	var before map[Counter]uint64
 	var stats Stats
@@ -264,6 +275,11 @@ func (e *benchEnv) known(name, note string, frame []byte, svc uint32) benchCase 
 		setup: func() error {
 			if ret, _, err := d.objs.XlbXdp.Test(frame); err != nil || ret != benchXDPTX {
 				return fmt.Errorf("insert the flow: verdict %d, %v", ret, err)
+			}
+			if !young {
+				if err := promoteAll(d); err != nil {
+					return err
+				}
 			}
 			var err error
 			if before, err = d.Counters(); err != nil {
@@ -296,7 +312,7 @@ func (e *benchEnv) known(name, note string, frame []byte, svc uint32) benchCase 
 // bench_lookup, which has no counters. In a table with room, the flows
 // removed after each round are counted: fewer than the round inserted
 // means the LRU evicted after all.
-func (e *benchEnv) newFlow(name, note string, target *ebpf.Program, flows *ebpf.Map, d *Datapath, frame []byte) benchCase {
+func (e *benchEnv) newFlow(name, note string, target *ebpf.Program, flows flowTable, d *Datapath, frame []byte) benchCase {
 	evicts := d == e.full
 	var before map[Counter]uint64
 	var start, last uint32
@@ -307,10 +323,10 @@ func (e *benchEnv) newFlow(name, note string, target *ebpf.Program, flows *ebpf.
 				return err
 			}
 			if evicts {
-				if _, _, err := e.wrapper.BenchWrapper.Benchmark(frame, 2*int(flows.MaxEntries()), nil); err != nil {
+				if _, _, err := e.wrapper.BenchWrapper.Benchmark(frame, 2*int(flows.m.MaxEntries()), nil); err != nil {
 					return fmt.Errorf("fill the flow table: %w", err)
 				}
-			} else if _, err := benchEmpty(flows); err != nil {
+			} else if _, err := emptyTable(flows); err != nil {
 				return err
 			}
 			var err error
@@ -332,7 +348,7 @@ func (e *benchEnv) newFlow(name, note string, target *ebpf.Program, flows *ebpf.
 			}
 			inserted := n - last
 			last = n
-			left, err := benchEmpty(flows)
+			left, err := emptyTable(flows)
 			if err != nil {
 				return err
 			}
@@ -405,25 +421,6 @@ func benchDelta(before, after map[Counter]uint64) map[Counter]uint64 {
 		}
 	}
 	return out
-}
-
-// benchEmpty deletes every flow and returns how many there were.
-func benchEmpty(flows *ebpf.Map) (int, error) {
-	const chunk = 4096
-	keys := make([]lbFlowKey, chunk)
-	vals := make([]lbFlow, chunk)
-	var cursor ebpf.MapBatchCursor
-	total := 0
-	for {
-		n, err := flows.BatchLookupAndDelete(&cursor, keys, vals, nil)
-		total += n
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return total, nil
-		}
-		if err != nil {
-			return total, fmt.Errorf("empty flow table: %w", err)
-		}
-	}
 }
 
 // run measures c with 5*b.N rounds and reports the median.

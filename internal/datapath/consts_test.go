@@ -34,7 +34,8 @@ func TestLimits(t *testing.T) {
 	}{
 		{lbMapServices, MaxServices},
 		{lbMapBackends, MaxBackends},
-		{lbMapFlows, DefaultFlowTableSize},
+		{lbMapFlows4, DefaultFlowTableSize},
+		{lbMapFlows6, DefaultFlowTableSize},
 		{lbMapStats, MaxServices + MaxBackends},
 		{lbMapMaglev, slotsPerService * MaxServices},
 	} {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -65,10 +66,14 @@ type Options struct {
 	// it are forwarded, with it as their source. Nil accepts any
 	// destination and keeps it as the source.
 	MAC net.HardwareAddr
-	// FlowTableSize is the flows map's capacity (DefaultFlowTableSize if
-	// zero). A pinned flow table of another size is copied into one of
+	// FlowTableSize is the capacity of each family's flow table
+	// (DefaultFlowTableSize if zero), not counting probation, a quarter
+	// of it. A pinned flow table of another size is copied into one of
 	// this size.
 	FlowTableSize uint32
+	// ProbationSize is the capacity of each family's probation, where new
+	// flows wait until they have lasted (FlowTableSize/4 if zero).
+	ProbationSize uint32
 	// KeepFlows adopts the flow table an earlier run left pinned, together
 	// with the record of the backend ids its entries hold (see IDs):
 	// connections that run (or its still-attached program) placed keep
@@ -82,7 +87,7 @@ type Options struct {
 }
 
 // mapNames are the pinned maps, as bpf/lb_maps.h names them.
-var mapNames = []string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapFlows, lbMapBackendIds, lbMapStats, lbMapCounters}
+var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter}, flowMapNames...)
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {
@@ -104,7 +109,7 @@ type Datapath struct {
 	// adopted is the flow table taken over from an earlier run when it was
 	// copied rather than shared (another size): Pin copies what that run's
 	// program placed since Load once more, right before the switch.
-	adopted *ebpf.Map
+	adopted map[string]*ebpf.Map
 	// legacyIDs is the migrated JSON file, removed once Pin has recorded
 	// its ids in the pinned map.
 	legacyIDs string
@@ -116,9 +121,12 @@ type Datapath struct {
 	// released; it holds no backend and no service points at it.
 	retired *ebpf.Map
 
-	hzOnce sync.Once // measures the tick rate on first use
+	hzOnce sync.Once // reads the tick rate on first use
 	hz     float64
 	hzErr  error
+
+	timeouts Timeouts      // what the program applies (SetTimeouts)
+	promote  time.Duration // how long a flow lasts in probation (SetPromotion)
 }
 
 // Load loads the program and its maps without changing anything an
@@ -161,7 +169,7 @@ func Load(opts Options) (_ *Datapath, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("datapath: %w", err)
 	}
-	spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
+	sizeFlowMaps(spec, opts.FlowTableSize, opts.ProbationSize)
 	for _, m := range spec.Maps {
 		m.Pinning = ebpf.PinNone
 	}
@@ -179,9 +187,16 @@ func Load(opts Options) (_ *Datapath, err error) {
 	}
 	d.inner = spec.Maps[lbMapMaglev].InnerMap.Copy()
 	d.spec = spec.Copy()
-	var replace map[string]*ebpf.Map
-	if prev.flows != nil && prev.flows.MaxEntries() == opts.FlowTableSize {
-		replace = map[string]*ebpf.Map{lbMapFlows: prev.flows}
+	// A pinned flow map of this size is shared with the program still
+	// running; one of another size is copied below.
+	replace := map[string]*ebpf.Map{}
+	for name, m := range prev.flows {
+		if m.MaxEntries() == spec.Maps[name].MaxEntries {
+			replace[name] = m
+			delete(prev.flows, name)
+		} else {
+			prev.copy[name] = m
+		}
 	}
 	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{MapReplacements: replace})
 	if err != nil {
@@ -197,17 +212,30 @@ func Load(opts Options) (_ *Datapath, err error) {
 		return nil, fmt.Errorf("datapath: placeholder table: %w", err)
 	}
 	d.ids = map[lbBackendRef]uint32{}
-	if prev.flows != nil && replace == nil {
-		if err := copyFlows(prev.flows, d.objs.Flows); err != nil {
+	for name, old := range prev.copy {
+		if err := copyFlows(old, d.mapsByName()[name]); err != nil {
 			return nil, err
 		}
-		d.adopted, prev.flows = prev.flows, nil
+		delete(prev.flows, name)
+	}
+	d.adopted, prev.copy = prev.copy, nil
+	for _, m := range replace {
+		m.Close() // the program holds its own reference
 	}
 	if prev.ids != nil {
 		if err := d.recordIDs(prev.ids); err != nil {
 			return nil, err
 		}
 		d.legacyIDs = prev.legacy
+	}
+	if err := d.syncFilter(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.promote = DefaultPromotion
+	if err := d.SetTimeouts(DefaultTimeouts); err != nil {
+		d.Close()
+		return nil, err
 	}
 	return d, nil
 }
@@ -396,22 +424,27 @@ func (d *Datapath) SetMAC(mac net.HardwareAddr) error {
 	if err := spec.Variables[lbVarXlbCfg].Set(cfg); err != nil {
 		return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
 	}
-	replace := map[string]*ebpf.Map{
-		lbMapServices: d.objs.Services, lbMapMaglev: d.objs.Maglev, lbMapBackends: d.objs.Backends,
-		lbMapFlows: d.objs.Flows, lbMapBackendIds: d.objs.BackendIds, lbMapStats: d.objs.Stats, lbMapCounters: d.objs.Counters,
+	// The settings (timeouts, promotion) live in the program's data, so
+	// the new program gets the current ones before it takes over.
+	var objs struct {
+		lbPrograms
+		lbVariables
 	}
-	var progs lbPrograms
-	if err := spec.LoadAndAssign(&progs, &ebpf.CollectionOptions{MapReplacements: replace}); err != nil {
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: d.mapsByName()}); err != nil {
 		return fmt.Errorf("datapath: set MAC %s: load: %w", mac, err)
 	}
+	if err := writeSettings(objs.Settings, d.timeouts, d.promote); err != nil {
+		objs.lbPrograms.Close()
+		return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
+	}
 	if d.link != nil {
-		if err := d.link.Update(progs.XlbXdp); err != nil {
-			progs.Close()
+		if err := d.link.Update(objs.XlbXdp); err != nil {
+			objs.lbPrograms.Close()
 			return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
 		}
 	}
 	old := d.objs.lbPrograms
-	d.objs.lbPrograms = progs
+	d.objs.lbPrograms, d.objs.lbVariables = objs.lbPrograms, objs.lbVariables
 	return old.Close()
 }
 
@@ -437,8 +470,8 @@ func (d *Datapath) Close() error {
 		d.link = nil
 	}
 	errs = append(errs, d.objs.Close())
-	if d.adopted != nil {
-		errs = append(errs, d.adopted.Close())
+	for _, m := range d.adopted {
+		errs = append(errs, m.Close())
 	}
 	if d.retired != nil {
 		errs = append(errs, d.retired.Close())

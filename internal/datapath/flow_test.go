@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -229,7 +230,7 @@ func TestNoBackend(t *testing.T) {
 	if err := d.objs.Backends.Update(uint32(2), lbBackend{}, ebpf.UpdateExist); err != nil {
 		t.Fatal(err)
 	}
-	step{p: known, verdict: verdictPass, backend: 2, state: FlowEst,
+	step{p: known, verdict: verdictPass, backend: 2, state: FlowEst, flowSvc: 1,
 		counters: map[Counter]uint64{CounterFlowRehash: 1, CounterPassNoBackend: 1}}.check(t, d, svcs, bes)
 
 	// A table naming backend 0 ("none").
@@ -278,21 +279,23 @@ func innerTable(t testing.TB, d *Datapath, slot uint32) *ebpf.Map {
 // to one backend, whatever its ports; FlowHash predicts which.
 func TestSourceHash(t *testing.T) {
 	d := newDatapath(t, Options{})
+	// The same real servers behind both services, under ids of each.
 	table := patterned(251, 1, 2, 3, 4)
+	shTable := patterned(251, 11, 12, 13, 14)
 	sh := ServiceKey{Addr: vip4, Port: 443, Proto: ipProtoTCP}
 	apply(t, d, Txn{
-		Backends: backendsTxn(1, 2, 3, 4),
+		Backends: mergeBackends(backendsTxn(1, 2, 3, 4), backendsOf(2, 11, 12, 13, 14)),
 		Services: []ServiceTable{
-			{Key: sh, Service: Service{ID: 2, HashSource: true}, Table: table},
+			{Key: sh, Service: Service{ID: 2, HashSource: true}, Table: shTable},
 			{Key: web4, Service: Service{ID: 1}, Table: table},
 		},
 	})
-	svcs, bes := []uint32{1, 2}, []uint32{1, 2, 3, 4}
+	svcs, bes := []uint32{1, 2}, []uint32{1, 2, 3, 4, 11, 12, 13, 14}
 	https := func(src netip.Addr, sport uint16) pkt {
 		return tcp4(sport, thSYN).with(func(p *pkt) { p.srcIP, p.dport = src, 443 })
 	}
 
-	want := predict(table, https(client4, 0).flow(), true)
+	want := predict(shTable, https(client4, 0).flow(), true)
 	for _, sport := range []uint16{1024, 33333, 65535} {
 		p := https(client4, sport)
 		step{p: p, verdict: verdictTX, backend: want, svc: 2, state: FlowSYN, counters: newFlow()}.check(t, d, svcs, bes)
@@ -301,7 +304,7 @@ func TestSourceHash(t *testing.T) {
 	other := false
 	for i := 1; i < 255 && !other; i++ {
 		src := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
-		b := predict(table, https(src, 0).flow(), true)
+		b := predict(shTable, https(src, 0).flow(), true)
 		if b == want {
 			continue
 		}
@@ -330,10 +333,11 @@ func TestSourceHash(t *testing.T) {
 func TestPredict(t *testing.T) {
 	d := newDatapath(t, Options{})
 	rng := rand.New(rand.NewPCG(1, 2))
-	randomTable := func(size int) []uint32 {
+	// Service i's backends are ids 10i+1 .. 10i+5.
+	randomTable := func(svc uint32, size int) []uint32 {
 		t := make([]uint32, size)
 		for i := range t {
-			t[i] = 1 + rng.Uint32N(5)
+			t[i] = 10*svc + 1 + rng.Uint32N(5)
 		}
 		return t
 	}
@@ -343,14 +347,16 @@ func TestPredict(t *testing.T) {
 		table []uint32
 	}
 	svcs := []svc{
-		{ServiceKey{vip4, 80, ipProtoTCP}, false, randomTable(1021)},
-		{ServiceKey{vip4, 53, ipProtoUDP}, true, randomTable(251)},
-		{ServiceKey{vip6, 80, ipProtoTCP}, false, randomTable(4093)},
-		{ServiceKey{vip6, 53, ipProtoUDP}, true, randomTable(509)},
+		{ServiceKey{vip4, 80, ipProtoTCP}, false, randomTable(1, 1021)},
+		{ServiceKey{vip4, 53, ipProtoUDP}, true, randomTable(2, 251)},
+		{ServiceKey{vip6, 80, ipProtoTCP}, false, randomTable(3, 4093)},
+		{ServiceKey{vip6, 53, ipProtoUDP}, true, randomTable(4, 509)},
 	}
-	txn := Txn{Backends: backendsTxn(1, 2, 3, 4, 5)}
+	txn := Txn{Backends: map[uint32]Backend{}}
 	for i, s := range svcs {
-		txn.Services = append(txn.Services, ServiceTable{Key: s.key, Service: Service{ID: uint32(i + 1), HashSource: s.hsrc}, Table: s.table})
+		id := uint32(i + 1)
+		maps.Copy(txn.Backends, backendsOf(id, 10*id+1, 10*id+2, 10*id+3, 10*id+4, 10*id+5))
+		txn.Services = append(txn.Services, ServiceTable{Key: s.key, Service: Service{ID: id, HashSource: s.hsrc}, Table: s.table})
 	}
 	apply(t, d, txn)
 
@@ -409,9 +415,12 @@ func TestFlowAPIv4MappedSource(t *testing.T) {
 	// A table where every backend differs makes a wrong hash visible.
 	table := make([]uint32, 251)
 	for i := range table {
-		table[i] = uint32(1 + i%6)
+		table[i] = uint32(31 + i%6)
 	}
-	apply(t, d, Txn{Services: []ServiceTable{{Key: ServiceKey{vip6, 80, ipProtoTCP}, Service: Service{ID: svcTCP6}, Table: table}}})
+	apply(t, d, Txn{
+		Backends: backendsOf(svcTCP6, 31, 32, 33, 34, 35, 36),
+		Services: []ServiceTable{{Key: ServiceKey{vip6, 80, ipProtoTCP}, Service: Service{ID: svcTCP6}, Table: table}},
+	})
 	for sport := uint16(49001); sport < 49011; sport++ {
 		q := p.with(func(q *pkt) { q.sport = sport })
 		_, out := run(t, d, q.build())
@@ -420,4 +429,120 @@ func TestFlowAPIv4MappedSource(t *testing.T) {
 			t.Errorf("%v: sent to %x, FlowHash predicts %x", q.flow(), got, want)
 		}
 	}
+}
+
+// TestExpiry: the program does not follow an entry idle past its state's
+// timeout: the flow is scheduled afresh (IPVS would have expired the
+// connection), so a drained backend loses it; one unit short of the
+// timeout it is followed. The entries are written with their last packet
+// in the past of the program's own clock (putFlowAged), and the ages sit
+// a unit away from the boundary on either side, so a tick of the clock
+// during the test changes nothing.
+func TestExpiry(t *testing.T) {
+	d := newDatapath(t, Options{})
+	// Short and different by state, so a wrong state index shows.
+	timeouts := Timeouts{TCP: 40 * time.Second, SynRecv: 20 * time.Second, Fin: 30 * time.Second, Close: 10 * time.Second, UDP: 50 * time.Second}
+	if err := d.SetTimeouts(timeouts); err != nil {
+		t.Fatal(err)
+	}
+	hz, err := tickRate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Backend 1 drains: present, but the table only names 2.
+	dns4 := ServiceKey{Addr: vip4, Port: 53, Proto: ipProtoUDP}
+	apply(t, d, Txn{Backends: mergeBackends(backendsTxn(1, 2), backendsOf(2, 3, 4))})
+	apply(t, d, Txn{Services: []ServiceTable{
+		{Key: web4, Service: Service{ID: 1}, Table: patterned(251, 2)},
+		{Key: dns4, Service: Service{ID: 2}, Table: patterned(251, 4)},
+	}})
+	svcs, bes := []uint32{1, 2}, []uint32{1, 2, 3, 4}
+	tests := []struct {
+		state FlowState
+		p     pkt
+		svc   uint32
+		// drained is where the entry points, fresh where a new flow goes.
+		drained, fresh uint32
+		after          FlowState // the state a new flow starts in
+	}{
+		{FlowSYN, tcp4(55000, thSYN), 1, 1, 2, FlowSYN},
+		{FlowEst, tcp4(55001, thACK), 1, 1, 2, FlowEst},
+		{FlowFIN, tcp4(55002, thACK), 1, 1, 2, FlowEst},
+		{FlowClose, tcp4(55003, thACK), 1, 1, 2, FlowEst},
+		{FlowUDP, udp4(55004), 2, 3, 4, FlowUDP},
+	}
+	for _, tc := range tests {
+		limit := units(timeouts.For(tc.state), hz)
+		t.Run(tc.state.String(), func(t *testing.T) {
+			// One unit short of the timeout: followed, to the drained
+			// backend, and stamped afresh.
+			putFlowAged(t, d, tc.p.flow(), flowSpec{backend: tc.drained, service: tc.svc, state: tc.state, idle: limit - 1})
+			st := modelNextState(tc.p.proto, tc.p.flags, tc.state)
+			step{p: tc.p, verdict: verdictTX, backend: tc.drained, svc: tc.svc, state: st}.check(t, d, svcs, bes)
+			// One unit past it: not followed, scheduled afresh.
+			putFlowAged(t, d, tc.p.flow(), flowSpec{backend: tc.drained, service: tc.svc, state: tc.state, idle: limit + 1})
+			step{p: tc.p, verdict: verdictTX, backend: tc.fresh, svc: tc.svc, state: tc.after,
+				counters: map[Counter]uint64{CounterFlowExpired: 1, CounterFlowNew: 1}}.check(t, d, svcs, bes)
+			// The new entry is followed like any other.
+			step{p: tc.p, verdict: verdictTX, backend: tc.fresh, svc: tc.svc,
+				state: modelNextState(tc.p.proto, tc.p.flags, tc.after)}.check(t, d, svcs, bes)
+		})
+	}
+	// Another CPU may stamp an entry a unit after this one read the
+	// clock: an age of -1 is no age, not 2^32-1 units.
+	t.Run("stamped ahead", func(t *testing.T) {
+		p := tcp4(55010, thACK)
+		putFlowAged(t, d, p.flow(), flowSpec{backend: 1, service: 1, state: FlowEst, idle: ^uint32(0)})
+		step{p: p, verdict: verdictTX, backend: 1, svc: 1, state: FlowEst}.check(t, d, svcs, bes)
+	})
+	if got := d.Timeouts(); got != timeouts {
+		t.Errorf("Timeouts() = %+v, want %+v", got, timeouts)
+	}
+}
+
+// TestSetTimeoutsRejects: a timeout of zero, below zero or beyond a year
+// is refused and the program keeps the ones it had.
+func TestSetTimeoutsRejects(t *testing.T) {
+	d := newDatapath(t, Options{})
+	for _, bad := range []Timeouts{
+		{},
+		func() Timeouts { t := DefaultTimeouts; t.UDP = -time.Second; return t }(),
+		func() Timeouts { t := DefaultTimeouts; t.Close = 400 * 24 * time.Hour; return t }(),
+	} {
+		if err := d.SetTimeouts(bad); err == nil {
+			t.Errorf("SetTimeouts(%+v) accepted", bad)
+		}
+	}
+	if got := d.Timeouts(); got != DefaultTimeouts {
+		t.Errorf("Timeouts() = %+v after rejections, want the defaults %+v", got, DefaultTimeouts)
+	}
+}
+
+// TestBackendOfAnotherService: an entry is not followed to a backend id
+// that now belongs to another service, even while the id is present:
+// the id was deleted with its real server and given out again (which the
+// balancer's hold prevents; the program does not rely on it). The flow is
+// re-hashed within its own service.
+func TestBackendOfAnotherService(t *testing.T) {
+	d := newDatapath(t, Options{})
+	https := ServiceKey{Addr: vip4b, Port: 443, Proto: ipProtoTCP}
+	table := patterned(251, 1, 2)
+	apply(t, d, Txn{Backends: backendsTxn(1, 2), Services: []ServiceTable{{Key: web4, Service: Service{ID: 1}, Table: table}}})
+	svcs, bes := []uint32{1, 2}, []uint32{1, 2}
+
+	p := findFlow(t, table, 2, 56000)
+	step{p: p, verdict: verdictTX, backend: 2, svc: 1, state: FlowSYN, counters: newFlow()}.check(t, d, svcs, bes)
+	// Backend 2 leaves service 1, and its id goes to service 2's.
+	next := patterned(251, 1)
+	txn := webTxn(next)
+	txn.DeleteBackends = []uint32{2}
+	apply(t, d, txn)
+	apply(t, d, Txn{Backends: backendsOf(2, 2), Services: []ServiceTable{{Key: https, Service: Service{ID: 2}, Table: patterned(7, 2)}}})
+
+	ack := p.with(func(p *pkt) { p.flags = thACK })
+	step{p: ack, verdict: verdictTX, backend: 1, svc: 1, state: FlowEst,
+		counters: map[Counter]uint64{CounterFlowRehash: 1, CounterFlowNew: 1}}.check(t, d, svcs, bes)
+	// Service 2's own flows reach it.
+	q := tcp4(56001, thSYN).with(func(p *pkt) { p.dstIP, p.dport = vip4b, 443 })
+	step{p: q, verdict: verdictTX, backend: 2, svc: 2, state: FlowSYN, counters: newFlow()}.check(t, d, svcs, bes)
 }

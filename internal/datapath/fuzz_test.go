@@ -16,12 +16,14 @@ import (
 // requires the same verdict, the same output bytes, the same counters and
 // stats, and the same flow table afterwards.
 //
-// cfg describes the state (see decodeScenario): a few backends, some of
-// them stale (a MAC without the present flag), up to four services on
-// three VIPs including port-0 and source-hash ones, random tables of
-// several sizes that may name absent backends or have no table at all,
-// and optionally a flow entry already there for the first frame's tuple,
-// on any backend and in any state. pkt1 and pkt2 are sent in turn.
+// cfg describes the state (see decodeScenario): a few backends, each
+// given to one service, some of them stale (a MAC without the present
+// flag), up to four services on three VIPs including port-0 and
+// source-hash ones, random tables of several sizes that may name absent
+// backends or another service's, or no table at all, and optionally a
+// flow entry already there for the first frame's tuple, on any backend,
+// of any service, in any state, idle for any time around its state's
+// timeout. pkt1 and pkt2 are sent in turn.
 //
 // The state is written straight into the maps rather than through Apply:
 // a map-in-map update waits for an RCU grace period (~14 ms here), which
@@ -60,6 +62,16 @@ var (
 	fuzzVIPs       = []netip.Addr{vip4, vip4b, vip6}
 	fuzzPorts      = []uint16{0, 80, 443, 53}
 	fuzzSizes      = []int{1, 2, 7, 13, fuzzMaxTable}
+	// fuzzTimeouts differ by state, so a wrong state index shows; the
+	// idle times of fuzzIdles sit 20 units (seconds) away from each.
+	fuzzTimeouts = [8]uint32{0, 40, 80, 120, 160, 200, 0, 0}
+	fuzzIdles    = []uint32{0, 60, 100, 140, 180, 220, 100_000}
+	// fuzzPromote is the promotion age; fuzzAges, added to an idle time
+	// of at least 60, sit 20 units away from it. A pre-existing entry idle
+	// 0 is also age 0: a tick of the clock during the run must not make
+	// it eligible.
+	fuzzPromote = uint32(30)
+	fuzzAges    = []uint32{0, 10, 50}
 )
 
 // fuzzEnv is a loaded program whose service slots already hold tables of
@@ -74,6 +86,9 @@ func fuzzSlot(i int) uint32 { return uint32(2 * (i + 1)) }
 
 func newFuzzEnv(f *testing.F, srcMAC macAddr) *fuzzEnv {
 	e := &fuzzEnv{d: newDatapath(f, Options{MAC: srcMAC[:]}), srcMAC: srcMAC}
+	if err := e.d.objs.Settings.Set(lbXlbSettings{Timeout: fuzzTimeouts, Promote: fuzzPromote}); err != nil {
+		f.Fatal(err)
+	}
 	for i := range e.tables {
 		putTable(f, e.d, fuzzSlot(i), make([]uint32, fuzzMaxTable))
 		e.tables[i] = innerTable(f, e.d, fuzzSlot(i))
@@ -84,12 +99,11 @@ func newFuzzEnv(f *testing.F, srcMAC macAddr) *fuzzEnv {
 // scenario is the state one fuzz input runs against.
 type scenario struct {
 	env      int
-	present  map[uint32]macAddr
+	present  map[uint32]modelBackend
 	stale    map[uint32]macAddr
 	services []fuzzService
 	preflow  bool
-	preID    uint32
-	preState FlowState
+	pre      modelFlow
 }
 
 type fuzzService struct {
@@ -112,15 +126,16 @@ func (r *fuzzReader) next() byte {
 
 func decodeScenario(cfg []byte) scenario {
 	r := &fuzzReader{b: cfg}
-	sc := scenario{present: map[uint32]macAddr{}, stale: map[uint32]macAddr{}}
+	sc := scenario{present: map[uint32]modelBackend{}, stale: map[uint32]macAddr{}}
 	sc.env = int(r.next() & 1)
 	pickID := func() uint32 { return fuzzBackendIDs[int(r.next())%len(fuzzBackendIDs)] }
 	for n := 1 + int(r.next()%4); n > 0; n-- {
 		id := pickID()
-		sc.present[id] = backendMAC(id)
+		// Mostly service 1's, the first service's; any of them.
+		sc.present[id] = modelBackend{MAC: backendMAC(id), Service: 1 + uint32(r.next()>>6)}
 	}
 	if r.next()%2 == 1 {
-		if id := pickID(); sc.present[id] == (macAddr{}) {
+		if id := pickID(); sc.present[id] == (modelBackend{}) {
 			sc.stale[id] = backendMAC(id)
 		}
 	}
@@ -144,15 +159,31 @@ func decodeScenario(cfg []byte) scenario {
 			continue
 		}
 		seen[vipOf(key)] = true
+		svcID := uint32(i + 1)
+		// The service's own backends, unless flags say to draw from
+		// all of them (another service's, in a table: the program
+		// must not send a new flow there).
+		own := ids
+		if flags&0x40 == 0 {
+			own = nil
+			for _, id := range ids {
+				if sc.present[id].Service == svcID {
+					own = append(own, id)
+				}
+			}
+			if len(own) == 0 {
+				own = ids
+			}
+		}
 		table := make([]uint32, size)
 		for j := range table {
-			table[j] = ids[rng.IntN(len(ids))]
+			table[j] = own[rng.IntN(len(own))]
 			// Holes: slots naming no backend, or one not present.
 			if flags&0x30 == 0x30 && j%3 == 0 {
 				table[j] = []uint32{0, fuzzAbsentID}[j%2]
 			}
 		}
-		fs := fuzzService{key: key, svc: modelService{ID: uint32(i + 1), HashSource: flags&1 != 0, Table: table}}
+		fs := fuzzService{key: key, svc: modelService{ID: svcID, HashSource: flags&1 != 0, Table: table}}
 		if flags&0x0e == 0x0e {
 			fs.noTable = true
 			fs.svc.Table = nil
@@ -162,8 +193,21 @@ func decodeScenario(cfg []byte) scenario {
 	if r.next()&1 == 1 {
 		sc.preflow = true
 		pool := append(slices.Clone(fuzzBackendIDs), 0, fuzzAbsentID)
-		sc.preID = pool[int(r.next())%len(pool)]
-		sc.preState = FlowState(1 + r.next()%5)
+		sc.pre = modelFlow{
+			Backend: pool[int(r.next())%len(pool)],
+			State:   FlowState(1 + r.next()%5),
+		}
+		// Mostly service 1's; the idle time mostly none; in the flow
+		// table or in probation.
+		ctl := r.next()
+		sc.pre.Service = 1 + uint32(ctl>>6)
+		sc.pre.Probation = ctl&0x20 != 0
+		if ctl&0x10 != 0 {
+			sc.pre.Idle = fuzzIdles[int(ctl&0x0f)%len(fuzzIdles)]
+		}
+		if sc.pre.Idle > 0 {
+			sc.pre.Age = fuzzAges[int(r.next())%len(fuzzAges)]
+		}
 	}
 	return sc
 }
@@ -171,13 +215,14 @@ func decodeScenario(cfg []byte) scenario {
 // model is a model holding sc, with the preflow keyed by the first frame.
 func (sc scenario) model(srcMAC macAddr, first []byte) *model {
 	m := newModel(srcMAC)
+	m.timeouts, m.promote = fuzzTimeouts, fuzzPromote
 	maps.Copy(m.backends, sc.present)
 	for _, s := range sc.services {
 		m.services[vipOf(s.key)] = s.svc
 	}
 	if sc.preflow {
-		if k, _, why := modelParse(first); why == parseOK {
-			m.flows[k] = modelFlow{Backend: sc.preID, State: sc.preState}
+		if k, _, why := modelParse(first, nil); why == parseOK {
+			m.flows[k] = sc.pre
 		}
 	}
 	return m
@@ -203,8 +248,8 @@ func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
 	clearFlows(t, d)
 	for _, id := range fuzzBackendIDs {
 		var b lbBackend
-		if mac, ok := sc.present[id]; ok {
-			b = lbBackend{Mac: mac, Flags: backendPresent}
+		if be, ok := sc.present[id]; ok {
+			b = lbBackend{Mac: be.MAC, Flags: backendPresent, Service: be.Service}
 		} else if mac, ok := sc.stale[id]; ok {
 			b = lbBackend{Mac: mac}
 		}
@@ -232,21 +277,23 @@ func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
 			t.Fatal(err)
 		}
 	}
+	var filter vipFilter
+	for _, s := range sc.services {
+		filter.add(s.key.bpf().Addr)
+	}
+	have, err := d.readFilter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.writeFilter(have, &filter); err != nil {
+		t.Fatal(err)
+	}
 	if sc.preflow {
-		if k, _, why := modelParse(first); why == parseOK {
-			if err := d.objs.Flows.Put(k.bpf(), lbFlow{Backend: sc.preID, State: uint8(sc.preState)}); err != nil {
-				t.Fatal(err)
-			}
+		if k, _, why := modelParse(first, nil); why == parseOK {
+			putFlowAged(t, d, k.flow(), flowSpec{backend: sc.pre.Backend, service: sc.pre.Service, state: sc.pre.State,
+				idle: sc.pre.Idle, age: sc.pre.Age, probation: sc.pre.Probation})
 		}
 	}
-}
-
-// bpf lays k out as struct flow_key.
-func (k modelKey) bpf() lbFlowKey {
-	fk := lbFlowKey{Src: k.Src, Dst: k.Dst}
-	fk.Sport, fk.Dport = k.Sport<<8|k.Sport>>8, k.Dport<<8|k.Dport>>8
-	fk.Proto, fk.Family = k.Proto, k.Family
-	return fk
 }
 
 func modelKeyOf(fk lbFlowKey) modelKey {
@@ -256,17 +303,41 @@ func modelKeyOf(fk lbFlowKey) modelKey {
 	return k
 }
 
-// flowTable reads the flows map as the model holds it.
-func flowTable(t *testing.T, d *Datapath) map[modelKey]modelFlow {
-	out := map[modelKey]modelFlow{}
-	var k lbFlowKey
-	var v lbFlow
-	it := d.objs.Flows.Iterate()
-	for it.Next(&k, &v) {
-		out[modelKeyOf(k)] = modelFlow{Backend: v.Backend, State: FlowState(v.State)}
+// flowView is a flow entry as the model and the program are compared:
+// whether it is expired, not its exact idle time, which the clock moves.
+type flowView struct {
+	Backend, Service uint32
+	State            FlowState
+	Expired          bool
+	Probation        bool
+}
+
+// modelFlows is the model's flow table, viewed.
+func (m *model) view() map[modelKey]flowView {
+	out := map[modelKey]flowView{}
+	for k, f := range m.flows {
+		out[k] = flowView{Backend: f.Backend, Service: f.Service, State: f.State, Expired: m.expired(f), Probation: f.Probation}
 	}
-	if err := it.Err(); err != nil {
+	return out
+}
+
+// programFlows reads the flow table and views it with the model's
+// timeouts.
+func programFlows(t *testing.T, d *Datapath, m *model) map[modelKey]flowView {
+	now, err := d.clock()
+	if err != nil {
 		t.Fatal(err)
+	}
+	out := map[modelKey]flowView{}
+	for _, tb := range d.flowTables() {
+		err := tb.walk(func(fl Flow, v lbFlow) bool {
+			f := modelFlow{Backend: v.Backend, Service: uint32(v.Service), State: FlowState(v.State), Idle: uint32(max(int32(now-v.Atime), 0))}
+			out[modelKeyOf(fl.bpf6())] = flowView{Backend: f.Backend, Service: f.Service, State: f.State, Expired: m.expired(f), Probation: tb.probation}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return out
 }
@@ -289,7 +360,7 @@ func (e *fuzzEnv) compare(t *testing.T, m *model, i int, frame []byte) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("frame %d %x: program differs from the model (-model +program):\n%s", i, frame, diff)
 	}
-	if diff := cmp.Diff(m.flows, flowTable(t, e.d)); diff != "" {
+	if diff := cmp.Diff(m.view(), programFlows(t, e.d, m)); diff != "" {
 		t.Fatalf("frame %d %x: flow table differs (-model +program):\n%s", i, frame, diff)
 	}
 }
@@ -345,6 +416,20 @@ func fuzzSeeds() []fuzzSeed {
 		{0, 1, 7, 0, 3, 0, 0, 0, 0x30, 2, 4, 1, 0, 0, 1, 3, 5, 2, 1, 0, 0, 2, 6, 1, 2, 3},
 		{0, 0, 3, 0, 0, 0, 0, 0, 0x0e, 0, 0, 0, 0},
 		{0, 3, 0, 1, 2, 3, 0, 3, 0, 1, 0, 0, 4, 1, 2, 1, 0, 1, 4, 2, 1, 1, 9, 4},
+		// One backend of service 1 behind vip4:80/tcp, and an entry on
+		// (backends, stale, services, then preflow: ctl, backend,
+		// state, service and idle):
+		// an absent backend,
+		{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 4, 0, 1, 9, 1, 0},
+		// backend 1 but placed by service 2,
+		{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 4, 0, 1, 0, 1, 0x40},
+		// backend 1, idle far past every timeout,
+		{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 4, 0, 1, 0, 1, 0x16},
+		// backend 1, in probation, first seen 60 units ago: it lasted,
+		{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 4, 0, 1, 0, 1, 0x31, 0},
+		// backend 1 of service 2 and an entry of service 2 on it: the
+		// table (service 1's) may not name it, nor the entry follow it.
+		{0, 0, 0, 0x40, 0, 0, 0, 1, 0, 0x40, 4, 0, 1, 0, 1, 0x40},
 	}
 	var seeds []fuzzSeed
 	for _, c := range cfgs {
@@ -376,7 +461,7 @@ func TestFuzzSeedsCover(t *testing.T) {
 			if len(frame) < 14 {
 				continue
 			}
-			k, flags, _ := modelParse(frame)
+			k, flags, _ := modelParse(frame, nil)
 			f, known := m.flows[k]
 			r := m.process(frame)
 			if r.Verdict == verdictTX {
@@ -404,7 +489,7 @@ func TestFuzzSeedsCover(t *testing.T) {
 	var missing []string
 	for _, w := range []string{"tx", "reuse", "known", "hash source", "port 0",
 		"pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip",
-		"pass_no_backend", "flow_new", "flow_rehash"} {
+		"pass_no_backend", "flow_new", "flow_rehash", "flow_expired", "flow_promoted"} {
 		if !seen[w] {
 			missing = append(missing, w)
 		}

@@ -2,7 +2,8 @@ package datapath
 
 import (
 	"errors"
-	"net"
+	"fmt"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -44,11 +45,36 @@ func backendMAC(id uint32) macAddr {
 	return macAddr{0x02, 0xbe, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}
 }
 
-func backendsTxn(ids ...uint32) map[uint32]net.HardwareAddr {
-	m := map[uint32]net.HardwareAddr{}
+// backendsTxn gives ids to service id 1 (web4's in most tests).
+func backendsTxn(ids ...uint32) map[uint32]Backend {
+	return backendsOf(1, ids...)
+}
+
+// backendsOf gives ids to service id svc.
+func backendsOf(svc uint32, ids ...uint32) map[uint32]Backend {
+	m := map[uint32]Backend{}
 	for _, id := range ids {
 		b := backendMAC(id)
-		m[id] = b[:]
+		m[id] = Backend{MAC: b[:], Service: svc}
+	}
+	return m
+}
+
+// ownBackends gives each id to the service of the same id, as stdSetup
+// pairs them.
+func ownBackends(ids ...uint32) map[uint32]Backend {
+	m := map[uint32]Backend{}
+	for _, id := range ids {
+		maps.Copy(m, backendsOf(id, id))
+	}
+	return m
+}
+
+// mergeBackends joins backend sets.
+func mergeBackends(sets ...map[uint32]Backend) map[uint32]Backend {
+	m := map[uint32]Backend{}
+	for _, s := range sets {
+		maps.Copy(m, s)
 	}
 	return m
 }
@@ -162,7 +188,7 @@ func backendStats(tb testing.TB, d *Datapath, id uint32) Stats {
 }
 
 // flowOf returns the flow table's entry for f without its clock-derived
-// Idle, or nil.
+// Idle and without saying which tier holds it, or nil.
 func flowOf(tb testing.TB, d *Datapath, f Flow) *FlowEntry {
 	tb.Helper()
 	e, ok, err := d.LookupFlow(f)
@@ -172,16 +198,16 @@ func flowOf(tb testing.TB, d *Datapath, f Flow) *FlowEntry {
 	if !ok {
 		return nil
 	}
-	e.Idle = 0
+	e.Idle, e.Probation = 0, false
 	return &e
 }
 
-// allFlows lists the flow table, sorted, without Idle.
+// allFlows lists the flow table, sorted, without Idle and tiers.
 func allFlows(tb testing.TB, d *Datapath) []FlowEntry {
 	tb.Helper()
 	var out []FlowEntry
 	if err := d.Flows(func(e FlowEntry) bool {
-		e.Idle = 0
+		e.Idle, e.Probation = 0, false
 		out = append(out, e)
 		return true
 	}); err != nil {
@@ -262,32 +288,95 @@ func maglevSlots(tb testing.TB, d *Datapath) []uint32 {
 // clearFlows empties the flow table.
 func clearFlows(tb testing.TB, d *Datapath) {
 	tb.Helper()
-	var k lbFlowKey
-	var keys []lbFlowKey
-	var v lbFlow
-	it := d.objs.Flows.Iterate()
-	for it.Next(&k, &v) {
-		keys = append(keys, k)
-	}
-	if err := it.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	for _, k := range keys {
-		if err := d.objs.Flows.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	for _, t := range d.flowTables() {
+		if _, err := emptyTable(t); err != nil {
 			tb.Fatal(err)
 		}
 	}
 }
 
-// putFlow writes a flow entry as the program would have.
+// promoteAll moves every flow in probation to the flow table proper, as
+// the program does once a flow has lasted.
+func promoteAll(d *Datapath) error {
+	for _, t := range d.flowTables() {
+		if !t.probation {
+			continue
+		}
+		var moved []Flow
+		var vals []lbFlow
+		if err := t.walk(func(f Flow, v lbFlow) bool {
+			moved, vals = append(moved, f), append(vals, v)
+			return true
+		}); err != nil {
+			return err
+		}
+		for i, f := range moved {
+			to, key := d.tableOf(f, false)
+			if err := to.m.Put(key, vals[i]); err != nil {
+				return fmt.Errorf("promote %v: %w", f, err)
+			}
+			_, from := d.tableOf(f, true)
+			if err := t.m.Delete(from); err != nil {
+				return fmt.Errorf("promote %v: %w", f, err)
+			}
+		}
+	}
+	return nil
+}
+
+// emptyTable deletes every entry of t and returns how many there were.
+func emptyTable(t flowTable) (int, error) {
+	if t.ip4 {
+		return emptyMap[lbFlow4Key](t.m)
+	}
+	return emptyMap[lbFlowKey](t.m)
+}
+
+func emptyMap[K any](m *ebpf.Map) (int, error) {
+	keys := make([]K, flowBatch)
+	vals := make([]lbFlow, flowBatch)
+	var cursor ebpf.MapBatchCursor
+	total := 0
+	for {
+		n, err := m.BatchLookupAndDelete(&cursor, keys, vals, nil)
+		total += n
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return total, nil
+		}
+		if err != nil {
+			return total, fmt.Errorf("empty flow table: %w", err)
+		}
+	}
+}
+
+// putFlow writes a flow entry as service 1 would have placed it.
 func putFlow(tb testing.TB, d *Datapath, f Flow, backend uint32, st FlowState) {
 	tb.Helper()
-	j, err := d.jiffies()
+	putFlowAged(tb, d, f, flowSpec{backend: backend, service: 1, state: st})
+}
+
+// flowSpec is a flow entry to write: idle is how many atime units ago it
+// last saw a packet, age how many before that it saw its first;
+// probation puts it there rather than in the flow table proper.
+type flowSpec struct {
+	backend, service uint32
+	state            FlowState
+	idle, age        uint32
+	probation        bool
+}
+
+// putFlowAged writes a flow entry whose last packet was fs.idle units ago
+// by the program's own clock: how tests drive the clock an entry is aged
+// by without waiting.
+func putFlowAged(tb testing.TB, d *Datapath, f Flow, fs flowSpec) {
+	tb.Helper()
+	now, err := d.clock()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	v := lbFlow{Backend: backend, Atime: j >> atimeShift, State: uint8(st)}
-	if err := d.objs.Flows.Put(f.bpf(), v); err != nil {
+	v := lbFlow{Backend: fs.backend, Atime: now - fs.idle, Ctime: now - fs.idle - fs.age, Service: uint16(fs.service), State: uint8(fs.state)}
+	t, key := d.tableOf(f, fs.probation)
+	if err := t.m.Put(key, v); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -325,6 +414,9 @@ type step struct {
 	backend uint32    // verdictTX: where the frame goes
 	svc     uint32    // verdictTX: the service whose stats move
 	state   FlowState // the flow's state afterwards; 0: no entry for p
+	// flowSvc is the service id the entry holds afterwards when not svc
+	// (a PASS that leaves an entry as it was).
+	flowSvc uint32
 	// counters are the reason counters the frame moves; nil means none.
 	counters map[Counter]uint64
 }
@@ -368,7 +460,10 @@ func (s step) check(t *testing.T, d *Datapath, svcs, bes []uint32) {
 	if s.p.dstIP.IsValid() {
 		var wantFlow *FlowEntry
 		if s.state != 0 {
-			wantFlow = &FlowEntry{Flow: s.p.flow(), Backend: s.backend, State: s.state}
+			wantFlow = &FlowEntry{Flow: s.p.flow(), Backend: s.backend, Service: s.flowSvc, State: s.state}
+			if s.flowSvc == 0 {
+				wantFlow.Service = s.svc
+			}
 		}
 		if diff := cmp.Diff(wantFlow, flowOf(t, d, s.p.flow()), equateAddr); diff != "" {
 			t.Errorf("flow entry (-want +got):\n%s", diff)

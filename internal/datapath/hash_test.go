@@ -97,7 +97,7 @@ func (k lbFlowKey) words() [10]uint32 {
 // FlowHash is the Maglev hash the program computes for f: over the whole
 // tuple, or over the source address alone when hashSource is set.
 func FlowHash(f Flow, hashSource bool) uint32 {
-	w := f.bpf().words()
+	w := f.bpf6().words()
 	if hashSource {
 		return jhash2(w[0:4], hashSeed)
 	}

@@ -14,9 +14,10 @@ import (
 )
 
 type lbBackend struct {
-	_     structs.HostLayout
-	Mac   [6]uint8
-	Flags uint16
+	_       structs.HostLayout
+	Mac     [6]uint8
+	Flags   uint16
+	Service uint32
 }
 
 type lbBackendRef struct {
@@ -32,8 +33,20 @@ type lbFlow struct {
 	_       structs.HostLayout
 	Backend uint32
 	Atime   uint32
+	Ctime   uint32
+	Service uint16
 	State   uint8
-	Pad     [3]uint8
+	Pad     uint8
+}
+
+type lbFlow4Key struct {
+	_     structs.HostLayout
+	Src   [4]uint8
+	Dst   [4]uint8
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
 }
 
 type lbFlowKey struct {
@@ -73,7 +86,7 @@ type lbVipMeta struct {
 type lbXlbAtime uint32
 
 const (
-	lbXlbAtimeXLB_ATIME_SHIFT lbXlbAtime = 8
+	lbXlbAtimeXLB_ATIME_SHIFT lbXlbAtime = 6
 )
 
 type lbXlbBeFlags uint32
@@ -100,7 +113,10 @@ const (
 	lbXlbCounterXLB_CNT_FLOW_NEW        lbXlbCounter = 6
 	lbXlbCounterXLB_CNT_FLOW_REHASH     lbXlbCounter = 7
 	lbXlbCounterXLB_CNT_PASS_OTHER_HOST lbXlbCounter = 8
-	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 9
+	lbXlbCounterXLB_CNT_FLOW_EXPIRED    lbXlbCounter = 9
+	lbXlbCounterXLB_CNT_FLOW_PROMOTED   lbXlbCounter = 10
+	lbXlbCounterXLB_CNT_PROMOTE_FULL    lbXlbCounter = 11
+	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 12
 )
 
 type lbXlbFamily uint32
@@ -113,11 +129,12 @@ const (
 type lbXlbFlowState uint32
 
 const (
-	lbXlbFlowStateXLB_FLOW_SYN   lbXlbFlowState = 1
-	lbXlbFlowStateXLB_FLOW_EST   lbXlbFlowState = 2
-	lbXlbFlowStateXLB_FLOW_FIN   lbXlbFlowState = 3
-	lbXlbFlowStateXLB_FLOW_CLOSE lbXlbFlowState = 4
-	lbXlbFlowStateXLB_FLOW_UDP   lbXlbFlowState = 5
+	lbXlbFlowStateXLB_FLOW_SYN    lbXlbFlowState = 1
+	lbXlbFlowStateXLB_FLOW_EST    lbXlbFlowState = 2
+	lbXlbFlowStateXLB_FLOW_FIN    lbXlbFlowState = 3
+	lbXlbFlowStateXLB_FLOW_CLOSE  lbXlbFlowState = 4
+	lbXlbFlowStateXLB_FLOW_UDP    lbXlbFlowState = 5
+	lbXlbFlowStateXLB_FLOW_STATES lbXlbFlowState = 8
 )
 
 type lbXlbGoConsts struct {
@@ -128,12 +145,27 @@ type lbXlbGoConsts struct {
 	BeFlags   uint32
 	FlowState uint32
 	Atime     uint32
+	VipFilter uint32
+}
+
+type lbXlbSettings struct {
+	_       structs.HostLayout
+	Timeout [8]uint32
+	Promote uint32
 }
 
 type lbXlbSvcFlags uint32
 
 const (
 	lbXlbSvcFlagsXLB_SVC_F_HASH_SRC lbXlbSvcFlags = 1
+)
+
+type lbXlbVipFilter uint32
+
+const (
+	lbXlbVipFilterXLB_VIP_FILTER_BITS  lbXlbVipFilter = 16
+	lbXlbVipFilterXLB_VIP_FILTER_WORDS lbXlbVipFilter = 1024
+	lbXlbVipFilterXLB_VIP_FILTER_MUL   lbXlbVipFilter = 2654435761
 )
 
 // Names of all BPF objects in the ELF.
@@ -143,12 +175,17 @@ const (
 	lbMapBackendIds  = "backend_ids"
 	lbMapBackends    = "backends"
 	lbMapCounters    = "counters"
-	lbMapFlows       = "flows"
+	lbMapFlows4      = "flows4"
+	lbMapFlows6      = "flows6"
 	lbMapMaglev      = "maglev"
+	lbMapProbation4  = "probation4"
+	lbMapProbation6  = "probation6"
 	lbMapServices    = "services"
 	lbMapStats       = "stats"
+	lbMapVipFilter   = "vip_filter"
 	lbProgXlbNow     = "xlb_now"
 	lbProgXlbXdp     = "xlb_xdp"
+	lbVarSettings    = "settings"
 	lbVarXlbCfg      = "xlb_cfg"
 	lbVarXlbGoConsts = "xlb_go_consts"
 )
@@ -206,16 +243,21 @@ type lbMapSpecs struct {
 	BackendIds *ebpf.MapSpec `ebpf:"backend_ids"`
 	Backends   *ebpf.MapSpec `ebpf:"backends"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Flows      *ebpf.MapSpec `ebpf:"flows"`
+	Flows4     *ebpf.MapSpec `ebpf:"flows4"`
+	Flows6     *ebpf.MapSpec `ebpf:"flows6"`
 	Maglev     *ebpf.MapSpec `ebpf:"maglev"`
+	Probation4 *ebpf.MapSpec `ebpf:"probation4"`
+	Probation6 *ebpf.MapSpec `ebpf:"probation6"`
 	Services   *ebpf.MapSpec `ebpf:"services"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	VipFilter  *ebpf.MapSpec `ebpf:"vip_filter"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
+	Settings    *ebpf.VariableSpec `ebpf:"settings"`
 	XlbCfg      *ebpf.VariableSpec `ebpf:"xlb_cfg"`
 	XlbGoConsts *ebpf.VariableSpec `ebpf:"xlb_go_consts"`
 }
@@ -243,10 +285,14 @@ type lbMaps struct {
 	BackendIds *ebpf.Map `ebpf:"backend_ids"`
 	Backends   *ebpf.Map `ebpf:"backends"`
 	Counters   *ebpf.Map `ebpf:"counters"`
-	Flows      *ebpf.Map `ebpf:"flows"`
+	Flows4     *ebpf.Map `ebpf:"flows4"`
+	Flows6     *ebpf.Map `ebpf:"flows6"`
 	Maglev     *ebpf.Map `ebpf:"maglev"`
+	Probation4 *ebpf.Map `ebpf:"probation4"`
+	Probation6 *ebpf.Map `ebpf:"probation6"`
 	Services   *ebpf.Map `ebpf:"services"`
 	Stats      *ebpf.Map `ebpf:"stats"`
+	VipFilter  *ebpf.Map `ebpf:"vip_filter"`
 }
 
 func (m *lbMaps) Close() error {
@@ -254,10 +300,14 @@ func (m *lbMaps) Close() error {
 		m.BackendIds,
 		m.Backends,
 		m.Counters,
-		m.Flows,
+		m.Flows4,
+		m.Flows6,
 		m.Maglev,
+		m.Probation4,
+		m.Probation6,
 		m.Services,
 		m.Stats,
+		m.VipFilter,
 	)
 }
 
@@ -265,6 +315,7 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
+	Settings    *ebpf.Variable `ebpf:"settings"`
 	XlbCfg      *ebpf.Variable `ebpf:"xlb_cfg"`
 	XlbGoConsts *ebpf.Variable `ebpf:"xlb_go_consts"`
 }

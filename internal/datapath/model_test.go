@@ -59,9 +59,28 @@ type modelService struct {
 	Table []uint32
 }
 
+// modelFlow is struct flow. Idle is how many clock units before the frame
+// the entry last saw a packet: what the program compares with the
+// timeout of its state. The model does not tick: entries the frames write
+// or follow are idle 0, and tests keep every timeout many units away from
+// the idle times they set up, so the clock ticking during a run changes
+// no decision.
 type modelFlow struct {
 	Backend uint32
+	Service uint32
 	State   FlowState
+	Idle    uint32
+	// Age is how many units before its last packet the flow saw its
+	// first: what promotion out of probation asks of it.
+	Age uint32
+	// Probation: in probation, not yet in the flow table proper.
+	Probation bool
+}
+
+// modelBackend is a present backend.
+type modelBackend struct {
+	MAC     macAddr
+	Service uint32
 }
 
 // model is the state the program reads, and its forwarding decision.
@@ -70,17 +89,25 @@ type model struct {
 	// destination MAC.
 	srcMAC   macAddr
 	services map[modelVIP]modelService
-	backends map[uint32]macAddr // present backends only
+	backends map[uint32]modelBackend // present backends only
 	flows    map[modelKey]modelFlow
+	// timeouts and promote are struct xlb_settings', in clock units.
+	timeouts [8]uint32
+	promote  uint32
 }
 
 func newModel(srcMAC macAddr) *model {
 	return &model{
 		srcMAC:   srcMAC,
 		services: map[modelVIP]modelService{},
-		backends: map[uint32]macAddr{},
+		backends: map[uint32]modelBackend{},
 		flows:    map[modelKey]modelFlow{},
 	}
+}
+
+// expired is the program's test: idle longer than the state allows.
+func (m *model) expired(f modelFlow) bool {
+	return int32(f.Idle) > int32(m.timeouts[f.State&7])
 }
 
 // statKey names one entry of the stats map.
@@ -103,9 +130,11 @@ const parseOK Counter = counterMax
 
 // modelParse reads a frame as parse.h does: one optional 802.1Q/802.1ad
 // tag, IPv4 with any IHL whose tot_len fits the frame, IPv6 whose
-// payload_len fits the frame, then the TCP or UDP header, each bounded by
-// the end of the frame.
-func modelParse(b []byte) (modelKey, uint8, Counter) {
+// payload_len fits the frame, then, for a destination the VIP filter may
+// hold (filter nil: any), the TCP or UDP header, bounded by the end of the
+// frame and by what the IP header says follows it. A frame the filter
+// rules out is CounterPassNotVIP, whatever its transport header.
+func modelParse(b []byte, filter *vipFilter) (modelKey, uint8, Counter) {
 	var k modelKey
 	if len(b) < 14 {
 		return k, 0, CounterPassMalformed
@@ -171,6 +200,11 @@ func modelParse(b []byte) (modelKey, uint8, Counter) {
 	default:
 		return k, 0, CounterPassNotIP
 	}
+	if filter != nil {
+		if bit := filterBit(k.Dst); filter[bit/64]>>(bit%64)&1 == 0 {
+			return k, 0, CounterPassNotVIP
+		}
+	}
 	hlen := 8
 	if k.Proto == ipProtoTCP {
 		hlen = 20
@@ -185,6 +219,15 @@ func modelParse(b []byte) (modelKey, uint8, Counter) {
 		flags = b[l4+13]
 	}
 	return k, flags, parseOK
+}
+
+// filter is the VIP filter Apply keeps for the model's services.
+func (m *model) filter() *vipFilter {
+	var f vipFilter
+	for v := range m.services {
+		f.add(v.Addr)
+	}
+	return &f
 }
 
 // modelNextState is IPVS's input-only TCP view: RST closes, FIN finishes,
@@ -225,46 +268,60 @@ func (m *model) process(frame []byte) modelResult {
 		Counters: map[Counter]uint64{},
 		Stats:    map[statKey]Stats{},
 	}
-	k, flags, why := modelParse(frame)
+	k, flags, why := modelParse(frame, m.filter())
 	if why != parseOK {
 		res.Counters[why]++
 		return res
 	}
-	vip := modelVIP{Addr: k.Dst, Port: k.Dport, Proto: k.Proto, Family: k.Family}
-	svc, ok := m.services[vip]
-	if !ok {
-		vip.Port = 0
-		if svc, ok = m.services[vip]; !ok {
-			res.Counters[CounterPassNotVIP]++
-			return res
-		}
-	}
-
 	if m.srcMAC != (macAddr{}) && macAddr(frame[0:6]) != m.srcMAC {
 		res.Counters[CounterPassOtherHost]++
 		return res
 	}
 
-	var id uint32
+	// A known flow goes to its backend without a services lookup, while
+	// the backend is present and still its service's.
+	var id, svcID uint32
 	fresh := uint64(0)
 	f, known := m.flows[k]
 	// A SYN without ACK on a finished flow is a new connection.
 	reuse := flags&(thSYN|thACK) == thSYN && (f.State == FlowFIN || f.State == FlowClose)
-	if known && !reuse {
-		if _, present := m.backends[f.Backend]; present {
-			id = f.Backend
-			m.flows[k] = modelFlow{Backend: id, State: modelNextState(k.Proto, flags, f.State)}
+	switch {
+	case known && m.expired(f):
+		// IPVS would have dropped it: scheduled afresh.
+		res.Counters[CounterFlowExpired]++
+	case known && !reuse:
+		if be, present := m.backends[f.Backend]; present && be.Service == f.Service {
+			id, svcID = f.Backend, f.Service
+			st := modelNextState(k.Proto, flags, f.State)
+			nf := modelFlow{Backend: id, Service: f.Service, State: st, Age: f.Idle + f.Age, Probation: f.Probation}
+			// A flow in probation that lasted moves to the flow table,
+			// tried on the first packet of a clock unit.
+			if f.Probation && (st == FlowEst || st == FlowUDP) && f.Idle > 0 && f.Idle+f.Age >= m.promote {
+				nf.Probation = false
+				res.Counters[CounterFlowPromoted]++
+			}
+			m.flows[k] = nf
 		} else {
 			res.Counters[CounterFlowRehash]++
 		}
 	}
 	if id == 0 {
-		id = m.pick(svc, k)
-		if _, present := m.backends[id]; id == 0 || !present {
+		vip := modelVIP{Addr: k.Dst, Port: k.Dport, Proto: k.Proto, Family: k.Family}
+		svc, ok := m.services[vip]
+		if !ok {
+			vip.Port = 0
+			if svc, ok = m.services[vip]; !ok {
+				res.Counters[CounterPassNotVIP]++
+				return res
+			}
+		}
+		id, svcID = m.pick(svc, k), svc.ID
+		if be, present := m.backends[id]; id == 0 || !present || be.Service != svc.ID {
 			res.Counters[CounterPassNoBackend]++
 			return res
 		}
-		m.flows[k] = modelFlow{Backend: id, State: modelNextState(k.Proto, flags, 0)}
+		// Rewritten where it is, or new in probation.
+		m.flows[k] = modelFlow{Backend: id, Service: svc.ID, State: modelNextState(k.Proto, flags, 0), Probation: !known || f.Probation}
 		res.Counters[CounterFlowNew]++
 		fresh = 1
 	}
@@ -274,11 +331,11 @@ func (m *model) process(frame []byte) modelResult {
 	} else {
 		copy(res.Frame[6:12], frame[0:6])
 	}
-	be := m.backends[id]
+	be := m.backends[id].MAC
 	copy(res.Frame[0:6], be[:])
 	res.Verdict = verdictTX
 	st := Stats{Packets: 1, Bytes: uint64(len(frame)), Flows: fresh}
-	res.Stats[statKey{ID: svc.ID}] = st
+	res.Stats[statKey{ID: svcID}] = st
 	res.Stats[statKey{Backend: true, ID: id}] = st
 	return res
 }

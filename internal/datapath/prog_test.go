@@ -37,7 +37,7 @@ func stdSetup() Txn {
 		}
 	}
 	return Txn{
-		Backends: backendsTxn(stdBackends...),
+		Backends: ownBackends(stdBackends...),
 		Services: []ServiceTable{
 			one(vip4, 80, ipProtoTCP, svcTCP4, 251),
 			one(vip4, 53, ipProtoUDP, svcUDP4, 13),

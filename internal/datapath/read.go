@@ -3,7 +3,6 @@ package datapath
 import (
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -113,9 +112,12 @@ const (
 	CounterPassNotL4     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_L4)     // ICMP, VRRP, other IP protocols
 	CounterPassNotVIP    = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)    // no service for this address/port
 	CounterPassNoBackend = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND) // service has no table or an empty slot
-	CounterFlowNew       = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)        // flow-table inserts
-	CounterFlowRehash    = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)     // known flow whose backend was removed
+	CounterFlowNew       = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)        // new flows: probation inserts and entries rewritten
+	CounterFlowRehash    = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)     // known flow whose backend was removed or is another service's
 	CounterPassOtherHost = Counter(lbXlbCounterXLB_CNT_PASS_OTHER_HOST) // VIP traffic sent to another host's MAC
+	CounterFlowExpired   = Counter(lbXlbCounterXLB_CNT_FLOW_EXPIRED)    // entry idle past its timeout, scheduled afresh
+	CounterFlowPromoted  = Counter(lbXlbCounterXLB_CNT_FLOW_PROMOTED)   // flow moved from probation to the flow table
+	CounterPromoteFull   = Counter(lbXlbCounterXLB_CNT_PROMOTE_FULL)    // flow that lasted kept in probation: the flow table is full
 	counterMax           = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
@@ -131,6 +133,9 @@ var counterNames = [counterMax]string{
 	CounterFlowNew:       "flow_new",
 	CounterFlowRehash:    "flow_rehash",
 	CounterPassOtherHost: "pass_other_host",
+	CounterFlowExpired:   "flow_expired",
+	CounterFlowPromoted:  "flow_promoted",
+	CounterPromoteFull:   "promote_full",
 }
 
 func (c Counter) String() string {
@@ -188,72 +193,26 @@ func (s FlowState) String() string {
 type FlowEntry struct {
 	Flow    Flow
 	Backend uint32
+	// Service is the id of the service that placed the flow: the entry
+	// is followed only while its backend is that service's.
+	Service uint32
 	State   FlowState
-	// Idle is how long ago the flow last sent a packet, to within 256
-	// jiffies (the program stamps flows coarsely, see bpf/lb_consts.h).
+	// Idle is how long ago the flow last sent a packet, to within one
+	// atime unit (the program stamps flows coarsely, see bpf/lb_consts.h).
 	Idle time.Duration
+	// Probation is set while the flow has not lasted long enough to be
+	// moved to the flow table proper, where no flood can evict it.
+	Probation bool
 }
 
-// Flows calls fn for every entry of the flow table until fn returns false.
-func (d *Datapath) Flows(fn func(FlowEntry) bool) error {
-	clock, err := d.idleClock()
-	if err != nil {
-		return err
-	}
-	var k lbFlowKey
-	var v lbFlow
-	it := d.objs.Flows.Iterate()
-	for it.Next(&k, &v) {
-		e := FlowEntry{
-			Flow: Flow{
-				Src: getAddr(k.Src, k.Family), Dst: getAddr(k.Dst, k.Family),
-				SrcPort: ntohs(k.Sport), DstPort: ntohs(k.Dport), Proto: k.Proto,
-			},
-			Backend: v.Backend,
-			State:   FlowState(v.State),
-		}
-		e.Idle = clock.idle(v.Atime)
-		if !fn(e) {
-			return nil
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("datapath: read flows: %w", err)
-	}
-	return nil
-}
-
-// jiffies reads the kernel's jiffies (low 32 bits), the clock the program
-// stamps flows with, by running xlb_now.
-func (d *Datapath) jiffies() (uint32, error) {
+// clock reads the program's clock, jiffies in atime units as it stamps
+// flows, by running xlb_now.
+func (d *Datapath) clock() (uint32, error) {
 	ret, err := d.objs.XlbNow.Run(&ebpf.RunOptions{Data: make([]byte, 14)})
 	if err != nil {
-		return 0, fmt.Errorf("datapath: read jiffies: %w", err)
+		return 0, fmt.Errorf("datapath: read the program's clock: %w", err)
 	}
 	return ret, nil
-}
-
-// measureHZ times jiffies against CLOCK_MONOTONIC over 100 ms and rounds
-// to the nearest rate Linux is built with.
-func (d *Datapath) measureHZ() (float64, error) {
-	j0, err := d.jiffies()
-	if err != nil {
-		return 0, err
-	}
-	t0 := time.Now()
-	time.Sleep(100 * time.Millisecond)
-	j1, err := d.jiffies()
-	if err != nil {
-		return 0, err
-	}
-	rate := float64(j1-j0) / time.Since(t0).Seconds()
-	best := 0.0
-	for _, hz := range []float64{100, 250, 300, 1000} {
-		if best == 0 || math.Abs(rate-hz) < math.Abs(rate-best) {
-			best = hz
-		}
-	}
-	return best, nil
 }
 
 // idleClock turns flow atimes into ages: it reads the program's clock now
@@ -264,20 +223,21 @@ type idleClock struct {
 }
 
 func (d *Datapath) idleClock() (idleClock, error) {
-	d.hzOnce.Do(func() { d.hz, d.hzErr = d.measureHZ() })
+	d.hzOnce.Do(func() { d.hz, d.hzErr = tickRate() })
 	if d.hzErr != nil {
 		return idleClock{}, d.hzErr
 	}
-	j, err := d.jiffies()
+	now, err := d.clock()
 	if err != nil {
 		return idleClock{}, err
 	}
-	return idleClock{now: j >> atimeShift, hz: d.hz}, nil
+	return idleClock{now: now, hz: d.hz}, nil
 }
 
-// idle is how long ago atime was, to within one atime unit. uint32
-// arithmetic survives the wrap of the stamp.
+// idle is how long ago atime was, to within one atime unit: the
+// difference survives the wrap of the stamp, and a stamp a packet wrote
+// after the clock was read is no time ago.
 func (c idleClock) idle(atime uint32) time.Duration {
-	ticks := uint64((c.now-atime)&(1<<(32-atimeShift)-1)) << atimeShift
-	return time.Duration(float64(ticks) / c.hz * float64(time.Second))
+	units := max(int32(c.now-atime), 0)
+	return time.Duration(float64(units) * unitDuration(c.hz).Seconds() * float64(time.Second))
 }

@@ -1,7 +1,11 @@
 package datapath
 
-// FlowTableCapacity is how many flows the flow table holds at most; when
-// it is full the kernel evicts the least recently used flow.
+// FlowTableCapacity is how many flows the flow table holds at most: both
+// families' tables and probations.
 func (d *Datapath) FlowTableCapacity() uint32 {
-	return d.objs.Flows.MaxEntries()
+	var n uint32
+	for _, t := range d.flowTables() {
+		n += t.m.MaxEntries()
+	}
+	return n
 }

@@ -274,8 +274,11 @@ func (e *IncompatibleError) Error() string {
 
 // previous is what Load takes over from an earlier run.
 type previous struct {
-	// flows is the earlier run's flow table, nil to start empty.
-	flows *ebpf.Map
+	// flows are the earlier run's flow maps by name (flowMapNames), all
+	// or none.
+	flows map[string]*ebpf.Map
+	// copy are those of them of another size, copied rather than shared.
+	copy map[string]*ebpf.Map
 	// ids is what the backend ids in flows stand for.
 	ids *IDs
 	// legacy is the JSON file ids came from, if they did.
@@ -283,8 +286,8 @@ type previous struct {
 }
 
 func (p previous) close() {
-	if p.flows != nil {
-		p.flows.Close()
+	for _, m := range p.flows {
+		m.Close()
 	}
 }
 
@@ -295,21 +298,26 @@ func (p previous) close() {
 // replace.
 func (d *Datapath) previousRun(spec *ebpf.CollectionSpec, legacy string) (previous, error) {
 	live := d.linked()
-	flows, err := ebpf.LoadPinnedMap(filepath.Join(d.pinDir, lbMapFlows), nil)
-	if errors.Is(err, os.ErrNotExist) {
-		return previous{}, nil
-	}
-	if err != nil {
-		return previous{}, fmt.Errorf("datapath: pinned flow table: %w", err)
-	}
-	if !sameLayout(flows, spec.Maps[lbMapFlows]) {
-		defer flows.Close()
-		if live {
-			return previous{}, &IncompatibleError{Map: lbMapFlows, Pinned: layoutOf(flows), ThisOne: specLayout(spec.Maps[lbMapFlows])}
+	p := previous{flows: map[string]*ebpf.Map{}, copy: map[string]*ebpf.Map{}}
+	for _, name := range flowMapNames {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(d.pinDir, name), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			p.close()
+			return previous{}, nil
 		}
-		return previous{}, nil
+		if err != nil {
+			p.close()
+			return previous{}, fmt.Errorf("datapath: pinned flow table %s: %w", name, err)
+		}
+		p.flows[name] = m
+		if !sameLayout(m, spec.Maps[name]) {
+			p.close()
+			if live {
+				return previous{}, &IncompatibleError{Map: name, Pinned: layoutOf(m), ThisOne: specLayout(spec.Maps[name])}
+			}
+			return previous{}, nil
+		}
 	}
-	p := previous{flows: flows}
 	ids, err := ebpf.LoadPinnedMap(filepath.Join(d.pinDir, lbMapBackendIds), nil)
 	switch {
 	case err == nil:
@@ -390,10 +398,10 @@ func (d *Datapath) linked() bool {
 	return false
 }
 
-// copyFlows copies into to every entry of from that to lacks.
+// copyFlows copies into to every entry of from that to lacks; both are
+// maps of one layout, whichever flow map it is.
 func copyFlows(from, to *ebpf.Map) error {
-	var k lbFlowKey
-	var v lbFlow
+	k, v := make([]byte, from.KeySize()), make([]byte, from.ValueSize())
 	it := from.Iterate()
 	for it.Next(&k, &v) {
 		if err := to.Update(&k, &v, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
@@ -413,14 +421,11 @@ func copyFlows(from, to *ebpf.Map) error {
 func (d *Datapath) Pin() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.adopted != nil {
-		if err := copyFlows(d.adopted, d.objs.Flows); err != nil {
+	maps := d.mapsByName()
+	for name, old := range d.adopted {
+		if err := copyFlows(old, maps[name]); err != nil {
 			return err
 		}
-	}
-	maps := map[string]*ebpf.Map{
-		lbMapServices: d.objs.Services, lbMapMaglev: d.objs.Maglev, lbMapBackends: d.objs.Backends,
-		lbMapFlows: d.objs.Flows, lbMapBackendIds: d.objs.BackendIds, lbMapStats: d.objs.Stats, lbMapCounters: d.objs.Counters,
 	}
 	for _, name := range mapNames {
 		path := filepath.Join(d.pinDir, name)
@@ -446,4 +451,14 @@ func (d *Datapath) Pin() error {
 		d.legacyIDs = ""
 	}
 	return nil
+}
+
+// mapsByName are the maps of the program by their pinned names.
+func (d *Datapath) mapsByName() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		lbMapServices: d.objs.Services, lbMapMaglev: d.objs.Maglev, lbMapBackends: d.objs.Backends,
+		lbMapBackendIds: d.objs.BackendIds, lbMapStats: d.objs.Stats, lbMapCounters: d.objs.Counters,
+		lbMapVipFilter: d.objs.VipFilter, lbMapFlows4: d.objs.Flows4, lbMapFlows6: d.objs.Flows6,
+		lbMapProbation4: d.objs.Probation4, lbMapProbation6: d.objs.Probation6,
+	}
 }

@@ -149,7 +149,7 @@ func pinInodes(t *testing.T, dir string) map[string]uint64 {
 func TestIncompatibleFlowTable(t *testing.T) {
 	pins := mountBPFFS(t)
 	crashWithFlow(t, pins)
-	flows := filepath.Join(pins, lbMapFlows)
+	flows := filepath.Join(pins, lbMapFlows4)
 	if err := os.Remove(flows); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestIncompatibleFlowTable(t *testing.T) {
 	}
 	_, err = Load(Options{PinDir: pins, KeepFlows: true, FlowTableSize: 4096})
 	var ie *IncompatibleError
-	if !errors.As(err, &ie) || ie.Map != lbMapFlows {
+	if !errors.As(err, &ie) || ie.Map != lbMapFlows4 {
 		t.Fatalf("with a pinned link: %v, want an *IncompatibleError for the flows map", err)
 	}
 	if diff := cmp.Diff(before, pinInodes(t, pins)); diff != "" {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -32,11 +33,21 @@ type ServiceTable struct {
 	Table []uint32
 }
 
+// Backend is what a backend id stands for in the program.
+type Backend struct {
+	MAC net.HardwareAddr
+	// Service is the id of the one service the backend id was given out
+	// for: only that service's table may name it, and the program follows
+	// a flow entry to it only for that service.
+	Service uint32
+}
+
 // Txn is a set of changes applied together by Apply.
 type Txn struct {
 	// Backends adds backends or changes their MAC; a present backend
-	// keeps its flows even when no table lists it (draining).
-	Backends map[uint32]net.HardwareAddr
+	// keeps its flows even when no table lists it (draining). A backend's
+	// service does not change while the id is present: delete it first.
+	Backends map[uint32]Backend
 	// Services adds services or replaces their tables.
 	Services []ServiceTable
 	// DeleteServices removes services; their flows stop matching.
@@ -71,10 +82,11 @@ func (d *Datapath) Apply(t Txn) error {
 		return err
 	}
 
-	for id, mac := range t.Backends {
+	for id, be := range t.Backends {
 		var b lbBackend
-		copy(b.Mac[:], mac)
+		copy(b.Mac[:], be.MAC)
 		b.Flags = backendPresent
+		b.Service = be.Service
 		if err := d.objs.Backends.Update(id, b, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("datapath: backend %d: %w", id, err)
 		}
@@ -130,6 +142,25 @@ func (d *Datapath) Apply(t Txn) error {
 		return err
 	}
 	undoBuilt := func() { _ = d.retire(slots) }
+	// The VIP filter lets through every address of the old and the new
+	// services while the services switch, and only the new ones after.
+	final := maps.Clone(cur)
+	for _, sw := range switches {
+		final[sw.key] = sw.meta
+	}
+	for _, k := range t.DeleteServices {
+		delete(final, k.bpf())
+	}
+	have, err := d.readFilter()
+	if err != nil {
+		undoBuilt()
+		return err
+	}
+	during, after := filterOf(cur, final), filterOf(final)
+	if err := d.writeFilter(have, during); err != nil {
+		undoBuilt()
+		return err
+	}
 	for i, s := range switches {
 		if err := d.objs.Services.Update(s.key, s.meta, ebpf.UpdateAny); err != nil {
 			// Put back the services already switched: a half-applied
@@ -165,6 +196,9 @@ func (d *Datapath) Apply(t Txn) error {
 		}
 	}
 	if err := d.retire(retired); err != nil {
+		return err
+	}
+	if err := d.writeFilter(during, after); err != nil {
 		return err
 	}
 	for _, id := range t.DeleteBackends {
@@ -285,26 +319,44 @@ func (d *Datapath) validate(t Txn, cur map[lbVipKey]lbVipMeta) error {
 		}
 		deletedBackend[id] = true
 	}
-	for id, mac := range t.Backends {
+	for id, be := range t.Backends {
 		if id == 0 || id >= MaxBackends {
 			bad("backend id %d: out of range [1, %d)", id, MaxBackends)
 		}
-		if len(mac) != macLen {
-			bad("backend id %d: MAC %q is not an Ethernet address", id, mac)
+		if len(be.MAC) != macLen {
+			bad("backend id %d: MAC %q is not an Ethernet address", id, be.MAC)
+		}
+		if be.Service == 0 || be.Service >= MaxServices {
+			bad("backend id %d: service id %d out of range [1, %d)", id, be.Service, MaxServices)
 		}
 	}
-	present := func(id uint32) (bool, error) {
-		if _, ok := t.Backends[id]; ok {
-			return true, nil
+	// owner returns the service id of a backend once t is applied, and
+	// whether it is present then.
+	owner := func(id uint32) (uint32, bool, error) {
+		if be, ok := t.Backends[id]; ok {
+			return be.Service, true, nil
 		}
 		if deletedBackend[id] || id == 0 || id >= MaxBackends {
-			return false, nil
+			return 0, false, nil
 		}
 		var b lbBackend
 		if err := d.objs.Backends.Lookup(id, &b); err != nil {
-			return false, err
+			return 0, false, err
 		}
-		return b.Flags&backendPresent != 0, nil
+		return b.Service, b.Flags&backendPresent != 0, nil
+	}
+	// An id keeps its service while present: a flow entry naming it was
+	// placed by that service.
+	for id, be := range t.Backends {
+		var cur lbBackend
+		if id == 0 || id >= MaxBackends {
+			continue
+		}
+		if err := d.objs.Backends.Lookup(id, &cur); err != nil {
+			bad("backend id %d: %w", id, err)
+		} else if cur.Flags&backendPresent != 0 && cur.Service != be.Service {
+			bad("backend id %d: belongs to service id %d, not %d: delete it before giving it out again", id, cur.Service, be.Service)
+		}
 	}
 
 	// The final set of services: ids must be unique in it.
@@ -348,11 +400,14 @@ func (d *Datapath) validate(t Txn, cur map[lbVipKey]lbVipMeta) error {
 				continue
 			}
 			checked[id] = true
-			ok, err := present(id)
-			if err != nil {
+			svc, ok, err := owner(id)
+			switch {
+			case err != nil:
 				bad("service %s: backend id %d: %w", st.Key, id, err)
-			} else if !ok {
+			case !ok:
 				bad("service %s: table names backend id %d, which is not present", st.Key, id)
+			case svc != st.Service.ID:
+				bad("service %s: table names backend id %d, which is service id %d's", st.Key, id, svc)
 			}
 		}
 	}

@@ -66,7 +66,7 @@ func TestApplyRejected(t *testing.T) {
 	d := newDatapath(t, Options{})
 	dns6 := ServiceKey{Addr: vip6, Port: 53, Proto: ipProtoUDP}
 	apply(t, d, Txn{
-		Backends: backendsTxn(1, 2, 3),
+		Backends: mergeBackends(backendsOf(1, 1, 2), backendsOf(2, 3), backendsOf(3, 5, 6)),
 		Services: []ServiceTable{
 			{Key: web4, Service: Service{ID: 1}, Table: patterned(251, 1, 2)},
 			{Key: dns6, Service: Service{ID: 2, HashSource: true}, Table: patterned(7, 3)},
@@ -88,35 +88,45 @@ func TestApplyRejected(t *testing.T) {
 			"backend id 0: out of range [1, 65536)"},
 		{"backend id too large", Txn{Backends: backendsTxn(65536)},
 			"backend id 65536: out of range [1, 65536)"},
-		{"short MAC", Txn{Backends: map[uint32]net.HardwareAddr{4: {2, 0, 0, 0, 4}}},
+		{"short MAC", Txn{Backends: map[uint32]Backend{4: {MAC: net.HardwareAddr{2, 0, 0, 0, 4}, Service: 1}}},
 			`backend id 4: MAC "02:00:00:00:04" is not an Ethernet address`},
-		{"nil MAC", Txn{Backends: map[uint32]net.HardwareAddr{4: nil}},
+		{"nil MAC", Txn{Backends: map[uint32]Backend{4: {Service: 1}}},
 			`backend id 4: MAC "" is not an Ethernet address`},
+		{"backend without a service", Txn{Backends: backendsOf(0, 4)},
+			`backend id 4: service id 0 out of range [1, 4096)`},
+		{"backend of a service id too large", Txn{Backends: backendsOf(4096, 4)},
+			`backend id 4: service id 4096 out of range [1, 4096)`},
+		{"present backend given to another service", Txn{Backends: backendsOf(2, 1)},
+			`backend id 1: belongs to service id 1, not 2: delete it before giving it out again`},
+		{"table names another service's backend", Txn{Services: svc(other, 3, []uint32{5, 1})},
+			"service 192.0.2.20:80/tcp: table names backend id 1, which is service id 1's"},
 		{"delete backend id 0", Txn{DeleteBackends: []uint32{0}},
 			"backend id 0: out of range [1, 65536)"},
 		{"backend set and deleted", Txn{Backends: backendsTxn(4), DeleteBackends: []uint32{4}},
 			"backend id 4: both set and deleted"},
-		{"protocol", Txn{Services: svc(ServiceKey{Addr: vip4, Port: 80, Proto: 1}, 3, []uint32{1})},
+		{"protocol", Txn{Services: svc(ServiceKey{Addr: vip4, Port: 80, Proto: 1}, 3, []uint32{5})},
 			"service 192.0.2.10:80/proto1: protocol must be tcp or udp"},
-		{"no address", Txn{Services: svc(ServiceKey{Port: 80, Proto: ipProtoTCP}, 3, []uint32{1})},
+		{"no address", Txn{Services: svc(ServiceKey{Port: 80, Proto: ipProtoTCP}, 3, []uint32{5})},
 			"service invalid AddrPort/tcp: invalid address"},
-		{"zoned address", Txn{Services: svc(ServiceKey{Addr: netip.MustParseAddr("fe80::1%eth0"), Port: 80, Proto: ipProtoTCP}, 3, []uint32{1})},
+		{"zoned address", Txn{Services: svc(ServiceKey{Addr: netip.MustParseAddr("fe80::1%eth0"), Port: 80, Proto: ipProtoTCP}, 3, []uint32{5})},
 			"service [fe80::1%eth0]:80/tcp: invalid address"},
 		{"service id 0", Txn{Services: svc(other, 0, []uint32{1})},
-			"service 192.0.2.20:80/tcp: id 0 out of range [1, 4096)"},
+			"service 192.0.2.20:80/tcp: id 0 out of range [1, 4096)\n" +
+				"service 192.0.2.20:80/tcp: table names backend id 1, which is service id 1's"},
 		{"service id too large", Txn{Services: svc(other, 4096, []uint32{1})},
-			"service 192.0.2.20:80/tcp: id 4096 out of range [1, 4096)"},
+			"service 192.0.2.20:80/tcp: id 4096 out of range [1, 4096)\n" +
+				"service 192.0.2.20:80/tcp: table names backend id 1, which is service id 1's"},
 		{"empty table", Txn{Services: svc(other, 3, nil)},
 			"service 192.0.2.20:80/tcp: table size 0 out of range [1, 131071]"},
-		{"table too large", Txn{Services: svc(other, 3, patterned(131072, 1))},
+		{"table too large", Txn{Services: svc(other, 3, patterned(131072, 5))},
 			"service 192.0.2.20:80/tcp: table size 131072 out of range [1, 131071]"},
-		{"table names an absent backend", Txn{Services: svc(other, 3, []uint32{1, 9, 9})},
+		{"table names an absent backend", Txn{Services: svc(other, 3, []uint32{5, 9, 9})},
 			"service 192.0.2.20:80/tcp: table names backend id 9, which is not present"},
 		{"table names backend 0", Txn{Services: svc(other, 3, []uint32{0})},
 			"service 192.0.2.20:80/tcp: table names backend id 0, which is not present"},
 		{"table names a backend deleted with it", Txn{Services: svc(web4, 1, []uint32{1, 2}), DeleteBackends: []uint32{2}},
 			"service 192.0.2.10:80/tcp: table names backend id 2, which is not present"},
-		{"service set twice", Txn{Services: append(svc(other, 3, []uint32{1}), svc(other, 4, []uint32{2})...)},
+		{"service set twice", Txn{Services: append(svc(other, 3, []uint32{5}), svc(other, 3, []uint32{6})...)},
 			"service 192.0.2.20:80/tcp: set twice or both set and deleted"},
 		{"service set and deleted", Txn{Services: svc(web4, 1, []uint32{1}), DeleteServices: []ServiceKey{web4}},
 			"service 192.0.2.10:80/tcp: set twice or both set and deleted"},
@@ -126,7 +136,7 @@ func TestApplyRejected(t *testing.T) {
 			"delete service 192.0.2.10:80/proto132: protocol must be tcp or udp"},
 		{"a staying table names a deleted backend", Txn{DeleteBackends: []uint32{3}},
 			"service [2001:db8::10]:53/udp: its table still names backend id 3, which is deleted"},
-		{"service id taken", Txn{Services: svc(other, 2, []uint32{1})},
+		{"service id taken", Txn{Services: svc(other, 2, []uint32{3})},
 			"service id 2: used by [192.0.2.20:80/tcp [2001:db8::10]:53/udp]"},
 		{"several problems at once", Txn{DeleteBackends: []uint32{0}, Services: svc(other, 0, nil)},
 			"backend id 0: out of range [1, 65536)\n" +
@@ -152,7 +162,7 @@ func TestApplyRejected(t *testing.T) {
 		})
 	}
 	// The state the rejections left still takes a valid transaction.
-	apply(t, d, Txn{Backends: backendsTxn(4), Services: svc(other, 3, []uint32{4})})
+	apply(t, d, Txn{Backends: backendsOf(3, 4), Services: svc(other, 3, []uint32{4})})
 	step{p: tcp4(50001, thSYN).with(func(p *pkt) { p.dstIP = other.Addr }), verdict: verdictTX, backend: 4, svc: 3,
 		state: FlowSYN, counters: newFlow()}.check(t, d, []uint32{3}, []uint32{4})
 }
@@ -169,18 +179,18 @@ func TestApplyChanges(t *testing.T) {
 		backends []uint32
 	}{{
 		name: "add",
-		txn: Txn{Backends: backendsTxn(1, 2), Services: []ServiceTable{
-			{Key: web4, Service: Service{ID: 1}, Table: patterned(7, 1, 2)},
+		txn: Txn{Backends: mergeBackends(backendsOf(1, 1), backendsOf(2, 2)), Services: []ServiceTable{
+			{Key: web4, Service: Service{ID: 1}, Table: patterned(7, 1)},
 			{Key: dns6, Service: Service{ID: 2, HashSource: true}, Table: patterned(13, 2)},
 		}},
 		services: []ServiceInfo{
-			{Key: web4, Service: Service{ID: 1}, Table: patterned(7, 1, 2)},
+			{Key: web4, Service: Service{ID: 1}, Table: patterned(7, 1)},
 			{Key: dns6, Service: Service{ID: 2, HashSource: true}, Table: patterned(13, 2)},
 		},
 		backends: []uint32{1, 2},
 	}, {
 		name: "resize a table, change flags and id",
-		txn: Txn{Backends: backendsTxn(3), Services: []ServiceTable{
+		txn: Txn{Backends: backendsOf(5, 3), Services: []ServiceTable{
 			{Key: web4, Service: Service{ID: 5, HashSource: true}, Table: patterned(251, 3)},
 		}},
 		services: []ServiceInfo{
@@ -191,10 +201,10 @@ func TestApplyChanges(t *testing.T) {
 	}, {
 		name: "replace twice more: the slots alternate",
 		txn: Txn{Services: []ServiceTable{
-			{Key: web4, Service: Service{ID: 5}, Table: patterned(7, 1)},
+			{Key: web4, Service: Service{ID: 5}, Table: patterned(7, 3)},
 		}},
 		services: []ServiceInfo{
-			{Key: web4, Service: Service{ID: 5}, Table: patterned(7, 1)},
+			{Key: web4, Service: Service{ID: 5}, Table: patterned(7, 3)},
 			{Key: dns6, Service: Service{ID: 2, HashSource: true}, Table: patterned(13, 2)},
 		},
 		backends: []uint32{1, 2, 3},
@@ -202,7 +212,7 @@ func TestApplyChanges(t *testing.T) {
 		name: "remove a service and a backend",
 		txn:  Txn{DeleteServices: []ServiceKey{dns6}, DeleteBackends: []uint32{2}},
 		services: []ServiceInfo{
-			{Key: web4, Service: Service{ID: 5}, Table: patterned(7, 1)},
+			{Key: web4, Service: Service{ID: 5}, Table: patterned(7, 3)},
 		},
 		backends: []uint32{1, 3},
 	}}
@@ -219,13 +229,24 @@ func TestApplyChanges(t *testing.T) {
 			if diff := cmp.Diff(want, backends(t, d)); diff != "" {
 				t.Errorf("backends (-want +got):\n%s", diff)
 			}
+			// The VIP filter holds the services' addresses, and only
+			// those.
+			cur, err := d.services()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f, err := d.readFilter(); err != nil {
+				t.Error(err)
+			} else if *f != *filterOf(cur) {
+				t.Errorf("VIP filter is not that of the services")
+			}
 			// One table per service: retired ones are gone.
 			if got := len(maglevSlots(t, d)); got != len(tc.services) {
 				t.Errorf("%d maglev tables for %d services: %v", got, len(tc.services), maglevSlots(t, d))
 			}
 		})
 	}
-	step{p: tcp4(51000, thSYN), verdict: verdictTX, backend: 1, svc: 5, state: FlowSYN, counters: newFlow()}.check(t, d, []uint32{5}, []uint32{1})
+	step{p: tcp4(51000, thSYN), verdict: verdictTX, backend: 3, svc: 5, state: FlowSYN, counters: newFlow()}.check(t, d, []uint32{5}, []uint32{3})
 }
 
 // TestApplyReusesFreedID: one transaction deletes a service and gives its
@@ -236,12 +257,16 @@ func TestApplyReusesFreedID(t *testing.T) {
 	d := newDatapath(t, Options{})
 	https := ServiceKey{Addr: vip4, Port: 443, Proto: ipProtoTCP}
 	alt := ServiceKey{Addr: vip4, Port: 8443, Proto: ipProtoTCP}
-	apply(t, d, Txn{Backends: backendsTxn(1, 2, 3), Services: []ServiceTable{
+	apply(t, d, Txn{Backends: mergeBackends(backendsOf(1, 1), backendsOf(2, 2)), Services: []ServiceTable{
 		{Key: web4, Service: Service{ID: 1}, Table: patterned(7, 1)},
 		{Key: https, Service: Service{ID: 2}, Table: patterned(7, 2)},
 	}})
+	// The new service takes the freed id; its backend is a new one of
+	// that id (the old service's is deleted with it).
 	apply(t, d, Txn{
+		Backends:       backendsOf(2, 3),
 		DeleteServices: []ServiceKey{https},
+		DeleteBackends: []uint32{2},
 		Services:       []ServiceTable{{Key: alt, Service: Service{ID: 2}, Table: patterned(7, 3)}},
 	})
 	want := []ServiceInfo{
@@ -261,16 +286,22 @@ func TestApplyReusesFreedID(t *testing.T) {
 func TestApplySwapsIDs(t *testing.T) {
 	d := newDatapath(t, Options{})
 	https := ServiceKey{Addr: vip4, Port: 443, Proto: ipProtoTCP}
-	apply(t, d, Txn{Backends: backendsTxn(1, 2), Services: []ServiceTable{
+	apply(t, d, Txn{Backends: mergeBackends(backendsOf(1, 1), backendsOf(2, 2)), Services: []ServiceTable{
 		{Key: web4, Service: Service{ID: 1}, Table: patterned(7, 1)},
 		{Key: https, Service: Service{ID: 2}, Table: patterned(7, 2)},
 	}})
-	apply(t, d, Txn{Services: []ServiceTable{
-		{Key: web4, Service: Service{ID: 2}, Table: patterned(7, 1)},
-		{Key: https, Service: Service{ID: 1}, Table: patterned(7, 2)},
-	}})
-	step{p: tcp4(53000, thSYN), verdict: verdictTX, backend: 1, svc: 2, state: FlowSYN, counters: newFlow()}.check(t, d, []uint32{1, 2}, []uint32{1, 2})
-	step{p: tcp4(53000, thSYN).with(func(p *pkt) { p.dport = 443 }), verdict: verdictTX, backend: 2, svc: 1, state: FlowSYN, counters: newFlow()}.check(t, d, []uint32{1, 2}, []uint32{1, 2})
+	// Backend ids keep their service ids, so the swap gives each
+	// service new ones.
+	apply(t, d, Txn{
+		Backends:       mergeBackends(backendsOf(2, 3), backendsOf(1, 4)),
+		DeleteBackends: []uint32{1, 2},
+		Services: []ServiceTable{
+			{Key: web4, Service: Service{ID: 2}, Table: patterned(7, 3)},
+			{Key: https, Service: Service{ID: 1}, Table: patterned(7, 4)},
+		},
+	})
+	step{p: tcp4(53000, thSYN), verdict: verdictTX, backend: 3, svc: 2, state: FlowSYN, counters: newFlow()}.check(t, d, []uint32{1, 2}, []uint32{3, 4})
+	step{p: tcp4(53000, thSYN).with(func(p *pkt) { p.dport = 443 }), verdict: verdictTX, backend: 4, svc: 1, state: FlowSYN, counters: newFlow()}.check(t, d, []uint32{1, 2}, []uint32{3, 4})
 }
 
 // TestApplyUnderTraffic: while transactions move a service between two
@@ -349,9 +380,9 @@ func TestReadopt(t *testing.T) {
 	d1 := load(t, dir, Options{})
 	dns6 := ServiceKey{Addr: vip6, Port: 53, Proto: ipProtoUDP}
 	table := patterned(251, 1, 2, 3)
-	setup := Txn{Backends: backendsTxn(1, 2, 3), Services: []ServiceTable{
+	setup := Txn{Backends: mergeBackends(backendsTxn(1, 2, 3), backendsOf(2, 4)), Services: []ServiceTable{
 		{Key: web4, Service: Service{ID: 1}, Table: table},
-		{Key: dns6, Service: Service{ID: 2, HashSource: true}, Table: patterned(13, 3)},
+		{Key: dns6, Service: Service{ID: 2, HashSource: true}, Table: patterned(13, 4)},
 	}}
 	apply(t, d1, setup)
 	var flows []pkt

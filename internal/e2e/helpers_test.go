@@ -94,6 +94,12 @@ type daemon struct {
 // is the test's own.
 func startDaemon(tb testing.TB, topo *testutil.Topology, conf string, args ...string) *daemon {
 	tb.Helper()
+	return startDaemonWith(tb, topo, conf)
+}
+
+// startDaemonWith is startDaemon with more `xlb run` arguments.
+func startDaemonWith(tb testing.TB, topo *testutil.Topology, conf string, args ...string) *daemon {
+	tb.Helper()
 	dir := tb.TempDir()
 	// A bpffs of the daemon's own: a parallel test or the demo pinning
 	// under /sys/fs/bpf cannot collide with it. nsenter --net keeps this

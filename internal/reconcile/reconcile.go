@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/xlb-project/xlb/internal/balancer"
 	"github.com/xlb-project/xlb/internal/datapath"
@@ -119,6 +120,21 @@ var protoNumbers = map[service.Proto]uint8{service.TCP: 6, service.UDP: 17}
 // DatapathKey is a model service key as the data path keys it.
 func DatapathKey(k service.ServiceKey) datapath.ServiceKey {
 	return datapath.ServiceKey{Addr: k.VIP, Port: k.Port, Proto: protoNumbers[k.Proto]}
+}
+
+// DatapathTimeouts are the flow lifetimes the configuration asks for, with
+// IPVS's default for each it leaves unset.
+func DatapathTimeouts(t service.Timeouts) datapath.Timeouts {
+	out := datapath.DefaultTimeouts
+	for _, f := range []struct {
+		set time.Duration
+		to  *time.Duration
+	}{{t.TCP, &out.TCP}, {t.TCPFin, &out.Fin}, {t.UDP, &out.UDP}, {t.SynRecv, &out.SynRecv}, {t.Close, &out.Close}} {
+		if f.set != 0 {
+			*f.to = f.set
+		}
+	}
+	return out
 }
 
 // Health is what a Reconciler needs of the health checker.

@@ -82,7 +82,72 @@ type Global struct {
 	// FlapDamping holds down backends whose health flaps; the zero value
 	// is off, as keepalived has none.
 	FlapDamping FlapDamping
-	Source      Pos
+	// Timeouts are the flow table's lifetimes, IPVS's (ipvsadm --set);
+	// keepalived.conf has no keyword for them.
+	Timeouts Timeouts
+	Source   Pos
+}
+
+// Timeouts are how long the data path keeps following a connection after
+// its last packet, by state, as IPVS times out its connections. A zero
+// field takes IPVS's default: 900s, 120s, 300s, 60s and 10s.
+type Timeouts struct {
+	TCP     time.Duration // ESTABLISHED (ipvsadm --set tcp)
+	TCPFin  time.Duration // FIN_WAIT and TIME_WAIT (ipvsadm --set tcpfin)
+	UDP     time.Duration // UDP (ipvsadm --set udp)
+	SynRecv time.Duration // a connection that has sent only SYNs
+	Close   time.Duration // a connection that was reset
+	Source  Pos
+}
+
+// MaxTimeout bounds each of Timeouts.
+const MaxTimeout = 365 * 24 * time.Hour
+
+// timeoutNames are the names of Timeouts' fields in YAML and on the
+// command line, in ipvsadm's order.
+var timeoutNames = []string{"tcp", "tcp_fin", "udp", "syn_recv", "close"}
+
+// fields returns pointers to t's durations in timeoutNames' order.
+func (t *Timeouts) fields() []*time.Duration {
+	return []*time.Duration{&t.TCP, &t.TCPFin, &t.UDP, &t.SynRecv, &t.Close}
+}
+
+// Override returns t with every field that o sets taken from o.
+func (t Timeouts) Override(o Timeouts) Timeouts {
+	of := o.fields()
+	for i, f := range t.fields() {
+		if *of[i] != 0 {
+			*f = *of[i]
+		}
+	}
+	return t
+}
+
+// ParseTimeouts reads the command line's form of Timeouts: a
+// comma-separated list of name=duration, with names tcp, tcp_fin, udp,
+// syn_recv and close, e.g. "tcp=1h,udp=30s". Fields not named stay zero.
+func ParseTimeouts(s string) (Timeouts, error) {
+	var t Timeouts
+	if strings.TrimSpace(s) == "" {
+		return t, nil
+	}
+	fields := t.fields()
+	for _, kv := range strings.Split(s, ",") {
+		name, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		i := slices.Index(timeoutNames, name)
+		if !ok || i < 0 {
+			return Timeouts{}, fmt.Errorf("timeouts: %q: want NAME=DURATION with NAME one of %s", kv, strings.Join(timeoutNames, ", "))
+		}
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			return Timeouts{}, fmt.Errorf("timeouts: %s: %q is not a duration (write e.g. 300s or 15m)", name, val)
+		}
+		if d <= 0 || d > MaxTimeout {
+			return Timeouts{}, fmt.Errorf("timeouts: %s: %s is out of range (0, %s]", name, d, MaxTimeout)
+		}
+		*fields[i] = d
+	}
+	return t, nil
 }
 
 // FlapDamping holds a backend down when its health check changes state

@@ -29,6 +29,12 @@ func (c *Config) Validate() error {
 	if f := c.Global.FlapDamping; f.On() && (f.Changes <= 0 || f.Window <= 0 || f.HoldDown <= 0) {
 		v.add(f.Source, "flap_damping: changes (%d), window (%s) and hold_down (%s) must all be positive", f.Changes, f.Window, f.HoldDown)
 	}
+	t := c.Global.Timeouts
+	for i, d := range t.fields() {
+		if *d < 0 || *d > MaxTimeout {
+			v.add(t.Source, "timeouts: %s %s is out of range (0, %s]", timeoutNames[i], *d, MaxTimeout)
+		}
+	}
 	v.vrrp(c)
 	v.bgp(c)
 	return errors.Join(v.errs...)

@@ -16,24 +16,11 @@ import (
 	"github.com/xlb-project/xlb/internal/service"
 )
 
-// conns counts a backend's connections as IPVS does.
-type conns struct{ active, inactive uint64 }
-
-// IPVS's default timeouts (ipvsadm --set): how long a flow counts as a
-// connection after its last packet, by state.
-var connTimeouts = map[datapath.FlowState]time.Duration{
-	datapath.FlowSYN:   60 * time.Second,
-	datapath.FlowEst:   15 * time.Minute,
-	datapath.FlowFIN:   2 * time.Minute,
-	datapath.FlowClose: 10 * time.Second,
-	datapath.FlowUDP:   5 * time.Minute,
-}
-
 // Datapath is what Build reads of the data path (*datapath.Datapath).
 type Datapath interface {
-	Flows(func(datapath.FlowEntry) bool) error
 	ServiceStats(id uint32) (datapath.Stats, error)
 	BackendStats(id uint32) (datapath.Stats, error)
+	Counters() (map[datapath.Counter]uint64, error)
 }
 
 // bulkStats is a Datapath that reads every counter with one call
@@ -84,40 +71,20 @@ func (s statsOf) backend(id uint32) (datapath.Stats, error) {
 }
 
 // Build is the running state for `xlb list`: the balancer's view bst
-// joined with the configuration and the data path's counters and flows.
+// joined with the configuration, the data path's counters, and the
+// connections per backend id and flow-table entries the last sweep of the
+// flow table counted (datapath.Sweeper): no walk per request, however
+// large the table.
 // A backend a failed check took out without inhibit_on_failure is not
 // listed, as ipvsadm no longer lists it either.
-func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, error) {
+func Build(cfg *service.Config, bst balancer.State, dp Datapath, perBackend map[uint32]datapath.Conns, entries int) (api.State, error) {
 	byKey := map[datapath.ServiceKey]balancer.ServiceState{}
 	for _, s := range bst.Services {
 		byKey[s.Key] = s
 	}
 
-	perBackend := map[uint32]*conns{}
-	var entries uint64
-	err := dp.Flows(func(e datapath.FlowEntry) bool {
-		entries++
-		if e.Idle > connTimeouts[e.State] {
-			return true
-		}
-		c := perBackend[e.Backend]
-		if c == nil {
-			c = &conns{}
-			perBackend[e.Backend] = c
-		}
-		if e.State == datapath.FlowEst {
-			c.active++
-		} else {
-			c.inactive++
-		}
-		return true
-	})
-	if err != nil {
-		return api.State{}, err
-	}
-
 	stats := newStatsOf(dp, bst)
-	out := api.State{Taken: time.Now(), FlowEntries: entries}
+	out := api.State{Taken: time.Now(), FlowEntries: uint64(entries)}
 	for _, s := range cfg.Services {
 		bs, ok := byKey[reconcile.DatapathKey(s.Key())]
 		as := api.Service{
@@ -140,6 +107,8 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, err
 				// inhibit_on_failure: ipvsadm no longer lists it either.
 				continue
 			}
+			as.ActiveConn += ab.ActiveConn
+			as.InActConn += ab.InActConn
 			as.Backends = append(as.Backends, ab)
 		}
 		// The sorry server is listed while it serves, as keepalived adds
@@ -149,10 +118,20 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, err
 		if ss := s.SorryServer; ok && ss != nil && !slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return b.AddrPort() == ss.AddrPort() }) {
 			ab := api.Backend{Addr: ss.Addr.String(), Port: ss.Port, ConfigWeight: 1, Unresolved: true, Sorry: true}
 			if fillBackend(&ab, bs, ss.AddrPort(), stats, perBackend) {
+				as.ActiveConn += ab.ActiveConn
+				as.InActConn += ab.InActConn
 				as.Backends = append(as.Backends, ab)
 			}
 		}
 		out.Services = append(out.Services, as)
+	}
+	counters, err := dp.Counters()
+	if err != nil {
+		return api.State{}, err
+	}
+	out.Counters = map[string]uint64{}
+	for c, v := range counters {
+		out.Counters[c.String()] = v
 	}
 	return out, nil
 }
@@ -160,7 +139,7 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath) (api.State, err
 // fillBackend fills in what the balancer serves of the backend at key, and
 // reports whether it serves it at all (unresolved counts: it keeps its
 // place).
-func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, stats statsOf, perBackend map[uint32]*conns) bool {
+func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, stats statsOf, perBackend map[uint32]datapath.Conns) bool {
 	for i, b := range bs.Backends {
 		if b.Key() != key {
 			continue
@@ -172,9 +151,8 @@ func fillBackend(ab *api.Backend, bs balancer.ServiceState, key netip.AddrPort, 
 		ab.Unresolved = false
 		ab.Weight = b.Weight
 		ab.MAC = b.MAC.String()
-		if c := perBackend[id]; c != nil {
-			ab.ActiveConn, ab.InActConn = c.active, c.inactive
-		}
+		c := perBackend[id]
+		ab.ActiveConn, ab.InActConn = c.Active, c.Inactive
 		if st, err := stats.backend(id); err == nil {
 			ab.Stats = apiStats(st)
 		}

@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -16,25 +15,17 @@ import (
 	"github.com/xlb-project/xlb/internal/service"
 )
 
-// fakeDP serves flows and counters from tables.
+// fakeDP serves counters from a table.
 type fakeDP struct {
-	flows []datapath.FlowEntry
 	stats map[uint32]datapath.Stats
 }
 
-func (f fakeDP) Flows(fn func(datapath.FlowEntry) bool) error {
-	for _, e := range f.flows {
-		if !fn(e) {
-			break
-		}
-	}
-	return nil
-}
+func (f fakeDP) Counters() (map[datapath.Counter]uint64, error) { return nil, nil }
 func (f fakeDP) ServiceStats(id uint32) (datapath.Stats, error) { return f.stats[1000+id], nil }
 func (f fakeDP) BackendStats(id uint32) (datapath.Stats, error) { return f.stats[id], nil }
 
 // TestBuild: backends are listed with what the balancer serves of them
-// and IPVS's connection counts (an expired flow no longer counts); one a
+// and the connections the sweep counted (the service lists their sums); one a
 // failed check took out is not listed, an unresolved one is, and the sorry
 // server is listed while it serves.
 func TestBuild(t *testing.T) {
@@ -55,21 +46,15 @@ func TestBuild(t *testing.T) {
 		}},
 		ID: 7, Installed: true, BackendIDs: []uint32{11, 0, 12},
 	}}}
-	dp := fakeDP{
-		flows: []datapath.FlowEntry{
-			{Backend: 11, State: datapath.FlowEst},
-			{Backend: 11, State: datapath.FlowFIN},
-			{Backend: 11, State: datapath.FlowSYN, Idle: 2 * time.Minute}, // expired: not counted
-			{Backend: 12, State: datapath.FlowEst},
-		},
-		stats: map[uint32]datapath.Stats{1007: {Packets: 9}, 11: {Packets: 5, Flows: 2}, 12: {Packets: 4}},
-	}
-	got, err := Build(cfg, bst, dp)
+	dp := fakeDP{stats: map[uint32]datapath.Stats{1007: {Packets: 9}, 11: {Packets: 5, Flows: 2}, 12: {Packets: 4}}}
+	conns := map[uint32]datapath.Conns{11: {Active: 1, Inactive: 1}, 12: {Active: 1}}
+	got, err := Build(cfg, bst, dp, conns, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []api.Service{{
 		Proto: "TCP", Addr: "192.0.2.10", Port: 80, Scheduler: "wrr", Installed: true, Stats: api.Stats{InPkts: 9},
+		ActiveConn: 2, InActConn: 1,
 		Backends: []api.Backend{
 			{Addr: "198.51.100.1", Port: 80, Weight: 2, ConfigWeight: 2, MAC: mac.String(), ActiveConn: 1, InActConn: 1, Stats: api.Stats{InPkts: 5, Conns: 2}},
 			{Addr: "198.51.100.3", Port: 80, ConfigWeight: 1, Unresolved: true},
