@@ -17,7 +17,8 @@ const volatile __u8 gen_dst[ETH_ALEN] = {};
 const volatile __u8 gen_src[ETH_ALEN] = {};
 
 /* How many flows the generator cycles through, one source port each; set
- * between runs. */
+ * between runs. 0: a new flow every frame, from 198.18.0.0/15 (one /16
+ * per CPU, so two generators never send the same tuple). */
 __u32 gen_flows = 1;
 
 struct {
@@ -60,7 +61,14 @@ int bench_gen(struct xdp_md *ctx)
 	}
 	eth->h_proto = bpf_htons(ETH_P_IP);
 	*seq += 1;
-	uh->source = bpf_htons(10000 + *seq % (flows ? flows : 1));
+	if (!flows) {
+		__u32 cpu = bpf_get_smp_processor_id() & 1;
+
+		iph->saddr = bpf_htonl(0xC6120000 | cpu << 16 | (*seq >> 16 & 0xffff));
+		uh->source = bpf_htons(*seq & 0xffff);
+		return XDP_TX;
+	}
+	uh->source = bpf_htons(10000 + *seq % flows);
 	return XDP_TX;
 }
 

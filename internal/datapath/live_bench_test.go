@@ -29,16 +29,21 @@ import (
 // round, a MAC-swap program and xlb_xdp (native XDP, one UDP service, one
 // backend, the flows established): the rates of each pair of rounds give
 // a ratio, and the median ratio is the figure, so a slow spell of a
-// shared machine moves both sides of it. One flow and 1,000; one
-// generator CPU and two (a veth queue each).
+// shared machine moves both sides of it. One flow and 1,000, and a new
+// flow every frame (flows=new: every xlb frame inserts into probation,
+// evicting once it is full); one generator CPU and two (a veth queue
+// each).
 func BenchmarkLiveFrames(b *testing.B) {
 	if os.Getuid() != 0 {
 		b.Skip("needs root: namespaces, XDP and BPF_PROG_RUN")
 	}
 	e := newLiveEnv(b)
-	for _, flows := range []uint32{1, 1000} {
+	for _, flows := range []uint32{1, 1000, 0} {
 		for cpus := 1; cpus <= min(2, runtime.NumCPU()); cpus++ {
 			name := fmt.Sprintf("flows=%d/cpus=%d", flows, cpus)
+			if flows == 0 {
+				name = fmt.Sprintf("flows=new/cpus=%d", cpus)
+			}
 			b.Run(name, func(b *testing.B) { e.measure(b, name, flows, cpus) })
 		}
 	}
@@ -257,11 +262,16 @@ func (e *liveEnv) measure(b *testing.B, name string, flows uint32, cpus int) {
 	if err := e.objs.GenFlows.Set(flows); err != nil {
 		b.Fatal(err)
 	}
-	// Every flow known to xlb and established, as a busy balancer's are.
+	// Every flow known to xlb and established, as a busy balancer's are;
+	// or, for new flows, probation full already.
 	if err := e.use(e.d.objs.XlbXdp); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := e.run(1, 4*flows+64); err != nil {
+	warm := 4*flows + 64
+	if flows == 0 {
+		warm = 2 * e.d.objs.Probation4.MaxEntries()
+	}
+	if _, err := e.run(1, warm); err != nil {
 		b.Fatal(err)
 	}
 	if err := promoteAll(e.d); err != nil {
@@ -285,13 +295,17 @@ func (e *liveEnv) measure(b *testing.B, name string, flows uint32, cpus int) {
 		macswap, xlb = append(macswap, pair[0]), append(xlb, pair[1])
 		ratios = append(ratios, pair[1]/pair[0])
 	}
-	// Every xlb round took the known-flow path.
+	// Every xlb round took the path the case claims.
 	c1, err := e.d.Counters()
 	if err != nil {
 		b.Fatal(err)
 	}
-	if delta := benchDelta(c0, c1); len(delta) > 0 {
-		b.Fatalf("xlb's frames took other paths than a known flow: %v", delta)
+	delta := benchDelta(c0, c1)
+	if flows == 0 {
+		delete(delta, CounterFlowNew)
+	}
+	if len(delta) > 0 {
+		b.Fatalf("xlb's frames took other paths than the case's: %v", delta)
 	}
 	r := liveResult{macswap: benchMedian(macswap), xlb: benchMedian(xlb), ratio: benchMedian(ratios)}
 	if _, ok := e.done[name]; !ok {
