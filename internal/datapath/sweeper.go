@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-
 )
 
 // The sweep walks the flow table in the background: it deletes the
