@@ -94,7 +94,7 @@ type daemon struct {
 // is the test's own.
 func startDaemon(tb testing.TB, topo *testutil.Topology, conf string, args ...string) *daemon {
 	tb.Helper()
-	return startDaemonWith(tb, topo, conf)
+	return startDaemonWith(tb, topo, conf, args...)
 }
 
 // startDaemonWith is startDaemon with more `xlb run` arguments.

@@ -165,6 +165,12 @@ func TestDrainWait(t *testing.T) {
 
 	pool := startEchoPool(t, topo, 20)
 	pool.progress(t, "connecting", 3)
+	// The counts are the background sweep's: wait for a pass that saw
+	// every connection.
+	waitFor(t, 10*time.Second, "the sweep to count the 20 connections", func() (bool, string) {
+		s := findService(d.mustState(t), testutil.VIP4, echoPort)
+		return s != nil && s.ActiveConn == 20, fmt.Sprintf("%+v", s)
+	})
 	echo := findBackend(findService(d.mustState(t), testutil.VIP4, echoPort), testutil.HostIP4(testutil.RS1))
 	if echo == nil || echo.ActiveConn == 0 {
 		t.Fatalf("no echo connection landed on rs1 (%+v): nothing to drain", echo)
