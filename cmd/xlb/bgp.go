@@ -11,33 +11,9 @@ import (
 )
 
 func runBGP(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
-	socket := fs.String("socket", api.DefaultSocket, "unix socket `path` of the daemon")
-	asJSON := fs.Bool("json", false, "print the peers and VIPs as JSON")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: xlb bgp [--json] [--socket PATH]")
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := api.NewClient(*socket).State(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "xlb bgp: %v\n", err)
-		return 1
-	}
-	if *asJSON {
-		return writeJSON(stdout, stderr, st.BGP)
-	}
-	if err := api.WriteBGP(stdout, st, time.Now()); err != nil {
-		fmt.Fprintf(stderr, "xlb bgp: %v\n", err)
-		return 1
-	}
-	return 0
+	return runStateView(fs, args, stdout, stderr, "bgp", "the peers and VIPs",
+		func(st api.State) any { return st.BGP },
+		func(w io.Writer, st api.State) error { return api.WriteBGP(w, st, time.Now()) })
 }
 
 func runDrainBGP(fs *flag.FlagSet, args []string, _, stderr io.Writer) int {

@@ -11,8 +11,16 @@ import (
 )
 
 func runVRRP(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
+	return runStateView(fs, args, stdout, stderr, "vrrp", "the instances",
+		func(st api.State) any { return st.VRRP }, api.WriteVRRP)
+}
+
+// runStateView is a command that prints a part of the daemon's state: as
+// a table, or with --json as JSON (what names the part in the help).
+func runStateView(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, name, what string,
+	part func(api.State) any, table func(io.Writer, api.State) error) int {
 	socket := fs.String("socket", api.DefaultSocket, "unix socket `path` of the daemon")
-	asJSON := fs.Bool("json", false, "print the instances as JSON")
+	asJSON := fs.Bool("json", false, "print "+what+" as JSON")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -20,21 +28,21 @@ func runVRRP(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: xlb vrrp [--json] [--socket PATH]")
+		fmt.Fprintf(stderr, "usage: xlb %s [--json] [--socket PATH]\n", name)
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := api.NewClient(*socket).State(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "xlb vrrp: %v\n", err)
+		fmt.Fprintf(stderr, "xlb %s: %v\n", name, err)
 		return 1
 	}
 	if *asJSON {
-		return writeJSON(stdout, stderr, st.VRRP)
+		return writeJSON(stdout, stderr, part(st))
 	}
-	if err := api.WriteVRRP(stdout, st); err != nil {
-		fmt.Fprintf(stderr, "xlb vrrp: %v\n", err)
+	if err := table(stdout, st); err != nil {
+		fmt.Fprintf(stderr, "xlb %s: %v\n", name, err)
 		return 1
 	}
 	return 0
