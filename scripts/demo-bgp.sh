@@ -28,10 +28,15 @@ command -v bird >/dev/null || { echo "demo-bgp.sh: needs bird (apt-get install b
 
 cleanup() {
 	set +e
+	# xlb stop removes each balancer's data path; SIGTERM alone would
+	# leave it pinned (restart-safe), which a demo must not.
+	for lb in "${LBS[@]}"; do
+		[ -S "$WORK/$lb/xlb.sock" ] && "$XLB" stop --socket "$WORK/$lb/xlb.sock" >/dev/null 2>&1
+	done
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
 	"$ROOT/scripts/topology.sh" down >/dev/null 2>&1
-	rm -rf "$WORK"
+	rm -rf "$WORK" /sys/fs/bpf/xlb-demo-bgp-lb*
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
