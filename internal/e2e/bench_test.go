@@ -407,18 +407,7 @@ type flowSender struct {
 func newFlowSender(tb testing.TB, topo *testutil.Topology) *flowSender {
 	tb.Helper()
 	s := &flowSender{}
-	err := topo.Do(testutil.Client, func() error {
-		fd, ifi, err := packetSocket()
-		if err != nil {
-			return err
-		}
-		s.fd, s.ifindex = fd, ifi.Index
-		return nil
-	})
-	if err != nil {
-		tb.Fatalf("sender on the client: %v", err)
-	}
-	tb.Cleanup(func() { unix.Close(s.fd) })
+	s.fd, s.ifindex = clientPacketSocket(tb, topo, "sender")
 	return s
 }
 
@@ -481,4 +470,24 @@ func (s *flowSender) stop(tb testing.TB) int64 {
 		tb.Fatal(err)
 	}
 	return s.sent.Load()
+}
+
+// clientPacketSocket opens a packet socket on the client's eth0 for a
+// sender of hand-made frames (who names it in failures), closed at
+// cleanup.
+func clientPacketSocket(tb testing.TB, topo *testutil.Topology, who string) (fd, ifindex int) {
+	tb.Helper()
+	err := topo.Do(testutil.Client, func() error {
+		s, ifi, err := packetSocket()
+		if err != nil {
+			return err
+		}
+		fd, ifindex = s, ifi.Index
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("%s on the client: %v", who, err)
+	}
+	tb.Cleanup(func() { unix.Close(fd) })
+	return fd, ifindex
 }

@@ -133,18 +133,7 @@ type flooder struct {
 func newFlooder(tb testing.TB, topo *testutil.Topology) *flooder {
 	tb.Helper()
 	f := &flooder{}
-	err := topo.Do(testutil.Client, func() error {
-		fd, ifi, err := packetSocket()
-		if err != nil {
-			return err
-		}
-		f.fd, f.ifindex = fd, ifi.Index
-		return nil
-	})
-	if err != nil {
-		tb.Fatalf("flooder on the client: %v", err)
-	}
-	tb.Cleanup(func() { unix.Close(f.fd) })
+	f.fd, f.ifindex = clientPacketSocket(tb, topo, "flooder")
 	f.frame = testutil.Frame{
 		SrcMAC: testutil.HostMAC(testutil.Client),
 		DstMAC: testutil.HostMAC(testutil.LB1), // the VIP's owner, as ARP says
