@@ -5,9 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
-	"github.com/xlb-project/xlb/internal/service"
 	"github.com/xlb-project/xlb/internal/testutil"
 )
 
@@ -70,18 +67,6 @@ func TestBGPErrors(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := ParseYAML("c.yaml", []byte(tt.doc))
-			if err == nil {
-				t.Fatalf("accepted: %+v", cfg)
-			}
-			var got []string
-			for _, e := range service.Errors(err) {
-				got = append(got, e.Error())
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("errors (-want +got):\n%s", diff)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantYAMLErrors(t, tt.doc, tt.want) })
 	}
 }

@@ -111,19 +111,7 @@ func TestParseYAMLErrors(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := ParseYAML("c.yaml", []byte(tt.doc))
-			if err == nil {
-				t.Fatalf("accepted: %+v", cfg)
-			}
-			var got []string
-			for _, e := range service.Errors(err) {
-				got = append(got, e.Error())
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("errors (-want +got):\n%s", diff)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantYAMLErrors(t, tt.doc, tt.want) })
 	}
 }
 
@@ -311,5 +299,21 @@ func TestDocExample(t *testing.T) {
 	}
 	if diff := cmp.Diff(seed.Services, got.Services, modelOpts, cmpopts.IgnoreTypes(service.Pos{}, service.Keywords{})); diff != "" {
 		t.Errorf("example services differ from the seed's (-seed +example):\n%s", diff)
+	}
+}
+
+// wantYAMLErrors parses doc as c.yaml and wants exactly the errors want.
+func wantYAMLErrors(t *testing.T, doc string, want []string) {
+	t.Helper()
+	cfg, err := ParseYAML("c.yaml", []byte(doc))
+	if err == nil {
+		t.Fatalf("accepted: %+v", cfg)
+	}
+	var got []string
+	for _, e := range service.Errors(err) {
+		got = append(got, e.Error())
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 }
