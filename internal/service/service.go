@@ -260,6 +260,8 @@ type SorryServer struct {
 	Addr    netip.Addr
 	Port    uint16
 	Inhibit bool // keepalived's sorry_server_inhibit
+	// Forward is how the sorry server is reached (sorry_server_lvs_method).
+	Forward Forward
 	Source  Pos
 }
 
@@ -273,6 +275,9 @@ type Backend struct {
 	// so it always equals the service port.
 	Port   uint16
 	Weight int
+	// Forward is how the backend is reached: the virtual server's
+	// lvs_method unless the real server sets its own.
+	Forward Forward
 	// InhibitOnFailure keeps a failed backend at weight 0 (existing flows
 	// drain) instead of removing it.
 	InhibitOnFailure bool
