@@ -60,7 +60,10 @@ enum xlb_svc_flags {
 
 /* backend.flags */
 enum xlb_be_flags {
-	XLB_BE_F_PRESENT = 1u << 0, /* id is in use: known flows stay on it */
+	XLB_BE_F_PRESENT = 1u << 0,  /* id is in use: known flows stay on it */
+	XLB_BE_F_TUN_IPIP = 1u << 1, /* tunnel: IP in IP (IPv4 in IPv4, IPv6 in IPv6) */
+	XLB_BE_F_TUN_GUE = 1u << 2,  /* tunnel: outer IP, UDP to port, GUE header */
+	XLB_BE_F_GUE_CSUM = 1u << 3, /* GUE: fill the outer UDP checksum */
 };
 
 /* flow.state: the input-only TCP view IPVS keeps in direct routing, where

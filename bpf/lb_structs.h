@@ -31,11 +31,19 @@ struct vip_meta {
 
 /* backends value. service is the id of the one service the backend id
  * was given out for: a flow entry is followed only to a backend of its own
- * service, whatever became of the id since. */
+ * service, whatever became of the id since. A direct-routing backend is a
+ * MAC on a segment the balancer is on; a tunnel backend is an address,
+ * reached through the FIB (XLB_BE_F_TUN_*). */
 struct backend {
-	__u8 mac[6];
-	__u16 flags;   /* XLB_BE_F_* */
-	__u32 service; /* vip_meta.id */
+	__u8 mac[6];     /* DR: the real server's */
+	__u16 flags;     /* XLB_BE_F_* */
+	__u32 service;   /* vip_meta.id */
+	XLB_ADDR(addr);  /* TUN: outer destination, the real server's address */
+	XLB_ADDR(src);   /* TUN: outer source, the balancer's address toward it */
+	__u32 ifindex;   /* DR: the interface the real server is on; 0 = the one the frame came in on */
+	__be16 port;     /* GUE: outer UDP destination port */
+	__u8 family;     /* TUN: XLB_AF_* of addr and src, the same as the service's */
+	__u8 pad;
 };
 
 /* flows4 and probation4 key: the IPv4 5-tuple in 16 bytes, all the kernel hashes and

@@ -18,6 +18,12 @@ type benchLookupBackend struct {
 	Mac     [6]uint8
 	Flags   uint16
 	Service uint32
+	Addr    [16]uint8
+	Src     [16]uint8
+	Ifindex uint32
+	Port    uint16
+	Family  uint8
+	Pad     uint8
 }
 
 type benchLookupFlow struct {

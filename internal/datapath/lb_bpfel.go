@@ -18,6 +18,12 @@ type lbBackend struct {
 	Mac     [6]uint8
 	Flags   uint16
 	Service uint32
+	Addr    [16]uint8
+	Src     [16]uint8
+	Ifindex uint32
+	Port    uint16
+	Family  uint8
+	Pad     uint8
 }
 
 type lbBackendRef struct {
@@ -92,7 +98,10 @@ const (
 type lbXlbBeFlags uint32
 
 const (
-	lbXlbBeFlagsXLB_BE_F_PRESENT lbXlbBeFlags = 1
+	lbXlbBeFlagsXLB_BE_F_PRESENT  lbXlbBeFlags = 1
+	lbXlbBeFlagsXLB_BE_F_TUN_IPIP lbXlbBeFlags = 2
+	lbXlbBeFlagsXLB_BE_F_TUN_GUE  lbXlbBeFlags = 4
+	lbXlbBeFlagsXLB_BE_F_GUE_CSUM lbXlbBeFlags = 8
 )
 
 type lbXlbConfig struct {
