@@ -261,7 +261,7 @@ type SorryServer struct {
 	Port    uint16
 	Inhibit bool // keepalived's sorry_server_inhibit
 	// Forward is how the sorry server is reached (sorry_server_lvs_method).
-	Forward Forward
+	Forward Forward `json:",omitzero"`
 	Source  Pos
 }
 
@@ -277,7 +277,7 @@ type Backend struct {
 	Weight int
 	// Forward is how the backend is reached: the virtual server's
 	// lvs_method unless the real server sets its own.
-	Forward Forward
+	Forward Forward `json:",omitzero"`
 	// InhibitOnFailure keeps a failed backend at weight 0 (existing flows
 	// drain) instead of removing it.
 	InhibitOnFailure bool
