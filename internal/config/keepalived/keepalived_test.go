@@ -402,8 +402,8 @@ func TestForwarding(t *testing.T) {
 			backends: []service.Forward{gue},
 		},
 		{
-			name: "IPv6 in IPv6",
-			conf: "virtual_server 2001:db8::10 80 {\n protocol TCP\n lb_algo rr\n lb_kind TUN\n real_server 2001:db8:1::20 80 {\n }\n}\n",
+			name:     "IPv6 in IPv6",
+			conf:     "virtual_server 2001:db8::10 80 {\n protocol TCP\n lb_algo rr\n lb_kind TUN\n real_server 2001:db8:1::20 80 {\n }\n}\n",
 			backends: []service.Forward{ipip},
 		},
 		{
