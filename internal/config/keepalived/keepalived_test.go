@@ -402,6 +402,20 @@ func TestForwarding(t *testing.T) {
 			backends: []service.Forward{gue},
 		},
 		{
+			name:     "gre and remcsum after DR are ignored, as keepalived ignores every option there",
+			conf:     head + " lb_kind DR type gre csum\n real_server 198.51.100.11 80 {\n  lvs_method DR type gue port 6080 remcsum\n }\n}\n",
+			backends: []service.Forward{{}},
+			warns: []string{
+				"k.conf:4: warning: lb_kind DR: tunnel options apply only to TUN (ignored)",
+				"k.conf:6: warning: lvs_method DR: tunnel options apply only to TUN (ignored)",
+			},
+		},
+		{
+			name: "options after DR are checked as keepalived checks them",
+			conf: head + " lb_kind DR type gue\n real_server 198.51.100.11 80 {\n  lvs_method DR type gre remcsum\n }\n}\n",
+			errs: []string{"k.conf:4: lb_kind: type gue needs port NUM", "k.conf:6: lvs_method: type gre takes no remcsum"},
+		},
+		{
 			name:     "IPv6 in IPv6",
 			conf:     "virtual_server 2001:db8::10 80 {\n protocol TCP\n lb_algo rr\n lb_kind TUN\n real_server 2001:db8:1::20 80 {\n }\n}\n",
 			backends: []service.Forward{ipip},

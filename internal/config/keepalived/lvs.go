@@ -178,27 +178,27 @@ func (c *converter) inherited(n *node, d *checkDefaults) bool {
 
 // forwarding reads lvs_method (lb_kind, sorry_server_lvs_method) as
 // keepalived 2.2 does: a method, then tunnel options in any order, a
-// later one of a kind overriding an earlier one. Options after DR are
-// checked as keepalived checks them, then ignored.
+// later one of a kind overriding an earlier one. keepalived checks the
+// options after DR too and then ignores them; so does xlb, with a
+// warning.
 func (c *converter) forwarding(n *node) (service.Forward, bool) {
 	var f service.Forward
 	if !c.args(n, 1, 64) {
 		return f, false
 	}
-	ok := true
 	switch strings.ToUpper(n.args[0]) {
 	case "DR":
 	case "TUN":
 		f.Method = service.Tunnel
 	case "NAT":
 		c.errorf(n, "%s NAT is not supported by xlb: the balancer never sees the replies NAT must rewrite; use DR or TUN with the VIP on the real servers' loopback", n.kw)
-		ok = false
+		return f, false
 	default:
 		c.errorf(n, "%s %q is not a forwarding method (NAT, DR or TUN)", n.kw, n.args[0])
 		return f, false
 	}
+	tunType, csum := "ipip", "nocsum"
 	var port int
-	gue, portSet := false, false
 	opts := n.args[1:]
 	for i := 0; i < len(opts); i++ {
 		switch opts[i] {
@@ -208,65 +208,62 @@ func (c *converter) forwarding(n *node) (service.Forward, bool) {
 				return f, false
 			}
 			i++
-			switch opts[i] {
-			case "ipip":
-				gue = false
-			case "gue":
-				gue = true
-			case "gre":
-				c.errorf(n, "%s: tunnel type gre is not supported by xlb, which tunnels with ipip or gue", n.kw)
-				ok = false
-			default:
-				c.errorf(n, "%s: unknown tunnel type %q (ipip, gue or gre)", n.kw, opts[i])
+			if t := opts[i]; t != "ipip" && t != "gue" && t != "gre" {
+				c.errorf(n, "%s: unknown tunnel type %q (ipip, gue or gre)", n.kw, t)
 				return f, false
 			}
+			tunType = opts[i]
 		case "port":
 			if i+1 == len(opts) {
 				c.errorf(n, "%s: port needs a number", n.kw)
 				return f, false
 			}
 			i++
-			v, vok := c.intValue(n, n.kw+": gue port", opts[i], 1, 65535)
-			if !vok {
+			v, ok := c.intValue(n, n.kw+": gue port", opts[i], 1, 65535)
+			if !ok {
 				return f, false
 			}
-			port, portSet = v, true
-		case "nocsum":
-			f.Csum = false
-		case "csum":
-			f.Csum = true
-		case "remcsum":
-			c.errorf(n, "%s: remcsum (remote checksum offload) is not implemented by xlb; use csum or nocsum", n.kw)
-			ok = false
+			port = v
+		case "nocsum", "csum", "remcsum":
+			csum = opts[i]
 		default:
 			c.errorf(n, "%s: unknown tunnel option %q (type, port, nocsum, csum or remcsum)", n.kw, opts[i])
 			return f, false
 		}
 	}
-	if !ok {
-		return f, false
-	}
 	switch {
-	case gue && !portSet:
+	case tunType == "gue" && port == 0:
 		c.errorf(n, "%s: type gue needs port NUM", n.kw)
 		return f, false
-	case !gue && portSet:
+	case tunType != "gue" && port != 0:
 		c.errorf(n, "%s: port %d is only for type gue", n.kw, port)
 		return f, false
-	case !gue && f.Csum:
+	case tunType == "ipip" && csum != "nocsum":
 		c.errorf(n, "%s: type ipip takes no checksum option", n.kw)
+		return f, false
+	case tunType == "gre" && csum == "remcsum":
+		c.errorf(n, "%s: type gre takes no remcsum", n.kw)
 		return f, false
 	}
 	if f.Method != service.Tunnel {
 		if len(opts) > 0 {
 			c.warnf(n, "%s DR: tunnel options apply only to TUN (ignored)", n.kw)
 		}
-		return service.Forward{}, true
+		return f, true
 	}
-	if gue {
-		f.Encap, f.Port = service.GUE, uint16(port)
+	ok := true
+	if tunType == "gre" {
+		c.errorf(n, "%s: tunnel type gre is not supported by xlb, which tunnels with ipip or gue", n.kw)
+		ok = false
 	}
-	return f, true
+	if csum == "remcsum" {
+		c.errorf(n, "%s: remcsum (remote checksum offload) is not implemented by xlb; use csum or nocsum", n.kw)
+		ok = false
+	}
+	if tunType == "gue" {
+		f.Encap, f.Port, f.Csum = service.GUE, uint16(port), csum == "csum"
+	}
+	return f, ok
 }
 
 var ignoredVS = set("ha_suspend",
