@@ -384,6 +384,8 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 			default:
 				if f, ok := c.forwarding(k); ok {
 					sorryMethod = &f
+				} else {
+					sorryMethod = &service.Forward{}
 				}
 			}
 		case k.kw == "inhibit_on_failure":
