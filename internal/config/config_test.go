@@ -126,13 +126,13 @@ func TestParseYAMLErrors(t *testing.T) {
 			"c.yaml:7: unknown field remcsum in forward",
 		}},
 		{"forward port range", svc + "    forward:\n      method: tunnel\n      encap: gue\n      port: 70000\n    backends:\n      - address: 198.51.100.7\n", []string{
-			"c.yaml:8: forward: port 70000 is outside 1..65535",
+			"c.yaml:8: service 192.0.2.10: forward: port 70000 is outside 1..65535",
 		}},
 		{"forward without method", svc + "    backends:\n      - address: 198.51.100.7\n        forward:\n          encap: gue\n", []string{
-			"c.yaml:8: forward: method is missing (route or tunnel)",
+			"c.yaml:8: service 192.0.2.10: backend 198.51.100.7: forward: method is missing (route or tunnel)",
 		}},
 		{"forward empty", svc + "    backends:\n      - address: 198.51.100.7\n        forward: {}\n", []string{
-			"c.yaml:6: forward: method is missing (route or tunnel)",
+			"c.yaml:6: service 192.0.2.10: backend 198.51.100.7: forward: method is missing (route or tunnel)",
 		}},
 		{"gue without port, at the service's forward", svc + "    forward:\n      method: tunnel\n      encap: gue\n    backends:\n      - address: 198.51.100.7\n      - address: 198.51.100.8\n", []string{
 			"c.yaml:6: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: gue tunnel needs a port",

@@ -199,14 +199,15 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 	s.Omega = sy.Omega
 	// The service's forward is its servers' default, as a virtual
 	// server's lvs_method is in keepalived.conf.
-	def, defLine := y.forward(sy.Forward, service.Forward{}, 0, line)
+	name := "service " + sy.VIP.v.String()
+	def, defLine := y.forward(name, sy.Forward, service.Forward{}, 0, line)
 	if ss := sy.SorryServer; ss != nil {
 		s.SorryServer = &service.SorryServer{Addr: ss.Address.v, Port: s.Port, Inhibit: ss.Inhibit, Source: y.pos(ss.Address.line)}
 		if ss.Port != nil {
 			s.SorryServer.Port = *ss.Port
 		}
 		var fline int
-		s.SorryServer.Forward, fline = y.forward(ss.Forward, def, defLine, ss.Address.line)
+		s.SorryServer.Forward, fline = y.forward(name+": sorry server", ss.Forward, def, defLine, ss.Address.line)
 		if fline > 0 {
 			s.Keywords.Set("sorry_server_lvs_method", y.pos(fline))
 		}
@@ -225,7 +226,7 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 		}
 		y.setIntAt(&b.Weight, by.Weight, &b.Keywords, "weight")
 		var fline int
-		b.Forward, fline = y.forward(by.Forward, def, defLine, b.Source.Line)
+		b.Forward, fline = y.forward(name+": backend "+b.Addr.String(), by.Forward, def, defLine, b.Source.Line)
 		if fline > 0 {
 			b.Keywords.Set("lvs_method", y.pos(fline))
 		}
@@ -239,12 +240,11 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 	return s
 }
 
-// forward converts fy, or gives def (written at defLine) when fy is
-// absent, and returns where the method was written (0: nowhere; at, the
-// line of the block, when fy is empty). The
-// combination of its fields is checked by the model's validation, at
-// that line.
-func (y *fromYAML) forward(fy *forwardYAML, def service.Forward, defLine, at int) (service.Forward, int) {
+// forward converts the forward of the object name, or gives def (written
+// at defLine) when fy is absent, and returns where the method was written
+// (0: nowhere; at, the object's own line, when fy is empty). The model's
+// validation checks the combination of its fields, at that line.
+func (y *fromYAML) forward(name string, fy *forwardYAML, def service.Forward, defLine, at int) (service.Forward, int) {
 	if fy == nil {
 		return def, defLine
 	}
@@ -256,7 +256,7 @@ func (y *fromYAML) forward(fy *forwardYAML, def service.Forward, defLine, at int
 	}
 	if !fy.Method.set {
 		if fy.Method.line == 0 {
-			y.errorf(line, "forward: method is missing (route or tunnel)")
+			y.errorf(line, "%s: forward: method is missing (route or tunnel)", name)
 		}
 		return def, line
 	}
@@ -266,7 +266,7 @@ func (y *fromYAML) forward(fy *forwardYAML, def service.Forward, defLine, at int
 	}
 	if p := fy.Port; p != nil {
 		if p.v < 1 || p.v > 65535 {
-			y.errorf(p.line, "forward: port %d is outside 1..65535", p.v)
+			y.errorf(p.line, "%s: forward: port %d is outside 1..65535", name, p.v)
 			return def, line
 		}
 		f.Port = uint16(p.v)
