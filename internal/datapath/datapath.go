@@ -44,6 +44,9 @@ const (
 	afInet6        = uint8(lbXlbFamilyXLB_AF_INET6)
 	svcFlagHashSrc = uint32(lbXlbSvcFlagsXLB_SVC_F_HASH_SRC)
 	backendPresent = uint16(lbXlbBeFlagsXLB_BE_F_PRESENT)
+	backendTunIPIP = uint16(lbXlbBeFlagsXLB_BE_F_TUN_IPIP)
+	backendTunGUE  = uint16(lbXlbBeFlagsXLB_BE_F_TUN_GUE)
+	backendGUECsum = uint16(lbXlbBeFlagsXLB_BE_F_GUE_CSUM)
 	atimeShift     = uint(lbXlbAtimeXLB_ATIME_SHIFT)
 )
 

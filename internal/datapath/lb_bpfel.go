@@ -125,7 +125,11 @@ const (
 	lbXlbCounterXLB_CNT_FLOW_EXPIRED    lbXlbCounter = 9
 	lbXlbCounterXLB_CNT_FLOW_PROMOTED   lbXlbCounter = 10
 	lbXlbCounterXLB_CNT_PROMOTE_FULL    lbXlbCounter = 11
-	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 12
+	lbXlbCounterXLB_CNT_TUN_NO_ROUTE    lbXlbCounter = 12
+	lbXlbCounterXLB_CNT_TUN_NO_NEIGH    lbXlbCounter = 13
+	lbXlbCounterXLB_CNT_TUN_TOO_BIG     lbXlbCounter = 14
+	lbXlbCounterXLB_CNT_TUN_FWD_OFF     lbXlbCounter = 15
+	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 16
 )
 
 type lbXlbFamily uint32

@@ -118,6 +118,10 @@ const (
 	CounterFlowExpired   = Counter(lbXlbCounterXLB_CNT_FLOW_EXPIRED)    // entry idle past its timeout, scheduled afresh
 	CounterFlowPromoted  = Counter(lbXlbCounterXLB_CNT_FLOW_PROMOTED)   // flow moved from probation to the flow table
 	CounterPromoteFull   = Counter(lbXlbCounterXLB_CNT_PROMOTE_FULL)    // flow that lasted kept in probation: the flow table is full
+	CounterTunNoRoute    = Counter(lbXlbCounterXLB_CNT_TUN_NO_ROUTE)    // tunnel backend with no route
+	CounterTunNoNeigh    = Counter(lbXlbCounterXLB_CNT_TUN_NO_NEIGH)    // tunnel backend whose next hop's MAC is not resolved yet
+	CounterTunTooBig     = Counter(lbXlbCounterXLB_CNT_TUN_TOO_BIG)     // encapsulated packet above the route's MTU
+	CounterTunFwdOff     = Counter(lbXlbCounterXLB_CNT_TUN_FWD_OFF)     // forwarding off on the interface: the FIB does not route
 	counterMax           = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
@@ -136,6 +140,10 @@ var counterNames = [counterMax]string{
 	CounterFlowExpired:   "flow_expired",
 	CounterFlowPromoted:  "flow_promoted",
 	CounterPromoteFull:   "promote_full",
+	CounterTunNoRoute:    "tun_no_route",
+	CounterTunNoNeigh:    "tun_no_neigh",
+	CounterTunTooBig:     "tun_too_big",
+	CounterTunFwdOff:     "tun_forwarding_off",
 }
 
 func (c Counter) String() string {
