@@ -386,11 +386,11 @@ func TestTunnelRoute(t *testing.T) {
 		verdict uint32
 		counter Counter
 	}{
-		{name: "no route", dst: netip.MustParseAddr("192.0.2.250"), verdict: verdictPass, counter: CounterTunNoRoute},
-		{name: "no neighbour", dst: rsNoGW4, verdict: verdictPass, counter: CounterTunNoNeigh},
-		{name: "route MTU below the encapsulated packet", dst: rsTun4, verdict: verdictPass, counter: CounterTunTooBig,
+		{name: "no route", dst: netip.MustParseAddr("192.0.2.250"), verdict: verdictPass, counter: CounterPassTunNoRoute},
+		{name: "no neighbour", dst: rsNoGW4, verdict: verdictPass, counter: CounterPassTunNoNeigh},
+		{name: "route MTU below the encapsulated packet", dst: rsTun4, verdict: verdictPass, counter: CounterPassTunTooBig,
 			setup: func(t *testing.T) { route(t, n.lb, netip.PrefixFrom(rsTun4, 32), gw4, 100) }},
-		{name: "forwarding off on the interface", dst: rsTun4, verdict: verdictPass, counter: CounterTunFwdOff,
+		{name: "forwarding off on the interface", dst: rsTun4, verdict: verdictPass, counter: CounterPassTunFwdOff,
 			setup: func(t *testing.T) {
 				route(t, n.lb, netip.PrefixFrom(rsTun4, 32), gw4, 0)
 				sysctl(t, "/proc/sys/net/ipv4/conf/xlbt0/forwarding", "0")
