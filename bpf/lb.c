@@ -391,30 +391,50 @@ static __always_inline __u32 spread_hash(const struct flow_key *k)
 	return x ^ (x >> 15);
 }
 
-/* tunnel_route asks the kernel's FIB for the outer packet's next hop, as
- * the kernel would route a packet from the balancer to the real server:
- * the MACs to write, the interface to send on, and whether the packet fits
- * its MTU. */
-static __always_inline long tunnel_route(struct xdp_md *ctx, const struct backend *be,
-					 struct bpf_fib_lookup *fib, __u16 outer_len, __u8 proto,
-					 __be16 sport)
+/* tunnel_route finds the outer packet's next hop as the kernel would route
+ * a packet from the balancer to the real server: the MACs to write, the
+ * interface to send on, and the route's MTU. The FIB's answer is kept in
+ * nexthops for the rest of the atime unit; a failed lookup is not kept,
+ * and returns the FIB's reason. */
+static __always_inline long tunnel_route(struct xdp_md *ctx, __u32 id, const struct backend *be,
+					 struct nexthop **out, __u16 outer_len, __u8 proto,
+					 __be16 sport, __u32 now)
 {
-	__builtin_memset(fib, 0, sizeof(*fib));
-	fib->ifindex = ctx->ingress_ifindex;
-	fib->l4_protocol = proto;
-	fib->sport = sport;
-	fib->dport = be->port;
-	fib->tot_len = outer_len;
+	struct nexthop *nh = bpf_map_lookup_elem(&nexthops, &id);
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	if (!nh)
+		return -1;
+	*out = nh;
+	if (nh->gen == be->gen && nh->stamp == now)
+		return outer_len > nh->mtu ? BPF_FIB_LKUP_RET_FRAG_NEEDED : BPF_FIB_LKUP_RET_SUCCESS;
+
+	fib.ifindex = ctx->ingress_ifindex;
+	fib.l4_protocol = proto;
+	fib.sport = sport;
+	fib.dport = be->port;
+	fib.tot_len = outer_len;
 	if (be->family == XLB_AF_INET) {
-		fib->family = XLB_SYS_AF_INET;
-		__builtin_memcpy(&fib->ipv4_src, be->src, 4);
-		__builtin_memcpy(&fib->ipv4_dst, be->addr, 4);
+		fib.family = XLB_SYS_AF_INET;
+		__builtin_memcpy(&fib.ipv4_src, be->src, 4);
+		__builtin_memcpy(&fib.ipv4_dst, be->addr, 4);
 	} else {
-		fib->family = XLB_SYS_AF_INET6;
-		__builtin_memcpy(fib->ipv6_src, be->src, 16);
-		__builtin_memcpy(fib->ipv6_dst, be->addr, 16);
+		fib.family = XLB_SYS_AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, be->src, 16);
+		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
 	}
-	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return rc;
+	/* On success the kernel leaves the route's MTU where tot_len was. */
+	nh->ifindex = fib.ifindex;
+	__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+	__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+	nh->mtu = fib.mtu_result;
+	nh->stamp = now;
+	nh->gen = be->gen;
+	return rc;
 }
 
 /* xmit sends the rewritten frame out of ifindex: back where it came from,
@@ -428,19 +448,21 @@ static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
 
 /* tunnel encapsulates the frame for a tunnel backend and sends it. The
  * frame's link-layer header, tag included, is kept in front of the outer
- * header; only its MACs change. hash spreads GUE source ports and IPv6
- * flow labels. A packet the FIB cannot place passes to the kernel as it
+ * header; only its MACs change. A hash of key spreads GUE source ports
+ * and IPv6 flow labels. A packet the FIB cannot place passes to the kernel as it
  * came, with a counter. */
-static __always_inline int tunnel(struct xdp_md *ctx, const struct backend *be, __u32 hash)
+static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct backend *be,
+				  const struct flow_key *key, __u32 now)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct bpf_fib_lookup fib;
+	struct nexthop *nh = NULL;
 	struct ethhdr *eth = data;
 	int gue = be->flags & XLB_BE_F_TUN_GUE;
 	int v4 = be->family == XLB_AF_INET;
 	__u32 l2len, iplen, olen, inner_len;
 	__be16 sport = 0;
+	__u32 hash = 0;
 	__u8 proto, inner_proto;
 	void *l3;
 	long rc;
@@ -470,13 +492,15 @@ static __always_inline int tunnel(struct xdp_md *ctx, const struct backend *be, 
 	}
 	olen = iplen;
 	proto = inner_proto;
+	if (gue || !v4)
+		hash = spread_hash(key);
 	if (gue) {
 		olen += XLB_GUE_LEN;
 		proto = IPPROTO_UDP;
 		sport = bpf_htons(XLB_GUE_SPORT_MIN + (((__u64)hash * XLB_GUE_SPORT_SPAN) >> 32));
 	}
 
-	rc = tunnel_route(ctx, be, &fib, olen + inner_len, proto, sport);
+	rc = tunnel_route(ctx, id, be, &nh, olen + inner_len, proto, sport, now);
 	switch (rc) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
 		break;
@@ -494,7 +518,7 @@ static __always_inline int tunnel(struct xdp_md *ctx, const struct backend *be, 
 		return XDP_PASS;
 	}
 
-	if (bpf_xdp_adjust_head(ctx, -(int)olen))
+	if (!nh || bpf_xdp_adjust_head(ctx, -(int)olen))
 		return XDP_PASS;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
@@ -503,8 +527,8 @@ static __always_inline int tunnel(struct xdp_md *ctx, const struct backend *be, 
 	 * exceeds its length (at most 18), so the copies do not overlap. */
 	if (data + olen + l2len + iplen > data_end || l2len > sizeof(*eth) + sizeof(struct vlan_hdr))
 		return XDP_DROP;
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
 	if (l2len > sizeof(*eth)) {
 		struct vlan_hdr *tag = (void *)(eth + 1), *old = data + olen + sizeof(*eth);
 
@@ -581,7 +605,7 @@ static __always_inline int tunnel(struct xdp_md *ctx, const struct backend *be, 
 			}
 		}
 	}
-	return xmit(ctx, fib.ifindex);
+	return xmit(ctx, nh->ifindex);
 }
 
 static __always_inline int xlb_process(struct xdp_md *ctx)
@@ -697,9 +721,8 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 forward:
 	if (be->flags & (XLB_BE_F_TUN_IPIP | XLB_BE_F_TUN_GUE)) {
 		__u64 len = data_end - data;
-		__u32 hash = spread_hash(&p.key);
 
-		rc = tunnel(ctx, be, hash);
+		rc = tunnel(ctx, id, be, &p.key, now);
 		if (rc != XDP_PASS) {
 			account(svc_id, len, fresh);
 			account(XLB_MAX_SERVICES + id, len, fresh);

@@ -90,7 +90,7 @@ type Options struct {
 }
 
 // mapNames are the pinned maps, as bpf/lb_maps.h names them.
-var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter}, flowMapNames...)
+var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter, lbMapNexthops}, flowMapNames...)
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {
@@ -100,6 +100,8 @@ type Datapath struct {
 
 	mu   sync.Mutex // serialises transactions and attach/close
 	link link.Link
+	// tunGen is the last tunnel backend generation given out (nextGen).
+	tunGen uint8
 	// iface and mode are what Attach attached to, for Reattach.
 	iface string
 	mode  Mode

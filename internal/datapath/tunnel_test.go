@@ -53,7 +53,7 @@ type tunnelNet struct {
 
 // enter moves a subtest's goroutine (t.Run starts a new one, on any
 // thread) into the namespace until the subtest ends.
-func (n *tunnelNet) enter(t *testing.T) {
+func (n *tunnelNet) enter(t testing.TB) {
 	t.Helper()
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -73,7 +73,7 @@ func (n *tunnelNet) enter(t *testing.T) {
 	})
 }
 
-func newTunnelNet(t *testing.T) *tunnelNet {
+func newTunnelNet(t testing.TB) *tunnelNet {
 	t.Helper()
 	testutil.EnterNewNetns(t)
 	n := &tunnelNet{d: newDatapath(t, Options{})}
@@ -105,14 +105,14 @@ func newTunnelNet(t *testing.T) *tunnelNet {
 }
 
 // sysctl writes a value under /proc/sys of the thread's namespace.
-func sysctl(t *testing.T, path, v string) {
+func sysctl(t testing.TB, path, v string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func vethWith(t *testing.T, name, peer string, mac macAddr) netlink.Link {
+func vethWith(t testing.TB, name, peer string, mac macAddr) netlink.Link {
 	t.Helper()
 	la := netlink.NewLinkAttrs()
 	la.Name = name
@@ -136,7 +136,7 @@ func vethWith(t *testing.T, name, peer string, mac macAddr) netlink.Link {
 	return l
 }
 
-func addAddr(t *testing.T, l netlink.Link, p netip.Prefix) {
+func addAddr(t testing.TB, l netlink.Link, p netip.Prefix) {
 	t.Helper()
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 	if p.Addr().Is6() {
@@ -147,7 +147,7 @@ func addAddr(t *testing.T, l netlink.Link, p netip.Prefix) {
 	}
 }
 
-func neighbour(t *testing.T, l netlink.Link, ip netip.Addr, mac macAddr) {
+func neighbour(t testing.TB, l netlink.Link, ip netip.Addr, mac macAddr) {
 	t.Helper()
 	fam := netlink.FAMILY_V4
 	if ip.Is6() {
@@ -159,7 +159,7 @@ func neighbour(t *testing.T, l netlink.Link, ip netip.Addr, mac macAddr) {
 	}
 }
 
-func route(t *testing.T, l netlink.Link, dst netip.Prefix, gw netip.Addr, mtu int) {
+func route(t testing.TB, l netlink.Link, dst netip.Prefix, gw netip.Addr, mtu int) {
 	t.Helper()
 	// A route's MTU binds forwarding only when locked (or with
 	// ip_forward_use_pmtu), as "ip route ... mtu lock N" sets it.
@@ -426,5 +426,38 @@ func TestTunnelRoute(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTunnelRouteCache: the FIB's answer is kept for a backend (struct
+// nexthop) and still holds the packet to the route's MTU; a changed
+// tunnel is routed afresh at once, not when the answer ages out.
+func TestTunnelRouteCache(t *testing.T) {
+	n := newTunnelNet(t)
+	route(t, n.lb, netip.PrefixFrom(rsTun4, 32), gw4, 200)
+	ipip := &Tunnel{Encap: EncapIPIP, Dst: rsTun4, Src: lbIf4.Addr()}
+	ipip6 := &Tunnel{Encap: EncapIPIP, Dst: rsTun6, Src: lbIf6.Addr()}
+	n.serve(t, ipip, ipip6)
+	small := tcp4(43000, thACK).with(func(p *pkt) { p.payload = make([]byte, 100) })
+	big := small.with(func(p *pkt) { p.payload = make([]byte, 200) })
+	// Small, then big, then small, faster than an atime unit (64
+	// jiffies): the second and third are answered from the cache.
+	for i, tc := range []struct {
+		p       pkt
+		verdict uint32
+	}{{small, verdictTX}, {big, verdictPass}, {small, verdictTX}} {
+		before := counters(t, n.d)
+		if v, _ := n.run(t, n.lbIdx, tc.p.build()); v != tc.verdict {
+			t.Fatalf("packet %d: verdict %d, want %d (counters %v)", i, v, tc.verdict, counterDelta(before, counters(t, n.d)))
+		}
+		if tc.verdict == verdictPass {
+			if d := counterDelta(before, counters(t, n.d)); d[CounterPassTunTooBig] != 1 {
+				t.Errorf("packet %d: counters %v, want pass_tun_too_big", i, d)
+			}
+		}
+	}
+	n.serve(t, &Tunnel{Encap: EncapIPIP, Dst: rsArm4, Src: lbIf4.Addr()}, ipip6)
+	if v, _ := n.run(t, n.lbIdx, small.build()); v != verdictRedirect {
+		t.Errorf("after the tunnel moved to the other arm: verdict %d, want XDP_REDIRECT", v)
 	}
 }

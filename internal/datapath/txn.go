@@ -75,6 +75,18 @@ type Tunnel struct {
 	Csum bool
 }
 
+// nextGen is a tunnel backend's next generation: the program's cached
+// route (struct nexthop) holds only for the generation it was asked for,
+// so a changed tunnel is routed afresh at once. Never 0, which no entry
+// of the cache matches.
+func (d *Datapath) nextGen() uint8 {
+	d.tunGen++
+	if d.tunGen == 0 {
+		d.tunGen = 1
+	}
+	return d.tunGen
+}
+
 // validate reports a tunnel the program cannot build.
 func (t *Tunnel) validate() error {
 	switch {
@@ -155,7 +167,11 @@ func (d *Datapath) Apply(t Txn) error {
 	}
 
 	for id, be := range t.Backends {
-		if err := d.objs.Backends.Update(id, be.value(), ebpf.UpdateAny); err != nil {
+		v := be.value()
+		if be.Tunnel != nil {
+			v.Gen = d.nextGen()
+		}
+		if err := d.objs.Backends.Update(id, v, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("datapath: backend %d: %w", id, err)
 		}
 	}
