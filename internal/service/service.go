@@ -25,15 +25,29 @@ type Config struct {
 	BGP *BGP `json:",omitempty"`
 }
 
-// RealServerAddrs returns the distinct addresses of every real and sorry
-// server of c, sorted: the hosts whose MACs the balancer forwards to.
+// RealServerAddrs returns the distinct addresses of every direct-routing
+// real and sorry server of c, sorted: the hosts whose MACs the balancer
+// forwards to.
 func (c *Config) RealServerAddrs() []netip.Addr {
+	return c.serverAddrs(Route)
+}
+
+// TunnelAddrs returns the distinct addresses of every tunnel real and
+// sorry server of c, sorted: the hosts the balancer needs a source
+// address toward.
+func (c *Config) TunnelAddrs() []netip.Addr {
+	return c.serverAddrs(Tunnel)
+}
+
+func (c *Config) serverAddrs(m Method) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range c.Services {
 		for _, b := range s.Backends {
-			out = append(out, b.Addr)
+			if b.Forward.Method == m {
+				out = append(out, b.Addr)
+			}
 		}
-		if s.SorryServer != nil {
+		if s.SorryServer != nil && s.SorryServer.Forward.Method == m {
 			out = append(out, s.SorryServer.Addr)
 		}
 	}
