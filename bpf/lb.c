@@ -398,7 +398,7 @@ static __always_inline __u32 spread_hash(const struct flow_key *k)
  * and returns the FIB's reason. */
 static __always_inline long tunnel_route(struct xdp_md *ctx, __u32 id, const struct backend *be,
 					 struct nexthop **out, __u16 outer_len, __u8 proto,
-					 __be16 sport, __u32 now)
+					 __be16 sport, __u32 now, __u32 *mtu)
 {
 	struct nexthop *nh = bpf_map_lookup_elem(&nexthops, &id);
 	struct bpf_fib_lookup fib = {};
@@ -407,8 +407,10 @@ static __always_inline long tunnel_route(struct xdp_md *ctx, __u32 id, const str
 	if (!nh)
 		return -1;
 	*out = nh;
-	if (nh->gen == be->gen && nh->stamp == now)
+	if (nh->gen == be->gen && nh->stamp == now) {
+		*mtu = nh->mtu;
 		return outer_len > nh->mtu ? BPF_FIB_LKUP_RET_FRAG_NEEDED : BPF_FIB_LKUP_RET_SUCCESS;
+	}
 
 	fib.ifindex = ctx->ingress_ifindex;
 	fib.l4_protocol = proto;
@@ -425,9 +427,11 @@ static __always_inline long tunnel_route(struct xdp_md *ctx, __u32 id, const str
 		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
 	}
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	/* Success or not, the kernel leaves the route's MTU where tot_len
+	 * was. */
+	*mtu = fib.mtu_result;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return rc;
-	/* On success the kernel leaves the route's MTU where tot_len was. */
 	nh->ifindex = fib.ifindex;
 	__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
 	__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
@@ -446,13 +450,120 @@ static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
 	return bpf_redirect(ifindex, 0);
 }
 
+/* The first 8 bytes of an ICMP error carrying an MTU, the same shape for
+ * IPv4's "fragmentation needed" (RFC 1191: 16 unused bits, then the MTU)
+ * and IPv6's "packet too big" (a 32-bit MTU); linux/icmp.h drags in libc
+ * headers a BPF target has not. */
+struct xlb_icmp_mtu {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 mtu;
+};
+
+/* too_big answers a packet that the tunnel would make too big for the
+ * route with the ICMP error a router would send its source, as IPVS does
+ * for TUN: IPv4 "fragmentation needed" (only with DF set: the program
+ * cannot fragment, and a packet without DF is passed to the kernel),
+ * IPv6 "packet too big", naming what fits once the outer header is added,
+ * from the VIP the packet was sent to. The reply quotes the packet's IP
+ * header (IPv4 without options) and first 8 bytes, what the source needs
+ * to find its connection; it goes back to the MAC the packet came from.
+ * Returns XDP_TX, or XDP_PASS with the frame unchanged. */
+static __always_inline int too_big(struct xdp_md *ctx, __u32 l2len, int v4, __u32 room)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 iplen = v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	__u32 quote = iplen + 8, head = iplen + 8, len;
+	struct ethhdr *eth, *old;
+	__u64 sum;
+
+	if (l2len > sizeof(*eth) + sizeof(struct vlan_hdr) || data + l2len + quote > data_end)
+		return XDP_PASS;
+	if (v4) {
+		struct iphdr *iph = data + l2len;
+
+		if (iph->ihl != 5 || !(iph->frag_off & bpf_htons(XLB_IP_DF)))
+			return XDP_PASS;
+	}
+	len = bpf_xdp_get_buff_len(ctx);
+	if (bpf_xdp_adjust_tail(ctx, (int)(l2len + quote) - (int)len))
+		return XDP_PASS;
+	if (bpf_xdp_adjust_head(ctx, -(int)head))
+		return XDP_DROP; /* the frame is cut short: it cannot pass */
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	old = data + head;
+	if ((void *)eth + l2len + head + quote > data_end || (void *)(old + 1) > data_end)
+		return XDP_DROP;
+	/* Back where the packet came from; head (at least 28) exceeds the
+	 * link-layer header (at most 18), so the copies do not overlap. */
+	__builtin_memcpy(eth->h_dest, old->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, old->h_dest, ETH_ALEN);
+	eth->h_proto = old->h_proto;
+	if (l2len > sizeof(*eth))
+		*(struct vlan_hdr *)(eth + 1) = *(struct vlan_hdr *)(old + 1);
+
+	if (v4) {
+		struct iphdr *o = (void *)eth + l2len, *q = (void *)o + head;
+		struct xlb_icmp_mtu *ic = (void *)(o + 1);
+
+		if ((void *)(q + 1) + 8 > data_end)
+			return XDP_DROP;
+		o->version = 4;
+		o->ihl = 5;
+		o->tos = 0;
+		o->tot_len = bpf_htons(head + quote);
+		o->id = 0;
+		o->frag_off = 0;
+		o->ttl = 64;
+		o->protocol = IPPROTO_ICMP;
+		o->check = 0;
+		o->saddr = q->daddr;
+		o->daddr = q->saddr;
+		o->check = csum_fold(sum_words((const __u32 *)o, sizeof(*o) / 4));
+		ic->type = 3; /* destination unreachable */
+		ic->code = 4; /* fragmentation needed and DF set */
+		ic->checksum = 0;
+		ic->mtu = bpf_htonl(room & 0xffff); /* 16 bits unused, 16 of MTU */
+		sum = sum_words((const __u32 *)ic, (8 + sizeof(*q) + 8) / 4);
+		ic->checksum = csum_fold(sum);
+	} else {
+		struct ipv6hdr *o = (void *)eth + l2len, *q = (void *)o + head;
+		struct xlb_icmp_mtu *ic = (void *)(o + 1);
+
+		if ((void *)(q + 1) + 8 > data_end)
+			return XDP_DROP;
+		/* IPv6 links carry 1280 bytes at least: a smaller figure
+		 * would not be believed. */
+		if (room < 1280)
+			room = 1280;
+		*(__be32 *)o = bpf_htonl(0x60000000);
+		o->payload_len = bpf_htons(8 + quote);
+		o->nexthdr = IPPROTO_ICMPV6;
+		o->hop_limit = 64;
+		o->saddr = q->daddr;
+		o->daddr = q->saddr;
+		ic->type = 2; /* packet too big */
+		ic->code = 0;
+		ic->checksum = 0;
+		ic->mtu = bpf_htonl(room);
+		sum = sum_words((const __u32 *)&o->saddr, 8) + bpf_htonl(8 + quote) + bpf_htonl(IPPROTO_ICMPV6);
+		sum += sum_words((const __u32 *)ic, (8 + sizeof(*q) + 8) / 4);
+		ic->checksum = csum_fold(sum);
+	}
+	return XDP_TX;
+}
+
 /* tunnel encapsulates the frame for a tunnel backend and sends it. The
  * frame's link-layer header, tag included, is kept in front of the outer
  * header; only its MACs change. A hash of key spreads GUE source ports
  * and IPv6 flow labels. A packet the FIB cannot place passes to the kernel as it
  * came, with a counter. */
 static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct backend *be,
-				  const struct flow_key *key, __u32 now)
+				  const struct flow_key *key, __u32 now, int *answered)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -460,7 +571,7 @@ static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct bac
 	struct ethhdr *eth = data;
 	int gue = be->flags & XLB_BE_F_TUN_GUE;
 	int v4 = be->family == XLB_AF_INET;
-	__u32 l2len, iplen, olen, inner_len;
+	__u32 l2len, iplen, olen, inner_len, mtu = 0;
 	__be16 sport = 0;
 	__u32 hash = 0;
 	__u8 proto, inner_proto;
@@ -500,7 +611,7 @@ static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct bac
 		sport = bpf_htons(XLB_GUE_SPORT_MIN + (((__u64)hash * XLB_GUE_SPORT_SPAN) >> 32));
 	}
 
-	rc = tunnel_route(ctx, id, be, &nh, olen + inner_len, proto, sport, now);
+	rc = tunnel_route(ctx, id, be, &nh, olen + inner_len, proto, sport, now, &mtu);
 	switch (rc) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
 		break;
@@ -508,6 +619,11 @@ static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct bac
 		count(XLB_CNT_TUN_NO_NEIGH);
 		return XDP_PASS;
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		if (mtu > olen && too_big(ctx, l2len, v4, mtu - olen) == XDP_TX) {
+			count(XLB_CNT_TUN_TOO_BIG_SENT);
+			*answered = 1;
+			return XDP_TX;
+		}
 		count(XLB_CNT_TUN_TOO_BIG);
 		return XDP_PASS;
 	case BPF_FIB_LKUP_RET_FWD_DISABLED:
@@ -721,9 +837,10 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 forward:
 	if (be->flags & (XLB_BE_F_TUN_IPIP | XLB_BE_F_TUN_GUE)) {
 		__u64 len = data_end - data;
+		int answered = 0;
 
-		rc = tunnel(ctx, id, be, &p.key, now);
-		if (rc != XDP_PASS) {
+		rc = tunnel(ctx, id, be, &p.key, now, &answered);
+		if (rc != XDP_PASS && !answered) {
 			account(svc_id, len, fresh);
 			account(XLB_MAX_SERVICES + id, len, fresh);
 		}

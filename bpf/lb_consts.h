@@ -94,8 +94,9 @@ enum xlb_counter {
 	XLB_CNT_PROMOTE_FULL,    /* flow that lasted, kept in probation: the flow table is full */
 	XLB_CNT_TUN_NO_ROUTE,    /* tunnel backend: no route to it */
 	XLB_CNT_TUN_NO_NEIGH,    /* tunnel backend: the next hop's MAC is not resolved yet */
-	XLB_CNT_TUN_TOO_BIG,     /* tunnel backend: the encapsulated packet exceeds the route's MTU */
+	XLB_CNT_TUN_TOO_BIG,     /* tunnel backend: too big once encapsulated, and no ICMP error can say so */
 	XLB_CNT_TUN_FWD_OFF,     /* tunnel backend: forwarding is off on the interface, so the FIB will not route */
+	XLB_CNT_TUN_TOO_BIG_SENT, /* tunnel backend: too big once encapsulated, answered with an ICMP error */
 	XLB_CNT_MAX,
 };
 

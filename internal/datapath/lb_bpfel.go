@@ -124,23 +124,24 @@ type lbXlbConfig struct {
 type lbXlbCounter uint32
 
 const (
-	lbXlbCounterXLB_CNT_PASS_NOT_IP     lbXlbCounter = 0
-	lbXlbCounterXLB_CNT_PASS_MALFORMED  lbXlbCounter = 1
-	lbXlbCounterXLB_CNT_PASS_FRAGMENT   lbXlbCounter = 2
-	lbXlbCounterXLB_CNT_PASS_NOT_L4     lbXlbCounter = 3
-	lbXlbCounterXLB_CNT_PASS_NOT_VIP    lbXlbCounter = 4
-	lbXlbCounterXLB_CNT_PASS_NO_BACKEND lbXlbCounter = 5
-	lbXlbCounterXLB_CNT_FLOW_NEW        lbXlbCounter = 6
-	lbXlbCounterXLB_CNT_FLOW_REHASH     lbXlbCounter = 7
-	lbXlbCounterXLB_CNT_PASS_OTHER_HOST lbXlbCounter = 8
-	lbXlbCounterXLB_CNT_FLOW_EXPIRED    lbXlbCounter = 9
-	lbXlbCounterXLB_CNT_FLOW_PROMOTED   lbXlbCounter = 10
-	lbXlbCounterXLB_CNT_PROMOTE_FULL    lbXlbCounter = 11
-	lbXlbCounterXLB_CNT_TUN_NO_ROUTE    lbXlbCounter = 12
-	lbXlbCounterXLB_CNT_TUN_NO_NEIGH    lbXlbCounter = 13
-	lbXlbCounterXLB_CNT_TUN_TOO_BIG     lbXlbCounter = 14
-	lbXlbCounterXLB_CNT_TUN_FWD_OFF     lbXlbCounter = 15
-	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 16
+	lbXlbCounterXLB_CNT_PASS_NOT_IP      lbXlbCounter = 0
+	lbXlbCounterXLB_CNT_PASS_MALFORMED   lbXlbCounter = 1
+	lbXlbCounterXLB_CNT_PASS_FRAGMENT    lbXlbCounter = 2
+	lbXlbCounterXLB_CNT_PASS_NOT_L4      lbXlbCounter = 3
+	lbXlbCounterXLB_CNT_PASS_NOT_VIP     lbXlbCounter = 4
+	lbXlbCounterXLB_CNT_PASS_NO_BACKEND  lbXlbCounter = 5
+	lbXlbCounterXLB_CNT_FLOW_NEW         lbXlbCounter = 6
+	lbXlbCounterXLB_CNT_FLOW_REHASH      lbXlbCounter = 7
+	lbXlbCounterXLB_CNT_PASS_OTHER_HOST  lbXlbCounter = 8
+	lbXlbCounterXLB_CNT_FLOW_EXPIRED     lbXlbCounter = 9
+	lbXlbCounterXLB_CNT_FLOW_PROMOTED    lbXlbCounter = 10
+	lbXlbCounterXLB_CNT_PROMOTE_FULL     lbXlbCounter = 11
+	lbXlbCounterXLB_CNT_TUN_NO_ROUTE     lbXlbCounter = 12
+	lbXlbCounterXLB_CNT_TUN_NO_NEIGH     lbXlbCounter = 13
+	lbXlbCounterXLB_CNT_TUN_TOO_BIG      lbXlbCounter = 14
+	lbXlbCounterXLB_CNT_TUN_FWD_OFF      lbXlbCounter = 15
+	lbXlbCounterXLB_CNT_TUN_TOO_BIG_SENT lbXlbCounter = 16
+	lbXlbCounterXLB_CNT_MAX              lbXlbCounter = 17
 )
 
 type lbXlbFamily uint32

@@ -385,11 +385,12 @@ func TestTunnelRoute(t *testing.T) {
 		setup   func(t *testing.T)
 		verdict uint32
 		counter Counter
+		noDF    bool
 	}{
 		{name: "no route", dst: netip.MustParseAddr("192.0.2.250"), verdict: verdictPass, counter: CounterPassTunNoRoute},
 		{name: "no neighbour", dst: rsNoGW4, verdict: verdictPass, counter: CounterPassTunNoNeigh},
-		{name: "route MTU below the encapsulated packet", dst: rsTun4, verdict: verdictPass, counter: CounterPassTunTooBig,
-			setup: func(t *testing.T) { route(t, n.lb, netip.PrefixFrom(rsTun4, 32), gw4, 100) }},
+		{name: "route MTU below the encapsulated packet, no DF", dst: rsTun4, verdict: verdictPass, counter: CounterPassTunTooBig,
+			setup: func(t *testing.T) { route(t, n.lb, netip.PrefixFrom(rsTun4, 32), gw4, 100) }, noDF: true},
 		{name: "forwarding off on the interface", dst: rsTun4, verdict: verdictPass, counter: CounterPassTunFwdOff,
 			setup: func(t *testing.T) {
 				route(t, n.lb, netip.PrefixFrom(rsTun4, 32), gw4, 0)
@@ -405,7 +406,12 @@ func TestTunnelRoute(t *testing.T) {
 				tc.setup(t)
 			}
 			n.serve(t, &Tunnel{Encap: EncapIPIP, Dst: tc.dst, Src: lbIf4.Addr()}, &Tunnel{Encap: EncapIPIP, Dst: rsTun6, Src: lbIf6.Addr()})
-			in := tcp4(42000, thACK).with(func(p *pkt) { p.payload = make([]byte, 100) }).build()
+			in := tcp4(42000, thACK).with(func(p *pkt) {
+				p.payload = make([]byte, 100)
+				if tc.noDF {
+					p.frag = 0
+				}
+			}).build()
 			before := counters(t, n.d)
 			verdict, out := n.run(t, n.lbIdx, in)
 			if verdict != tc.verdict {
@@ -439,9 +445,10 @@ func TestTunnelRouteCache(t *testing.T) {
 	ipip6 := &Tunnel{Encap: EncapIPIP, Dst: rsTun6, Src: lbIf6.Addr()}
 	n.serve(t, ipip, ipip6)
 	small := tcp4(43000, thACK).with(func(p *pkt) { p.payload = make([]byte, 100) })
-	big := small.with(func(p *pkt) { p.payload = make([]byte, 200) })
-	// Small, then big, then small, faster than an atime unit (64
-	// jiffies): the second and third are answered from the cache.
+	big := small.with(func(p *pkt) { p.payload = make([]byte, 200); p.frag = 0 })
+	// Small, then big (without DF: passed), then small, faster than an
+	// atime unit (64 jiffies): the second and third are answered from the
+	// cache.
 	for i, tc := range []struct {
 		p       pkt
 		verdict uint32
@@ -460,4 +467,72 @@ func TestTunnelRouteCache(t *testing.T) {
 	if v, _ := n.run(t, n.lbIdx, small.build()); v != verdictRedirect {
 		t.Errorf("after the tunnel moved to the other arm: verdict %d, want XDP_REDIRECT", v)
 	}
+}
+
+// TestTunnelTooBig: a packet that would not fit the route once
+// encapsulated is answered as a router would answer it, from the VIP,
+// with what fits: path-MTU discovery of the client then sends smaller
+// packets, as it does through IPVS's tunnels.
+func TestTunnelTooBig(t *testing.T) {
+	n := newTunnelNet(t)
+	route(t, n.lb, netip.PrefixFrom(rsTun4, 32), gw4, 1000)
+	route(t, n.lb, netip.PrefixFrom(rsTun6, 128), gw6, 1300)
+	n.serve(t, &Tunnel{Encap: EncapIPIP, Dst: rsTun4, Src: lbIf4.Addr()}, &Tunnel{Encap: EncapGUE, Dst: rsTun6, Src: lbIf6.Addr(), Port: 6080})
+	big4 := tcp4(44000, thACK).with(func(p *pkt) { p.payload = make([]byte, 1000) })
+	big6 := tcp6(44001, thACK).with(func(p *pkt) { p.payload = make([]byte, 1260) })
+	tagged := big4.with(func(p *pkt) { p.sport++; p.tags = []vlanTag{{tpid: tpid8021Q, tci: 100}} })
+	for _, tc := range []struct {
+		name string
+		p    pkt
+		mtu  uint32
+	}{
+		{"ipv4 fragmentation needed", big4, 1000 - 20},
+		{"ipv4 tagged", tagged, 1000 - 20},
+		{"ipv6 packet too big, never below 1280", big6, 1280},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.enter(t)
+			in := tc.p.build()
+			before := counters(t, n.d)
+			verdict, out := n.run(t, n.lbIdx, in)
+			if verdict != verdictTX {
+				t.Fatalf("verdict %d, want XDP_TX", verdict)
+			}
+			if d := counterDelta(before, counters(t, n.d)); d[CounterTunTooBigSent] != 1 || d[CounterFlowNew] != 1 || len(d) != 2 {
+				t.Errorf("counters %v, want one new flow answered", d)
+			}
+			want := tooBigReply(in, tc.p, tc.mtu)
+			if diff := cmp.Diff(want, out[:len(want)]); diff != "" {
+				t.Errorf("reply (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// tooBigReply is the ICMP error a router sends for p (received as in),
+// built from RFC 792/1191 and RFC 4443.
+func tooBigReply(in []byte, p pkt, mtu uint32) []byte {
+	l2 := 14 + 4*len(p.tags)
+	ip := in[l2:]
+	var quoted, icmp, hdr []byte
+	if p.dstIP.Is4() {
+		quoted = ip[:28]
+		icmp = []byte{3, 4, 0, 0, 0, 0, byte(mtu >> 8), byte(mtu)}
+		binary.BigEndian.PutUint16(icmp[2:], checksum(icmp, quoted))
+		hdr = ipv4Header(p.dstIP, p.srcIP, 1, 0, nil, len(icmp)+len(quoted))
+		binary.BigEndian.PutUint16(hdr[4:], 0) // id
+		hdr[10], hdr[11] = 0, 0
+		binary.BigEndian.PutUint16(hdr[10:], checksum(hdr))
+	} else {
+		quoted = ip[:48]
+		icmp = binary.BigEndian.AppendUint32([]byte{2, 0, 0, 0}, mtu)
+		binary.BigEndian.PutUint16(icmp[2:], l4Checksum(p.dstIP, p.srcIP, 58, append(append([]byte{}, icmp...), quoted...)))
+		hdr = ipv6Header(p.dstIP, p.srcIP, 58, len(icmp)+len(quoted))
+		binary.BigEndian.PutUint32(hdr[0:], 6<<28) // no flow label
+	}
+	f := append(append([]byte{}, in[6:12]...), in[0:6]...)
+	f = append(f, in[12:l2]...)
+	f = append(f, hdr...)
+	f = append(f, icmp...)
+	return append(f, quoted...)
 }
