@@ -108,7 +108,7 @@ type Counter uint32
 const (
 	CounterPassNotIP     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_IP)     // ARP, LLDP, anything not IPv4/IPv6
 	CounterPassMalformed = Counter(lbXlbCounterXLB_CNT_PASS_MALFORMED)  // truncated or inconsistent headers
-	CounterPassFragment  = Counter(lbXlbCounterXLB_CNT_PASS_FRAGMENT)   // IPv4 fragment, IPv6 extension header
+	CounterPassFragment  = Counter(lbXlbCounterXLB_CNT_PASS_FRAGMENT)   // IPv6 extension header other than a leading fragment header
 	CounterPassNotL4     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_L4)     // ICMP, VRRP, other IP protocols
 	CounterPassNotVIP    = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)    // no service for this address/port
 	CounterPassNoBackend = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND) // service has no table or an empty slot
@@ -118,7 +118,16 @@ const (
 	CounterFlowExpired   = Counter(lbXlbCounterXLB_CNT_FLOW_EXPIRED)    // entry idle past its timeout, scheduled afresh
 	CounterFlowPromoted  = Counter(lbXlbCounterXLB_CNT_FLOW_PROMOTED)   // flow moved from probation to the flow table
 	CounterPromoteFull   = Counter(lbXlbCounterXLB_CNT_PROMOTE_FULL)    // flow that lasted kept in probation: the flow table is full
-	counterMax           = Counter(lbXlbCounterXLB_CNT_MAX)
+	// CounterPassICMPNoFlow: an ICMP error to a VIP quoting a flow that
+	// is unknown, expired or without its backend, or not from that VIP.
+	CounterPassICMPNoFlow = Counter(lbXlbCounterXLB_CNT_PASS_ICMP_NO_FLOW)
+	// CounterPassFragNoFirst: a later fragment of a VIP datagram whose
+	// first fragment was not seen (or whose record was evicted).
+	CounterPassFragNoFirst = Counter(lbXlbCounterXLB_CNT_PASS_FRAG_NO_FIRST)
+	// CounterFlowICMPRelayed: an ICMP error sent to the real server of
+	// the flow it quotes.
+	CounterFlowICMPRelayed = Counter(lbXlbCounterXLB_CNT_FLOW_ICMP_RELAYED)
+	counterMax             = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
 // counterNames is keyed, not positional, so that reordering enum
@@ -136,6 +145,11 @@ var counterNames = [counterMax]string{
 	CounterFlowExpired:   "flow_expired",
 	CounterFlowPromoted:  "flow_promoted",
 	CounterPromoteFull:   "promote_full",
+	// Prefixed like the others so that metrics file them as a pass
+	// reason and a flow event.
+	CounterPassICMPNoFlow:  "pass_icmp_no_flow",
+	CounterPassFragNoFirst: "pass_fragment_no_first",
+	CounterFlowICMPRelayed: "flow_icmp_relayed",
 }
 
 func (c Counter) String() string {
