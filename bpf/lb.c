@@ -293,9 +293,8 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	if (rc == XLB_PARSE_OK)
-		rc = parse_ports(data, data_end, &p);
-	else if (rc == XLB_PARSE_ICMP || rc == XLB_PARSE_FRAG_LATER)
-		rc = relay_parse(data, data_end, &p, rc, may_be_vip(&p));
+		rc = p.icmp || p.frag == XLB_FRAG_LATER ? relay_parse(data, data_end, &p)
+							: parse_ports(data, data_end, &p);
 	if (rc != XLB_PARSE_OK) {
 		switch (rc) {
 		case XLB_PARSE_NOT_IP:
@@ -306,9 +305,6 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 			break;
 		case XLB_PARSE_NOT_L4:
 			count(XLB_CNT_PASS_NOT_L4);
-			break;
-		case XLB_PARSE_NOT_VIP:
-			count(XLB_CNT_PASS_NOT_VIP);
 			break;
 		case XLB_PARSE_FRAG_UNKNOWN:
 			count(XLB_CNT_PASS_FRAG_NO_FIRST);

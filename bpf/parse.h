@@ -33,12 +33,7 @@ enum xlb_parse {
 	XLB_PARSE_MALFORMED,
 	XLB_PARSE_FRAGMENT,  /* an IPv6 extension header the program does not follow */
 	XLB_PARSE_NOT_L4,
-	/* An ICMP or ICMPv6 message, not fragmented: relay.h reads it. */
-	XLB_PARSE_ICMP,
-	/* A fragment after the first: no ports; relay.h finds them. */
-	XLB_PARSE_FRAG_LATER,
-	/* Set by relay.h. */
-	XLB_PARSE_NOT_VIP,
+	/* Found by relay.h. */
 	XLB_PARSE_FRAG_UNKNOWN,
 	XLB_PARSE_ICMP_NO_FLOW,
 };
@@ -75,8 +70,10 @@ struct packet {
 	__u8 l4off;
 	__u8 tcp_flags; /* TCP header byte 13: FIN=0x01 SYN=0x02 RST=0x04 ACK=0x10 */
 	__u8 frag;      /* XLB_FRAG_* */
-	/* An ICMP error relayed to the real server of the flow it quotes:
-	 * key is that flow's (client to VIP), not the ICMP packet's. */
+	/* An ICMP message (not fragmented), for relay.h to read; once it
+	 * parsed, an error to relay to the real server of the flow it
+	 * quotes, key being that flow's (client to VIP), not the ICMP
+	 * packet's. */
 	__u8 icmp;
 	/* The datagram's identification, as on the wire (IPv4's 16 bits in
 	 * the first two bytes), when frag is set. */
@@ -141,18 +138,12 @@ static __always_inline int parse_ipv4(void *data, void *l3, void *data_end, stru
 		if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
 			return XLB_PARSE_NOT_L4;
 		__builtin_memcpy(&p->frag_id, &iph->id, sizeof(iph->id));
-		if (iph->frag_off & bpf_htons(XLB_IP_OFFSET)) {
-			p->frag = XLB_FRAG_LATER;
-			return XLB_PARSE_FRAG_LATER;
-		}
-		p->frag = XLB_FRAG_FIRST;
+		p->frag = iph->frag_off & bpf_htons(XLB_IP_OFFSET) ? XLB_FRAG_LATER : XLB_FRAG_FIRST;
 	} else if (iph->protocol == IPPROTO_ICMP) {
-		p->l4off = l3 + hlen - data;
-		p->l4len = bpf_ntohs(iph->tot_len) - hlen;
-		return XLB_PARSE_ICMP;
-	}
-	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
+		p->icmp = 1;
+	} else if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP) {
 		return XLB_PARSE_NOT_L4;
+	}
 	p->l4off = l3 + hlen - data;
 	p->l4len = bpf_ntohs(iph->tot_len) - hlen;
 	return XLB_PARSE_OK;
@@ -173,14 +164,9 @@ static __always_inline int parse_ipv6_frag(void *data, struct ipv6hdr *ip6h, voi
 	if (fh->nexthdr != IPPROTO_TCP && fh->nexthdr != IPPROTO_UDP)
 		return XLB_PARSE_FRAGMENT;
 	p->key.proto = fh->nexthdr;
-	if (fh->frag_off & bpf_htons(XLB_IP6_OFFSET)) {
+	if (fh->frag_off & bpf_htons(XLB_IP6_OFFSET | XLB_IP6_MF)) {
 		__builtin_memcpy(&p->frag_id, &fh->identification, sizeof(p->frag_id));
-		p->frag = XLB_FRAG_LATER;
-		return XLB_PARSE_FRAG_LATER;
-	}
-	if (fh->frag_off & bpf_htons(XLB_IP6_MF)) {
-		__builtin_memcpy(&p->frag_id, &fh->identification, sizeof(p->frag_id));
-		p->frag = XLB_FRAG_FIRST;
+		p->frag = fh->frag_off & bpf_htons(XLB_IP6_OFFSET) ? XLB_FRAG_LATER : XLB_FRAG_FIRST;
 	}
 	p->l4off = (void *)(fh + 1) - data;
 	p->l4len = plen - sizeof(*fh);
@@ -208,9 +194,10 @@ static __always_inline int parse_ipv6(void *data, void *l3, void *data_end, stru
 		p->l4len = bpf_ntohs(ip6h->payload_len);
 		return XLB_PARSE_OK;
 	case IPPROTO_ICMPV6:
+		p->icmp = 1;
 		p->l4off = (void *)(ip6h + 1) - data;
 		p->l4len = bpf_ntohs(ip6h->payload_len);
-		return XLB_PARSE_ICMP;
+		return XLB_PARSE_OK;
 	case IPPROTO_FRAGMENT:
 		return parse_ipv6_frag(data, ip6h, data_end, p);
 	/* Other extension headers (chains the kernel handles better) go

@@ -178,15 +178,14 @@ static __always_inline int frag_ports(struct packet *p)
 	return XLB_PARSE_OK;
 }
 
-/* relay_parse finishes parsing an ICMP message or a later fragment that
- * parse found: vip says whether its destination may be a VIP, so that
- * other traffic costs no more than before. */
-static __always_inline int relay_parse(void *data, void *data_end, struct packet *p, int rc, int vip)
+/* relay_parse finishes parsing what parse left to it, once the VIP
+ * filter let it through: the quote of an ICMP message, or the ports of a
+ * later fragment. */
+static __always_inline int relay_parse(void *data, void *data_end, struct packet *p)
 {
-	if (rc == XLB_PARSE_FRAG_LATER)
-		return vip ? frag_ports(p) : XLB_PARSE_NOT_VIP;
-	if (!vip)
-		return XLB_PARSE_NOT_L4; /* ICMP to the balancer, as before */
+	if (p->frag == XLB_FRAG_LATER)
+		return frag_ports(p);
+	p->icmp = 0; /* until it is found to be an error to relay */
 	if (p->key.family == XLB_AF_INET)
 		return icmp4_quote(data, data_end, p);
 	return icmp6_quote(data, data_end, p);

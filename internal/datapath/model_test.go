@@ -184,8 +184,8 @@ func modelParse(b []byte, filter *vipFilter) (modelKey, uint8, Counter) {
 // fixed header), then, for a destination the VIP filter may hold (filter
 // nil: any), the TCP or UDP header, bounded by the end of the frame and by
 // what the IP header says follows it, or the flow an ICMP error quotes. A
-// TCP or UDP frame the filter rules out is CounterPassNotVIP, whatever its
-// transport header; an ICMP message CounterPassNotL4.
+// TCP, UDP or ICMP frame the filter rules out is CounterPassNotVIP,
+// whatever its transport header.
 func modelParseFrame(b []byte, filter *vipFilter) (parsed, Counter) {
 	var p parsed
 	k := &p.key
@@ -290,12 +290,10 @@ func modelParseFrame(b []byte, filter *vipFilter) (parsed, Counter) {
 		vip = filter[bit/64]>>(bit%64)&1 != 0
 	}
 	switch {
-	case icmp && !vip:
-		return p, CounterPassNotL4
-	case icmp:
-		return modelQuote(b, l4, l4len, p)
 	case !vip:
 		return p, CounterPassNotVIP
+	case icmp:
+		return modelQuote(b, l4, l4len, p)
 	case p.frag == fragLater:
 		return p, parseFragLater
 	}

@@ -72,8 +72,8 @@ func TestICMPError(t *testing.T) {
 		icmp: tcp4(41006, thACK).icmpError(icmpSourceQuench, 0, 0), verdict: verdictTX, backend: 1, svc: svcTCP4, counters: relayed(),
 	}, {
 		name: "ipv4 host unreachable, port-0 service's flow", flow: tcp4(41007, thACK).with(func(p *pkt) { p.dstIP, p.dport = vip4b, 9000 }),
-		spec: flowSpec{backend: 5, service: svcAllPorts, state: FlowEst},
-		icmp: tcp4(41007, thACK).with(func(p *pkt) { p.dstIP, p.dport = vip4b, 9000 }).icmpError(icmpDestUnreach, 1, 0),
+		spec:    flowSpec{backend: 5, service: svcAllPorts, state: FlowEst},
+		icmp:    tcp4(41007, thACK).with(func(p *pkt) { p.dstIP, p.dport = vip4b, 9000 }).icmpError(icmpDestUnreach, 1, 0),
 		verdict: verdictTX, backend: 5, svc: svcAllPorts, counters: relayed(),
 	}, {
 		name: "ipv6 parameter problem", flow: tcp6(41008, thACK),
@@ -108,7 +108,7 @@ func TestICMPError(t *testing.T) {
 	}, {
 		name: "error to no vip", flow: tcp4(41016, thACK),
 		spec: flowSpec{backend: 1, service: svcTCP4, state: FlowEst},
-		icmp: fragNeeded(tcp4(41016, thACK)).with(func(p *pkt) { p.dstIP = other4 }), verdict: verdictPass, counters: count(CounterPassNotL4),
+		icmp: fragNeeded(tcp4(41016, thACK)).with(func(p *pkt) { p.dstIP = other4 }), verdict: verdictPass, counters: count(CounterPassNotVIP),
 	}, {
 		name: "echo request to the vip", flow: tcp4(41017, thACK),
 		spec: flowSpec{backend: 1, service: svcTCP4, state: FlowEst},
@@ -142,23 +142,23 @@ func TestICMPError(t *testing.T) {
 		}), verdict: verdictPass, counters: count(CounterPassNotL4),
 	}, {
 		name: "quote with 3 bytes of its ports", flow: tcp4(41024, thACK),
-		spec: flowSpec{backend: 1, service: svcTCP4, state: FlowEst},
-		icmp: fragNeeded(tcp4(41024, thACK)).with(func(p *pkt) { p.payload = tcp4(41024, thACK).reply().quote(3) }),
+		spec:    flowSpec{backend: 1, service: svcTCP4, state: FlowEst},
+		icmp:    fragNeeded(tcp4(41024, thACK)).with(func(p *pkt) { p.payload = tcp4(41024, thACK).reply().quote(3) }),
 		verdict: verdictPass, counters: count(CounterPassMalformed),
 	}, {
 		name: "quote cut inside its ip header", flow: tcp4(41025, thACK),
-		spec: flowSpec{backend: 1, service: svcTCP4, state: FlowEst},
-		icmp: fragNeeded(tcp4(41025, thACK)).with(func(p *pkt) { p.payload = p.payload[:12] }),
+		spec:    flowSpec{backend: 1, service: svcTCP4, state: FlowEst},
+		icmp:    fragNeeded(tcp4(41025, thACK)).with(func(p *pkt) { p.payload = p.payload[:12] }),
 		verdict: verdictPass, counters: count(CounterPassMalformed),
 	}, {
 		name: "ipv6 quote with 3 bytes of its ports", flow: tcp6(41026, thACK),
-		spec: flowSpec{backend: 3, service: svcTCP6, state: FlowEst},
-		icmp: ptb(tcp6(41026, thACK)).with(func(p *pkt) { p.payload = tcp6(41026, thACK).reply().quote(3) }),
+		spec:    flowSpec{backend: 3, service: svcTCP6, state: FlowEst},
+		icmp:    ptb(tcp6(41026, thACK)).with(func(p *pkt) { p.payload = tcp6(41026, thACK).reply().quote(3) }),
 		verdict: verdictPass, counters: count(CounterPassMalformed),
 	}, {
 		name: "quote with 4 bytes, the ports, is enough", flow: tcp6(41027, thACK),
-		spec: flowSpec{backend: 3, service: svcTCP6, state: FlowEst},
-		icmp: ptb(tcp6(41027, thACK)).with(func(p *pkt) { p.payload = tcp6(41027, thACK).reply().quote(4) }),
+		spec:    flowSpec{backend: 3, service: svcTCP6, state: FlowEst},
+		icmp:    ptb(tcp6(41027, thACK)).with(func(p *pkt) { p.payload = tcp6(41027, thACK).reply().quote(4) }),
 		verdict: verdictTX, backend: 3, svc: svcTCP6, counters: relayed(),
 	}, {
 		name: "quote with ip options", flow: tcp4(41028, thACK),
@@ -168,8 +168,8 @@ func TestICMPError(t *testing.T) {
 		}), verdict: verdictTX, backend: 1, svc: svcTCP4, counters: relayed(),
 	}, {
 		name: "icmp header cut short", flow: tcp4(41029, thACK),
-		spec: flowSpec{backend: 1, service: svcTCP4, state: FlowEst},
-		icmp: fragNeeded(tcp4(41029, thACK)).with(func(p *pkt) { p.raw, p.payload = true, []byte{3, 4, 0, 0} }),
+		spec:    flowSpec{backend: 1, service: svcTCP4, state: FlowEst},
+		icmp:    fragNeeded(tcp4(41029, thACK)).with(func(p *pkt) { p.raw, p.payload = true, []byte{3, 4, 0, 0} }),
 		verdict: verdictPass, counters: count(CounterPassMalformed),
 	}}
 	d := newStdDatapath(t)
