@@ -86,7 +86,7 @@ enum xlb_flow_state {
 enum xlb_counter {
 	XLB_CNT_PASS_NOT_IP,     /* ARP, LLDP, anything not IPv4/IPv6 */
 	XLB_CNT_PASS_MALFORMED,  /* truncated or inconsistent headers */
-	XLB_CNT_PASS_FRAGMENT,   /* IPv6 extension header other than a leading fragment header */
+	XLB_CNT_PASS_FRAGMENT,   /* IPv6 extension header the program does not follow */
 	XLB_CNT_PASS_NOT_L4,     /* ICMP, VRRP, other IP protocols */
 	XLB_CNT_PASS_NOT_VIP,    /* no service for this address/port */
 	XLB_CNT_PASS_NO_BACKEND, /* service has no table or an empty slot */
@@ -96,9 +96,13 @@ enum xlb_counter {
 	XLB_CNT_FLOW_EXPIRED,    /* entry idle past its state's timeout: scheduled afresh */
 	XLB_CNT_FLOW_PROMOTED,   /* flow moved from probation to the flow table */
 	XLB_CNT_PROMOTE_FULL,    /* flow that lasted, kept in probation: the flow table is full */
-	XLB_CNT_PASS_ICMP_NO_FLOW, /* ICMP error to a VIP quoting a flow that is unknown, expired or without its backend */
-	XLB_CNT_PASS_FRAG_NO_FIRST, /* later fragment of a VIP datagram whose first fragment was not seen */
-	XLB_CNT_FLOW_ICMP_RELAYED, /* ICMP error sent to the real server of the flow it quotes */
+	/* ICMP error to a VIP quoting a flow that is unknown, expired or
+	 * without its backend, or a packet from another address */
+	XLB_CNT_PASS_ICMP_NO_FLOW,
+	/* later fragment of a VIP datagram whose first was not seen */
+	XLB_CNT_PASS_FRAG_NO_FIRST,
+	/* ICMP error sent to the real server of the flow it quotes */
+	XLB_CNT_FLOW_ICMP_RELAYED,
 	XLB_CNT_MAX,
 };
 

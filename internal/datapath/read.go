@@ -108,7 +108,7 @@ type Counter uint32
 const (
 	CounterPassNotIP     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_IP)     // ARP, LLDP, anything not IPv4/IPv6
 	CounterPassMalformed = Counter(lbXlbCounterXLB_CNT_PASS_MALFORMED)  // truncated or inconsistent headers
-	CounterPassFragment  = Counter(lbXlbCounterXLB_CNT_PASS_FRAGMENT)   // IPv6 extension header other than a leading fragment header
+	CounterPassFragment  = Counter(lbXlbCounterXLB_CNT_PASS_FRAGMENT)   // IPv6 extension header the program does not follow
 	CounterPassNotL4     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_L4)     // ICMP, VRRP, other IP protocols
 	CounterPassNotVIP    = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)    // no service for this address/port
 	CounterPassNoBackend = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND) // service has no table or an empty slot
