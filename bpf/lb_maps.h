@@ -109,9 +109,9 @@ struct {
 
 /* The ports of fragmented datagrams, recorded by their first fragment
  * for the later ones (Cilium's scheme). One map shared by every CPU, with
- * one LRU list: a NIC hashes fragments without ports on addresses only,
- * so the first fragment and the later ones of a datagram may be steered
- * to different CPUs. A record is not deleted by the last fragment, which
+ * one LRU list: NICs differ in whether they hash a first fragment, which
+ * has ports, like the later ones, which have none, so the fragments of a
+ * datagram may be steered to different CPUs. A record is not deleted by the last fragment, which
  * may arrive before the middle ones; a new datagram's first fragment
  * replaces a stale record of its id. Not kept across restarts: a
  * datagram in flight then loses its later fragments to the kernel. */
