@@ -28,8 +28,9 @@ struct icmp_err_hdr {
 	__be32 rest; /* unused, or the MTU of frag-needed and packet too big */
 };
 
-/* The ports at the start of a TCP or UDP header: all of the transport
- * header an ICMP error is sure to quote (RFC 792: 64 bits of data). */
+/* The ports at the start of a TCP or UDP header: all the program reads
+ * of a quoted transport header, of which an ICMP error carries at least
+ * 8 bytes (RFC 792, RFC 4443 as much as fits). */
 struct l4_ports {
 	__be16 source;
 	__be16 dest;
@@ -45,7 +46,8 @@ static __always_inline int icmp4_error(__u8 type)
 }
 
 /* icmp6_error: destination unreachable, packet too big, time exceeded
- * and parameter problem; every other type below 128 is unassigned. */
+ * and parameter problem, the errors IPVS relays; the other types below
+ * 128 are unassigned or experimental. */
 static __always_inline int icmp6_error(__u8 type)
 {
 	return type >= XLB_ICMP6_DEST_UNREACH && type <= XLB_ICMP6_PARAMPROB;
