@@ -46,7 +46,7 @@ static __always_inline int icmp4_error(__u8 type)
 }
 
 /* icmp6_error: destination unreachable, packet too big, time exceeded
- * and parameter problem, the errors IPVS relays; the other types below
+ * and parameter problem, the errors RFC 4443 defines; the other types below
  * 128 are unassigned or experimental. */
 static __always_inline int icmp6_error(__u8 type)
 {
