@@ -7,6 +7,7 @@
 #include "jhash.h"
 #include "lb_maps.h"
 #include "parse.h"
+#include "relay.h"
 
 /* Read-only after load: internal/datapath sets it per interface. */
 const volatile struct xlb_config xlb_cfg = {};
@@ -481,10 +482,19 @@ static __always_inline int too_big(struct xdp_md *ctx, __u32 l2len, int v4, __u3
 
 	if (l2len > sizeof(*eth) + sizeof(struct vlan_hdr) || data + l2len + quote > data_end)
 		return XDP_PASS;
+	/* Never an error about an error (a relayed ICMP message), nor about
+	 * a fragment: RFC 1122 and 4443 forbid the first and the quote of
+	 * the second names no connection. */
 	if (v4) {
 		struct iphdr *iph = data + l2len;
 
-		if (iph->ihl != 5 || !(iph->frag_off & bpf_htons(XLB_IP_DF)))
+		if (iph->ihl != 5 || !(iph->frag_off & bpf_htons(XLB_IP_DF)) ||
+		    (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP))
+			return XDP_PASS;
+	} else {
+		struct ipv6hdr *ip6h = data + l2len;
+
+		if (ip6h->nexthdr != IPPROTO_TCP && ip6h->nexthdr != IPPROTO_UDP)
 			return XDP_PASS;
 	}
 	len = bpf_xdp_get_buff_len(ctx);
@@ -744,7 +754,8 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	if (rc == XLB_PARSE_OK)
-		rc = parse_ports(data, data_end, &p);
+		rc = p.icmp || p.frag == XLB_FRAG_LATER ? relay_parse(data, data_end, &p)
+							: parse_ports(data, data_end, &p);
 	if (rc != XLB_PARSE_OK) {
 		switch (rc) {
 		case XLB_PARSE_NOT_IP:
@@ -756,6 +767,12 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		case XLB_PARSE_NOT_L4:
 			count(XLB_CNT_PASS_NOT_L4);
 			break;
+		case XLB_PARSE_FRAG_UNKNOWN:
+			count(XLB_CNT_PASS_FRAG_NO_FIRST);
+			break;
+		case XLB_PARSE_ICMP_NO_FLOW:
+			count(XLB_CNT_PASS_ICMP_NO_FLOW);
+			break;
 		default:
 			count(XLB_CNT_PASS_MALFORMED);
 		}
@@ -766,12 +783,30 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		count(XLB_CNT_PASS_OTHER_HOST);
 		return XDP_PASS;
 	}
+	if (p.frag == XLB_FRAG_FIRST)
+		frag_record(&p);
 
 	/* A known flow first: its entry names its service and backend, so
 	 * most packets cost one hash lookup, not a services lookup too. */
 	now = bpf_jiffies64() >> XLB_ATIME_SHIFT;
 	flow4_of(&p.key, &k4);
 	f = flow_lookup(&p, &k4, &young);
+	if (p.icmp) {
+		/* An ICMP error is no sign of life from the client (any host
+		 * on the path may send one, or forge it), so it follows the
+		 * flow as it stands: no entry is made, moved or refreshed. */
+		if (f && !expired(f, now)) {
+			id = f->backend;
+			be = bpf_map_lookup_elem(&backends, &id);
+			if (be && (be->flags & XLB_BE_F_PRESENT) && be->service == f->service) {
+				svc_id = f->service;
+				count(XLB_CNT_FLOW_ICMP_RELAYED);
+				goto forward;
+			}
+		}
+		count(XLB_CNT_PASS_ICMP_NO_FLOW);
+		return XDP_PASS;
+	}
 	if (f && expired(f, now)) {
 		/* IPVS would have dropped the connection by now: whatever
 		 * comes on the tuple is a new flow, so a drained backend

@@ -22,6 +22,10 @@
 /* The inner template's size; real tables are created at their own size
  * (BPF_F_INNER_MAP lets inner maps differ in max_entries). */
 #define XLB_MAGLEV_DEFAULT_SIZE 16381
+/* Datagrams whose first fragment was seen and whose later ones may still
+ * come: a record lives until the LRU evicts it, so the size bounds how
+ * many fragmented datagrams can be in flight at once. */
+#define XLB_FRAGS_DEFAULT 8192
 
 /* vip_filter: a one-hash Bloom filter of the VIP addresses, 2^16 bits in
  * 64-bit words, so a frame for no VIP is passed after one array load
@@ -82,7 +86,7 @@ enum xlb_flow_state {
 enum xlb_counter {
 	XLB_CNT_PASS_NOT_IP,     /* ARP, LLDP, anything not IPv4/IPv6 */
 	XLB_CNT_PASS_MALFORMED,  /* truncated or inconsistent headers */
-	XLB_CNT_PASS_FRAGMENT,   /* IPv4 fragment, IPv6 extension header */
+	XLB_CNT_PASS_FRAGMENT,   /* IPv6 extension header the program does not follow */
 	XLB_CNT_PASS_NOT_L4,     /* ICMP, VRRP, other IP protocols */
 	XLB_CNT_PASS_NOT_VIP,    /* no service for this address/port */
 	XLB_CNT_PASS_NO_BACKEND, /* service has no table or an empty slot */
@@ -97,6 +101,13 @@ enum xlb_counter {
 	XLB_CNT_TUN_TOO_BIG,     /* tunnel backend: too big once encapsulated, and no ICMP error can say so */
 	XLB_CNT_TUN_FWD_OFF,     /* tunnel backend: forwarding is off on the interface, so the FIB will not route */
 	XLB_CNT_TUN_TOO_BIG_SENT, /* tunnel backend: too big once encapsulated, answered with an ICMP error */
+	/* ICMP error to a VIP quoting a flow that is unknown, expired or
+	 * without its backend, or a packet from another address */
+	XLB_CNT_PASS_ICMP_NO_FLOW,
+	/* later fragment of a VIP datagram whose first was not seen */
+	XLB_CNT_PASS_FRAG_NO_FIRST,
+	/* ICMP error sent to the real server of the flow it quotes */
+	XLB_CNT_FLOW_ICMP_RELAYED,
 	XLB_CNT_MAX,
 };
 

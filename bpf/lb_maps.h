@@ -107,6 +107,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } probation6 SEC(".maps");
 
+/* The ports of fragmented datagrams, recorded by their first fragment
+ * for the later ones (Cilium's scheme). One map shared by every CPU, with
+ * one LRU list: NICs differ in whether they hash a first fragment, which
+ * has ports, like the later ones, which have none, so the fragments of a
+ * datagram may be steered to different CPUs. A record is not deleted by the last fragment, which
+ * may arrive before the middle ones; a new datagram's first fragment
+ * replaces a stale record of its id. Not kept across restarts: a
+ * datagram in flight then loses its later fragments to the kernel. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_FRAGS_DEFAULT);
+	__type(key, struct frag_key);
+	__type(value, struct frag_ports);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} frags SEC(".maps");
+
 /* Not read by the program: see struct backend_ref. One more entry than
  * there are ids, for the allocator's. */
 struct {

@@ -70,6 +70,26 @@ struct flow_key {
 	__u16 pad;
 };
 
+/* frags key: a datagram as its receiver reassembles it (RFC 791's
+ * source, destination, protocol and identification; RFC 8200's source,
+ * destination and identification). */
+struct frag_key {
+	XLB_ADDR(src);
+	XLB_ADDR(dst);
+	__u32 id;     /* as on the wire; IPv4's 16 bits in the first two bytes */
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+/* frags value: what the first fragment had and the later ones lack. */
+struct frag_ports {
+	__be16 sport;
+	__be16 dport;
+	__u8 tcp_flags; /* so that a later fragment moves the flow's state as its first did */
+	__u8 pad[3];
+};
+
 /* The flow table's value. An entry idle longer than its state's timeout
  * (the settings global of lb.c) is not followed: the flow is scheduled
  * afresh, as IPVS expires a connection. */

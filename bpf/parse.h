@@ -23,6 +23,8 @@
 #define XLB_IP_DF 0x4000
 #define XLB_IP_MF 0x2000
 #define XLB_IP_OFFSET 0x1FFF
+#define XLB_IP6_MF 0x0001
+#define XLB_IP6_OFFSET 0xFFF8
 
 /* What parsing found. Anything but XLB_PARSE_OK maps to a counter and
  * XDP_PASS. */
@@ -30,8 +32,26 @@ enum xlb_parse {
 	XLB_PARSE_OK = 0,
 	XLB_PARSE_NOT_IP,
 	XLB_PARSE_MALFORMED,
-	XLB_PARSE_FRAGMENT,
+	XLB_PARSE_FRAGMENT,  /* an IPv6 extension header the program does not follow */
 	XLB_PARSE_NOT_L4,
+	/* Found by relay.h. */
+	XLB_PARSE_FRAG_UNKNOWN,
+	XLB_PARSE_ICMP_NO_FLOW,
+};
+
+/* packet.frag: where a frame stands in a fragmented datagram. */
+enum xlb_frag {
+	XLB_FRAG_NONE = 0,
+	XLB_FRAG_FIRST,  /* offset 0, more to come: it has the ports */
+	XLB_FRAG_LATER,  /* offset > 0: its ports come from the first's record */
+};
+
+/* The IPv6 fragment header (RFC 8200 4.5). */
+struct frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset in 8-byte units << 3, M in bit 0 */
+	__be32 identification;
 };
 
 struct vlan_hdr {
@@ -50,6 +70,15 @@ struct packet {
 	 * small enough to check accesses against data_end. */
 	__u8 l4off;
 	__u8 tcp_flags; /* TCP header byte 13: FIN=0x01 SYN=0x02 RST=0x04 ACK=0x10 */
+	__u8 frag;      /* XLB_FRAG_* */
+	/* An ICMP message (not fragmented), for relay.h to read; once it
+	 * parsed, an error to relay to the real server of the flow it
+	 * quotes, key being that flow's (client to VIP), not the ICMP
+	 * packet's. */
+	__u8 icmp;
+	/* The datagram's identification, as on the wire (IPv4's 16 bits in
+	 * the first two bytes), when frag is set. */
+	__u32 frag_id;
 };
 
 #define XLB_TCP_FIN 0x01
@@ -100,18 +129,48 @@ static __always_inline int parse_ipv4(void *data, void *l3, void *data_end, stru
 	if (bpf_ntohs(iph->tot_len) < hlen ||
 	    l3 + bpf_ntohs(iph->tot_len) > data_end)
 		return XLB_PARSE_MALFORMED;
-	/* Only the first fragment has ports, and later ones would land on
-	 * another backend: let the kernel reassemble. */
-	if (iph->frag_off & bpf_htons(XLB_IP_MF | XLB_IP_OFFSET))
-		return XLB_PARSE_FRAGMENT;
 	p->key.family = XLB_AF_INET;
 	p->key.proto = iph->protocol;
 	__builtin_memcpy(p->key.src, &iph->saddr, 4);
 	__builtin_memcpy(p->key.dst, &iph->daddr, 4);
-	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
+	if (iph->frag_off & bpf_htons(XLB_IP_MF | XLB_IP_OFFSET)) {
+		/* Only the first fragment has ports: relay.h records them
+		 * for the others, keyed as the receiver reassembles. */
+		if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
+			return XLB_PARSE_NOT_L4;
+		__builtin_memcpy(&p->frag_id, &iph->id, sizeof(iph->id));
+		p->frag = iph->frag_off & bpf_htons(XLB_IP_OFFSET) ? XLB_FRAG_LATER : XLB_FRAG_FIRST;
+	} else if (iph->protocol == IPPROTO_ICMP) {
+		p->icmp = 1;
+	} else if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP) {
 		return XLB_PARSE_NOT_L4;
+	}
 	p->l4off = l3 + hlen - data;
 	p->l4len = bpf_ntohs(iph->tot_len) - hlen;
+	return XLB_PARSE_OK;
+}
+
+/* parse_ipv6_frag reads a fragment header that follows the fixed header
+ * directly, the only place the program looks for one; the header's next
+ * header is the transport protocol in every fragment. An atomic fragment
+ * (offset 0, no more to come, RFC 6946) is a whole datagram. */
+static __always_inline int parse_ipv6_frag(void *data, struct ipv6hdr *ip6h, void *data_end,
+					   struct packet *p)
+{
+	struct frag_hdr *fh = (void *)(ip6h + 1);
+	__u16 plen = bpf_ntohs(ip6h->payload_len);
+
+	if ((void *)(fh + 1) > data_end || plen < sizeof(*fh))
+		return XLB_PARSE_MALFORMED;
+	if (fh->nexthdr != IPPROTO_TCP && fh->nexthdr != IPPROTO_UDP)
+		return XLB_PARSE_FRAGMENT;
+	p->key.proto = fh->nexthdr;
+	if (fh->frag_off & bpf_htons(XLB_IP6_OFFSET | XLB_IP6_MF)) {
+		__builtin_memcpy(&p->frag_id, &fh->identification, sizeof(p->frag_id));
+		p->frag = fh->frag_off & bpf_htons(XLB_IP6_OFFSET) ? XLB_FRAG_LATER : XLB_FRAG_FIRST;
+	}
+	p->l4off = (void *)(fh + 1) - data;
+	p->l4len = plen - sizeof(*fh);
 	return XLB_PARSE_OK;
 }
 
@@ -135,11 +194,17 @@ static __always_inline int parse_ipv6(void *data, void *l3, void *data_end, stru
 		p->l4off = (void *)(ip6h + 1) - data;
 		p->l4len = bpf_ntohs(ip6h->payload_len);
 		return XLB_PARSE_OK;
-	/* Extension headers: fragments (and chains the kernel handles
-	 * better) go to the stack; see issue on PTB/fragments. */
+	case IPPROTO_ICMPV6:
+		p->icmp = 1;
+		p->l4off = (void *)(ip6h + 1) - data;
+		p->l4len = bpf_ntohs(ip6h->payload_len);
+		return XLB_PARSE_OK;
+	case IPPROTO_FRAGMENT:
+		return parse_ipv6_frag(data, ip6h, data_end, p);
+	/* Other extension headers (chains the kernel handles better) go
+	 * to the stack. */
 	case IPPROTO_HOPOPTS:
 	case IPPROTO_ROUTING:
-	case IPPROTO_FRAGMENT:
 	case IPPROTO_DSTOPTS:
 		return XLB_PARSE_FRAGMENT;
 	}

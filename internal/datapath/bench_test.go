@@ -180,6 +180,10 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		e.known("known-tcp6", "IPv6 ACK of an established flow", benchFrame(benchClient6, benchVIP6, 12345, 80, protoTCP, benchACK), 3, false),
 		e.pass4("pass-not-vip", "TCP to an address with no service: XDP_PASS",
 			benchFrame(benchClient4, benchOther4, 12345, 80, protoTCP, benchACK)),
+		e.relay("icmp-relay4", "frag-needed for an established flow: quote parse, flow lookup", 1, CounterFlowICMPRelayed,
+			benchPkt(12345, 80, protoTCP).icmpError(icmpDestUnreach, icmpFragNeeded, 1400).build(), ack4),
+		e.relay("frag-later4", "later fragment of a UDP datagram: record lookup, flow lookup", 2, 0,
+			benchFrags[1].build(), benchFrags[0].build()),
 	}
 	return e
 }
@@ -406,6 +410,71 @@ func (e *benchEnv) pass4(name, note string, frame []byte) benchCase {
 			delete(delta, CounterPassNotVIP)
 			if len(delta) > 0 {
 				return fmt.Errorf("pass: runs took other paths: %v", delta)
+			}
+			return nil
+		},
+	}
+}
+
+// benchPkt is a client's packet to the IPv4 VIP as the test frame
+// builders make it, addressed to the balancer.
+func benchPkt(sport, dport uint16, proto uint8) pkt {
+	return pkt{
+		dst: macAddr(benchLBMAC), src: macAddr(benchClientMAC), srcIP: benchClient4, dstIP: benchVIP4,
+		proto: proto, sport: sport, dport: dport, flags: benchACK, frag: ipDF, payload: make([]byte, 100),
+	}
+}
+
+// benchFrags is a UDP datagram in three fragments.
+var benchFrags = benchPkt(12347, 53, protoUDP).fragments(48, 0x77)
+
+// relay times a packet that takes its flow from elsewhere (an ICMP
+// error's quote, a first fragment's record) to a flow in the flow table,
+// which the frames of setup make. Every run moves counter (none if
+// zero) and forwards for service svc.
+func (e *benchEnv) relay(name, note string, svc uint32, counter Counter, frame []byte, setup ...[]byte) benchCase {
+	d := e.roomy
+	var before map[Counter]uint64
+	var stats Stats
+	return benchCase{
+		name: name, note: note, prog: d.objs.XlbXdp, frame: frame, want: benchXDPTX,
+		setup: func() error {
+			for _, f := range setup {
+				if ret, _, err := d.objs.XlbXdp.Test(f); err != nil || ret != benchXDPTX {
+					return fmt.Errorf("set up the flow: verdict %d, %v", ret, err)
+				}
+			}
+			if err := promoteAll(d); err != nil {
+				return err
+			}
+			var err error
+			if before, err = d.Counters(); err != nil {
+				return err
+			}
+			stats, err = d.ServiceStats(svc)
+			return err
+		},
+		check: func(runs uint64) error {
+			after, err := d.Counters()
+			if err != nil {
+				return err
+			}
+			delta := benchDelta(before, after)
+			if counter != 0 {
+				if delta[counter] < runs {
+					return fmt.Errorf("%s: %d runs but counters %v", name, runs, delta)
+				}
+				delete(delta, counter)
+			}
+			if len(delta) > 0 {
+				return fmt.Errorf("%s: runs took other paths: %v", name, delta)
+			}
+			s, err := d.ServiceStats(svc)
+			if err != nil {
+				return err
+			}
+			if n := s.Packets - stats.Packets; n < runs {
+				return fmt.Errorf("%s: %d runs but service %d forwarded %d packets", name, runs, svc, n)
 			}
 			return nil
 		},

@@ -36,6 +36,7 @@ func TestLimits(t *testing.T) {
 		{lbMapBackends, MaxBackends},
 		{lbMapFlows4, DefaultFlowTableSize},
 		{lbMapFlows6, DefaultFlowTableSize},
+		{lbMapFrags, DefaultFragmentTableSize},
 		{lbMapStats, MaxServices + MaxBackends},
 		{lbMapMaglev, slotsPerService * MaxServices},
 	} {

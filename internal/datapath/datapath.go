@@ -31,6 +31,9 @@ const (
 	// DefaultFlowTableSize is the flow table's size unless Options say
 	// otherwise.
 	DefaultFlowTableSize = 262144
+	// DefaultFragmentTableSize is how many fragmented datagrams the
+	// program follows at once unless Options say otherwise.
+	DefaultFragmentTableSize = 8192
 	// DefaultPinDir is where the maps are pinned unless Options say
 	// otherwise.
 	DefaultPinDir = "/sys/fs/bpf/xlb"
@@ -77,6 +80,12 @@ type Options struct {
 	// ProbationSize is the capacity of each family's probation, where new
 	// flows wait until they have lasted (FlowTableSize/4 if zero).
 	ProbationSize uint32
+	// FragmentTableSize is how many fragmented datagrams may be in flight
+	// with their later fragments still to come
+	// (DefaultFragmentTableSize if zero): beyond it the least recently
+	// used record goes, and that datagram's later fragments are passed to
+	// the kernel. The table starts empty on every Load.
+	FragmentTableSize uint32
 	// KeepFlows adopts the flow table an earlier run left pinned, together
 	// with the record of the backend ids its entries hold (see IDs):
 	// connections that run (or its still-attached program) placed keep
@@ -89,8 +98,11 @@ type Options struct {
 	LegacyIDs string
 }
 
-// mapNames are the pinned maps, as bpf/lb_maps.h names them.
-var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter, lbMapNexthops}, flowMapNames...)
+// mapNames are the pinned maps, as bpf/lb_maps.h names them. The
+// fragment table is pinned for bpftool's sake but, like the counters, is
+// new on every Load: a datagram in flight across a restart loses its later
+// fragments to the kernel, no connection is lost.
+var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter, lbMapNexthops, lbMapFrags}, flowMapNames...)
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {
@@ -175,6 +187,9 @@ func Load(opts Options) (_ *Datapath, err error) {
 		return nil, fmt.Errorf("datapath: %w", err)
 	}
 	sizeFlowMaps(spec, opts.FlowTableSize, opts.ProbationSize)
+	if opts.FragmentTableSize != 0 {
+		spec.Maps[lbMapFrags].MaxEntries = opts.FragmentTableSize
+	}
 	for _, m := range spec.Maps {
 		m.Pinning = ebpf.PinNone
 	}

@@ -60,6 +60,30 @@ type pkt struct {
 	payload      []byte
 	pad          int  // Ethernet padding after the IP packet
 	zeroCsum     bool // UDP over IPv4 without a checksum
+	// ipID is the IPv4 identification (0x1234 when zero).
+	ipID uint16
+	// frag6 puts an IPv6 fragment header before the transport header.
+	frag6 *frag6Hdr
+	// raw makes payload the whole transport part, the ports only naming
+	// the flow: a later fragment.
+	raw bool
+	// icmp makes an ICMP/ICMPv6 message of this type, code and second
+	// word rather than an echo request.
+	icmp *icmpMsg
+}
+
+// frag6Hdr is an IPv6 fragment header.
+type frag6Hdr struct {
+	offset uint16 // in 8-byte units
+	more   bool
+	id     uint32
+}
+
+// icmpMsg is the first word of an ICMP message after its checksum, and
+// its type and code.
+type icmpMsg struct {
+	typ, code uint8
+	rest      uint32
 }
 
 // layout is where a built frame's headers end.
@@ -95,9 +119,25 @@ func (p pkt) buildLayout() ([]byte, layout) {
 	l4 := p.l4()
 	if v4 {
 		hdr := ipv4Header(p.srcIP, p.dstIP, p.proto, p.frag, p.ipOpts, len(l4))
+		if p.ipID != 0 {
+			binary.BigEndian.PutUint16(hdr[4:], p.ipID)
+			binary.BigEndian.PutUint16(hdr[10:], 0)
+			binary.BigEndian.PutUint16(hdr[10:], checksum(hdr))
+		}
 		b = append(b, hdr...)
 		lo.ip = lo.eth + 20
 		lo.opts = lo.eth + len(hdr)
+	} else if p.frag6 != nil {
+		b = append(b, ipv6Header(p.srcIP, p.dstIP, ipProtoFragment, 8+len(l4))...)
+		fo := p.frag6.offset << 3
+		if p.frag6.more {
+			fo |= 1
+		}
+		b = append(b, p.proto, 0)
+		b = binary.BigEndian.AppendUint16(b, fo)
+		b = binary.BigEndian.AppendUint32(b, p.frag6.id)
+		lo.ip = lo.eth + 40
+		lo.opts = lo.ip + 8
 	} else {
 		b = append(b, ipv6Header(p.srcIP, p.dstIP, p.proto, len(l4))...)
 		lo.ip = lo.eth + 40
@@ -105,7 +145,7 @@ func (p pkt) buildLayout() ([]byte, layout) {
 	}
 	b = append(b, l4...)
 	lo.l4 = lo.opts + len(l4) - len(p.payload)
-	if p.proto != ipProtoTCP && p.proto != ipProtoUDP && p.proto != ipProtoICMP && p.proto != ipProtoICMPv6 {
+	if p.raw || p.proto != ipProtoTCP && p.proto != ipProtoUDP && p.proto != ipProtoICMP && p.proto != ipProtoICMPv6 {
 		lo.l4 = lo.opts
 	}
 	lo.ipEnd = len(b)
@@ -115,6 +155,9 @@ func (p pkt) buildLayout() ([]byte, layout) {
 
 // l4 is the IP payload: a transport header with checksum, then payload.
 func (p pkt) l4() []byte {
+	if p.raw {
+		return append([]byte{}, p.payload...)
+	}
 	switch p.proto {
 	case ipProtoTCP:
 		h := make([]byte, 20, 20+len(p.payload))
@@ -149,6 +192,10 @@ func (p pkt) l4() []byte {
 		}
 		binary.BigEndian.PutUint16(h[4:], p.sport)
 		binary.BigEndian.PutUint16(h[6:], p.dport)
+		if p.icmp != nil {
+			h[0], h[1] = p.icmp.typ, p.icmp.code
+			binary.BigEndian.PutUint32(h[4:], p.icmp.rest)
+		}
 		h = append(h, p.payload...)
 		if p.proto == ipProtoICMPv6 {
 			binary.BigEndian.PutUint16(h[2:], l4Checksum(p.srcIP, p.dstIP, ipProtoICMPv6, h))
@@ -282,4 +329,85 @@ func rawEther(dst, src macAddr, etype uint16, payload []byte) []byte {
 // fragment header when kind is ipProtoFragment.
 func ipv6Ext(next uint8) []byte {
 	return []byte{next, 0, 0, 0, 0, 0, 0, 0}
+}
+
+// ICMP types and codes of the errors the tests send.
+const (
+	icmpDestUnreach   = 3
+	icmpFragNeeded    = 4 // code of icmpDestUnreach
+	icmpPortUnreach   = 3 // code of icmpDestUnreach
+	icmpSourceQuench  = 4
+	icmpEchoReply     = 0
+	icmpTimeExceeded  = 11
+	icmpParamProb     = 12
+	icmp6DestUnreach  = 1
+	icmp6PacketTooBig = 2
+	icmp6TimeExceeded = 3
+	icmp6ParamProb    = 4
+	icmp6EchoReply    = 129
+)
+
+// Routers on the path between the balancer's real servers and a client:
+// the sources of ICMP errors.
+var (
+	router4 = netip.MustParseAddr("203.0.113.1")
+	router6 = netip.MustParseAddr("2001:db8:f::1")
+)
+
+// reply is the real server's answer on the client's flow p, as it left
+// the real server: from the VIP, straight to the client.
+func (p pkt) reply() pkt {
+	return pkt{
+		srcIP: p.dstIP, dstIP: p.srcIP, proto: p.proto, sport: p.dport, dport: p.sport,
+		flags: thACK, frag: ipDF, payload: make([]byte, 1400),
+	}
+}
+
+// quote is what an ICMP error about packet q carries: its IP header and
+// the first n bytes after it.
+func (q pkt) quote(n int) []byte {
+	b, lo := q.buildLayout()
+	return b[lo.eth : lo.opts+n]
+}
+
+// icmpError is the ICMP error a router sends to the VIP about the real
+// server's reply on the client's flow p: the frame arrives at the
+// balancer like the client's own. ICMPv6 for an IPv6 flow.
+func (p pkt) icmpError(typ, code uint8, rest uint32) pkt {
+	e := pkt{
+		dst: p.dst, src: p.src, tags: p.tags, srcIP: router4, dstIP: p.dstIP, proto: ipProtoICMP,
+		icmp: &icmpMsg{typ: typ, code: code, rest: rest}, payload: p.reply().quote(8),
+	}
+	if p.dstIP.Is6() {
+		e.srcIP, e.proto = router6, ipProtoICMPv6
+	}
+	return e
+}
+
+// fragments splits the client's datagram p at the 8-byte boundary
+// nearest size bytes of IP payload: the first fragment has the transport
+// header, every later one raw bytes and the ports only as names of the
+// flow (pkt.flow). id is the datagram's identification.
+func (p pkt) fragments(size int, id uint32) []pkt {
+	whole := p.l4()
+	size &^= 7
+	var out []pkt
+	for off := 0; off < len(whole); off += size {
+		end := min(off+size, len(whole))
+		more := end < len(whole)
+		q := p.with(func(q *pkt) {
+			q.raw, q.payload = true, whole[off:end]
+			if q.dstIP.Is4() {
+				q.ipID = uint16(id)
+				q.frag = uint16(off / 8)
+				if more {
+					q.frag |= ipMF
+				}
+			} else {
+				q.frag6 = &frag6Hdr{offset: uint16(off / 8), more: more, id: id}
+			}
+		})
+		out = append(out, q)
+	}
+	return out
 }

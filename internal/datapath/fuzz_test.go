@@ -246,6 +246,7 @@ func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
 		}
 	}
 	clearFlows(t, d)
+	clearFrags(t, d)
 	for _, id := range fuzzBackendIDs {
 		var b lbBackend
 		if be, ok := sc.present[id]; ok {
@@ -393,12 +394,36 @@ func fuzzSeeds() []fuzzSeed {
 	for _, p := range []pkt{udp4(2000), udp6(2001), udp4(2002).with(func(p *pkt) { p.dstIP, p.dport = vip4b, 80 })} {
 		frames = append(frames, [2][]byte{p.build(), p.build()})
 	}
+	// ICMP errors about the reply on a flow, which the first frame's
+	// preflow may hold, and fragments: a datagram's first then a later
+	// one, a later one alone, a whole datagram then a fragmented one of
+	// its flow.
+	for _, p := range []pkt{tcp4(4000, thACK), tcp6(4001, thACK), udp4(4002), udp6(4003),
+		tcp4(4004, thACK).with(func(p *pkt) { p.dstIP, p.dport = vip4b, 8080 })} {
+		frames = append(frames,
+			[2][]byte{p.icmpError(icmpDestUnreach, icmpFragNeeded, 1400).build(), p.build()},
+			[2][]byte{p.icmpError(icmp6PacketTooBig, 0, 1280).build(), p.icmpError(icmpTimeExceeded, 0, 0).build()},
+			[2][]byte{p.icmpError(icmpEchoReply, 0, 0).build(), p.icmpError(icmpParamProb, 0, 0).build()},
+			[2][]byte{p.icmpError(icmpSourceQuench, 0, 0).with(func(q *pkt) { q.payload = q.payload[:len(q.payload)-5] }).build(), nil},
+			[2][]byte{p.icmpError(icmpDestUnreach, icmpPortUnreach, 0).with(func(q *pkt) { q.dstIP = otherOf(q.dstIP) }).build(), nil},
+		)
+		big := p.with(func(q *pkt) { q.payload = make([]byte, 100) })
+		fr := big.fragments(48, 0x4242)
+		syn := big.with(func(q *pkt) { q.flags = thSYN }).fragments(48, 0x4243)
+		frames = append(frames,
+			[2][]byte{fr[0].build(), fr[1].build()},
+			[2][]byte{fr[2].build(), fr[0].build()},
+			[2][]byte{big.build(), fr[0].build()},
+			[2][]byte{syn[0].build(), syn[1].build()},
+		)
+	}
 	for _, b := range [][]byte{
 		arpRequest(macRouter, client4, vip4),
 		tcp4(3000, 0).with(func(p *pkt) { p.proto = ipProtoICMP }).build(),
 		tcp6(3001, 0).with(func(p *pkt) { p.proto = ipProtoICMPv6 }).build(),
 		tcp4(3002, thSYN).with(func(p *pkt) { p.frag = ipMF }).build(),
 		udp6(3003).with(func(p *pkt) { p.proto = ipProtoFragment; p.payload = append(ipv6Ext(ipProtoUDP), make([]byte, 8)...) }).build(),
+		tcp6(3009, thSYN).with(func(p *pkt) { p.proto = ipProtoHopOpts; p.payload = ipv6Ext(ipProtoTCP) }).build(),
 		tcp4(3004, thSYN).with(func(p *pkt) { p.dstIP = other4 }).build(),
 		tcp4(3005, thSYN).build()[:40],
 		// One byte short of what the IP header claims.
@@ -489,7 +514,8 @@ func TestFuzzSeedsCover(t *testing.T) {
 	var missing []string
 	for _, w := range []string{"tx", "reuse", "known", "hash source", "port 0",
 		"pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip",
-		"pass_no_backend", "flow_new", "flow_rehash", "flow_expired", "flow_promoted"} {
+		"pass_no_backend", "flow_new", "flow_rehash", "flow_expired", "flow_promoted",
+		"pass_icmp_no_flow", "pass_fragment_no_first", "flow_icmp_relayed"} {
 		if !seen[w] {
 			missing = append(missing, w)
 		}

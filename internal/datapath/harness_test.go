@@ -38,7 +38,16 @@ var (
 	client4 = netip.MustParseAddr("198.51.100.7")
 	client6 = netip.MustParseAddr("2001:db8:c::7")
 	other4  = netip.MustParseAddr("203.0.113.5")
+	other6  = netip.MustParseAddr("2001:db8::99")
 )
+
+// otherOf is an address of a's family that is no VIP.
+func otherOf(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return other4
+	}
+	return other6
+}
 
 // backendMAC is the MAC tests give backend id.
 func backendMAC(id uint32) macAddr {
@@ -290,6 +299,25 @@ func clearFlows(tb testing.TB, d *Datapath) {
 	tb.Helper()
 	for _, t := range d.flowTables() {
 		if _, err := emptyTable(t); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// clearFrags empties the fragment records.
+func clearFrags(tb testing.TB, d *Datapath) {
+	tb.Helper()
+	var k lbFragKey
+	var keys []lbFragKey
+	it := d.objs.Frags.Iterate()
+	for it.Next(&k, new(lbFragPorts)) {
+		keys = append(keys, k)
+	}
+	if err := it.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	for _, k := range keys {
+		if err := d.objs.Frags.Delete(k); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -66,6 +66,24 @@ type lbFlowKey struct {
 	Pad    uint16
 }
 
+type lbFragKey struct {
+	_      structs.HostLayout
+	Src    [16]uint8
+	Dst    [16]uint8
+	Id     uint32
+	Proto  uint8
+	Family uint8
+	Pad    uint16
+}
+
+type lbFragPorts struct {
+	_        structs.HostLayout
+	Sport    uint16
+	Dport    uint16
+	TcpFlags uint8
+	Pad      [3]uint8
+}
+
 type lbLbStats struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -124,24 +142,27 @@ type lbXlbConfig struct {
 type lbXlbCounter uint32
 
 const (
-	lbXlbCounterXLB_CNT_PASS_NOT_IP      lbXlbCounter = 0
-	lbXlbCounterXLB_CNT_PASS_MALFORMED   lbXlbCounter = 1
-	lbXlbCounterXLB_CNT_PASS_FRAGMENT    lbXlbCounter = 2
-	lbXlbCounterXLB_CNT_PASS_NOT_L4      lbXlbCounter = 3
-	lbXlbCounterXLB_CNT_PASS_NOT_VIP     lbXlbCounter = 4
-	lbXlbCounterXLB_CNT_PASS_NO_BACKEND  lbXlbCounter = 5
-	lbXlbCounterXLB_CNT_FLOW_NEW         lbXlbCounter = 6
-	lbXlbCounterXLB_CNT_FLOW_REHASH      lbXlbCounter = 7
-	lbXlbCounterXLB_CNT_PASS_OTHER_HOST  lbXlbCounter = 8
-	lbXlbCounterXLB_CNT_FLOW_EXPIRED     lbXlbCounter = 9
-	lbXlbCounterXLB_CNT_FLOW_PROMOTED    lbXlbCounter = 10
-	lbXlbCounterXLB_CNT_PROMOTE_FULL     lbXlbCounter = 11
-	lbXlbCounterXLB_CNT_TUN_NO_ROUTE     lbXlbCounter = 12
-	lbXlbCounterXLB_CNT_TUN_NO_NEIGH     lbXlbCounter = 13
-	lbXlbCounterXLB_CNT_TUN_TOO_BIG      lbXlbCounter = 14
-	lbXlbCounterXLB_CNT_TUN_FWD_OFF      lbXlbCounter = 15
-	lbXlbCounterXLB_CNT_TUN_TOO_BIG_SENT lbXlbCounter = 16
-	lbXlbCounterXLB_CNT_MAX              lbXlbCounter = 17
+	lbXlbCounterXLB_CNT_PASS_NOT_IP        lbXlbCounter = 0
+	lbXlbCounterXLB_CNT_PASS_MALFORMED     lbXlbCounter = 1
+	lbXlbCounterXLB_CNT_PASS_FRAGMENT      lbXlbCounter = 2
+	lbXlbCounterXLB_CNT_PASS_NOT_L4        lbXlbCounter = 3
+	lbXlbCounterXLB_CNT_PASS_NOT_VIP       lbXlbCounter = 4
+	lbXlbCounterXLB_CNT_PASS_NO_BACKEND    lbXlbCounter = 5
+	lbXlbCounterXLB_CNT_FLOW_NEW           lbXlbCounter = 6
+	lbXlbCounterXLB_CNT_FLOW_REHASH        lbXlbCounter = 7
+	lbXlbCounterXLB_CNT_PASS_OTHER_HOST    lbXlbCounter = 8
+	lbXlbCounterXLB_CNT_FLOW_EXPIRED       lbXlbCounter = 9
+	lbXlbCounterXLB_CNT_FLOW_PROMOTED      lbXlbCounter = 10
+	lbXlbCounterXLB_CNT_PROMOTE_FULL       lbXlbCounter = 11
+	lbXlbCounterXLB_CNT_TUN_NO_ROUTE       lbXlbCounter = 12
+	lbXlbCounterXLB_CNT_TUN_NO_NEIGH       lbXlbCounter = 13
+	lbXlbCounterXLB_CNT_TUN_TOO_BIG        lbXlbCounter = 14
+	lbXlbCounterXLB_CNT_TUN_FWD_OFF        lbXlbCounter = 15
+	lbXlbCounterXLB_CNT_TUN_TOO_BIG_SENT   lbXlbCounter = 16
+	lbXlbCounterXLB_CNT_PASS_ICMP_NO_FLOW  lbXlbCounter = 17
+	lbXlbCounterXLB_CNT_PASS_FRAG_NO_FIRST lbXlbCounter = 18
+	lbXlbCounterXLB_CNT_FLOW_ICMP_RELAYED  lbXlbCounter = 19
+	lbXlbCounterXLB_CNT_MAX                lbXlbCounter = 20
 )
 
 type lbXlbFamily uint32
@@ -202,6 +223,7 @@ const (
 	lbMapCounters    = "counters"
 	lbMapFlows4      = "flows4"
 	lbMapFlows6      = "flows6"
+	lbMapFrags       = "frags"
 	lbMapMaglev      = "maglev"
 	lbMapNexthops    = "nexthops"
 	lbMapProbation4  = "probation4"
@@ -271,6 +293,7 @@ type lbMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Flows4     *ebpf.MapSpec `ebpf:"flows4"`
 	Flows6     *ebpf.MapSpec `ebpf:"flows6"`
+	Frags      *ebpf.MapSpec `ebpf:"frags"`
 	Maglev     *ebpf.MapSpec `ebpf:"maglev"`
 	Nexthops   *ebpf.MapSpec `ebpf:"nexthops"`
 	Probation4 *ebpf.MapSpec `ebpf:"probation4"`
@@ -314,6 +337,7 @@ type lbMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Flows4     *ebpf.Map `ebpf:"flows4"`
 	Flows6     *ebpf.Map `ebpf:"flows6"`
+	Frags      *ebpf.Map `ebpf:"frags"`
 	Maglev     *ebpf.Map `ebpf:"maglev"`
 	Nexthops   *ebpf.Map `ebpf:"nexthops"`
 	Probation4 *ebpf.Map `ebpf:"probation4"`
@@ -330,6 +354,7 @@ func (m *lbMaps) Close() error {
 		m.Counters,
 		m.Flows4,
 		m.Flows6,
+		m.Frags,
 		m.Maglev,
 		m.Nexthops,
 		m.Probation4,

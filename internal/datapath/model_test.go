@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 )
@@ -91,6 +92,9 @@ type model struct {
 	services map[modelVIP]modelService
 	backends map[uint32]modelBackend // present backends only
 	flows    map[modelKey]modelFlow
+	// frags are the first fragments' records, never evicted: the tests
+	// stay far below the table's size.
+	frags map[modelFragKey]modelFragRec
 	// timeouts and promote are struct xlb_settings', in clock units.
 	timeouts [8]uint32
 	promote  uint32
@@ -102,6 +106,7 @@ func newModel(srcMAC macAddr) *model {
 		services: map[modelVIP]modelService{},
 		backends: map[uint32]modelBackend{},
 		flows:    map[modelKey]modelFlow{},
+		frags:    map[modelFragKey]modelFragRec{},
 	}
 }
 
@@ -125,100 +130,248 @@ type modelResult struct {
 }
 
 // parse reasons other than success are the counters they increment;
-// success is no counter at all.
-const parseOK Counter = counterMax
+// success is no counter at all. parseFragLater is a later fragment the
+// VIP filter lets through: its ports are in the model's fragment records.
+const (
+	parseOK        Counter = counterMax
+	parseFragLater Counter = counterMax + 1
+)
 
-// modelParse reads a frame as parse.h does: one optional 802.1Q/802.1ad
-// tag, IPv4 with any IHL whose tot_len fits the frame, IPv6 whose
-// payload_len fits the frame, then, for a destination the VIP filter may
-// hold (filter nil: any), the TCP or UDP header, bounded by the end of the
-// frame and by what the IP header says follows it. A frame the filter
-// rules out is CounterPassNotVIP, whatever its transport header.
+// Where a frame stands in a fragmented datagram (enum xlb_frag).
+const (
+	fragNone = iota
+	fragFirst
+	fragLater
+)
+
+// modelFragKey is struct frag_key.
+type modelFragKey struct {
+	Src, Dst [16]byte
+	ID       uint32
+	Proto    uint8
+	Family   uint8
+}
+
+// modelFragRec is struct frag_ports: what a first fragment recorded.
+type modelFragRec struct {
+	Sport, Dport uint16
+	Flags        uint8
+}
+
+// parsed is what modelParseFrame found in a frame.
+type parsed struct {
+	key   modelKey
+	flags uint8
+	// icmp: an ICMP error; key is the flow it quotes, reversed.
+	icmp   bool
+	frag   int
+	fragID uint32
+}
+
+func (p parsed) fragKey() modelFragKey {
+	return modelFragKey{Src: p.key.Src, Dst: p.key.Dst, ID: p.fragID, Proto: p.key.Proto, Family: p.key.Family}
+}
+
+// modelParse is modelParseFrame's key, flags and reason.
 func modelParse(b []byte, filter *vipFilter) (modelKey, uint8, Counter) {
-	var k modelKey
+	p, why := modelParseFrame(b, filter)
+	return p.key, p.flags, why
+}
+
+// modelParseFrame reads a frame as parse.h and relay.h do: one optional
+// 802.1Q/802.1ad tag, IPv4 with any IHL whose tot_len fits the frame, IPv6
+// whose payload_len fits the frame (and a fragment header right after its
+// fixed header), then, for a destination the VIP filter may hold (filter
+// nil: any), the TCP or UDP header, bounded by the end of the frame and by
+// what the IP header says follows it, or the flow an ICMP error quotes. A
+// TCP, UDP or ICMP frame the filter rules out is CounterPassNotVIP,
+// whatever its transport header.
+func modelParseFrame(b []byte, filter *vipFilter) (parsed, Counter) {
+	var p parsed
+	k := &p.key
 	if len(b) < 14 {
-		return k, 0, CounterPassMalformed
+		return p, CounterPassMalformed
 	}
 	etype := binary.BigEndian.Uint16(b[12:])
 	off := 14
 	if etype == tpid8021Q || etype == tpidQinQ {
 		if len(b) < off+4 {
-			return k, 0, CounterPassMalformed
+			return p, CounterPassMalformed
 		}
 		etype = binary.BigEndian.Uint16(b[off+2:])
 		off += 4
 	}
 	var l4, l4len int
+	icmp := false
 	switch etype {
 	case etIPv4:
 		if len(b) < off+20 {
-			return k, 0, CounterPassMalformed
+			return p, CounterPassMalformed
 		}
 		ver, ihl := b[off]>>4, int(b[off]&0x0f)
 		if ver != 4 || ihl < 5 {
-			return k, 0, CounterPassMalformed
+			return p, CounterPassMalformed
 		}
 		tot := int(binary.BigEndian.Uint16(b[off+2:]))
 		if tot < ihl*4 || off+tot > len(b) {
-			return k, 0, CounterPassMalformed
-		}
-		if binary.BigEndian.Uint16(b[off+6:])&(ipMF|0x1fff) != 0 {
-			return k, 0, CounterPassFragment
+			return p, CounterPassMalformed
 		}
 		k.Family = 4
 		k.Proto = b[off+9]
 		copy(k.Src[:4], b[off+12:])
 		copy(k.Dst[:4], b[off+16:])
-		if k.Proto != ipProtoTCP && k.Proto != ipProtoUDP {
-			return k, 0, CounterPassNotL4
-		}
 		// The L4 header must fit in what tot_len says follows the IP
 		// header, not merely in the frame (TestL4HeaderBeyondIPLength).
 		l4, l4len = off+ihl*4, tot-ihl*4
+		fo := binary.BigEndian.Uint16(b[off+6:])
+		switch {
+		case fo&(ipMF|0x1fff) != 0:
+			if k.Proto != ipProtoTCP && k.Proto != ipProtoUDP {
+				return p, CounterPassNotL4
+			}
+			p.fragID = uint32(binary.BigEndian.Uint16(b[off+4:]))
+			p.frag = fragFirst
+			if fo&0x1fff != 0 {
+				p.frag = fragLater
+			}
+		case k.Proto == ipProtoICMP:
+			icmp = true
+		case k.Proto != ipProtoTCP && k.Proto != ipProtoUDP:
+			return p, CounterPassNotL4
+		}
 	case etIPv6:
 		if len(b) < off+40 {
-			return k, 0, CounterPassMalformed
+			return p, CounterPassMalformed
 		}
 		if b[off]>>4 != 6 {
-			return k, 0, CounterPassMalformed
+			return p, CounterPassMalformed
 		}
-		if off+40+int(binary.BigEndian.Uint16(b[off+4:])) > len(b) {
-			return k, 0, CounterPassMalformed
+		plen := int(binary.BigEndian.Uint16(b[off+4:]))
+		if off+40+plen > len(b) {
+			return p, CounterPassMalformed
 		}
 		k.Family = 6
 		k.Proto = b[off+6]
 		copy(k.Src[:], b[off+8:off+24])
 		copy(k.Dst[:], b[off+24:off+40])
+		l4, l4len = off+40, plen
 		switch k.Proto {
 		case ipProtoTCP, ipProtoUDP:
-		case ipProtoHopOpts, ipProtoRouting, ipProtoFragment, ipProtoDstOpts:
-			return k, 0, CounterPassFragment
+		case ipProtoICMPv6:
+			icmp = true
+		case ipProtoFragment:
+			if len(b) < off+48 || plen < 8 {
+				return p, CounterPassMalformed
+			}
+			k.Proto = b[off+40]
+			if k.Proto != ipProtoTCP && k.Proto != ipProtoUDP {
+				return p, CounterPassFragment
+			}
+			fo := binary.BigEndian.Uint16(b[off+42:])
+			id := binary.BigEndian.Uint32(b[off+44:])
+			switch {
+			case fo&0xfff8 != 0:
+				p.frag, p.fragID = fragLater, id
+			case fo&1 != 0:
+				p.frag, p.fragID = fragFirst, id
+			}
+			l4, l4len = off+48, plen-8
+		case ipProtoHopOpts, ipProtoRouting, ipProtoDstOpts:
+			return p, CounterPassFragment
 		default:
-			return k, 0, CounterPassNotL4
+			return p, CounterPassNotL4
 		}
-		l4, l4len = off+40, int(binary.BigEndian.Uint16(b[off+4:]))
 	default:
-		return k, 0, CounterPassNotIP
+		return p, CounterPassNotIP
 	}
+	vip := true
 	if filter != nil {
-		if bit := filterBit(k.Dst); filter[bit/64]>>(bit%64)&1 == 0 {
-			return k, 0, CounterPassNotVIP
-		}
+		bit := filterBit(k.Dst)
+		vip = filter[bit/64]>>(bit%64)&1 != 0
+	}
+	switch {
+	case !vip:
+		return p, CounterPassNotVIP
+	case icmp:
+		return modelQuote(b, l4, l4len, p)
+	case p.frag == fragLater:
+		return p, parseFragLater
 	}
 	hlen := 8
 	if k.Proto == ipProtoTCP {
 		hlen = 20
 	}
 	if len(b) < l4+hlen || l4len < hlen {
-		return k, 0, CounterPassMalformed
+		return p, CounterPassMalformed
 	}
 	k.Sport = binary.BigEndian.Uint16(b[l4:])
 	k.Dport = binary.BigEndian.Uint16(b[l4+2:])
-	var flags uint8
 	if k.Proto == ipProtoTCP {
-		flags = b[l4+13]
+		p.flags = b[l4+13]
 	}
-	return k, flags, parseOK
+	return p, parseOK
+}
+
+// modelQuote reads the ICMP message at l4 as relay.h does: an error
+// (ICMP destination unreachable, source quench, time exceeded; ICMPv6
+// types 1 to 4) quoting a TCP or UDP packet from the address it was sent
+// to, of which the ports must be there. p's key becomes the quoted
+// packet's, reversed: the client's flow.
+func modelQuote(b []byte, l4, l4len int, p parsed) (parsed, Counter) {
+	k := &p.key
+	if len(b) < l4+8 || l4len < 8 {
+		return p, CounterPassMalformed
+	}
+	typ, in := b[l4], l4+8
+	var src, dst []byte
+	var proto uint8
+	qp := 0
+	if k.Family == 4 {
+		if typ != icmpDestUnreach && typ != icmpSourceQuench && typ != icmpTimeExceeded {
+			return p, CounterPassNotL4
+		}
+		if len(b) < in+20 {
+			return p, CounterPassMalformed
+		}
+		ver, ihl := b[in]>>4, int(b[in]&0x0f)
+		if ver != 4 || ihl < 5 {
+			return p, CounterPassMalformed
+		}
+		proto = b[in+9]
+		if proto != ipProtoTCP && proto != ipProtoUDP || binary.BigEndian.Uint16(b[in+6:])&0x1fff != 0 {
+			return p, CounterPassNotL4
+		}
+		qp = in + ihl*4
+		if len(b) < qp+4 || l4len < 8+ihl*4+4 {
+			return p, CounterPassMalformed
+		}
+		src, dst = b[in+12:in+16], b[in+16:in+20]
+	} else {
+		if typ < icmp6DestUnreach || typ > icmp6ParamProb {
+			return p, CounterPassNotL4
+		}
+		qp = in + 40
+		if len(b) < qp+4 || l4len < 8+40+4 {
+			return p, CounterPassMalformed
+		}
+		if b[in]>>4 != 6 {
+			return p, CounterPassMalformed
+		}
+		proto = b[in+6]
+		if proto != ipProtoTCP && proto != ipProtoUDP {
+			return p, CounterPassNotL4
+		}
+		src, dst = b[in+8:in+24], b[in+24:in+40]
+	}
+	if !bytes.Equal(src, k.Dst[:len(src)]) {
+		return p, CounterPassICMPNoFlow
+	}
+	copy(k.Src[:], dst)
+	k.Sport = binary.BigEndian.Uint16(b[qp+2:])
+	k.Dport = binary.BigEndian.Uint16(b[qp:])
+	k.Proto = proto
+	p.icmp = true
+	return p, parseOK
 }
 
 // filter is the VIP filter Apply keeps for the model's services.
@@ -268,14 +421,39 @@ func (m *model) process(frame []byte) modelResult {
 		Counters: map[Counter]uint64{},
 		Stats:    map[statKey]Stats{},
 	}
-	k, flags, why := modelParse(frame, m.filter())
+	p, why := modelParseFrame(frame, m.filter())
+	if why == parseFragLater {
+		// A later fragment takes its first one's ports and flags.
+		rec, ok := m.frags[p.fragKey()]
+		if !ok {
+			why = CounterPassFragNoFirst
+		} else {
+			p.key.Sport, p.key.Dport, p.flags = rec.Sport, rec.Dport, rec.Flags
+			why = parseOK
+		}
+	}
 	if why != parseOK {
 		res.Counters[why]++
 		return res
 	}
+	k, flags := p.key, p.flags
 	if m.srcMAC != (macAddr{}) && macAddr(frame[0:6]) != m.srcMAC {
 		res.Counters[CounterPassOtherHost]++
 		return res
+	}
+	if p.frag == fragFirst {
+		m.frags[p.fragKey()] = modelFragRec{Sport: k.Sport, Dport: k.Dport, Flags: flags}
+	}
+	if p.icmp {
+		// An ICMP error goes where its flow goes and changes nothing.
+		f, known := m.flows[k]
+		be, present := m.backends[f.Backend]
+		if !known || m.expired(f) || !present || be.Service != f.Service {
+			res.Counters[CounterPassICMPNoFlow]++
+			return res
+		}
+		res.Counters[CounterFlowICMPRelayed]++
+		return m.forward(res, frame, f.Backend, f.Service, 0)
 	}
 
 	// A known flow goes to its backend without a services lookup, while
@@ -326,6 +504,12 @@ func (m *model) process(frame []byte) modelResult {
 		fresh = 1
 	}
 
+	return m.forward(res, frame, id, svcID, fresh)
+}
+
+// forward is the program's tail: the frame goes to backend id with new
+// MACs, counted for the service and the backend.
+func (m *model) forward(res modelResult, frame []byte, id, svcID uint32, fresh uint64) modelResult {
 	if m.srcMAC != (macAddr{}) {
 		copy(res.Frame[6:12], m.srcMAC[:])
 	} else {

@@ -253,13 +253,23 @@ func TestPass(t *testing.T) {
 		{"icmp echo to vip", tcp4(7, 0).with(func(p *pkt) { p.proto = ipProtoICMP }).build(), CounterPassNotL4},
 		{"icmpv6 echo to vip", tcp6(7, 0).with(func(p *pkt) { p.proto = ipProtoICMPv6 }).build(), CounterPassNotL4},
 		{"sctp to vip", tcp4(7, 0).with(func(p *pkt) { p.proto = 132; p.payload = make([]byte, 12) }).build(), CounterPassNotL4},
-		{"ipv4 first fragment (MF, offset 0)", tcp4(1, thSYN).with(func(p *pkt) { p.frag = ipMF }).build(), CounterPassFragment},
-		{"ipv4 middle fragment (MF, offset 185)", udp4(1).with(func(p *pkt) { p.frag = ipMF | 185 }).build(), CounterPassFragment},
-		{"ipv4 last fragment (offset 185)", udp4(1).with(func(p *pkt) { p.frag = 185 }).build(), CounterPassFragment},
-		{"ipv6 fragment header", udp6(1).with(func(p *pkt) {
-			p.proto = ipProtoFragment
-			p.payload = append([]byte{ipProtoUDP, 0, 0, 1, 0, 0, 0, 42}, make([]byte, 16)...)
+		{"ipv4 middle fragment without its first (MF, offset 185)", udp4(1).with(func(p *pkt) { p.frag = ipMF | 185; p.raw = true }).build(), CounterPassFragNoFirst},
+		{"ipv4 last fragment without its first (offset 185)", udp4(1).with(func(p *pkt) { p.frag = 185; p.raw = true }).build(), CounterPassFragNoFirst},
+		{"ipv6 later fragment without its first", udp6(1).with(func(p *pkt) {
+			p.frag6, p.raw, p.payload = &frag6Hdr{offset: 32, id: 42}, true, make([]byte, 16)
+		}).build(), CounterPassFragNoFirst},
+		{"ipv4 first fragment to no vip", udp4(1).with(func(p *pkt) { p.frag, p.dstIP = ipMF, other4 }).build(), CounterPassNotVIP},
+		{"ipv4 later fragment to no vip", udp4(1).with(func(p *pkt) { p.frag, p.dstIP, p.raw = 185, other4, true }).build(), CounterPassNotVIP},
+		{"ipv6 later fragment to no vip", udp6(1).with(func(p *pkt) {
+			p.frag6, p.raw, p.dstIP = &frag6Hdr{offset: 32, id: 42}, true, other6
+		}).build(), CounterPassNotVIP},
+		{"ipv4 fragment of icmp to vip", tcp4(7, 0).with(func(p *pkt) { p.proto, p.frag = ipProtoICMP, ipMF }).build(), CounterPassNotL4},
+		{"ipv6 fragment header before another extension header", udp6(1).with(func(p *pkt) {
+			p.proto, p.frag6, p.raw, p.payload = ipProtoDstOpts, &frag6Hdr{more: true, id: 42}, true, ipv6Ext(ipProtoUDP)
 		}).build(), CounterPassFragment},
+		{"ipv6 fragment header cut short by payload_len", patched(udp6(1).with(func(p *pkt) {
+			p.frag6, p.raw, p.payload = &frag6Hdr{offset: 32, id: 42}, true, make([]byte, 16)
+		}), l3, func(b []byte) { binary.BigEndian.PutUint16(b[4:], 7) }), CounterPassMalformed},
 		{"ipv6 hop-by-hop header", tcp6(1, thSYN).with(func(p *pkt) { p.proto = ipProtoHopOpts; p.payload = ipv6Ext(ipProtoTCP) }).build(), CounterPassFragment},
 		{"ipv6 routing header", tcp6(1, thSYN).with(func(p *pkt) { p.proto = ipProtoRouting; p.payload = ipv6Ext(ipProtoTCP) }).build(), CounterPassFragment},
 		{"ipv6 destination options", tcp6(1, thSYN).with(func(p *pkt) { p.proto = ipProtoDstOpts; p.payload = ipv6Ext(ipProtoTCP) }).build(), CounterPassFragment},

@@ -106,46 +106,60 @@ type Counter uint32
 
 // The program's counters: the values of enum xlb_counter, under Go names.
 const (
-	CounterPassNotIP      = Counter(lbXlbCounterXLB_CNT_PASS_NOT_IP)      // ARP, LLDP, anything not IPv4/IPv6
-	CounterPassMalformed  = Counter(lbXlbCounterXLB_CNT_PASS_MALFORMED)   // truncated or inconsistent headers
-	CounterPassFragment   = Counter(lbXlbCounterXLB_CNT_PASS_FRAGMENT)    // IPv4 fragment, IPv6 extension header
-	CounterPassNotL4      = Counter(lbXlbCounterXLB_CNT_PASS_NOT_L4)      // ICMP, VRRP, other IP protocols
-	CounterPassNotVIP     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)     // no service for this address/port
-	CounterPassNoBackend  = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND)  // service has no table or an empty slot
-	CounterFlowNew        = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)         // new flows: probation inserts and entries rewritten
-	CounterFlowRehash     = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)      // known flow whose backend was removed or is another service's
-	CounterPassOtherHost  = Counter(lbXlbCounterXLB_CNT_PASS_OTHER_HOST)  // VIP traffic sent to another host's MAC
-	CounterFlowExpired    = Counter(lbXlbCounterXLB_CNT_FLOW_EXPIRED)     // entry idle past its timeout, scheduled afresh
-	CounterFlowPromoted   = Counter(lbXlbCounterXLB_CNT_FLOW_PROMOTED)    // flow moved from probation to the flow table
-	CounterPromoteFull    = Counter(lbXlbCounterXLB_CNT_PROMOTE_FULL)     // flow that lasted kept in probation: the flow table is full
-	CounterPassTunNoRoute = Counter(lbXlbCounterXLB_CNT_TUN_NO_ROUTE)     // tunnel backend with no route
-	CounterPassTunNoNeigh = Counter(lbXlbCounterXLB_CNT_TUN_NO_NEIGH)     // tunnel backend whose next hop's MAC is not resolved yet
-	CounterPassTunTooBig  = Counter(lbXlbCounterXLB_CNT_TUN_TOO_BIG)      // encapsulated packet above the route's MTU
-	CounterPassTunFwdOff  = Counter(lbXlbCounterXLB_CNT_TUN_FWD_OFF)      // forwarding off on the interface: the FIB does not route
-	CounterTunTooBigSent  = Counter(lbXlbCounterXLB_CNT_TUN_TOO_BIG_SENT) // too big once encapsulated: answered with an ICMP error
-	counterMax            = Counter(lbXlbCounterXLB_CNT_MAX)
+	CounterPassNotIP     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_IP)     // ARP, LLDP, anything not IPv4/IPv6
+	CounterPassMalformed = Counter(lbXlbCounterXLB_CNT_PASS_MALFORMED)  // truncated or inconsistent headers
+	CounterPassFragment  = Counter(lbXlbCounterXLB_CNT_PASS_FRAGMENT)   // IPv6 extension header the program does not follow
+	CounterPassNotL4     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_L4)     // ICMP, VRRP, other IP protocols
+	CounterPassNotVIP    = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)    // no service for this address/port
+	CounterPassNoBackend = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND) // service has no table or an empty slot
+	CounterFlowNew       = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)        // new flows: probation inserts and entries rewritten
+	CounterFlowRehash    = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)     // known flow whose backend was removed or is another service's
+	CounterPassOtherHost = Counter(lbXlbCounterXLB_CNT_PASS_OTHER_HOST) // VIP traffic sent to another host's MAC
+	CounterFlowExpired   = Counter(lbXlbCounterXLB_CNT_FLOW_EXPIRED)    // entry idle past its timeout, scheduled afresh
+	CounterFlowPromoted  = Counter(lbXlbCounterXLB_CNT_FLOW_PROMOTED)   // flow moved from probation to the flow table
+	CounterPromoteFull   = Counter(lbXlbCounterXLB_CNT_PROMOTE_FULL)    // flow that lasted kept in probation: the flow table is full
+	// CounterPassICMPNoFlow: an ICMP error to a VIP quoting a flow that
+	// is unknown, expired or without its backend, or not from that VIP.
+	CounterPassICMPNoFlow = Counter(lbXlbCounterXLB_CNT_PASS_ICMP_NO_FLOW)
+	// CounterPassFragNoFirst: a later fragment of a VIP datagram whose
+	// first fragment was not seen (or whose record was evicted).
+	CounterPassFragNoFirst = Counter(lbXlbCounterXLB_CNT_PASS_FRAG_NO_FIRST)
+	// CounterFlowICMPRelayed: an ICMP error sent to the real server of
+	// the flow it quotes.
+	CounterFlowICMPRelayed = Counter(lbXlbCounterXLB_CNT_FLOW_ICMP_RELAYED)
+	CounterPassTunNoRoute  = Counter(lbXlbCounterXLB_CNT_TUN_NO_ROUTE)     // tunnel backend with no route
+	CounterPassTunNoNeigh  = Counter(lbXlbCounterXLB_CNT_TUN_NO_NEIGH)     // tunnel backend whose next hop's MAC is not resolved yet
+	CounterPassTunTooBig   = Counter(lbXlbCounterXLB_CNT_TUN_TOO_BIG)      // encapsulated packet above the route's MTU
+	CounterPassTunFwdOff   = Counter(lbXlbCounterXLB_CNT_TUN_FWD_OFF)      // forwarding off on the interface: the FIB does not route
+	CounterTunTooBigSent   = Counter(lbXlbCounterXLB_CNT_TUN_TOO_BIG_SENT) // too big once encapsulated: answered with an ICMP error
+	counterMax             = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
 // counterNames is keyed, not positional, so that reordering enum
 // xlb_counter cannot put a name on the wrong counter.
 var counterNames = [counterMax]string{
-	CounterPassNotIP:      "pass_not_ip",
-	CounterPassMalformed:  "pass_malformed",
-	CounterPassFragment:   "pass_fragment",
-	CounterPassNotL4:      "pass_not_l4",
-	CounterPassNotVIP:     "pass_not_vip",
-	CounterPassNoBackend:  "pass_no_backend",
-	CounterFlowNew:        "flow_new",
-	CounterFlowRehash:     "flow_rehash",
-	CounterPassOtherHost:  "pass_other_host",
-	CounterFlowExpired:    "flow_expired",
-	CounterFlowPromoted:   "flow_promoted",
-	CounterPromoteFull:    "promote_full",
-	CounterPassTunNoRoute: "pass_tun_no_route",
-	CounterPassTunNoNeigh: "pass_tun_no_neigh",
-	CounterPassTunTooBig:  "pass_tun_too_big",
-	CounterPassTunFwdOff:  "pass_tun_forwarding_off",
-	CounterTunTooBigSent:  "tun_too_big_answered",
+	CounterPassNotIP:     "pass_not_ip",
+	CounterPassMalformed: "pass_malformed",
+	CounterPassFragment:  "pass_fragment",
+	CounterPassNotL4:     "pass_not_l4",
+	CounterPassNotVIP:    "pass_not_vip",
+	CounterPassNoBackend: "pass_no_backend",
+	CounterFlowNew:       "flow_new",
+	CounterFlowRehash:    "flow_rehash",
+	CounterPassOtherHost: "pass_other_host",
+	CounterFlowExpired:   "flow_expired",
+	CounterFlowPromoted:  "flow_promoted",
+	CounterPromoteFull:   "promote_full",
+	// Prefixed like the others so that metrics file them as a pass
+	// reason and a flow event.
+	CounterPassICMPNoFlow:  "pass_icmp_no_flow",
+	CounterPassFragNoFirst: "pass_fragment_no_first",
+	CounterFlowICMPRelayed: "flow_icmp_relayed",
+	CounterPassTunNoRoute:  "pass_tun_no_route",
+	CounterPassTunNoNeigh:  "pass_tun_no_neigh",
+	CounterPassTunTooBig:   "pass_tun_too_big",
+	CounterPassTunFwdOff:   "pass_tun_forwarding_off",
+	CounterTunTooBigSent:   "tun_too_big_answered",
 }
 
 func (c Counter) String() string {

@@ -460,5 +460,6 @@ func (d *Datapath) mapsByName() map[string]*ebpf.Map {
 		lbMapBackendIds: d.objs.BackendIds, lbMapStats: d.objs.Stats, lbMapCounters: d.objs.Counters,
 		lbMapVipFilter: d.objs.VipFilter, lbMapNexthops: d.objs.Nexthops, lbMapFlows4: d.objs.Flows4, lbMapFlows6: d.objs.Flows6,
 		lbMapProbation4: d.objs.Probation4, lbMapProbation6: d.objs.Probation6,
+		lbMapFrags: d.objs.Frags,
 	}
 }

@@ -337,3 +337,55 @@ func TestSetMAC(t *testing.T) {
 		t.Errorf("pass_other_host %d, want %d", got, before+1)
 	}
 }
+
+// TestRestartForgetsFragments: the fragment records are not adopted:
+// a datagram whose first fragment the earlier run forwarded loses its
+// later ones to the kernel, while its flow is kept; the pin is this
+// run's empty table once Pin has run.
+func TestRestartForgetsFragments(t *testing.T) {
+	pins := mountBPFFS(t)
+	first := load(t, pins, Options{})
+	txn := stdSetup()
+	ids := recordedIDs()
+	txn.IDs = &ids
+	apply(t, first, txn)
+	frags := udp4(40100).with(func(p *pkt) { p.payload = make([]byte, 100) }).fragments(64, 0x3001)
+	if v, _ := run(t, first, frags[0].build()); v != verdictTX {
+		t.Fatalf("first fragment: verdict %d, want XDP_TX", v)
+	}
+	if err := first.Pin(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	d := load(t, pins, Options{KeepFlows: true})
+	defer d.Close()
+	apply(t, d, txn)
+	if err := d.Pin(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := d.LookupFlow(frags[0].flow()); err != nil || !ok {
+		t.Fatalf("the datagram's flow after the restart: found %v, %v", ok, err)
+	}
+	step{p: frags[1], verdict: verdictPass, state: FlowUDP, backend: 2, svc: svcUDP4,
+		counters: map[Counter]uint64{CounterPassFragNoFirst: 1}}.check(t, d, stdServices, stdBackends)
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pins, lbMapFrags), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var k lbFragKey
+	n := 0
+	it := m.Iterate()
+	for it.Next(&k, new(lbFragPorts)) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("pinned fragment table holds %d records, want the new run's empty one", n)
+	}
+}
