@@ -590,6 +590,13 @@ static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct bac
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
+	/* The loader gives a backend only to its own service, whose family
+	 * the tunnel has; a flow entry placed otherwise must not make the
+	 * program read an IPv6 header as IPv4. */
+	if (key->family != be->family) {
+		count(XLB_CNT_TUN_NO_ROUTE);
+		return XDP_PASS;
+	}
 	l2len = sizeof(*eth);
 	if (eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD))
 		l2len += sizeof(struct vlan_hdr);

@@ -33,8 +33,12 @@ func FuzzDatapath(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s.cfg, s.pkt1, s.pkt2)
 	}
-	envs := [2]*fuzzEnv{newFuzzEnv(f, macLB), newFuzzEnv(f, macAddr{})}
+	// Tunnel backends need the FIB of a namespace of their own, which
+	// every input's goroutine enters.
+	n := newTunnelNS(f)
+	envs := [2]*fuzzEnv{newFuzzEnv(f, macLB, n.lbIdx), newFuzzEnv(f, macAddr{}, n.lbIdx)}
 	f.Fuzz(func(t *testing.T, cfg, pkt1, pkt2 []byte) {
+		n.enter(t)
 		sc := decodeScenario(cfg)
 		env := envs[sc.env]
 		env.set(t, sc, pkt1)
@@ -59,6 +63,9 @@ const (
 
 var (
 	fuzzBackendIDs = []uint32{1, 2, 3, 4, 5, 6, 7, 65535}
+	// fuzzTunnels are a backend's forwarding kinds: direct routing and
+	// three tunnels, their addresses filled in by family.
+	fuzzTunnels = [4]Tunnel{{}, {Encap: EncapIPIP}, {Encap: EncapGUE, Port: 6080}, {Encap: EncapGUE, Port: 6081, Csum: true}}
 	fuzzVIPs       = []netip.Addr{vip4, vip4b, vip6}
 	fuzzPorts      = []uint16{0, 80, 443, 53}
 	fuzzSizes      = []int{1, 2, 7, 13, fuzzMaxTable}
@@ -79,13 +86,16 @@ var (
 type fuzzEnv struct {
 	d      *Datapath
 	srcMAC macAddr
+	// ifindex is the interface frames arrive on, in the tunnel
+	// namespace.
+	ifindex int
 	tables [fuzzServices]*ebpf.Map
 }
 
 func fuzzSlot(i int) uint32 { return uint32(2 * (i + 1)) }
 
-func newFuzzEnv(f *testing.F, srcMAC macAddr) *fuzzEnv {
-	e := &fuzzEnv{d: newDatapath(f, Options{MAC: srcMAC[:]}), srcMAC: srcMAC}
+func newFuzzEnv(f *testing.F, srcMAC macAddr, ifindex int) *fuzzEnv {
+	e := &fuzzEnv{d: newDatapath(f, Options{MAC: srcMAC[:]}), srcMAC: srcMAC, ifindex: ifindex}
 	if err := e.d.objs.Settings.Set(lbXlbSettings{Timeout: fuzzTimeouts, Promote: fuzzPromote}); err != nil {
 		f.Fatal(err)
 	}
@@ -131,8 +141,11 @@ func decodeScenario(cfg []byte) scenario {
 	pickID := func() uint32 { return fuzzBackendIDs[int(r.next())%len(fuzzBackendIDs)] }
 	for n := 1 + int(r.next()%4); n > 0; n-- {
 		id := pickID()
-		// Mostly service 1's, the first service's; any of them.
-		sc.present[id] = modelBackend{MAC: backendMAC(id), Service: 1 + uint32(r.next()>>6)}
+		// Mostly service 1's, the first service's; any of them. The
+		// low bits make it a tunnel backend: ipip, gue, gue with
+		// checksum (of its service's family, set once services are).
+		b := r.next()
+		sc.present[id] = modelBackend{MAC: backendMAC(id), Service: 1 + uint32(b>>6), Tunnel: fuzzTunnels[b&3]}
 	}
 	if r.next()%2 == 1 {
 		if id := pickID(); sc.present[id] == (modelBackend{}) {
@@ -189,6 +202,19 @@ func decodeScenario(cfg []byte) scenario {
 			fs.svc.Table = nil
 		}
 		sc.services = append(sc.services, fs)
+	}
+	for id, be := range sc.present {
+		if be.Tunnel == (Tunnel{}) {
+			continue
+		}
+		be.Tunnel.Dst, be.Tunnel.Src = rsTun4, lbIf4.Addr()
+		for _, s := range sc.services {
+			if s.svc.ID == be.Service && s.key.Addr.Is6() {
+				be.Tunnel.Dst, be.Tunnel.Src = rsTun6, lbIf6.Addr()
+			}
+		}
+		be.MAC = macAddr{}
+		sc.present[id] = be
 	}
 	if r.next()&1 == 1 {
 		sc.preflow = true
@@ -250,7 +276,12 @@ func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
 	for _, id := range fuzzBackendIDs {
 		var b lbBackend
 		if be, ok := sc.present[id]; ok {
-			b = lbBackend{Mac: be.MAC, Flags: backendPresent, Service: be.Service}
+			b = Backend{MAC: be.MAC[:], Service: be.Service}.value()
+			if be.Tunnel != (Tunnel{}) {
+				t := be.Tunnel
+				b = Backend{Service: be.Service, Tunnel: &t}.value()
+				b.Gen = d.nextGen()
+			}
 		} else if mac, ok := sc.stale[id]; ok {
 			b = lbBackend{Mac: mac}
 		}
@@ -347,7 +378,7 @@ func (e *fuzzEnv) compare(t *testing.T, m *model, i int, frame []byte) {
 	t.Helper()
 	svcs := []uint32{1, 2, 3, 4}
 	c0, s0 := counters(t, e.d), statsOf(t, e.d, svcs, fuzzBackendIDs)
-	verdict, out, err := e.d.objs.XlbXdp.Test(frame)
+	verdict, out, err := runOn(e.d, e.ifindex, frame)
 	if err != nil {
 		t.Fatalf("frame %d: %v", i, err)
 	}
@@ -433,6 +464,13 @@ func fuzzSeeds() []fuzzSeed {
 	} {
 		frames = append(frames, [2][]byte{b, nil})
 	}
+	// Too big for a tunnel once encapsulated (the namespace's MTU is
+	// 1500): answered with an ICMP error, or passed without DF.
+	bigACK4 := tcp4(5000, thACK).with(func(p *pkt) { p.payload = make([]byte, 1446) })
+	frames = append(frames,
+		[2][]byte{bigACK4.build(), bigACK4.with(func(p *pkt) { p.frag = 0 }).build()},
+		[2][]byte{tcp6(5001, thACK).with(func(p *pkt) { p.payload = make([]byte, 1406) }).build(), nil},
+	)
 	cfgs := [][]byte{
 		// env, backends (n, ids), stale, services (n, then addr, port,
 		// proto, flags, size, seed each), preflow (ctrl, backend, state).
@@ -455,6 +493,13 @@ func fuzzSeeds() []fuzzSeed {
 		// backend 1 of service 2 and an entry of service 2 on it: the
 		// table (service 1's) may not name it, nor the entry follow it.
 		{0, 0, 0, 0x40, 0, 0, 0, 1, 0, 0x40, 4, 0, 1, 0, 1, 0x40},
+		// Tunnel backends: backend 1 of vip4:80/tcp and 2 of vip6:80/tcp,
+		// by ipip, gue, gue with checksum; with the last, an entry of
+		// service 1 on backend 1 for the first frame, whatever its
+		// family: an IPv6 flow on an IPv4 tunnel.
+		{0, 1, 0, 1, 1, 0x41, 0, 1, 0, 1, 0, 0, 4, 0, 2, 1, 0, 0, 4, 0, 0},
+		{1, 1, 0, 2, 1, 0x42, 0, 1, 0, 1, 0, 0, 4, 0, 2, 1, 0, 0, 4, 0, 0},
+		{0, 1, 0, 3, 1, 0x43, 0, 1, 0, 1, 0, 0, 4, 0, 2, 1, 0, 0, 4, 0, 1, 0, 1, 0},
 	}
 	var seeds []fuzzSeed
 	for _, c := range cfgs {
@@ -491,6 +536,9 @@ func TestFuzzSeedsCover(t *testing.T) {
 			r := m.process(frame)
 			if r.Verdict == verdictTX {
 				seen["tx"] = true
+				if len(r.Frame) > len(frame) {
+					seen["tunnel"] = true
+				}
 				if known && r.Counters[CounterFlowNew] == 1 && r.Counters[CounterFlowRehash] == 0 {
 					seen["reuse"] = true
 				}
@@ -515,7 +563,8 @@ func TestFuzzSeedsCover(t *testing.T) {
 	for _, w := range []string{"tx", "reuse", "known", "hash source", "port 0",
 		"pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip",
 		"pass_no_backend", "flow_new", "flow_rehash", "flow_expired", "flow_promoted",
-		"pass_icmp_no_flow", "pass_fragment_no_first", "flow_icmp_relayed"} {
+		"pass_icmp_no_flow", "pass_fragment_no_first", "flow_icmp_relayed",
+		"tunnel", "pass_tun_no_route", "pass_tun_too_big", "tun_too_big_answered"} {
 		if !seen[w] {
 			missing = append(missing, w)
 		}

@@ -82,7 +82,14 @@ type modelFlow struct {
 type modelBackend struct {
 	MAC     macAddr
 	Service uint32
+	// Tunnel, unless zero, makes it a tunnel backend, routed by the
+	// fuzz namespace's FIB (see modelFIB).
+	Tunnel Tunnel
 }
+
+// modelMTU is the MTU of every route of the tunnel tests' namespace: its
+// veths'.
+const modelMTU = 1500
 
 // model is the state the program reads, and its forwarding decision.
 type model struct {
@@ -453,7 +460,7 @@ func (m *model) process(frame []byte) modelResult {
 			return res
 		}
 		res.Counters[CounterFlowICMPRelayed]++
-		return m.forward(res, frame, f.Backend, f.Service, 0)
+		return m.forward(res, frame, k, f.Backend, f.Service, 0)
 	}
 
 	// A known flow goes to its backend without a services lookup, while
@@ -504,12 +511,15 @@ func (m *model) process(frame []byte) modelResult {
 		fresh = 1
 	}
 
-	return m.forward(res, frame, id, svcID, fresh)
+	return m.forward(res, frame, k, id, svcID, fresh)
 }
 
 // forward is the program's tail: the frame goes to backend id with new
 // MACs, counted for the service and the backend.
-func (m *model) forward(res modelResult, frame []byte, id, svcID uint32, fresh uint64) modelResult {
+func (m *model) forward(res modelResult, frame []byte, k modelKey, id, svcID uint32, fresh uint64) modelResult {
+	if m.backends[id].Tunnel != (Tunnel{}) {
+		return m.tunnel(res, frame, k, id, svcID, fresh)
+	}
 	if m.srcMAC != (macAddr{}) {
 		copy(res.Frame[6:12], m.srcMAC[:])
 	} else {
@@ -522,4 +532,56 @@ func (m *model) forward(res modelResult, frame []byte, id, svcID uint32, fresh u
 	res.Stats[statKey{ID: svcID}] = st
 	res.Stats[statKey{Backend: true, ID: id}] = st
 	return res
+}
+
+// tunnel is the program's tail for a tunnel backend, with the FIB of the
+// tunnel tests' namespace: every real server through gw on lbIf, whose
+// MTU is modelMTU. The packet goes out encapsulated (encap, built from
+// the RFCs), or, too big once encapsulated, is answered with the ICMP
+// error a router would send (tooBigReply), or passed.
+func (m *model) tunnel(res modelResult, frame []byte, k modelKey, id, svcID uint32, fresh uint64) modelResult {
+	t := m.backends[id].Tunnel
+	if (k.Family == afInet) != t.Dst.Is4() {
+		res.Counters[CounterPassTunNoRoute]++
+		return res
+	}
+	ip := frame[l2Len(frame):]
+	olen, inner := 20, 0
+	if t.Dst.Is4() {
+		inner = int(binary.BigEndian.Uint16(ip[2:]))
+	} else {
+		olen, inner = 40, 40+int(binary.BigEndian.Uint16(ip[4:]))
+	}
+	if t.Encap == EncapGUE {
+		olen += 12
+	}
+	if olen+inner > modelMTU {
+		if !answersTooBig(ip) {
+			res.Counters[CounterPassTunTooBig]++
+			return res
+		}
+		room := uint32(modelMTU - olen)
+		if t.Dst.Is6() && room < 1280 {
+			room = 1280
+		}
+		res.Counters[CounterTunTooBigSent]++
+		res.Frame, res.Verdict = tooBigReply(frame, room), verdictTX
+		return res
+	}
+	h := spreadHash(k.flow())
+	res.Frame, res.Verdict = encap(frame, t, macGW, macLBIf, gueSport(h), h&0xfffff), verdictTX
+	st := Stats{Packets: 1, Bytes: uint64(len(frame)), Flows: fresh}
+	res.Stats[statKey{ID: svcID}] = st
+	res.Stats[statKey{Backend: true, ID: id}] = st
+	return res
+}
+
+// answersTooBig reports whether an IP packet too big for a tunnel gets an
+// ICMP error rather than the kernel: TCP or UDP, not a fragment, and for
+// IPv4 with DF and no options.
+func answersTooBig(ip []byte) bool {
+	if ip[0]>>4 == 4 {
+		return ip[0]&0xf == 5 && binary.BigEndian.Uint16(ip[6:])&ipDF != 0 && (ip[9] == ipProtoTCP || ip[9] == ipProtoUDP)
+	}
+	return ip[6] == ipProtoTCP || ip[6] == ipProtoUDP
 }
