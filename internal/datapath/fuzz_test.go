@@ -66,9 +66,9 @@ var (
 	// fuzzTunnels are a backend's forwarding kinds: direct routing and
 	// three tunnels, their addresses filled in by family.
 	fuzzTunnels = [4]Tunnel{{}, {Encap: EncapIPIP}, {Encap: EncapGUE, Port: 6080}, {Encap: EncapGUE, Port: 6081, Csum: true}}
-	fuzzVIPs       = []netip.Addr{vip4, vip4b, vip6}
-	fuzzPorts      = []uint16{0, 80, 443, 53}
-	fuzzSizes      = []int{1, 2, 7, 13, fuzzMaxTable}
+	fuzzVIPs    = []netip.Addr{vip4, vip4b, vip6}
+	fuzzPorts   = []uint16{0, 80, 443, 53}
+	fuzzSizes   = []int{1, 2, 7, 13, fuzzMaxTable}
 	// fuzzTimeouts differ by state, so a wrong state index shows; the
 	// idle times of fuzzIdles sit 20 units (seconds) away from each.
 	fuzzTimeouts = [8]uint32{0, 40, 80, 120, 160, 200, 0, 0}
@@ -89,7 +89,7 @@ type fuzzEnv struct {
 	// ifindex is the interface frames arrive on, in the tunnel
 	// namespace.
 	ifindex int
-	tables [fuzzServices]*ebpf.Map
+	tables  [fuzzServices]*ebpf.Map
 }
 
 func fuzzSlot(i int) uint32 { return uint32(2 * (i + 1)) }
