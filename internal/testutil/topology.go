@@ -78,8 +78,12 @@ func HostIP4(host string) netip.Addr {
 }
 
 // HostIP6 returns host's address on 2001:db8:100::/64; its last group spells
-// the same digits as the IPv4 host number (rs1: 2001:db8:100::11).
+// the same digits as the IPv4 host number (rs1: 2001:db8:100::11). RS4,
+// which is not on that segment, has RS4IP6.
 func HostIP6(host string) netip.Addr {
+	if host == RS4 {
+		return RS4IP6
+	}
 	return netip.MustParseAddr("2001:db8:100::" + strconv.Itoa(int(mustHostNum(host))))
 }
 
