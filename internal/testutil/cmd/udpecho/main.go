@@ -4,7 +4,11 @@
 // address the datagram was sent to, not from the address the route would
 // choose; udpecho reads each datagram's destination and replies from it.
 //
-//	udpecho -listen :7
+//	udpecho -listen :7 [-name rs1]
+//
+// With -name it answers each datagram with "NAME LENGTH" instead of the
+// datagram itself: which server received it and how much of it, so a test
+// of fragmented datagrams learns that a whole one reached one server.
 package main
 
 import (
@@ -23,6 +27,7 @@ import (
 
 func main() {
 	addr := flag.String("listen", ":7", "UDP listen address (IPv4)")
+	name := flag.String("name", "", `answer "NAME LENGTH" instead of echoing`)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -31,13 +36,14 @@ func main() {
 		log.Fatalf("udpecho: %v", err)
 	}
 	fmt.Println("ready")
-	if err := serve(ctx, c); err != nil {
+	if err := serve(ctx, c, *name); err != nil {
 		log.Fatalf("udpecho: %v", err)
 	}
 }
 
-// serve echoes on c until ctx ends, and closes c.
-func serve(ctx context.Context, c net.PacketConn) error {
+// serve echoes on c until ctx ends, and closes c. A non-empty name answers
+// "NAME LENGTH" instead of the datagram.
+func serve(ctx context.Context, c net.PacketConn, name string) error {
 	defer c.Close()
 	addr := c.LocalAddr()
 	pc := ipv4.NewPacketConn(c)
@@ -63,7 +69,11 @@ func serve(ctx context.Context, c net.PacketConn) error {
 		}
 		// A reply that cannot go out is the prober's loss to count, not
 		// a reason to stop serving.
-		if _, err := pc.WriteTo(buf[:n], reply, from); err != nil {
+		out := buf[:n]
+		if name != "" {
+			out = fmt.Appendf(nil, "%s %d", name, n)
+		}
+		if _, err := pc.WriteTo(out, reply, from); err != nil {
 			log.Printf("udpecho: reply to %s: %v", from, err)
 		}
 	}
