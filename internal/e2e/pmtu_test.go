@@ -1,0 +1,189 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xlb-project/xlb/internal/testutil"
+)
+
+const (
+	// pathMTU is the MTU of rtr's route to the client: below the 1500 of
+	// every link, so the client's MSS (1460) does not shrink to fit it
+	// and only path-MTU discovery can.
+	pathMTU = 1300
+	// downloadSize is large enough that the transfer needs full-sized
+	// segments for most of its length.
+	downloadSize = 4 << 20
+	// downloadTimeout is far above what a download with working PMTU
+	// takes here (well under a second); without it the real server
+	// retransmits a segment that cannot pass until TCP gives up, minutes
+	// later.
+	downloadTimeout = 20 * time.Second
+)
+
+// TestPMTU downloads through the VIP over a path with a smaller MTU
+// between the real servers and the client: rtr, behind which the client
+// sits, has a route to it with `mtu lock 1300`. The real servers' full
+// segments do not fit; rtr answers each with "fragmentation needed" (IPv4)
+// or "packet too big" (IPv6) to their source, the VIP, which rtr routes to
+// lb1. Only if lb1's data path relays that message to the real server that
+// holds the flow does the server lower its path MTU and the download
+// complete; passed to lb1's own kernel it is dropped, and the transfer
+// stalls.
+func TestPMTU(t *testing.T) {
+	testutil.RequireRoot(t, "builds the namespace topology and attaches XDP")
+	obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
+	topo := testutil.NewTopology(t, testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj, Router: true})
+	// A static route where the BGP tests run a routing daemon.
+	topo.Exec(t, testutil.Router, "ip", "route", "replace", testutil.VIP4.String()+"/32", "via", testutil.HostIP4(testutil.LB1).String())
+	topo.Exec(t, testutil.Router, "ip", "-6", "route", "replace", testutil.VIP6.String()+"/128", "via", testutil.HostIP6(testutil.LB1).String())
+	topo.Exec(t, testutil.Router, "ip", "route", "replace", "203.0.113.0/25", "dev", "eth1", "src", "203.0.113.1", "mtu", "lock", strconv.Itoa(pathMTU))
+	topo.Exec(t, testutil.Router, "ip", "-6", "route", "replace", "2001:db8:300::/64", "dev", "eth1", "mtu", "lock", strconv.Itoa(pathMTU))
+	startRealServers(t, topo)
+
+	var reals6 []realServer
+	for _, rs := range realServers {
+		reals6 = append(reals6, realServer{Addr: testutil.HostIP6(rs), Weight: 1})
+	}
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	writeFile(t, conf, keepalivedConf(
+		virtualServer{VIP: testutil.VIP4, Port: httpPort, Proto: "TCP", Reals: reals(map[string]int{testutil.RS1: 1, testutil.RS2: 1, testutil.RS3: 1})},
+		virtualServer{VIP: testutil.VIP6, Port: httpPort, Proto: "TCP", Reals: reals6},
+	))
+	startDaemon(t, topo, conf)
+
+	rtrBefore := icmpCounters(t, topo, testutil.Router)
+	rsBefore := map[string]map[string]int64{}
+	for _, rs := range realServers {
+		rsBefore[rs] = icmpCounters(t, topo, rs)
+	}
+	// Sequential downloads, so that each real server meets the small MTU
+	// on a connection of its own before it has learnt it: with 8 per
+	// family, (2/3)^8 is the chance that one server gets none.
+	for _, vip := range []netip.Addr{testutil.VIP4, testutil.VIP6} {
+		served := map[string]int{}
+		for i := range 8 {
+			start := time.Now()
+			server, err := download(topo, vip, downloadSize)
+			if err != nil {
+				t.Fatalf("download %d of %d bytes from %s: %v", i, downloadSize, vip, err)
+			}
+			served[server]++
+			t.Logf("download %d from %s: %s in %v", i, vip, server, time.Since(start).Round(time.Millisecond))
+		}
+		t.Logf("downloads from %s by real server: %v", vip, served)
+	}
+
+	// The path really was narrower, and the real servers heard of it.
+	rtrAfter := icmpCounters(t, topo, testutil.Router)
+	for _, c := range []string{"Icmp OutDestUnreachs", "Icmp6 OutPktTooBigs"} {
+		if rtrAfter[c] <= rtrBefore[c] {
+			t.Errorf("rtr sent no %s: the path MTU never came into play (before %d, after %d)", c, rtrBefore[c], rtrAfter[c])
+		}
+	}
+	got := map[string]int64{}
+	for _, rs := range realServers {
+		after := icmpCounters(t, topo, rs)
+		for _, c := range []string{"Icmp InDestUnreachs", "Icmp6 InPktTooBigs"} {
+			got[c] += after[c] - rsBefore[rs][c]
+		}
+	}
+	t.Logf("ICMP errors the real servers received: %v", got)
+	for c, n := range got {
+		if n == 0 {
+			t.Errorf("no real server received %s: lb1 did not relay rtr's errors", c)
+		}
+	}
+}
+
+// download fetches /bytes/size from vip:80 on a new connection from the
+// client and checks every byte; it returns the real server that sent it.
+func download(topo *testutil.Topology, vip netip.Addr, size int) (string, error) {
+	to := netip.AddrPortFrom(vip, httpPort)
+	c, err := dial(topo, testutil.Client, to)
+	if err != nil {
+		return "", fmt.Errorf("connect to %s: %w", to, err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(downloadTimeout)); err != nil {
+		return "", err
+	}
+	if _, err := fmt.Fprintf(c, "GET /bytes/%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", size, to); err != nil {
+		return "", fmt.Errorf("send request: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return "", fmt.Errorf("read response: %w", err)
+	}
+	defer resp.Body.Close()
+	server := resp.Header.Get("X-Server")
+	if resp.StatusCode != http.StatusOK {
+		return server, fmt.Errorf("%s answered %s", server, resp.Status)
+	}
+	buf := make([]byte, 64<<10)
+	var off int
+	for {
+		n, err := resp.Body.Read(buf)
+		for i := range n {
+			if buf[i] != byte((off+i)%251) {
+				return server, fmt.Errorf("%s: byte %d is %#x, want %#x", server, off+i, buf[i], byte((off+i)%251))
+			}
+		}
+		off += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return server, fmt.Errorf("%s: after %d of %d bytes: %w", server, off, size, err)
+		}
+	}
+	if off != size {
+		return server, fmt.Errorf("%s sent %d bytes, want %d", server, off, size)
+	}
+	return server, nil
+}
+
+// icmpCounters reads host's ICMP and ICMPv6 MIBs (/proc/net/snmp and
+// /proc/net/snmp6 of its namespace), keyed "Icmp NAME" and "Icmp6 NAME".
+func icmpCounters(tb testing.TB, topo *testutil.Topology, host string) map[string]int64 {
+	tb.Helper()
+	m := map[string]int64{}
+	var names []string
+	for _, l := range strings.Split(topo.Exec(tb, host, "cat", "/proc/net/snmp"), "\n") {
+		if !strings.HasPrefix(l, "Icmp: ") {
+			continue
+		}
+		f := strings.Fields(l)[1:]
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, v := range f {
+			if i < len(names) {
+				m["Icmp "+names[i]], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	for _, l := range strings.Split(topo.Exec(tb, host, "cat", "/proc/net/snmp6"), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 2 && strings.HasPrefix(f[0], "Icmp6") {
+			m["Icmp6 "+strings.TrimPrefix(f[0], "Icmp6")], _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	if _, ok := m["Icmp InDestUnreachs"]; !ok {
+		tb.Fatalf("%s: no Icmp InDestUnreachs in /proc/net/snmp", host)
+	}
+	if _, ok := m["Icmp6 InPktTooBigs"]; !ok {
+		tb.Fatalf("%s: no Icmp6InPktTooBigs in /proc/net/snmp6", host)
+	}
+	return m
+}
