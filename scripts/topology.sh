@@ -14,13 +14,13 @@
 # With --router, a router sits between the client and the balancers, as in
 # a layer-3 (BGP) site, and a third balancer joins:
 #
-#   client eth1 203.0.113.10 ── eth1 203.0.113.1  rtr  eth0 198.51.100.1 ── br0
+#   client eth1 203.0.113.10/25 ── eth1 203.0.113.1  rtr  eth0 198.51.100.1 ── br0
 #                                                        lb3 .4 ── br0
 #
 # The client then reaches the VIPs through rtr (its on-link VIP routes
 # point there), rtr forwards with IPv4 and IPv6 forwarding on, L4 hashing
 # for multipath routes (fib_multipath_hash_policy=1) and no redirects, and
-# the real servers send their replies to 203.0.113.0/24 (2001:db8:300::/64)
+# the real servers send their replies to 203.0.113.0/25 (2001:db8:300::/64)
 # back through it. Routes to the VIPs on rtr are the routing daemon's to
 # install: the tests run BIRD there, its config and sockets in temp dirs.
 #
@@ -31,10 +31,10 @@
 #   br0 ── eth0 198.51.100.1  rtr  eth2 203.0.113.129 ── eth0 203.0.113.140  rs4
 #                                       2001:db8:400::1        2001:db8:400::140
 #
-# The balancers route 203.0.113.128/25 and 2001:db8:400::/64 through rtr;
-# rs4's default route is rtr, so it answers clients on br0 or behind rtr
-# directly, with a smaller advertised MSS that leaves room for the outer
-# header. realserver.sh prepares it for IPIP and GUE on UDP port 6080
+# The balancers forward (bpf_fib_lookup needs it) and route 203.0.113.128/25
+# and 2001:db8:400::/64 through rtr; rs4's default route is rtr, so it
+# answers clients on br0 or behind rtr directly, with a smaller advertised
+# MSS that leaves room for the outer header. realserver.sh prepares it for IPIP and GUE on UDP port 6080
 # (keepalived's `lvs_method TUN type ipip` and `type gue port 6080`), with
 # the kernel's ipip, ip6tnl and fou, or the XDP program DECAP_OBJ names
 # where the kernel has none of them.
@@ -255,7 +255,12 @@ tunnel_up() {
 	ip -n "$s" -6 route replace default via 2001:db8:400::1 dev eth0 advmss 1380
 	# With the balancer's own address as source: by IPv6's rules the VIP
 	# on eth0 would otherwise win, and rs4 cannot answer the VIP.
+	# Forwarding on: the balancers route the outer packets with
+	# bpf_fib_lookup, which answers only for an interface that forwards.
+	# No redirects: packets their programs pass are not theirs to correct.
 	for h in "$@"; do
+		sysctl_ns "${PREFIX}$h" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+			net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
 		n=$(hostnum "$h")
 		ip -n "${PREFIX}$h" route replace "$TUN4" via "$NET4.1" src "$NET4.$n"
 		ip -n "${PREFIX}$h" -6 route replace "$TUN6" via "$NET6::1" src "$NET6::$n"
