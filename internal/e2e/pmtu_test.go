@@ -47,7 +47,9 @@ func TestPMTU(t *testing.T) {
 	topo.Exec(t, testutil.Router, "ip", "route", "replace", testutil.VIP4.String()+"/32", "via", testutil.HostIP4(testutil.LB1).String())
 	topo.Exec(t, testutil.Router, "ip", "-6", "route", "replace", testutil.VIP6.String()+"/128", "via", testutil.HostIP6(testutil.LB1).String())
 	topo.Exec(t, testutil.Router, "ip", "route", "replace", "203.0.113.0/25", "dev", "eth1", "src", "203.0.113.1", "mtu", "lock", strconv.Itoa(pathMTU))
-	topo.Exec(t, testutil.Router, "ip", "-6", "route", "replace", "2001:db8:300::/64", "dev", "eth1", "mtu", "lock", strconv.Itoa(pathMTU))
+	// Metric 256 replaces the kernel's own route to the prefix; another
+	// metric would add a route that the kernel's keeps winning over.
+	topo.Exec(t, testutil.Router, "ip", "-6", "route", "replace", "2001:db8:300::/64", "dev", "eth1", "metric", "256", "mtu", "lock", strconv.Itoa(pathMTU))
 	startRealServers(t, topo)
 
 	var reals6 []realServer
