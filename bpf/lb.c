@@ -272,6 +272,342 @@ static __always_inline int for_this_host(void *data, void *data_end)
 	return !any || !diff;
 }
 
+/* Tunnel mode (IPVS's TUN). The inner packet stays as the client sent it;
+ * an outer header of the same family takes it to the real server's
+ * address, which the kernel's FIB routes: the real server may be any
+ * number of hops away. */
+
+/* The AF_* values bpf_fib_lookup takes (linux/socket.h is not a UAPI
+ * header for BPF targets). */
+#define XLB_SYS_AF_INET 2
+#define XLB_SYS_AF_INET6 10
+
+/* GUE version 0 with no options: a 4-byte header whose proto_ctype names
+ * the inner protocol as an IP protocol number (RFC draft-ietf-intarea-gue;
+ * the kernel's fou in gue mode). */
+struct guehdr {
+	__u8 hlen_c_ver; /* version 0, C 0, hlen 0 */
+	__u8 proto_ctype;
+	__be16 flags;
+};
+
+#define XLB_GUE_LEN (sizeof(struct udphdr) + sizeof(struct guehdr))
+
+/* GUE's UDP source port: the flow hash scaled into the dynamic port range,
+ * as the kernel's udp_flow_src_port does, so the real server's NIC spreads
+ * flows over its receive queues while each flow keeps one. */
+#define XLB_GUE_SPORT_MIN 49152
+#define XLB_GUE_SPORT_SPAN 16384
+
+static __always_inline __u16 csum_fold(__u64 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum & 0xffff;
+}
+
+/* sum_words adds n 32-bit words in network order, as the Internet
+ * checksum sums 16-bit ones: the one's complement sum does not care how
+ * the bytes are grouped, so long as every addend is in the same order. */
+static __always_inline __u64 sum_words(const __u32 *w, int n)
+{
+	__u64 s = 0;
+
+#pragma unroll
+	for (int i = 0; i < n; i++)
+		s += w[i];
+	return s;
+}
+
+/* inner_l4_sum returns the one's complement sum of the inner packet from
+ * its IP header on, without reading its payload: a valid TCP, UDP or
+ * ICMPv6 checksum makes the L4 segment sum to the negated sum of its
+ * pseudo-header, and a valid IPv4 header and ICMPv4 message each sum to
+ * zero (the kernel's local checksum offload rests on the same fact).
+ * *ok is cleared when that cannot be known: a fragment, or UDP over IPv4
+ * without a checksum. */
+static __always_inline __u64 inner_sum(void *in, void *data_end, __u8 family, int *ok)
+{
+	__u64 pseudo;
+
+	*ok = 0;
+	if (family == XLB_AF_INET) {
+		struct iphdr *iph = in;
+		__u32 hlen;
+
+		if ((void *)(iph + 1) > data_end)
+			return 0;
+		if (iph->frag_off & bpf_htons(XLB_IP_MF | XLB_IP_OFFSET))
+			return 0;
+		hlen = (iph->ihl & 0xf) * 4;
+		if (iph->protocol == IPPROTO_ICMP) {
+			*ok = 1;
+			return 0;
+		}
+		if (iph->protocol == IPPROTO_UDP) {
+			struct udphdr *uh = in + hlen;
+
+			if ((void *)(uh + 1) > data_end || !uh->check)
+				return 0;
+		} else if (iph->protocol != IPPROTO_TCP) {
+			return 0;
+		}
+		pseudo = sum_words(&iph->saddr, 2) + bpf_htons(iph->protocol) +
+			 bpf_htons(bpf_ntohs(iph->tot_len) - hlen);
+		*ok = 1;
+		return csum_fold(pseudo); /* the negated pseudo-header sum */
+	}
+	{
+		struct ipv6hdr *ip6h = in;
+		__u64 hdr;
+
+		if ((void *)(ip6h + 1) > data_end)
+			return 0;
+		if (ip6h->nexthdr != IPPROTO_TCP && ip6h->nexthdr != IPPROTO_UDP &&
+		    ip6h->nexthdr != IPPROTO_ICMPV6)
+			return 0;
+		/* No checksum of its own: the header's words count in full. */
+		hdr = sum_words((const __u32 *)ip6h, sizeof(*ip6h) / 4);
+		pseudo = sum_words((const __u32 *)&ip6h->saddr, 8) +
+			 bpf_htonl((__u32)bpf_ntohs(ip6h->payload_len)) + bpf_htonl(ip6h->nexthdr);
+		*ok = 1;
+		return hdr + csum_fold(pseudo);
+	}
+}
+
+/* spread_hash is a cheap hash of the 5-tuple for spreading tunnels over
+ * queues and paths: the fold of the key's words, mixed by a multiply
+ * (the Maglev hash is not at hand for a known flow, and need not be). */
+static __always_inline __u32 spread_hash(const struct flow_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 x = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*k) / 4); i++)
+		x ^= w[i];
+	x *= XLB_VIP_FILTER_MUL;
+	return x ^ (x >> 15);
+}
+
+/* tunnel_route finds the outer packet's next hop as the kernel would route
+ * a packet from the balancer to the real server: the MACs to write, the
+ * interface to send on, and the route's MTU. The FIB's answer is kept in
+ * nexthops for the rest of the atime unit; a failed lookup is not kept,
+ * and returns the FIB's reason. */
+static __always_inline long tunnel_route(struct xdp_md *ctx, __u32 id, const struct backend *be,
+					 struct nexthop **out, __u16 outer_len, __u8 proto,
+					 __be16 sport, __u32 now)
+{
+	struct nexthop *nh = bpf_map_lookup_elem(&nexthops, &id);
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	if (!nh)
+		return -1;
+	*out = nh;
+	if (nh->gen == be->gen && nh->stamp == now)
+		return outer_len > nh->mtu ? BPF_FIB_LKUP_RET_FRAG_NEEDED : BPF_FIB_LKUP_RET_SUCCESS;
+
+	fib.ifindex = ctx->ingress_ifindex;
+	fib.l4_protocol = proto;
+	fib.sport = sport;
+	fib.dport = be->port;
+	fib.tot_len = outer_len;
+	if (be->family == XLB_AF_INET) {
+		fib.family = XLB_SYS_AF_INET;
+		__builtin_memcpy(&fib.ipv4_src, be->src, 4);
+		__builtin_memcpy(&fib.ipv4_dst, be->addr, 4);
+	} else {
+		fib.family = XLB_SYS_AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, be->src, 16);
+		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
+	}
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return rc;
+	/* On success the kernel leaves the route's MTU where tot_len was. */
+	nh->ifindex = fib.ifindex;
+	__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+	__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+	nh->mtu = fib.mtu_result;
+	nh->stamp = now;
+	nh->gen = be->gen;
+	return rc;
+}
+
+/* xmit sends the rewritten frame out of ifindex: back where it came from,
+ * or redirected to another interface of the balancer. */
+static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
+{
+	if (ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(ifindex, 0);
+}
+
+/* tunnel encapsulates the frame for a tunnel backend and sends it. The
+ * frame's link-layer header, tag included, is kept in front of the outer
+ * header; only its MACs change. A hash of key spreads GUE source ports
+ * and IPv6 flow labels. A packet the FIB cannot place passes to the kernel as it
+ * came, with a counter. */
+static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct backend *be,
+				  const struct flow_key *key, __u32 now)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct nexthop *nh = NULL;
+	struct ethhdr *eth = data;
+	int gue = be->flags & XLB_BE_F_TUN_GUE;
+	int v4 = be->family == XLB_AF_INET;
+	__u32 l2len, iplen, olen, inner_len;
+	__be16 sport = 0;
+	__u32 hash = 0;
+	__u8 proto, inner_proto;
+	void *l3;
+	long rc;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	l2len = sizeof(*eth);
+	if (eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD))
+		l2len += sizeof(struct vlan_hdr);
+	l3 = data + l2len;
+	if (v4) {
+		struct iphdr *in = l3;
+
+		if ((void *)(in + 1) > data_end)
+			return XDP_PASS;
+		inner_len = bpf_ntohs(in->tot_len);
+		iplen = sizeof(struct iphdr);
+		inner_proto = IPPROTO_IPIP;
+	} else {
+		struct ipv6hdr *in = l3;
+
+		if ((void *)(in + 1) > data_end)
+			return XDP_PASS;
+		inner_len = sizeof(*in) + bpf_ntohs(in->payload_len);
+		iplen = sizeof(struct ipv6hdr);
+		inner_proto = IPPROTO_IPV6;
+	}
+	olen = iplen;
+	proto = inner_proto;
+	if (gue || !v4)
+		hash = spread_hash(key);
+	if (gue) {
+		olen += XLB_GUE_LEN;
+		proto = IPPROTO_UDP;
+		sport = bpf_htons(XLB_GUE_SPORT_MIN + (((__u64)hash * XLB_GUE_SPORT_SPAN) >> 32));
+	}
+
+	rc = tunnel_route(ctx, id, be, &nh, olen + inner_len, proto, sport, now);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		break;
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		count(XLB_CNT_TUN_NO_NEIGH);
+		return XDP_PASS;
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		count(XLB_CNT_TUN_TOO_BIG);
+		return XDP_PASS;
+	case BPF_FIB_LKUP_RET_FWD_DISABLED:
+		count(XLB_CNT_TUN_FWD_OFF);
+		return XDP_PASS;
+	default:
+		count(XLB_CNT_TUN_NO_ROUTE);
+		return XDP_PASS;
+	}
+
+	if (!nh || bpf_xdp_adjust_head(ctx, -(int)olen))
+		return XDP_PASS;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	/* The old link-layer header starts olen bytes in; olen (at least 20)
+	 * exceeds its length (at most 18), so the copies do not overlap. */
+	if (data + olen + l2len + iplen > data_end || l2len > sizeof(*eth) + sizeof(struct vlan_hdr))
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
+	if (l2len > sizeof(*eth)) {
+		struct vlan_hdr *tag = (void *)(eth + 1), *old = data + olen + sizeof(*eth);
+
+		eth->h_proto = ((struct ethhdr *)(data + olen))->h_proto;
+		*tag = *old;
+	} else {
+		eth->h_proto = ((struct ethhdr *)(data + olen))->h_proto;
+	}
+	l3 = data + l2len;
+
+	if (v4) {
+		struct iphdr *o = l3, *in = l3 + olen;
+
+		if ((void *)(in + 1) > data_end)
+			return XDP_DROP;
+		/* As IPVS builds it: the inner TOS, TTL and DF; the inner id,
+		 * unique per source, rather than a counter of our own. */
+		o->version = 4;
+		o->ihl = 5;
+		o->tos = in->tos;
+		o->tot_len = bpf_htons(olen + inner_len);
+		o->id = in->id;
+		o->frag_off = in->frag_off & bpf_htons(XLB_IP_DF);
+		o->ttl = in->ttl;
+		o->protocol = proto;
+		o->check = 0;
+		__builtin_memcpy(&o->saddr, be->src, 4);
+		__builtin_memcpy(&o->daddr, be->addr, 4);
+		o->check = csum_fold(sum_words((const __u32 *)o, sizeof(*o) / 4));
+	} else {
+		struct ipv6hdr *o = l3, *in = l3 + olen;
+		__u32 tc;
+
+		if ((void *)(in + 1) > data_end)
+			return XDP_DROP;
+		/* The inner traffic class; a flow label from the flow hash
+		 * (RFC 6438), so routers on the way spread tunnels by flow. */
+		tc = bpf_ntohl(*(__be32 *)in) & 0x0ff00000;
+		*(__be32 *)o = bpf_htonl(0x60000000 | tc | (hash & 0xfffff));
+		o->payload_len = bpf_htons(olen - sizeof(*o) + inner_len);
+		o->nexthdr = proto;
+		o->hop_limit = in->hop_limit;
+		__builtin_memcpy(&o->saddr, be->src, 16);
+		__builtin_memcpy(&o->daddr, be->addr, 16);
+	}
+
+	if (gue) {
+		struct udphdr *uh = l3 + iplen;
+		struct guehdr *gh = (void *)(uh + 1);
+
+		if ((void *)(gh + 1) > data_end)
+			return XDP_DROP;
+		uh->source = sport;
+		uh->dest = be->port;
+		uh->len = bpf_htons(XLB_GUE_LEN + inner_len);
+		uh->check = 0;
+		gh->hlen_c_ver = 0;
+		gh->proto_ctype = inner_proto;
+		gh->flags = 0;
+		if (be->flags & XLB_BE_F_GUE_CSUM) {
+			__u64 sum;
+			int ok;
+
+			sum = inner_sum((void *)(gh + 1), data_end, be->family, &ok);
+			/* Zero where the inner sum is not known: UDP over IPv4
+			 * allows it, and the kernel's fou accepts it over IPv6. */
+			if (ok) {
+				sum += sum_words((const __u32 *)uh, XLB_GUE_LEN / 4);
+				sum += sum_words((const __u32 *)be->src, v4 ? 1 : 4);
+				sum += sum_words((const __u32 *)be->addr, v4 ? 1 : 4);
+				sum += v4 ? bpf_htons(IPPROTO_UDP) + uh->len
+					  : bpf_htonl(IPPROTO_UDP) + bpf_htonl(XLB_GUE_LEN + inner_len);
+				uh->check = csum_fold(sum) ?: 0xffff;
+			}
+		}
+	}
+	return xmit(ctx, nh->ifindex);
+}
+
 static __always_inline int xlb_process(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -383,6 +719,16 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	fresh = 1;
 
 forward:
+	if (be->flags & (XLB_BE_F_TUN_IPIP | XLB_BE_F_TUN_GUE)) {
+		__u64 len = data_end - data;
+
+		rc = tunnel(ctx, id, be, &p.key, now);
+		if (rc != XDP_PASS) {
+			account(svc_id, len, fresh);
+			account(XLB_MAX_SERVICES + id, len, fresh);
+		}
+		return rc;
+	}
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;

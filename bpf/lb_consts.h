@@ -92,6 +92,10 @@ enum xlb_counter {
 	XLB_CNT_FLOW_EXPIRED,    /* entry idle past its state's timeout: scheduled afresh */
 	XLB_CNT_FLOW_PROMOTED,   /* flow moved from probation to the flow table */
 	XLB_CNT_PROMOTE_FULL,    /* flow that lasted, kept in probation: the flow table is full */
+	XLB_CNT_TUN_NO_ROUTE,    /* tunnel backend: no route to it */
+	XLB_CNT_TUN_NO_NEIGH,    /* tunnel backend: the next hop's MAC is not resolved yet */
+	XLB_CNT_TUN_TOO_BIG,     /* tunnel backend: the encapsulated packet exceeds the route's MTU */
+	XLB_CNT_TUN_FWD_OFF,     /* tunnel backend: forwarding is off on the interface, so the FIB will not route */
 	XLB_CNT_MAX,
 };
 

@@ -117,6 +117,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } backend_ids SEC(".maps");
 
+/* Indexed by backend id; internal/datapath clears an entry whenever it
+ * writes the backend. An array lookup is inlined: no call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct nexthop);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nexthops SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XLB_MAX_SERVICES + XLB_MAX_BACKENDS);

@@ -43,7 +43,7 @@ struct backend {
 	__u32 ifindex;   /* DR: the interface the real server is on; 0 = the one the frame came in on */
 	__be16 port;     /* GUE: outer UDP destination port */
 	__u8 family;     /* TUN: XLB_AF_* of addr and src, the same as the service's */
-	__u8 pad;
+	__u8 gen;        /* TUN: changes with every write, never 0: see struct nexthop */
 };
 
 /* flows4 and probation4 key: the IPv4 5-tuple in 16 bytes, all the kernel hashes and
@@ -92,6 +92,22 @@ struct backend_ref {
 	XLB_ADDR(addr);
 	__be16 port;
 	__u8 family;
+	__u8 pad;
+};
+
+/* nexthops value: a tunnel backend's last FIB answer, kept for one atime
+ * unit so that a busy tunnel asks the FIB a few times a second rather
+ * than once per packet. Several CPUs may rewrite one entry in the same
+ * unit: they write the same answer. An answer holds only for the backend
+ * value it was asked for (gen): a packet that read the value before the
+ * loader changed it may still store an answer for the old one. */
+struct nexthop {
+	__u32 stamp;   /* atime unit of the answer */
+	__u32 ifindex; /* egress interface */
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u16 mtu;     /* the route's */
+	__u8 gen;      /* backend.gen asked for; 0: none */
 	__u8 pad;
 };
 

@@ -20,6 +20,7 @@
 #ifndef ETH_P_8021AD
 #define ETH_P_8021AD 0x88A8
 #endif
+#define XLB_IP_DF 0x4000
 #define XLB_IP_MF 0x2000
 #define XLB_IP_OFFSET 0x1FFF
 

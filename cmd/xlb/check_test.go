@@ -16,7 +16,7 @@ const corpus = "../../internal/config/keepalived/testdata"
 // TestCheckPlan: `xlb check` on each good keepalived.conf exits 0 and
 // prints the golden plan (warnings go to stderr, also golden).
 func TestCheckPlan(t *testing.T) {
-	for _, name := range []string{"seed-blog.conf", "full.conf", "includes/keepalived.conf", "defaults.conf", "global-defaults.conf", "advert-int.conf"} {
+	for _, name := range []string{"seed-blog.conf", "full.conf", "includes/keepalived.conf", "defaults.conf", "global-defaults.conf", "advert-int.conf", "tun.conf"} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			// The corpus names scripts of other machines.
@@ -44,7 +44,7 @@ func TestCheckExitCodes(t *testing.T) {
 		stderrLine string // one exact line of stderr
 	}{
 		{"errors, one per line", []string{"check", "-f", filepath.Join(corpus, "bad", "nat.conf")}, 1, "",
-			corpus + "/bad/nat.conf:7: no lb_kind set: keepalived defaults to NAT, which xlb does not serve; add `lb_kind DR`"},
+			corpus + "/bad/nat.conf:7: no lb_kind set: keepalived defaults to NAT, which xlb does not serve; add `lb_kind DR` (or TUN)"},
 		{"warnings are marked", []string{"check", "-f", filepath.Join(corpus, "bad", "nat.conf")}, 1, "",
 			corpus + "/bad/nat.conf:1: warning: no scheduler set; keepalived defaults to wlc"},
 		{"yaml output", []string{"check", "-f", good, "--output", "yaml"}, 0, "  - vip: 192.168.1.100\n", ""},

@@ -127,6 +127,7 @@ func writeService(w io.Writer, s *service.Service) {
 			inhibit = ", inhibit"
 		}
 		fmt.Fprintf(w, "  sorry server %s%s\n", netip.AddrPortFrom(ss.Addr, ss.Port), inhibit)
+		fmt.Fprintf(w, "       %s\n", forwardLine(ss.Forward, ss.Addr.Is6()))
 	}
 	if s.Quorum > 0 {
 		fmt.Fprintf(w, "  quorum %d live weight, hysteresis %d\n", s.Quorum, s.Hysteresis)
@@ -142,6 +143,7 @@ func writeService(w io.Writer, s *service.Service) {
 			onFail = "weight 0 on failure"
 		}
 		fmt.Fprintf(w, "  -> %s  weight %d, %s  (%s)\n", b.AddrPort(), b.Weight, onFail, b.Source)
+		fmt.Fprintf(w, "       %s\n", forwardLine(b.Forward, b.Addr.Is6()))
 		if len(b.Checks) == 0 {
 			fmt.Fprintf(w, "       no health check: always up\n")
 		}
@@ -150,6 +152,33 @@ func writeService(w io.Writer, s *service.Service) {
 		}
 		writeScripts(w, "       ", b.NotifyUser, [2]string{"notify_up", b.NotifyUp}, [2]string{"notify_down", b.NotifyDown})
 	}
+}
+
+// forwardLine says how a server is reached and what that asks of it: the
+// setup scripts/realserver.sh does and, for a tunnel, the MTU its outer
+// header takes, which the operator must allow for (docs/config.md).
+func forwardLine(f service.Forward, ipv6 bool) string {
+	if f.Method != service.Tunnel {
+		return "by direct routing: it must be on this balancer's segment and hold the VIP on lo"
+	}
+	family := "IPv4"
+	if ipv6 {
+		family = "IPv6"
+	}
+	how, script := "ipip", "ipip"
+	if ipv6 {
+		how = "ipip: IPv6 in IPv6"
+	}
+	if f.Encap == service.GUE {
+		sum := "no outer checksum"
+		if f.Csum {
+			sum = "outer UDP checksum"
+		}
+		how = fmt.Sprintf("gue to port %d, %s", f.Port, sum)
+		script = fmt.Sprintf("gue:%d", f.Port)
+	}
+	return fmt.Sprintf("by tunnel (%s): it must decapsulate (scripts/realserver.sh --tunnel %s) and hold the VIP on lo; the outer header costs %d bytes of MTU (%s)",
+		how, script, f.Overhead(ipv6), family)
 }
 
 func checkLine(b *service.Backend, c *service.Check) string {

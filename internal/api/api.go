@@ -95,6 +95,10 @@ type Backend struct {
 	Unresolved bool `json:"unresolved,omitempty"`
 	// Sorry marks the sorry_server, listed only while it serves.
 	Sorry bool `json:"sorry,omitempty"`
+	// Forward is how the server is reached, as ipvsadm names it: "Route"
+	// (direct routing) or "Tunnel"; empty from a daemon that predates
+	// tunnels, which served Route only.
+	Forward string `json:"forward,omitempty"`
 	// Override is the runtime override in force, as `xlb list` marks
 	// it: "drained" or "weight N".
 	Override   string `json:"override,omitempty"`

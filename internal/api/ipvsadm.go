@@ -20,7 +20,8 @@ const (
 
 // WriteList prints st in the layout of `ipvsadm -L -n`: the layout users
 // read every day, so scripts and eyes that parse it keep working. Forward
-// is always Route: xlb does direct routing. For ListRate, prev is an
+// is Route or Tunnel, as ipvsadm prints direct routing and tunnelling
+// servers. For ListRate, prev is an
 // earlier State of the same daemon (nil prints zero rates).
 func WriteList(w io.Writer, st State, format ListFormat, prev *State) error {
 	ew := &errWriter{w: w}
@@ -57,7 +58,11 @@ func WriteList(w io.Writer, st State, format ListFormat, prev *State) error {
 			case ListRate:
 				ew.printf("  -> %-28s%s\n", dest, largenums(rate(b.Stats, prevBackend(prev, s, b), st.Taken, prev)))
 			default:
-				ew.printf("  -> %-28s %-7s %-6d %-10d %-10d", dest, "Route", b.Weight, b.ActiveConn, b.InActConn)
+				fwd := b.Forward
+				if fwd == "" {
+					fwd = "Route"
+				}
+				ew.printf("  -> %-28s %-7s %-6d %-10d %-10d", dest, fwd, b.Weight, b.ActiveConn, b.InActConn)
 				if b.Override != "" {
 					// Only an override adds a column, so that parsers of
 					// ipvsadm's layout keep working otherwise.

@@ -31,7 +31,9 @@ func seedState(taken time.Time, scale uint64) State {
 				}},
 			{Proto: "UDP", Addr: "2001:db8:200::10", Port: 53, Scheduler: "sh", Installed: true,
 				Backends: []Backend{
-					{Addr: "2001:db8:100::11", Port: 53, Weight: 2, ConfigWeight: 2, InActConn: 7},
+					{Addr: "2001:db8:100::11", Port: 53, Weight: 2, ConfigWeight: 2, Forward: "Route", InActConn: 7},
+					// One hop away: tunnelled (ipvsadm -i).
+					{Addr: "2001:db8:300::12", Port: 53, Weight: 1, ConfigWeight: 1, Forward: "Tunnel", InActConn: 2},
 				}},
 		},
 	}

@@ -45,6 +45,21 @@ type Backend struct {
 	// MAC is the resolved link-layer address; nil keeps the backend out
 	// of every table (unresolved) while its flows, if any, are re-hashed.
 	MAC net.HardwareAddr
+	// Tunnel, when set, serves the backend by tunnel (IPVS TUN) instead:
+	// it needs no MAC, only the outer addresses, both resolved.
+	Tunnel *datapath.Tunnel
+}
+
+// resolved reports whether the data path can reach the backend.
+func (b Backend) resolved() bool { return b.MAC != nil || b.Tunnel != nil }
+
+// program is the backend as the data path is to hold it, as a comparable
+// string: a change of MAC or tunnel is a write.
+func (b Backend) program() string {
+	if t := b.Tunnel; t != nil {
+		return fmt.Sprintf("tun %d %s %s %d %t", t.Encap, t.Dst, t.Src, t.Port, t.Csum)
+	}
+	return string(b.MAC)
 }
 
 // Key is the backend's identity within its service.
@@ -59,8 +74,9 @@ type State struct {
 type ServiceState struct {
 	Service
 	ID uint32
-	// Installed is false when no backend has a positive weight and a MAC:
-	// the service has no table, so its traffic goes to the local stack.
+	// Installed is false when no backend has a positive weight and a MAC
+	// or tunnel: the service has no table, so its traffic goes to the
+	// local stack.
 	Installed bool
 	// BackendIDs parallels Backends: the id of each resolved backend,
 	// 0 for an unresolved one.
@@ -93,7 +109,7 @@ type Balancer struct {
 type idState struct {
 	services map[datapath.ServiceKey]uint32
 	backends map[backendRef]uint32
-	macs     map[uint32]string
+	macs     map[uint32]string // what each id was last written as (Backend.program)
 	nextBack uint32
 	usedSvc  map[uint32]bool
 	usedBack map[uint32]bool
@@ -245,7 +261,7 @@ func (b *Balancer) Apply(services []Service) error {
 		st := &ServiceState{Service: s, ID: ids.services[s.Key], BackendIDs: make([]uint32, len(s.Backends))}
 		var mb []maglev.Backend
 		for i, be := range s.Backends {
-			if be.MAC == nil {
+			if !be.resolved() {
 				continue
 			}
 			ref := backendRef{s.Key, be.Key()}
@@ -261,9 +277,9 @@ func (b *Balancer) Apply(services []Service) error {
 			}
 			st.BackendIDs[i] = id
 			keepBackend[id] = true
-			if ids.macs[id] != string(be.MAC) {
-				txn.Backends[id] = datapath.Backend{MAC: be.MAC, Service: st.ID}
-				ids.macs[id] = string(be.MAC)
+			if ids.macs[id] != be.program() {
+				txn.Backends[id] = datapath.Backend{MAC: be.MAC, Service: st.ID, Tunnel: be.Tunnel}
+				ids.macs[id] = be.program()
 			}
 			if be.Weight > 0 {
 				mb = append(mb, maglev.Backend{ID: id, Key: be.Key().String(), Weight: be.Weight})
@@ -395,6 +411,9 @@ func validate(services []Service) error {
 				errs = append(errs, fmt.Errorf("service %s: backend %s: declared twice", s.Key, be.Key()))
 			}
 			bes[be.Key()] = true
+			if be.MAC != nil && be.Tunnel != nil {
+				errs = append(errs, fmt.Errorf("service %s: backend %s: both a MAC and a tunnel", s.Key, be.Key()))
+			}
 			if be.MAC != nil && len(be.MAC) != 6 {
 				errs = append(errs, fmt.Errorf("service %s: backend %s: MAC %s is not an Ethernet address", s.Key, be.Key(), be.MAC))
 			}

@@ -367,3 +367,41 @@ func TestNewFromRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestTunnelBackend: a tunnel backend needs no MAC; it is written once,
+// again when its tunnel changes (a new outer source after a route
+// change), and not while it stays the same.
+func TestTunnelBackend(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	tun := func(src string) Backend {
+		return Backend{Addr: netip.MustParseAddr("203.0.113.20"), Port: 80, Weight: 1,
+			Tunnel: &datapath.Tunnel{Encap: datapath.EncapIPIP, Dst: netip.MustParseAddr("203.0.113.20"), Src: netip.MustParseAddr(src)}}
+	}
+	apply := func(bs ...Backend) datapath.Txn {
+		t.Helper()
+		if err := b.Apply([]Service{{Key: vip, Backends: bs}}); err != nil {
+			t.Fatal(err)
+		}
+		return dp.last()
+	}
+	txn := apply(be(11, 1), tun("198.51.100.2"))
+	id := ids(b, vip)[tun("198.51.100.2").Key()]
+	if got := txn.Backends[id].Tunnel; got == nil || got.Src != netip.MustParseAddr("198.51.100.2") || txn.Backends[id].MAC != nil {
+		t.Fatalf("tunnel backend written as %+v", txn.Backends[id])
+	}
+	if got := tableIDs(b.State().Services[0].Table); !slices.Contains(got, id) {
+		t.Errorf("table ids %v lack the tunnel backend %d", got, id)
+	}
+	if txn := apply(be(11, 1), tun("198.51.100.2")); len(txn.Backends) != 0 {
+		t.Errorf("unchanged backends rewritten: %v", txn.Backends)
+	}
+	if txn := apply(be(11, 1), tun("198.51.100.3")); txn.Backends[id].Tunnel == nil || txn.Backends[id].Tunnel.Src != netip.MustParseAddr("198.51.100.3") {
+		t.Errorf("new outer source not written: %v", txn.Backends)
+	}
+	bad := tun("198.51.100.2")
+	bad.MAC = net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{bad}}}); err == nil || !strings.Contains(err.Error(), "both a MAC and a tunnel") {
+		t.Errorf("backend with a MAC and a tunnel: %v", err)
+	}
+}

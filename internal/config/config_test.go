@@ -22,6 +22,7 @@ var keepalivedFiles = []string{
 	"keepalived/testdata/good/defaults.conf",
 	"keepalived/testdata/good/global-defaults.conf",
 	"keepalived/testdata/good/advert-int.conf",
+	"keepalived/testdata/good/tun.conf",
 }
 
 var modelOpts = cmp.Options{
@@ -108,6 +109,43 @@ func TestParseYAMLErrors(t *testing.T) {
 		}},
 		{"timeouts, unknown field", "global:\n  timeouts:\n    tcpfin: 60s\n", []string{
 			"c.yaml:3: unknown field tcpfin in timeouts",
+		}},
+		{"forward method nat", svc + "    forward:\n      method: nat\n    backends:\n      - address: 198.51.100.7\n", []string{
+			"c.yaml:6: method nat is not supported by xlb: the balancer never sees the replies NAT must rewrite; use route or tunnel",
+		}},
+		{"forward method unknown", svc + "    backends:\n      - address: 198.51.100.7\n        forward: {method: dsr}\n", []string{
+			`c.yaml:7: "dsr" is not a forwarding method (route or tunnel)`,
+		}},
+		{"forward encap gre", svc + "    forward:\n      method: tunnel\n      encap: gre\n    backends:\n      - address: 198.51.100.7\n", []string{
+			"c.yaml:7: encap gre is not supported by xlb, which tunnels with ipip or gue",
+		}},
+		{"forward encap unknown", svc + "    forward: {method: tunnel, encap: vxlan}\n    backends:\n      - address: 198.51.100.7\n", []string{
+			`c.yaml:5: "vxlan" is not a tunnel encapsulation (ipip or gue)`,
+		}},
+		{"forward unknown field", svc + "    forward:\n      method: tunnel\n      remcsum: true\n    backends:\n      - address: 198.51.100.7\n", []string{
+			"c.yaml:7: unknown field remcsum in forward",
+		}},
+		{"forward port range", svc + "    forward:\n      method: tunnel\n      encap: gue\n      port: 70000\n    backends:\n      - address: 198.51.100.7\n", []string{
+			"c.yaml:8: service 192.0.2.10: forward: port 70000 is outside 1..65535",
+		}},
+		{"forward without method", svc + "    backends:\n      - address: 198.51.100.7\n        forward:\n          encap: gue\n", []string{
+			"c.yaml:8: service 192.0.2.10: backend 198.51.100.7: forward: method is missing (route or tunnel)",
+		}},
+		{"forward empty", svc + "    backends:\n      - address: 198.51.100.7\n        forward: {}\n", []string{
+			"c.yaml:6: service 192.0.2.10: backend 198.51.100.7: forward: method is missing (route or tunnel)",
+		}},
+		{"gue without port, at the service's forward", svc + "    forward:\n      method: tunnel\n      encap: gue\n    backends:\n      - address: 198.51.100.7\n      - address: 198.51.100.8\n", []string{
+			"c.yaml:6: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: gue tunnel needs a port",
+			"c.yaml:6: service 192.0.2.10:80/tcp: backend 198.51.100.8:80: gue tunnel needs a port",
+		}},
+		{"route with tunnel settings", svc + "    backends:\n      - address: 198.51.100.7\n        forward: {method: route, encap: gue, port: 6080}\n", []string{
+			"c.yaml:7: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: direct routing takes no tunnel settings",
+		}},
+		{"ipip with a checksum, on the sorry server", svc + "    sorry_server:\n      address: 198.51.100.9\n      forward: {method: tunnel, csum: true}\n    backends:\n      - address: 198.51.100.7\n", []string{
+			"c.yaml:7: service 192.0.2.10:80/tcp: sorry server: ipip tunnel takes no port or checksum",
+		}},
+		{"tunnel to another family", svc + "    forward: {method: tunnel}\n    backends:\n      - address: 2001:db8::7\n", []string{
+			"c.yaml:7: service 192.0.2.10:80/tcp: backend [2001:db8::7]:80: address family differs from vip 192.0.2.10; xlb tunnels IPv4 in IPv4 and IPv6 in IPv6 only",
 		}},
 	}
 	for _, tt := range tests {
@@ -315,5 +353,50 @@ func wantYAMLErrors(t *testing.T, doc string, want []string) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}
+
+// TestYAMLForward: a service's forward is the default of its backends and
+// sorry server, which may set their own; the written YAML reads back the
+// same.
+func TestYAMLForward(t *testing.T) {
+	const doc = `services:
+  - vip: 192.0.2.10
+    port: 80
+    protocol: tcp
+    forward: {method: tunnel, encap: gue, port: 6080, csum: true}
+    sorry_server:
+      address: 203.0.113.30
+    backends:
+      - address: 203.0.113.20
+      - address: 198.51.100.11
+        forward: {method: route}
+      - address: 203.0.113.21
+        forward: {method: tunnel}
+`
+	cfg, err := ParseYAML("f.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gue := service.Forward{Method: service.Tunnel, Encap: service.GUE, Port: 6080, Csum: true}
+	s := cfg.Services[0]
+	got := []service.Forward{s.SorryServer.Forward}
+	for _, b := range s.Backends {
+		got = append(got, b.Forward)
+	}
+	want := []service.Forward{gue, gue, {}, {Method: service.Tunnel}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sorry server, backends (-want +got):\n%s", diff)
+	}
+	out, err := MarshalYAML(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ParseYAML("out.yaml", out)
+	if err != nil {
+		t.Fatalf("reading back: %v\n%s", err, out)
+	}
+	if diff := cmp.Diff(cfg, again, modelOpts, cmpopts.IgnoreTypes(service.Pos{}, service.Keywords{})); diff != "" {
+		t.Errorf("round trip changed the model:\n%s\n%s", diff, out)
 	}
 }

@@ -197,10 +197,19 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 	s.Quorum, s.Hysteresis = sy.Quorum, sy.Hysteresis
 	s.QuorumUp, s.QuorumDown, s.QuorumUser = sy.QuorumUp, sy.QuorumDown, sy.QuorumUser
 	s.Omega = sy.Omega
+	// The service's forward is its servers' default, as a virtual
+	// server's lvs_method is in keepalived.conf.
+	name := "service " + sy.VIP.v.String()
+	def, defLine := y.forward(name, sy.Forward, service.Forward{}, 0, line)
 	if ss := sy.SorryServer; ss != nil {
 		s.SorryServer = &service.SorryServer{Addr: ss.Address.v, Port: s.Port, Inhibit: ss.Inhibit, Source: y.pos(ss.Address.line)}
 		if ss.Port != nil {
 			s.SorryServer.Port = *ss.Port
+		}
+		var fline int
+		s.SorryServer.Forward, fline = y.forward(name+": sorry server", ss.Forward, def, defLine, ss.Address.line)
+		if fline > 0 {
+			s.Keywords.Set("sorry_server_lvs_method", y.pos(fline))
 		}
 	}
 	for _, by := range sy.Backends {
@@ -216,6 +225,11 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 			b.Port = *by.Port
 		}
 		y.setIntAt(&b.Weight, by.Weight, &b.Keywords, "weight")
+		var fline int
+		b.Forward, fline = y.forward(name+": backend "+b.Addr.String(), by.Forward, def, defLine, b.Source.Line)
+		if fline > 0 {
+			b.Keywords.Set("lvs_method", y.pos(fline))
+		}
 		for i := range by.Checks {
 			if c, ok := y.check(&by.Checks[i], s.DelayLoop, b.Source.Line); ok {
 				b.Checks = append(b.Checks, c)
@@ -224,6 +238,54 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 		s.Backends = append(s.Backends, b)
 	}
 	return s
+}
+
+// forward converts the forward of the object name, or gives def (written
+// at defLine) when fy is absent, and returns where the method was written
+// (0: nowhere; at, the object's own line, when fy is empty). The model's
+// validation checks the combination of its fields, at that line.
+func (y *fromYAML) forward(name string, fy *forwardYAML, def service.Forward, defLine, at int) (service.Forward, int) {
+	if fy == nil {
+		return def, defLine
+	}
+	line := fy.Method.line
+	for _, l := range []int{fy.encapLine(), fy.portLine(), at} {
+		if line == 0 {
+			line = l
+		}
+	}
+	if !fy.Method.set {
+		if fy.Method.line == 0 {
+			y.errorf(line, "%s: forward: method is missing (route or tunnel)", name)
+		}
+		return def, line
+	}
+	f := service.Forward{Method: fy.Method.v, Csum: fy.Csum}
+	if fy.Encap != nil {
+		f.Encap = fy.Encap.v
+	}
+	if p := fy.Port; p != nil {
+		if p.v < 1 || p.v > 65535 {
+			y.errorf(p.line, "%s: forward: port %d is outside 1..65535", name, p.v)
+			return def, line
+		}
+		f.Port = uint16(p.v)
+	}
+	return f, line
+}
+
+func (fy *forwardYAML) encapLine() int {
+	if fy.Encap == nil {
+		return 0
+	}
+	return fy.Encap.line
+}
+
+func (fy *forwardYAML) portLine() int {
+	if fy.Port == nil {
+		return 0
+	}
+	return fy.Port.line
 }
 
 func (y *fromYAML) check(cy *checkYAML, delayLoop time.Duration, line int) (service.Check, bool) {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"slices"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -73,12 +74,19 @@ func serviceToYAML(s *service.Service) serviceYAML {
 		Quorum: s.Quorum, Hysteresis: s.Hysteresis, QuorumUp: s.QuorumUp, QuorumDown: s.QuorumDown, QuorumUser: s.QuorumUser,
 		Omega: s.Omega, SlowStart: optDur(s.SlowStart),
 	}
+	// A tunnel all backends share is written once, on the service, as
+	// keepalived.conf writes it on the virtual server.
+	var def service.Forward
+	if len(s.Backends) > 0 && !slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return b.Forward != s.Backends[0].Forward }) {
+		def = s.Backends[0].Forward
+	}
+	sy.Forward = forwardToYAML(def, service.Forward{})
 	if ss := s.SorryServer; ss != nil {
-		sy.SorryServer = &sorryYAML{Address: yAddr{v: ss.Addr}, Port: ptr(ss.Port), Inhibit: ss.Inhibit}
+		sy.SorryServer = &sorryYAML{Address: yAddr{v: ss.Addr}, Port: ptr(ss.Port), Inhibit: ss.Inhibit, Forward: forwardToYAML(ss.Forward, def)}
 	}
 	for _, b := range s.Backends {
 		by := backendYAML{
-			Address: yAddr{v: b.Addr}, Port: ptr(b.Port), Weight: &yInt{v: b.Weight},
+			Address: yAddr{v: b.Addr}, Port: ptr(b.Port), Weight: &yInt{v: b.Weight}, Forward: forwardToYAML(b.Forward, def),
 			InhibitOnFailure: b.InhibitOnFailure, NotifyUp: b.NotifyUp, NotifyDown: b.NotifyDown, NotifyUser: b.NotifyUser,
 		}
 		for _, c := range b.Checks {
@@ -87,6 +95,22 @@ func serviceToYAML(s *service.Service) serviceYAML {
 		sy.Backends = append(sy.Backends, by)
 	}
 	return sy
+}
+
+// forwardToYAML writes f, or nothing when it is def, what the reader
+// gives a server without its own.
+func forwardToYAML(f, def service.Forward) *forwardYAML {
+	if f == def {
+		return nil
+	}
+	fy := &forwardYAML{Method: yMethod{v: f.Method}, Csum: f.Csum}
+	if f.Method == service.Tunnel {
+		fy.Encap = &yEncap{v: f.Encap}
+	}
+	if f.Port != 0 {
+		fy.Port = &yInt{v: int(f.Port)}
+	}
+	return fy
 }
 
 func checkToYAML(c *service.Check) checkYAML {

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -114,6 +115,7 @@ type serviceYAML struct {
 	Port        *uint16       `yaml:"port,omitempty"`
 	Protocol    yProto        `yaml:"protocol"`
 	Scheduler   string        `yaml:"scheduler,omitempty"`
+	Forward     *forwardYAML  `yaml:"forward,omitempty"`
 	Persistence *yDuration    `yaml:"persistence,omitempty"`
 	DelayLoop   *yDuration    `yaml:"delay_loop,omitempty"`
 	SorryServer *sorryYAML    `yaml:"sorry_server,omitempty"`
@@ -128,20 +130,88 @@ type serviceYAML struct {
 }
 
 type sorryYAML struct {
-	Address yAddr   `yaml:"address"`
-	Port    *uint16 `yaml:"port,omitempty"`
-	Inhibit bool    `yaml:"inhibit,omitempty"`
+	Address yAddr        `yaml:"address"`
+	Port    *uint16      `yaml:"port,omitempty"`
+	Inhibit bool         `yaml:"inhibit,omitempty"`
+	Forward *forwardYAML `yaml:"forward,omitempty"`
 }
 
+// forwardYAML is how real servers are reached (keepalived's lvs_method):
+// on a service, the default of its backends and sorry server; on one of
+// them, its own.
+type forwardYAML struct {
+	Method yMethod `yaml:"method"`
+	Encap  *yEncap `yaml:"encap,omitempty"`
+	Port   *yInt   `yaml:"port,omitempty"`
+	Csum   bool    `yaml:"csum,omitempty"`
+}
+
+// yMethod is route (DR) or tunnel (TUN).
+type yMethod struct {
+	v    service.Method
+	set  bool
+	line int
+}
+
+func (m *yMethod) UnmarshalYAML(n *yaml.Node) error {
+	m.line = n.Line
+	s, err := scalar(n, "method")
+	if err != nil {
+		return err
+	}
+	switch s {
+	case "route":
+		m.v = service.Route
+	case "tunnel":
+		m.v = service.Tunnel
+	case "nat", "masq":
+		return valueError(n, "method %s is not supported by xlb: the balancer never sees the replies NAT must rewrite; use route or tunnel", s)
+	default:
+		return valueError(n, "%q is not a forwarding method (route or tunnel)", s)
+	}
+	m.set = true
+	return nil
+}
+
+func (m yMethod) MarshalYAML() (any, error) { return strings.ToLower(m.v.String()), nil }
+
+// yEncap is a tunnel's outer header: ipip or gue.
+type yEncap struct {
+	v    service.Encap
+	line int
+}
+
+func (e *yEncap) UnmarshalYAML(n *yaml.Node) error {
+	e.line = n.Line
+	s, err := scalar(n, "encap")
+	if err != nil {
+		return err
+	}
+	switch s {
+	case "ipip":
+		e.v = service.IPIP
+	case "gue":
+		e.v = service.GUE
+	case "gre":
+		return valueError(n, "encap gre is not supported by xlb, which tunnels with ipip or gue")
+	default:
+		return valueError(n, "%q is not a tunnel encapsulation (ipip or gue)", s)
+	}
+	return nil
+}
+
+func (e yEncap) MarshalYAML() (any, error) { return e.v.String(), nil }
+
 type backendYAML struct {
-	Address          yAddr       `yaml:"address"`
-	Port             *uint16     `yaml:"port,omitempty"`
-	Weight           *yInt       `yaml:"weight,omitempty"`
-	InhibitOnFailure bool        `yaml:"inhibit_on_failure,omitempty"`
-	Checks           []checkYAML `yaml:"checks,omitempty"`
-	NotifyUp         string      `yaml:"notify_up,omitempty"`
-	NotifyDown       string      `yaml:"notify_down,omitempty"`
-	NotifyUser       string      `yaml:"notify_user,omitempty"`
+	Address          yAddr        `yaml:"address"`
+	Port             *uint16      `yaml:"port,omitempty"`
+	Weight           *yInt        `yaml:"weight,omitempty"`
+	Forward          *forwardYAML `yaml:"forward,omitempty"`
+	InhibitOnFailure bool         `yaml:"inhibit_on_failure,omitempty"`
+	Checks           []checkYAML  `yaml:"checks,omitempty"`
+	NotifyUp         string       `yaml:"notify_up,omitempty"`
+	NotifyDown       string       `yaml:"notify_down,omitempty"`
+	NotifyUser       string       `yaml:"notify_user,omitempty"`
 }
 
 type checkYAML struct {

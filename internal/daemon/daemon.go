@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/xlb-project/xlb/internal/reconcile"
 	"github.com/xlb-project/xlb/internal/service"
 	"github.com/xlb-project/xlb/internal/slowstart"
+	"github.com/xlb-project/xlb/internal/srcaddr"
 )
 
 // Options configure a daemon.
@@ -67,6 +69,8 @@ type Daemon struct {
 	bal  *balancer.Balancer
 	res  *neigh.Resolver
 	macs *neigh.Cache
+	// srcs picks tunnels' outer sources (never a VIP).
+	srcs srcaddr.Picker
 	hc   *healthcheck.Manager
 	srv  *api.Server
 
@@ -437,7 +441,7 @@ func (d *Daemon) setTimeouts(cfg *service.Config) error {
 // applyWith serves cfg as health h says, and runs the quorum scripts its
 // changes call for.
 func (d *Daemon) applyWith(cfg *service.Config, h reconcile.Health) error {
-	changed, err := d.rec.Apply(cfg, d.macs.MACs(), h)
+	changed, err := d.rec.Apply(cfg, reconcile.Links{MACs: d.macs.MACs(), Sources: d.tunnelSources(cfg)}, h)
 	if err != nil {
 		return err
 	}
@@ -446,6 +450,26 @@ func (d *Daemon) applyWith(cfg *service.Config, h reconcile.Health) error {
 		d.scripts.Quorum(c.Service, c.Held)
 	}
 	return nil
+}
+
+// tunnelSources are the outer sources toward cfg's tunnel servers; one
+// without a route stays out of the tables, as an unresolved MAC does.
+func (d *Daemon) tunnelSources(cfg *service.Config) map[netip.Addr]netip.Addr {
+	addrs := cfg.TunnelAddrs()
+	out := make(map[netip.Addr]netip.Addr, len(addrs))
+	d.srcs.SetVIPs(cfg.VIPs())
+	for _, a := range addrs {
+		src, err := d.srcs.Source(a)
+		if err != nil {
+			d.log.Warn("tunnel real server unreachable", "addr", a, "err", err)
+			continue
+		}
+		if on, err := srcaddr.Forwarding(d.opts.Interface, a); err == nil && !on {
+			d.log.Warn("forwarding is off on the interface: tunnelled packets pass to the kernel until it is on", "interface", d.opts.Interface, "addr", a)
+		}
+		out[a] = src
+	}
+	return out
 }
 
 // retryUnresolved resolves backends still without a MAC and serves those

@@ -23,7 +23,7 @@ type benchLookupBackend struct {
 	Ifindex uint32
 	Port    uint16
 	Family  uint8
-	Pad     uint8
+	Gen     uint8
 }
 
 type benchLookupFlow struct {

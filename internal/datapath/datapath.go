@@ -44,6 +44,9 @@ const (
 	afInet6        = uint8(lbXlbFamilyXLB_AF_INET6)
 	svcFlagHashSrc = uint32(lbXlbSvcFlagsXLB_SVC_F_HASH_SRC)
 	backendPresent = uint16(lbXlbBeFlagsXLB_BE_F_PRESENT)
+	backendTunIPIP = uint16(lbXlbBeFlagsXLB_BE_F_TUN_IPIP)
+	backendTunGUE  = uint16(lbXlbBeFlagsXLB_BE_F_TUN_GUE)
+	backendGUECsum = uint16(lbXlbBeFlagsXLB_BE_F_GUE_CSUM)
 	atimeShift     = uint(lbXlbAtimeXLB_ATIME_SHIFT)
 )
 
@@ -87,7 +90,7 @@ type Options struct {
 }
 
 // mapNames are the pinned maps, as bpf/lb_maps.h names them.
-var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter}, flowMapNames...)
+var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter, lbMapNexthops}, flowMapNames...)
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {
@@ -97,6 +100,8 @@ type Datapath struct {
 
 	mu   sync.Mutex // serialises transactions and attach/close
 	link link.Link
+	// tunGen is the last tunnel backend generation given out (nextGen).
+	tunGen uint8
 	// iface and mode are what Attach attached to, for Reattach.
 	iface string
 	mode  Mode

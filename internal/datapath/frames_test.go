@@ -58,7 +58,8 @@ type pkt struct {
 	frag         uint16 // IPv4 flags and fragment offset, host order
 	ipOpts       []byte // IPv4 options, a multiple of 4 bytes
 	payload      []byte
-	pad          int // Ethernet padding after the IP packet
+	pad          int  // Ethernet padding after the IP packet
+	zeroCsum     bool // UDP over IPv4 without a checksum
 }
 
 // layout is where a built frame's headers end.
@@ -135,7 +136,9 @@ func (p pkt) l4() []byte {
 		binary.BigEndian.PutUint16(h[2:], p.dport)
 		binary.BigEndian.PutUint16(h[4:], uint16(8+len(p.payload)))
 		h = append(h, p.payload...)
-		binary.BigEndian.PutUint16(h[6:], l4Checksum(p.srcIP, p.dstIP, ipProtoUDP, h))
+		if !p.zeroCsum {
+			binary.BigEndian.PutUint16(h[6:], l4Checksum(p.srcIP, p.dstIP, ipProtoUDP, h))
+		}
 		return h
 	case ipProtoICMP, ipProtoICMPv6:
 		// Echo request, id and sequence from the ports.

@@ -23,7 +23,7 @@ type lbBackend struct {
 	Ifindex uint32
 	Port    uint16
 	Family  uint8
-	Pad     uint8
+	Gen     uint8
 }
 
 type lbBackendRef struct {
@@ -71,6 +71,17 @@ type lbLbStats struct {
 	Packets uint64
 	Bytes   uint64
 	Flows   uint64
+}
+
+type lbNexthop struct {
+	_       structs.HostLayout
+	Stamp   uint32
+	Ifindex uint32
+	Smac    [6]uint8
+	Dmac    [6]uint8
+	Mtu     uint16
+	Gen     uint8
+	Pad     uint8
 }
 
 type lbVipKey struct {
@@ -125,7 +136,11 @@ const (
 	lbXlbCounterXLB_CNT_FLOW_EXPIRED    lbXlbCounter = 9
 	lbXlbCounterXLB_CNT_FLOW_PROMOTED   lbXlbCounter = 10
 	lbXlbCounterXLB_CNT_PROMOTE_FULL    lbXlbCounter = 11
-	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 12
+	lbXlbCounterXLB_CNT_TUN_NO_ROUTE    lbXlbCounter = 12
+	lbXlbCounterXLB_CNT_TUN_NO_NEIGH    lbXlbCounter = 13
+	lbXlbCounterXLB_CNT_TUN_TOO_BIG     lbXlbCounter = 14
+	lbXlbCounterXLB_CNT_TUN_FWD_OFF     lbXlbCounter = 15
+	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 16
 )
 
 type lbXlbFamily uint32
@@ -187,6 +202,7 @@ const (
 	lbMapFlows4      = "flows4"
 	lbMapFlows6      = "flows6"
 	lbMapMaglev      = "maglev"
+	lbMapNexthops    = "nexthops"
 	lbMapProbation4  = "probation4"
 	lbMapProbation6  = "probation6"
 	lbMapServices    = "services"
@@ -255,6 +271,7 @@ type lbMapSpecs struct {
 	Flows4     *ebpf.MapSpec `ebpf:"flows4"`
 	Flows6     *ebpf.MapSpec `ebpf:"flows6"`
 	Maglev     *ebpf.MapSpec `ebpf:"maglev"`
+	Nexthops   *ebpf.MapSpec `ebpf:"nexthops"`
 	Probation4 *ebpf.MapSpec `ebpf:"probation4"`
 	Probation6 *ebpf.MapSpec `ebpf:"probation6"`
 	Services   *ebpf.MapSpec `ebpf:"services"`
@@ -297,6 +314,7 @@ type lbMaps struct {
 	Flows4     *ebpf.Map `ebpf:"flows4"`
 	Flows6     *ebpf.Map `ebpf:"flows6"`
 	Maglev     *ebpf.Map `ebpf:"maglev"`
+	Nexthops   *ebpf.Map `ebpf:"nexthops"`
 	Probation4 *ebpf.Map `ebpf:"probation4"`
 	Probation6 *ebpf.Map `ebpf:"probation6"`
 	Services   *ebpf.Map `ebpf:"services"`
@@ -312,6 +330,7 @@ func (m *lbMaps) Close() error {
 		m.Flows4,
 		m.Flows6,
 		m.Maglev,
+		m.Nexthops,
 		m.Probation4,
 		m.Probation6,
 		m.Services,

@@ -106,36 +106,44 @@ type Counter uint32
 
 // The program's counters: the values of enum xlb_counter, under Go names.
 const (
-	CounterPassNotIP     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_IP)     // ARP, LLDP, anything not IPv4/IPv6
-	CounterPassMalformed = Counter(lbXlbCounterXLB_CNT_PASS_MALFORMED)  // truncated or inconsistent headers
-	CounterPassFragment  = Counter(lbXlbCounterXLB_CNT_PASS_FRAGMENT)   // IPv4 fragment, IPv6 extension header
-	CounterPassNotL4     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_L4)     // ICMP, VRRP, other IP protocols
-	CounterPassNotVIP    = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)    // no service for this address/port
-	CounterPassNoBackend = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND) // service has no table or an empty slot
-	CounterFlowNew       = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)        // new flows: probation inserts and entries rewritten
-	CounterFlowRehash    = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)     // known flow whose backend was removed or is another service's
-	CounterPassOtherHost = Counter(lbXlbCounterXLB_CNT_PASS_OTHER_HOST) // VIP traffic sent to another host's MAC
-	CounterFlowExpired   = Counter(lbXlbCounterXLB_CNT_FLOW_EXPIRED)    // entry idle past its timeout, scheduled afresh
-	CounterFlowPromoted  = Counter(lbXlbCounterXLB_CNT_FLOW_PROMOTED)   // flow moved from probation to the flow table
-	CounterPromoteFull   = Counter(lbXlbCounterXLB_CNT_PROMOTE_FULL)    // flow that lasted kept in probation: the flow table is full
-	counterMax           = Counter(lbXlbCounterXLB_CNT_MAX)
+	CounterPassNotIP      = Counter(lbXlbCounterXLB_CNT_PASS_NOT_IP)     // ARP, LLDP, anything not IPv4/IPv6
+	CounterPassMalformed  = Counter(lbXlbCounterXLB_CNT_PASS_MALFORMED)  // truncated or inconsistent headers
+	CounterPassFragment   = Counter(lbXlbCounterXLB_CNT_PASS_FRAGMENT)   // IPv4 fragment, IPv6 extension header
+	CounterPassNotL4      = Counter(lbXlbCounterXLB_CNT_PASS_NOT_L4)     // ICMP, VRRP, other IP protocols
+	CounterPassNotVIP     = Counter(lbXlbCounterXLB_CNT_PASS_NOT_VIP)    // no service for this address/port
+	CounterPassNoBackend  = Counter(lbXlbCounterXLB_CNT_PASS_NO_BACKEND) // service has no table or an empty slot
+	CounterFlowNew        = Counter(lbXlbCounterXLB_CNT_FLOW_NEW)        // new flows: probation inserts and entries rewritten
+	CounterFlowRehash     = Counter(lbXlbCounterXLB_CNT_FLOW_REHASH)     // known flow whose backend was removed or is another service's
+	CounterPassOtherHost  = Counter(lbXlbCounterXLB_CNT_PASS_OTHER_HOST) // VIP traffic sent to another host's MAC
+	CounterFlowExpired    = Counter(lbXlbCounterXLB_CNT_FLOW_EXPIRED)    // entry idle past its timeout, scheduled afresh
+	CounterFlowPromoted   = Counter(lbXlbCounterXLB_CNT_FLOW_PROMOTED)   // flow moved from probation to the flow table
+	CounterPromoteFull    = Counter(lbXlbCounterXLB_CNT_PROMOTE_FULL)    // flow that lasted kept in probation: the flow table is full
+	CounterPassTunNoRoute = Counter(lbXlbCounterXLB_CNT_TUN_NO_ROUTE)    // tunnel backend with no route
+	CounterPassTunNoNeigh = Counter(lbXlbCounterXLB_CNT_TUN_NO_NEIGH)    // tunnel backend whose next hop's MAC is not resolved yet
+	CounterPassTunTooBig  = Counter(lbXlbCounterXLB_CNT_TUN_TOO_BIG)     // encapsulated packet above the route's MTU
+	CounterPassTunFwdOff  = Counter(lbXlbCounterXLB_CNT_TUN_FWD_OFF)     // forwarding off on the interface: the FIB does not route
+	counterMax            = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
 // counterNames is keyed, not positional, so that reordering enum
 // xlb_counter cannot put a name on the wrong counter.
 var counterNames = [counterMax]string{
-	CounterPassNotIP:     "pass_not_ip",
-	CounterPassMalformed: "pass_malformed",
-	CounterPassFragment:  "pass_fragment",
-	CounterPassNotL4:     "pass_not_l4",
-	CounterPassNotVIP:    "pass_not_vip",
-	CounterPassNoBackend: "pass_no_backend",
-	CounterFlowNew:       "flow_new",
-	CounterFlowRehash:    "flow_rehash",
-	CounterPassOtherHost: "pass_other_host",
-	CounterFlowExpired:   "flow_expired",
-	CounterFlowPromoted:  "flow_promoted",
-	CounterPromoteFull:   "promote_full",
+	CounterPassNotIP:      "pass_not_ip",
+	CounterPassMalformed:  "pass_malformed",
+	CounterPassFragment:   "pass_fragment",
+	CounterPassNotL4:      "pass_not_l4",
+	CounterPassNotVIP:     "pass_not_vip",
+	CounterPassNoBackend:  "pass_no_backend",
+	CounterFlowNew:        "flow_new",
+	CounterFlowRehash:     "flow_rehash",
+	CounterPassOtherHost:  "pass_other_host",
+	CounterFlowExpired:    "flow_expired",
+	CounterFlowPromoted:   "flow_promoted",
+	CounterPromoteFull:    "promote_full",
+	CounterPassTunNoRoute: "pass_tun_no_route",
+	CounterPassTunNoNeigh: "pass_tun_no_neigh",
+	CounterPassTunTooBig:  "pass_tun_too_big",
+	CounterPassTunFwdOff:  "pass_tun_forwarding_off",
 }
 
 func (c Counter) String() string {

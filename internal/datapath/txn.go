@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 
@@ -35,11 +36,94 @@ type ServiceTable struct {
 
 // Backend is what a backend id stands for in the program.
 type Backend struct {
+	// MAC is a direct-routing backend's link-layer address; nil for a
+	// tunnel backend, whose next hop the program asks the FIB for.
 	MAC net.HardwareAddr
 	// Service is the id of the one service the backend id was given out
 	// for: only that service's table may name it, and the program follows
 	// a flow entry to it only for that service.
 	Service uint32
+	// Tunnel, when set, makes the backend a tunnel backend (IPVS TUN):
+	// its packets are encapsulated to Tunnel.Dst rather than handed over
+	// on the segment.
+	Tunnel *Tunnel
+}
+
+// Encap is a tunnel's outer header.
+type Encap uint8
+
+// Encapsulations the program builds.
+const (
+	// EncapIPIP is IPv4 in IPv4 or IPv6 in IPv6 (IP protocol 4 or 41).
+	EncapIPIP Encap = iota + 1
+	// EncapGUE is outer IP, UDP to Tunnel.Port and a 4-byte GUE header.
+	EncapGUE
+)
+
+// Tunnel is where and how a tunnel backend's packets are encapsulated.
+// The outer family is the service's: IPv4 in IPv4, IPv6 in IPv6.
+type Tunnel struct {
+	Encap Encap
+	// Dst is the real server's address, the outer destination.
+	Dst netip.Addr
+	// Src is the outer source: an address of the balancer's that the
+	// real server (and every router on the way) accepts packets from.
+	Src netip.Addr
+	// Port is GUE's UDP destination port.
+	Port uint16
+	// Csum fills GUE's outer UDP checksum; otherwise it is zero.
+	Csum bool
+}
+
+// nextGen is a tunnel backend's next generation: the program's cached
+// route (struct nexthop) holds only for the generation it was asked for,
+// so a changed tunnel is routed afresh at once. Never 0, which no entry
+// of the cache matches.
+func (d *Datapath) nextGen() uint8 {
+	d.tunGen++
+	if d.tunGen == 0 {
+		d.tunGen = 1
+	}
+	return d.tunGen
+}
+
+// validate reports a tunnel the program cannot build.
+func (t *Tunnel) validate() error {
+	switch {
+	case t.Encap != EncapIPIP && t.Encap != EncapGUE:
+		return fmt.Errorf("unknown encapsulation %d", t.Encap)
+	case !t.Dst.IsValid() || !t.Src.IsValid() || t.Dst.Is4In6() || t.Src.Is4In6():
+		return fmt.Errorf("tunnel addresses %v and %v must both be set", t.Dst, t.Src)
+	case t.Dst.Is4() != t.Src.Is4():
+		return fmt.Errorf("tunnel source %v and destination %v are not one family", t.Src, t.Dst)
+	case t.Encap == EncapGUE && t.Port == 0:
+		return fmt.Errorf("gue tunnel to %v without a port", t.Dst)
+	case t.Encap == EncapIPIP && (t.Port != 0 || t.Csum):
+		return fmt.Errorf("ipip tunnel to %v with a port or checksum", t.Dst)
+	}
+	return nil
+}
+
+// value is the backend as the program reads it.
+func (be Backend) value() lbBackend {
+	var b lbBackend
+	copy(b.Mac[:], be.MAC)
+	b.Flags = backendPresent
+	b.Service = be.Service
+	if t := be.Tunnel; t != nil {
+		b.Flags |= backendTunIPIP
+		if t.Encap == EncapGUE {
+			b.Flags = backendPresent | backendTunGUE
+			if t.Csum {
+				b.Flags |= backendGUECsum
+			}
+		}
+		b.Family = family(t.Dst)
+		b.Addr = addrBytes(t.Dst, b.Family)
+		b.Src = addrBytes(t.Src, b.Family)
+		b.Port = htons(t.Port)
+	}
+	return b
 }
 
 // Txn is a set of changes applied together by Apply.
@@ -83,11 +167,11 @@ func (d *Datapath) Apply(t Txn) error {
 	}
 
 	for id, be := range t.Backends {
-		var b lbBackend
-		copy(b.Mac[:], be.MAC)
-		b.Flags = backendPresent
-		b.Service = be.Service
-		if err := d.objs.Backends.Update(id, b, ebpf.UpdateAny); err != nil {
+		v := be.value()
+		if be.Tunnel != nil {
+			v.Gen = d.nextGen()
+		}
+		if err := d.objs.Backends.Update(id, v, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("datapath: backend %d: %w", id, err)
 		}
 	}
@@ -323,7 +407,14 @@ func (d *Datapath) validate(t Txn, cur map[lbVipKey]lbVipMeta) error {
 		if id == 0 || id >= MaxBackends {
 			bad("backend id %d: out of range [1, %d)", id, MaxBackends)
 		}
-		if len(be.MAC) != macLen {
+		if be.Tunnel != nil {
+			if err := be.Tunnel.validate(); err != nil {
+				bad("backend id %d: %v", id, err)
+			}
+			if be.MAC != nil {
+				bad("backend id %d: a tunnel backend has no MAC", id)
+			}
+		} else if len(be.MAC) != macLen {
 			bad("backend id %d: MAC %q is not an Ethernet address", id, be.MAC)
 		}
 		if be.Service == 0 || be.Service >= MaxServices {

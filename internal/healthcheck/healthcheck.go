@@ -256,7 +256,7 @@ func (p Preview) DynamicWeight(svc service.ServiceKey, be netip.AddrPort) (int, 
 // the configuration (see vips).
 func (m *Manager) SetVIPs(addrs []netip.Addr) {
 	if p, ok := m.prober.(*DefaultProber); ok {
-		p.vips.store(addrs)
+		p.vips.SetVIPs(addrs)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xlb-project/xlb/internal/service"
+	"github.com/xlb-project/xlb/internal/srcaddr"
 )
 
 // Prober runs one probe of one check against one backend. It returns nil
@@ -42,7 +43,7 @@ type Result struct {
 // backend's address and port.
 type DefaultProber struct {
 	// vips are the addresses probes never leave from.
-	vips vips
+	vips srcaddr.Picker
 	// termGrace is how long a MISC_CHECK script that has timed out gets
 	// between SIGTERM and SIGKILL; zero means keepalived's 2 seconds,
 	// which only tests shorten.
@@ -83,12 +84,12 @@ func dest(c service.Check, backend netip.AddrPort) netip.AddrPort {
 }
 
 // dialer returns the dialer of a probe of c: from bindto, else from the
-// kernel's choice of source unless that is a VIP (see vips.sourceFor).
+// kernel's choice of source unless that is a VIP (see srcaddr.Picker.Override).
 func (p *DefaultProber) dialer(c service.Check, backend netip.AddrPort) (*net.Dialer, error) {
 	src := c.BindTo
 	if !src.IsValid() && c.BindIf == "" {
 		var err error
-		if src, err = p.vips.sourceFor(dest(c, backend).Addr()); err != nil {
+		if src, err = p.vips.Override(dest(c, backend).Addr()); err != nil {
 			return nil, err
 		}
 	}

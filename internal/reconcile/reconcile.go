@@ -63,15 +63,25 @@ type QuorumChange struct {
 	Held    bool
 }
 
-// Apply makes the balancer serve cfg as health h and the resolved macs
+// Links is how the balancer reaches each real server, as resolved so
+// far: a server missing here is left out of the tables until it is.
+type Links struct {
+	// MACs are the direct-routing servers' link-layer addresses.
+	MACs map[netip.Addr]net.HardwareAddr
+	// Sources are the balancer's addresses toward the tunnel servers:
+	// their packets' outer source.
+	Sources map[netip.Addr]netip.Addr
+}
+
+// Apply makes the balancer serve cfg as health h and the resolved links
 // say (h nil: every server up), and returns the services whose quorum
 // changed. A failed Apply changes nothing, the quorums included.
-func (r *Reconciler) Apply(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h Health) ([]QuorumChange, error) {
+func (r *Reconciler) Apply(cfg *service.Config, links Links, h Health) ([]QuorumChange, error) {
 	if h == nil {
 		h = alwaysUp{}
 	}
 	q, changed := nextQuorums(cfg, h, r.quorum)
-	want := desired(cfg, macs, h, q, r.ovr)
+	want := desired(cfg, links, h, q, r.ovr)
 	if err := r.bal.Apply(want); err != nil {
 		return nil, err
 	}
@@ -109,6 +119,9 @@ func digest(svcs []balancer.Service) string {
 		fmt.Fprintf(h, "%s %d %d %t %d\n", s.Key.Addr, s.Key.Port, s.Key.Proto, s.HashSource, s.TableSize)
 		for _, b := range s.Backends {
 			fmt.Fprintf(h, " %s %d %d %t\n", b.Addr, b.Port, b.Weight, b.MAC != nil)
+			if t := b.Tunnel; t != nil {
+				fmt.Fprintf(h, "  tun %d %d %t\n", t.Encap, t.Port, t.Csum)
+			}
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
@@ -162,7 +175,7 @@ func (alwaysUp) DynamicWeight(service.ServiceKey, netip.AddrPort) (int, bool) {
 // VIP away. A sorry server with sorry_server_inhibit stays at weight 0
 // while the real servers serve, so that the connections it took drain
 // rather than move when they come back.
-func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h Health, q quorums, ovr Overrides) []balancer.Service {
+func desired(cfg *service.Config, links Links, h Health, q quorums, ovr Overrides) []balancer.Service {
 	out := make([]balancer.Service, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
 		bs := balancer.Service{
@@ -182,18 +195,35 @@ func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h Health
 				}
 				w = 0
 			}
-			bs.Backends = append(bs.Backends, balancer.Backend{Addr: be.Addr, Port: be.Port, Weight: uint32(w), MAC: macs[be.Addr]})
+			bs.Backends = append(bs.Backends, links.backend(be.Addr, be.Port, uint32(w), be.Forward))
 		}
 		if ss := s.SorryServer; ss != nil && len(s.Backends) > 0 && (sorry || ss.Inhibit) {
 			w := uint32(0)
 			if sorry {
 				w = 1
 			}
-			bs.Backends = append(bs.Backends, balancer.Backend{Addr: ss.Addr, Port: ss.Port, Weight: w, MAC: macs[ss.Addr]})
+			bs.Backends = append(bs.Backends, links.backend(ss.Addr, ss.Port, w, ss.Forward))
 		}
 		out = append(out, bs)
 	}
 	return out
+}
+
+// backend is a real server as the balancer serves it: by its MAC, or by
+// tunnel from its source; without either it is unresolved.
+func (l Links) backend(addr netip.Addr, port uint16, w uint32, f service.Forward) balancer.Backend {
+	b := balancer.Backend{Addr: addr, Port: port, Weight: w}
+	if f.Method != service.Tunnel {
+		b.MAC = l.MACs[addr]
+		return b
+	}
+	if src, ok := l.Sources[addr]; ok {
+		b.Tunnel = &datapath.Tunnel{Encap: datapath.EncapIPIP, Dst: addr, Src: src}
+		if f.Encap == service.GUE {
+			b.Tunnel.Encap, b.Tunnel.Port, b.Tunnel.Csum = datapath.EncapGUE, f.Port, f.Csum
+		}
+	}
+	return b
 }
 
 // effectiveWeight is the weight be is served at while up: the last one a

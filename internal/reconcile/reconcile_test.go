@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/xlb-project/xlb/internal/balancer"
+	"github.com/xlb-project/xlb/internal/datapath"
 	"github.com/xlb-project/xlb/internal/service"
 )
 
@@ -123,7 +124,7 @@ func TestDesired(t *testing.T) {
 			if tc.ovr != nil {
 				ovr = fakeOverrides(tc.ovr)
 			}
-			got := desired(tc.cfg, macs, h, q, ovr)
+			got := desired(tc.cfg, Links{MACs: macs}, h, q, ovr)
 			if len(got) != 1 {
 				t.Fatalf("%d services, want 1", len(got))
 			}
@@ -248,7 +249,7 @@ func TestReconcilerQuorum(t *testing.T) {
 	}
 	for _, st := range steps {
 		bal.fail = st.fail
-		got, err := r.Apply(cfg, macs, st.h)
+		got, err := r.Apply(cfg, Links{MACs: macs}, st.h)
 		if (err != nil) != st.fail {
 			t.Fatalf("%s: error %v", st.name, err)
 		}
@@ -322,4 +323,46 @@ func (f fakeOverrides) Weight(_ service.ServiceKey, be netip.AddrPort, w int) in
 		return o
 	}
 	return w
+}
+
+// TestDesiredTunnel: a service mixes direct-routing and tunnel servers;
+// a tunnel server is served from its outer source, needs no MAC, and
+// stays out of the tables while it has no source, as a DR server without
+// a MAC does. The sorry server may be tunnelled too.
+func TestDesiredTunnel(t *testing.T) {
+	rsT := netip.MustParseAddr("203.0.113.20")
+	rsG := netip.MustParseAddr("203.0.113.21")
+	sorryT := netip.MustParseAddr("203.0.113.99")
+	lb := netip.MustParseAddr("198.51.100.2")
+	gue := service.Forward{Method: service.Tunnel, Encap: service.GUE, Port: 6080, Csum: true}
+	cfg := &service.Config{Services: []service.Service{{
+		VIP: netip.MustParseAddr("192.0.2.10"), Port: 80, Proto: service.TCP, Scheduler: "wrr",
+		Backends: []service.Backend{
+			{Addr: rsA, Port: 80, Weight: 1},
+			{Addr: rsT, Port: 80, Weight: 2, Forward: service.Forward{Method: service.Tunnel}},
+			{Addr: rsG, Port: 80, Weight: 3, Forward: gue},
+		},
+		SorryServer: &service.SorryServer{Addr: sorryT, Port: 80, Inhibit: true, Forward: service.Forward{Method: service.Tunnel}},
+	}}}
+	links := Links{
+		MACs:    map[netip.Addr]net.HardwareAddr{rsA: macA, rsT: macB}, // a MAC for a tunnel server is not used
+		Sources: map[netip.Addr]netip.Addr{rsT: lb, sorryT: lb, rsA: lb},
+	}
+	q, _ := nextQuorums(cfg, alwaysUp{}, nil)
+	got := desired(cfg, links, alwaysUp{}, q, nil)
+	want := []balancer.Backend{
+		{Addr: rsA, Port: 80, Weight: 1, MAC: macA},
+		{Addr: rsT, Port: 80, Weight: 2, Tunnel: &datapath.Tunnel{Encap: datapath.EncapIPIP, Dst: rsT, Src: lb}},
+		{Addr: rsG, Port: 80, Weight: 3}, // no source yet: unresolved
+		{Addr: sorryT, Port: 80, Weight: 0, Tunnel: &datapath.Tunnel{Encap: datapath.EncapIPIP, Dst: sorryT, Src: lb}},
+	}
+	if diff := cmp.Diff(want, got[0].Backends, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Errorf("backends (-want +got):\n%s", diff)
+	}
+	links.Sources[rsG] = lb
+	got = desired(cfg, links, alwaysUp{}, q, nil)
+	wantG := &datapath.Tunnel{Encap: datapath.EncapGUE, Dst: rsG, Src: lb, Port: 6080, Csum: true}
+	if diff := cmp.Diff(wantG, got[0].Backends[2].Tunnel, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Errorf("gue server once its source is known (-want +got):\n%s", diff)
+	}
 }

@@ -108,3 +108,72 @@ func (f Forward) Validate() error {
 	}
 	return nil
 }
+
+// MarshalText writes the method as ipvsadm names it, so that the model's
+// JSON reads "Route" or "Tunnel" rather than a number.
+func (m Method) MarshalText() ([]byte, error) {
+	if m != Route && m != Tunnel {
+		return nil, fmt.Errorf("unknown forwarding method %d", m)
+	}
+	return []byte(m.String()), nil
+}
+
+// UnmarshalText reads what MarshalText writes.
+func (m *Method) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "Route":
+		*m = Route
+	case "Tunnel":
+		*m = Tunnel
+	default:
+		return fmt.Errorf("%q is not a forwarding method (Route or Tunnel)", b)
+	}
+	return nil
+}
+
+// MarshalText writes keepalived's name of the encapsulation.
+func (e Encap) MarshalText() ([]byte, error) {
+	if e != IPIP && e != GUE {
+		return nil, fmt.Errorf("unknown tunnel type %d", e)
+	}
+	return []byte(e.String()), nil
+}
+
+// UnmarshalText reads what MarshalText writes.
+func (e *Encap) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "ipip":
+		*e = IPIP
+	case "gue":
+		*e = GUE
+	default:
+		return fmt.Errorf("%q is not a tunnel type (ipip or gue)", b)
+	}
+	return nil
+}
+
+// Outer header sizes. GUE's 4 bytes are its base header without optional
+// fields, which is all the kernel's fou (and IPVS) put on the wire.
+const (
+	ipv4Header = 20
+	ipv6Header = 40
+	udpHeader  = 8
+	gueHeader  = 4
+)
+
+// Overhead is the number of bytes the forwarding method adds to every
+// packet to a server of the given family (ipv6 true for IPv6): what the
+// path MTU to that server loses. Direct routing adds nothing.
+func (f Forward) Overhead(ipv6 bool) int {
+	if f.Method != Tunnel {
+		return 0
+	}
+	n := ipv4Header
+	if ipv6 {
+		n = ipv6Header
+	}
+	if f.Encap == GUE {
+		n += udpHeader + gueHeader
+	}
+	return n
+}

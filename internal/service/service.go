@@ -25,15 +25,29 @@ type Config struct {
 	BGP *BGP `json:",omitempty"`
 }
 
-// RealServerAddrs returns the distinct addresses of every real and sorry
-// server of c, sorted: the hosts whose MACs the balancer forwards to.
+// RealServerAddrs returns the distinct addresses of every direct-routing
+// real and sorry server of c, sorted: the hosts whose MACs the balancer
+// forwards to.
 func (c *Config) RealServerAddrs() []netip.Addr {
+	return c.serverAddrs(Route)
+}
+
+// TunnelAddrs returns the distinct addresses of every tunnel real and
+// sorry server of c, sorted: the hosts the balancer needs a source
+// address toward.
+func (c *Config) TunnelAddrs() []netip.Addr {
+	return c.serverAddrs(Tunnel)
+}
+
+func (c *Config) serverAddrs(m Method) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range c.Services {
 		for _, b := range s.Backends {
-			out = append(out, b.Addr)
+			if b.Forward.Method == m {
+				out = append(out, b.Addr)
+			}
 		}
-		if s.SorryServer != nil {
+		if s.SorryServer != nil && s.SorryServer.Forward.Method == m {
 			out = append(out, s.SorryServer.Addr)
 		}
 	}
@@ -261,7 +275,7 @@ type SorryServer struct {
 	Port    uint16
 	Inhibit bool // keepalived's sorry_server_inhibit
 	// Forward is how the sorry server is reached (sorry_server_lvs_method).
-	Forward Forward
+	Forward Forward `json:",omitzero"`
 	Source  Pos
 }
 
@@ -277,7 +291,7 @@ type Backend struct {
 	Weight int
 	// Forward is how the backend is reached: the virtual server's
 	// lvs_method unless the real server sets its own.
-	Forward Forward
+	Forward Forward `json:",omitzero"`
 	// InhibitOnFailure keeps a failed backend at weight 0 (existing flows
 	// drain) instead of removing it.
 	InhibitOnFailure bool

@@ -137,6 +137,37 @@ func TestValidate(t *testing.T) {
 		{"backend family", func(c *Config) { c.Services[0].Backends[0].Addr = netip.MustParseAddr("2001:db8::7") }, []string{
 			"c:5: service 192.0.2.10:80/tcp: backend [2001:db8::7]:80: address family differs from vip 192.0.2.10; direct routing cannot translate it",
 		}},
+		{"tunnel backend family", func(c *Config) {
+			b := &c.Services[0].Backends[0]
+			b.Addr = netip.MustParseAddr("2001:db8::7")
+			b.Forward = Forward{Method: Tunnel}
+		}, []string{
+			"c:5: service 192.0.2.10:80/tcp: backend [2001:db8::7]:80: address family differs from vip 192.0.2.10; xlb tunnels IPv4 in IPv4 and IPv6 in IPv6 only",
+		}},
+		{"tunnel backend port", func(c *Config) {
+			b := &c.Services[0].Backends[0]
+			b.Port = 8080
+			b.Forward = Forward{Method: Tunnel, Encap: GUE, Port: 6080}
+		}, []string{
+			"c:5: service 192.0.2.10:80/tcp: backend 198.51.100.7:8080: port 8080 differs from the service port 80; a tunnel cannot rewrite ports",
+		}},
+		{"gue without port, at lvs_method", func(c *Config) {
+			b := &c.Services[0].Backends[0]
+			b.Forward = Forward{Method: Tunnel, Encap: GUE}
+			b.Keywords.Set("lvs_method", Pos{"c", 6})
+		}, []string{
+			"c:6: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: gue tunnel needs a port",
+		}},
+		{"sorry server tunnel settings on DR", func(c *Config) {
+			c.Services[0].SorryServer = &SorryServer{Addr: netip.MustParseAddr("198.51.100.9"), Port: 80, Forward: Forward{Port: 6080}, Source: Pos{"c", 3}}
+			c.Services[0].Keywords.Set("sorry_server_lvs_method", Pos{"c", 4})
+		}, []string{
+			"c:4: service 192.0.2.10:80/tcp: sorry server: direct routing takes no tunnel settings",
+		}},
+		{"tunnel backends valid", func(c *Config) {
+			c.Services[0].Backends[0].Forward = Forward{Method: Tunnel, Encap: GUE, Port: 6080, Csum: true}
+			c.Services[0].SorryServer = &SorryServer{Addr: netip.MustParseAddr("198.51.100.9"), Port: 80, Forward: Forward{Method: Tunnel}, Source: Pos{"c", 3}}
+		}, nil},
 		{"http check without url", func(c *Config) { c.Services[0].Backends[0].Checks[0].Kind = CheckHTTP }, []string{
 			"c:7: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: http check: needs at least one url",
 		}},

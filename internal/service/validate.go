@@ -77,7 +77,7 @@ func (v *validator) service(s *Service) {
 		v.add(s.Keywords.At(s.Source, "delay_loop"), "%s: delay_loop %s must be positive", name, s.DelayLoop)
 	}
 	if ss := s.SorryServer; ss != nil {
-		v.endpoint(s, name+": sorry server", ss.Source, ss.Addr, ss.Port)
+		v.endpoint(s, name+": sorry server", ss.Source, ss.Addr, ss.Port, ss.Forward, s.Keywords.At(ss.Source, "sorry_server_lvs_method"))
 	}
 	if len(s.Backends) == 0 {
 		v.add(s.Source, "%s: has no backends", name)
@@ -86,7 +86,7 @@ func (v *validator) service(s *Service) {
 	for i := range s.Backends {
 		b := &s.Backends[i]
 		bname := fmt.Sprintf("%s: backend %s", name, b.AddrPort())
-		v.endpoint(s, bname, b.Source, b.Addr, b.Port)
+		v.endpoint(s, bname, b.Source, b.Addr, b.Port, b.Forward, b.Keywords.At(b.Source, "lvs_method"))
 		if prev, dup := seen[b.AddrPort()]; dup {
 			v.add(b.Source, "%s: duplicate of the backend at %s", bname, prev)
 		}
@@ -102,20 +102,31 @@ func (v *validator) service(s *Service) {
 	}
 }
 
-// endpoint checks an address that receives a service's traffic by direct
-// routing: same family as the VIP (the packet is not rewritten) and the
-// service's own port.
-func (v *validator) endpoint(s *Service, name string, pos Pos, addr netip.Addr, port uint16) {
+// endpoint checks an address that receives a service's traffic: by direct
+// routing or in a tunnel, the packet reaches it unchanged, so it must be
+// of the VIP's family (xlb tunnels IPv4 in IPv4 and IPv6 in IPv6) and
+// serve the service's own port. fpos is where the forwarding method was
+// written.
+func (v *validator) endpoint(s *Service, name string, pos Pos, addr netip.Addr, port uint16, f Forward, fpos Pos) {
+	how := "direct routing"
+	if f.Method == Tunnel {
+		how = "a tunnel"
+	}
+	if err := f.Validate(); err != nil {
+		v.add(fpos, "%s: %v", name, err)
+	}
 	switch {
 	case !addr.IsValid():
 		v.add(pos, "%s: address is missing", name)
 	case addr.Zone() != "" || addr.Is4In6() || addr.IsUnspecified() || addr.IsMulticast():
 		v.add(pos, "%s: %s is not a unicast address", name, addr)
+	case addr.Is4() != s.VIP.Is4() && f.Method == Tunnel:
+		v.add(pos, "%s: address family differs from vip %s; xlb tunnels IPv4 in IPv4 and IPv6 in IPv6 only", name, s.VIP)
 	case addr.Is4() != s.VIP.Is4():
 		v.add(pos, "%s: address family differs from vip %s; direct routing cannot translate it", name, s.VIP)
 	}
 	if port != s.Port {
-		v.add(pos, "%s: port %d differs from the service port %d; direct routing cannot rewrite ports", name, port, s.Port)
+		v.add(pos, "%s: port %d differs from the service port %d; %s cannot rewrite ports", name, port, s.Port, how)
 	}
 }
 

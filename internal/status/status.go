@@ -101,7 +101,7 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath, perBackend map[
 			}
 		}
 		for _, be := range s.Backends {
-			ab := api.Backend{Addr: be.Addr.String(), Port: be.Port, ConfigWeight: uint32(max(be.Weight, 0)), Unresolved: true}
+			ab := api.Backend{Addr: be.Addr.String(), Port: be.Port, ConfigWeight: uint32(max(be.Weight, 0)), Forward: be.Forward.Method.String(), Unresolved: true}
 			if ok && !fillBackend(&ab, bs, be.AddrPort(), stats, perBackend) {
 				// Taken out by a failed health check without
 				// inhibit_on_failure: ipvsadm no longer lists it either.
@@ -116,7 +116,7 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath, perBackend map[
 		// sorry_server_inhibit it stays listed at weight 0 otherwise
 		// (keepalived lists it so only once it has served).
 		if ss := s.SorryServer; ok && ss != nil && !slices.ContainsFunc(s.Backends, func(b service.Backend) bool { return b.AddrPort() == ss.AddrPort() }) {
-			ab := api.Backend{Addr: ss.Addr.String(), Port: ss.Port, ConfigWeight: 1, Unresolved: true, Sorry: true}
+			ab := api.Backend{Addr: ss.Addr.String(), Port: ss.Port, ConfigWeight: 1, Forward: ss.Forward.Method.String(), Unresolved: true, Sorry: true}
 			if fillBackend(&ab, bs, ss.AddrPort(), stats, perBackend) {
 				as.ActiveConn += ab.ActiveConn
 				as.InActConn += ab.InActConn

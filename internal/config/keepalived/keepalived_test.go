@@ -25,6 +25,7 @@ var goodFiles = []string{
 	"testdata/good/defaults.conf",
 	"testdata/good/global-defaults.conf",
 	"testdata/good/advert-int.conf",
+	"testdata/good/tun.conf",
 }
 
 type golden struct {
@@ -83,9 +84,27 @@ func TestBad(t *testing.T) {
 			"duplicate-real-server.conf:7: service 192.0.2.10:80/tcp: backend 198.51.100.7:80: duplicate of the backend at testdata/bad/duplicate-real-server.conf:4",
 		}},
 		{"nat.conf", []string{
-			"nat.conf:2: lb_kind NAT is not supported by xlb, which forwards by direct routing only; use lb_kind DR with the VIP on the real servers' loopback",
-			"nat.conf:7: no lb_kind set: keepalived defaults to NAT, which xlb does not serve; add `lb_kind DR`",
-			"nat.conf:13: lvs_method TUN is not supported by xlb, which forwards by direct routing only; use lb_kind DR with the VIP on the real servers' loopback",
+			"nat.conf:2: lb_kind NAT is not supported by xlb: the balancer never sees the replies NAT must rewrite; use DR or TUN with the VIP on the real servers' loopback",
+			"nat.conf:7: no lb_kind set: keepalived defaults to NAT, which xlb does not serve; add `lb_kind DR` (or TUN)",
+		}},
+		{"tun.conf", []string{
+			"tun.conf:3: lvs_method: tunnel type gre is not supported by xlb, which tunnels with ipip or gue",
+			"tun.conf:5: lvs_method: remcsum (remote checksum offload) is not implemented by xlb; use csum or nocsum",
+			"tun.conf:8: lvs_method: type gue needs port NUM",
+			"tun.conf:11: lvs_method: port 6080 is only for type gue",
+			"tun.conf:14: lvs_method: type ipip takes no checksum option",
+			"tun.conf:17: lvs_method: gue port 0 is outside 1..65535",
+			"tun.conf:20: lvs_method: gue port 65536 is outside 1..65535",
+			`tun.conf:23: lvs_method: unknown tunnel type "vxlan" (ipip, gue or gre)`,
+			"tun.conf:26: lvs_method: type needs a tunnel type (ipip or gue)",
+			`tun.conf:29: lvs_method: unknown tunnel option "frobnicate" (type, port, nocsum, csum or remcsum)`,
+			"tun.conf:32: lvs_method NAT is not supported by xlb: the balancer never sees the replies NAT must rewrite; use DR or TUN with the VIP on the real servers' loopback",
+			`tun.conf:35: lvs_method "Tunnel" is not a forwarding method (NAT, DR or TUN)`,
+			"tun.conf:41: sorry_server_lvs_method comes before sorry_server, where keepalived ignores it; write it after sorry_server",
+		}},
+		{"tun-family.conf", []string{
+			"tun-family.conf:5: service 192.0.2.11:80/tcp: backend [2001:db8::7]:80: address family differs from vip 192.0.2.11; xlb tunnels IPv4 in IPv4 and IPv6 in IPv6 only",
+			"tun-family.conf:7: service 192.0.2.11:80/tcp: backend 203.0.113.20:8080: port 8080 differs from the service port 80; a tunnel cannot rewrite ports",
 		}},
 		{"loop/a.conf", []string{
 			"loop/b.conf:7: include loop: testdata/bad/loop/a.conf includes testdata/bad/loop/b.conf includes testdata/bad/loop/a.conf",
@@ -328,4 +347,116 @@ func errorStrings(err error) []string {
 		out = append(out, e.Error())
 	}
 	return out
+}
+
+// TestForwarding covers how a real or sorry server gets its method: its
+// own lvs_method, else the virtual server's as keepalived 2.2 resolves it.
+func TestForwarding(t *testing.T) {
+	gue := service.Forward{Method: service.Tunnel, Encap: service.GUE, Port: 6080}
+	ipip := service.Forward{Method: service.Tunnel}
+	const head = "virtual_server 192.0.2.10 80 {\n protocol TCP\n lb_algo rr\n"
+	tests := []struct {
+		name     string
+		conf     string
+		backends []service.Forward
+		sorry    *service.Forward
+		errs     []string
+		warns    []string
+	}{
+		{
+			name:     "every real server sets its own: no virtual server method needed",
+			conf:     head + " real_server 203.0.113.20 80 {\n  lvs_method TUN\n }\n real_server 198.51.100.11 80 {\n  lvs_method DR\n }\n}\n",
+			backends: []service.Forward{ipip, {}},
+		},
+		{
+			name: "a sorry server without a method and none to inherit is NAT",
+			conf: head + " sorry_server 198.51.100.9 80\n real_server 203.0.113.20 80 {\n  lvs_method TUN\n }\n}\n",
+			errs: []string{"k.conf:1: no lb_kind set: keepalived defaults to NAT, which xlb does not serve; add `lb_kind DR` (or TUN)"},
+		},
+		{
+			name:     "a real server takes the method set when its block begins",
+			conf:     head + " lb_kind TUN type gue port 6080\n real_server 203.0.113.20 80 {\n }\n lb_kind DR\n real_server 198.51.100.11 80 {\n }\n}\n",
+			backends: []service.Forward{gue, {}},
+		},
+		{
+			name:     "the sorry server inherits, then sorry_server_lvs_method overrides",
+			conf:     head + " lb_kind DR\n sorry_server 203.0.113.9 80\n sorry_server_lvs_method TUN type gue port 6080\n real_server 198.51.100.11 80 {\n }\n}\n",
+			backends: []service.Forward{{}},
+			sorry:    &gue,
+		},
+		{
+			name:     "the sorry server inherits a tunnel",
+			conf:     head + " lb_kind TUN\n sorry_server 203.0.113.9 80\n real_server 203.0.113.20 80 {\n }\n}\n",
+			backends: []service.Forward{ipip},
+			sorry:    &ipip,
+		},
+		{
+			name:     "sorry_server_lvs_method without a sorry server",
+			conf:     head + " lb_kind DR\n sorry_server_lvs_method TUN\n real_server 198.51.100.11 80 {\n }\n}\n",
+			backends: []service.Forward{{}},
+			warns:    []string{"k.conf:5: warning: sorry_server_lvs_method without a sorry_server (ignored)"},
+		},
+		{
+			name:     "method names in any case, as xlb always read them",
+			conf:     head + " lb_kind tun type gue port 6080\n real_server 203.0.113.20 80 {\n }\n}\n",
+			backends: []service.Forward{gue},
+		},
+		{
+			name:     "gre and remcsum after DR are ignored, as keepalived ignores every option there",
+			conf:     head + " lb_kind DR type gre csum\n real_server 198.51.100.11 80 {\n  lvs_method DR type gue port 6080 remcsum\n }\n}\n",
+			backends: []service.Forward{{}},
+			warns: []string{
+				"k.conf:4: warning: lb_kind DR: tunnel options apply only to TUN (ignored)",
+				"k.conf:6: warning: lvs_method DR: tunnel options apply only to TUN (ignored)",
+			},
+		},
+		{
+			name: "options after DR are checked as keepalived checks them",
+			conf: head + " lb_kind DR type gue\n real_server 198.51.100.11 80 {\n  lvs_method DR type gre remcsum\n }\n}\n",
+			errs: []string{"k.conf:4: lb_kind: type gue needs port NUM", "k.conf:6: lvs_method: type gre takes no remcsum"},
+		},
+		{
+			name:     "IPv6 in IPv6",
+			conf:     "virtual_server 2001:db8::10 80 {\n protocol TCP\n lb_algo rr\n lb_kind TUN\n real_server 2001:db8:1::20 80 {\n }\n}\n",
+			backends: []service.Forward{ipip},
+		},
+		{
+			name: "an IPv4 real server of an IPv6 VIP",
+			conf: "virtual_server 2001:db8::10 80 {\n protocol TCP\n lb_algo rr\n lb_kind TUN\n real_server 203.0.113.20 80 {\n }\n}\n",
+			errs: []string{"k.conf:5: service [2001:db8::10]:80/tcp: backend 203.0.113.20:80: address family differs from vip 2001:db8::10; xlb tunnels IPv4 in IPv4 and IPv6 in IPv6 only"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, warns, err := LoadFS(fstest.MapFS{"k.conf": {Data: []byte(tt.conf)}}, "k.conf")
+			var gotWarns []string
+			for _, w := range warns {
+				gotWarns = append(gotWarns, w.String())
+			}
+			if diff := cmp.Diff(tt.errs, errorStrings(err)); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.warns, gotWarns); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+			if err != nil {
+				return
+			}
+			s := cfg.Services[0]
+			var got []service.Forward
+			for _, b := range s.Backends {
+				got = append(got, b.Forward)
+			}
+			if diff := cmp.Diff(tt.backends, got); diff != "" {
+				t.Errorf("backends (-want +got):\n%s", diff)
+			}
+			var gotSorry *service.Forward
+			if s.SorryServer != nil {
+				gotSorry = &s.SorryServer.Forward
+			}
+			if diff := cmp.Diff(tt.sorry, gotSorry); diff != "" {
+				t.Errorf("sorry server (-want +got):\n%s", diff)
+			}
+		})
+	}
 }

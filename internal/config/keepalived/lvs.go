@@ -1,6 +1,7 @@
 package keepalived
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -175,19 +176,94 @@ func (c *converter) inherited(n *node, d *checkDefaults) bool {
 	return true
 }
 
-func (c *converter) forwarding(n *node) bool {
-	if !c.args(n, 1, 8) {
-		return false
+// forwarding reads lvs_method (lb_kind, sorry_server_lvs_method) as
+// keepalived 2.2 does: a method, then tunnel options in any order, a
+// later one of a kind overriding an earlier one. keepalived checks the
+// options after DR too and then ignores them; so does xlb, with a
+// warning.
+func (c *converter) forwarding(n *node) (service.Forward, bool) {
+	var f service.Forward
+	if !c.args(n, 1, 64) {
+		return f, false
 	}
 	switch strings.ToUpper(n.args[0]) {
 	case "DR":
-		return true
-	case "NAT", "TUN":
-		c.errorf(n, "%s %s is not supported by xlb, which forwards by direct routing only; use lb_kind DR with the VIP on the real servers' loopback", n.kw, n.args[0])
+	case "TUN":
+		f.Method = service.Tunnel
+	case "NAT":
+		c.errorf(n, "%s NAT is not supported by xlb: the balancer never sees the replies NAT must rewrite; use DR or TUN with the VIP on the real servers' loopback", n.kw)
+		return f, false
 	default:
-		c.errorf(n, "%s %q is not a forwarding method (NAT, DR or TUN); xlb serves DR", n.kw, n.args[0])
+		c.errorf(n, "%s %q is not a forwarding method (NAT, DR or TUN)", n.kw, n.args[0])
+		return f, false
 	}
-	return false
+	tunType, csum := "ipip", "nocsum"
+	var port int
+	opts := n.args[1:]
+	for i := 0; i < len(opts); i++ {
+		switch opts[i] {
+		case "type":
+			if i+1 == len(opts) {
+				c.errorf(n, "%s: type needs a tunnel type (ipip or gue)", n.kw)
+				return f, false
+			}
+			i++
+			if t := opts[i]; t != "ipip" && t != "gue" && t != "gre" {
+				c.errorf(n, "%s: unknown tunnel type %q (ipip, gue or gre)", n.kw, t)
+				return f, false
+			}
+			tunType = opts[i]
+		case "port":
+			if i+1 == len(opts) {
+				c.errorf(n, "%s: port needs a number", n.kw)
+				return f, false
+			}
+			i++
+			v, ok := c.intValue(n, n.kw+": gue port", opts[i], 1, 65535)
+			if !ok {
+				return f, false
+			}
+			port = v
+		case "nocsum", "csum", "remcsum":
+			csum = opts[i]
+		default:
+			c.errorf(n, "%s: unknown tunnel option %q (type, port, nocsum, csum or remcsum)", n.kw, opts[i])
+			return f, false
+		}
+	}
+	switch {
+	case tunType == "gue" && port == 0:
+		c.errorf(n, "%s: type gue needs port NUM", n.kw)
+		return f, false
+	case tunType != "gue" && port != 0:
+		c.errorf(n, "%s: port %d is only for type gue", n.kw, port)
+		return f, false
+	case tunType == "ipip" && csum != "nocsum":
+		c.errorf(n, "%s: type ipip takes no checksum option", n.kw)
+		return f, false
+	case tunType == "gre" && csum == "remcsum":
+		c.errorf(n, "%s: type gre takes no remcsum", n.kw)
+		return f, false
+	}
+	if f.Method != service.Tunnel {
+		if len(opts) > 0 {
+			c.warnf(n, "%s DR: tunnel options apply only to TUN (ignored)", n.kw)
+		}
+		return f, true
+	}
+	ok := true
+	if tunType == "gre" {
+		c.errorf(n, "%s: tunnel type gre is not supported by xlb, which tunnels with ipip or gue", n.kw)
+		ok = false
+	}
+	if csum == "remcsum" {
+		c.errorf(n, "%s: remcsum (remote checksum offload) is not implemented by xlb; use csum or nocsum", n.kw)
+		ok = false
+	}
+	if tunType == "gue" {
+		f.Encap, f.Port, f.Csum = service.GUE, uint16(port), csum == "csum"
+	}
+	return f, ok
 }
 
 var ignoredVS = set("ha_suspend",
@@ -219,16 +295,23 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 	}
 	s.VIP, s.Port = vip, port
 	var d checkDefaults
-	var inhibit, protoSet, schedSet, methodSet bool
+	var inhibit, protoSet, schedSet bool
+	// method is the virtual server's lvs_method so far: keepalived gives
+	// a real or sorry server the method set when its block begins, and
+	// the final one to those that began before any was set.
+	var method *service.Forward
 	var reals []*node
+	var realMethods []*service.Forward
 	var sorry *node
+	var sorryMethod *service.Forward
 	for _, k := range n.children {
 		s.Keywords.Set(k.kw, k.pos)
 		switch {
 		case k.kw == "real_server":
 			reals = append(reals, k)
+			realMethods = append(realMethods, method)
 		case k.kw == "sorry_server":
-			sorry = k
+			sorry, sorryMethod = k, method
 		case c.inherited(k, &d):
 		case k.kw == "lb_algo" || k.kw == "lvs_sched":
 			if v, ok := c.str(k); ok {
@@ -238,8 +321,12 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 				s.Scheduler, schedSet = v, true
 			}
 		case k.kw == "lb_kind" || k.kw == "lvs_method":
-			c.forwarding(k)
-			methodSet = true
+			if f, ok := c.forwarding(k); ok {
+				method = &f
+			} else {
+				// Refused: report no missing method on top.
+				method = &service.Forward{}
+			}
 		case k.kw == "protocol":
 			if v, ok := c.str(k); ok {
 				switch strings.ToUpper(v) {
@@ -289,7 +376,18 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 			}
 		case k.kw == "sorry_server_inhibit":
 		case k.kw == "sorry_server_lvs_method":
-			c.forwarding(k)
+			switch {
+			case sorry == nil && slices.ContainsFunc(n.children, func(o *node) bool { return o.kw == "sorry_server" }):
+				c.errorf(k, "sorry_server_lvs_method comes before sorry_server, where keepalived ignores it; write it after sorry_server")
+			case sorry == nil:
+				c.warnf(k, "sorry_server_lvs_method without a sorry_server (ignored)")
+			default:
+				if f, ok := c.forwarding(k); ok {
+					sorryMethod = &f
+				} else {
+					sorryMethod = &service.Forward{}
+				}
+			}
 		case k.kw == "inhibit_on_failure":
 			inhibit, _ = c.boolean(k)
 		case ignoredVS[k.kw]:
@@ -311,8 +409,21 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 		c.warnf(n, "no scheduler set; keepalived defaults to %s", service.DefaultScheduler)
 		s.Scheduler = service.DefaultScheduler
 	}
-	if !methodSet {
-		c.errorf(n, "no lb_kind set: keepalived defaults to NAT, which xlb does not serve; add `lb_kind DR`")
+	// A server without its own method takes the virtual server's; with
+	// none set either, keepalived gives it NAT.
+	noMethod := false
+	inherit := func(f *service.Forward) service.Forward {
+		switch {
+		case f != nil:
+			return *f
+		case method != nil:
+			return *method
+		}
+		if !noMethod {
+			c.errorf(n, "no lb_kind set: keepalived defaults to NAT, which xlb does not serve; add `lb_kind DR` (or TUN)")
+			noMethod = true
+		}
+		return service.Forward{}
 	}
 	if d.delayLoop != nil {
 		s.DelayLoop = *d.delayLoop
@@ -321,7 +432,7 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 	}
 	if sorry != nil {
 		if a, p, ok := c.addrPort(sorry, s.Port); ok && c.args(sorry, 1, 2) {
-			s.SorryServer = &service.SorryServer{Addr: a, Port: p, Source: sorry.pos}
+			s.SorryServer = &service.SorryServer{Addr: a, Port: p, Source: sorry.pos, Forward: inherit(sorryMethod)}
 			for _, k := range n.children {
 				if k.kw == "sorry_server_inhibit" {
 					s.SorryServer.Inhibit, _ = c.boolean(k)
@@ -329,8 +440,8 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 			}
 		}
 	}
-	for _, r := range reals {
-		if b, ok := c.realServer(r, &s, d, inhibit); ok {
+	for i, r := range reals {
+		if b, ok := c.realServer(r, &s, d, inhibit, func() service.Forward { return inherit(realMethods[i]) }); ok {
 			s.Backends = append(s.Backends, b)
 		}
 	}
@@ -339,7 +450,9 @@ func (c *converter) virtualServer(n *node) (service.Service, bool) {
 
 var ignoredRS = set("uthreshold", "lthreshold", "smtp_alert", "snmp_name")
 
-func (c *converter) realServer(n *node, s *service.Service, vsd checkDefaults, inhibit bool) (service.Backend, bool) {
+// realServer reads a real_server block; vsMethod gives the virtual
+// server's method when the block sets none of its own.
+func (c *converter) realServer(n *node, s *service.Service, vsd checkDefaults, inhibit bool, vsMethod func() service.Forward) (service.Backend, bool) {
 	b := service.Backend{Weight: service.DefaultWeight, Source: n.pos}
 	a, p, ok := c.addrPort(n, s.Port)
 	if !ok {
@@ -348,6 +461,7 @@ func (c *converter) realServer(n *node, s *service.Service, vsd checkDefaults, i
 	b.Addr, b.Port, b.InhibitOnFailure = a, p, inhibit
 	d := vsd
 	var checks []*node
+	var own *service.Forward
 	for _, k := range n.children {
 		b.Keywords.Set(k.kw, k.pos)
 		switch {
@@ -359,7 +473,11 @@ func (c *converter) realServer(n *node, s *service.Service, vsd checkDefaults, i
 		case k.kw == "inhibit_on_failure":
 			b.InhibitOnFailure, _ = c.boolean(k)
 		case k.kw == "lvs_method":
-			c.forwarding(k)
+			if f, ok := c.forwarding(k); ok {
+				own = &f
+			} else {
+				own = &service.Forward{}
+			}
 		case k.kw == "notify_up" || k.kw == "notify_down":
 			if !c.userScript(k, &b.NotifyUser, b.NotifyUp != "" || b.NotifyDown != "",
 				"the other notify script of this real_server", "a real server's notify scripts") {
@@ -380,6 +498,11 @@ func (c *converter) realServer(n *node, s *service.Service, vsd checkDefaults, i
 		default:
 			c.unknown(k, "real_server")
 		}
+	}
+	if own != nil {
+		b.Forward = *own
+	} else {
+		b.Forward = vsMethod()
 	}
 	for _, k := range checks {
 		if ch, ok := c.check(k, checkKinds[k.kw], d); ok {

@@ -1,4 +1,4 @@
-package healthcheck
+package srcaddr
 
 import (
 	"net/netip"
@@ -11,11 +11,11 @@ import (
 	"github.com/xlb-project/xlb/internal/testutil"
 )
 
-// TestSourceFor: with a VIP on the interface that the kernel would pick as
+// TestSource: with a VIP on the interface that the kernel would pick as
 // the source toward a real server (an IPv6 /128 in the servers' /64), a
 // probe binds to the interface's own address instead; where the kernel's
 // choice is no VIP (IPv4's primary address), it keeps it.
-func TestSourceFor(t *testing.T) {
+func TestSource(t *testing.T) {
 	testutil.EnterNewNetns(t)
 	// New interfaces' IPv6 addresses usable at once, without DAD.
 	for _, k := range []string{"all", "default"} {
@@ -50,7 +50,8 @@ func TestSourceFor(t *testing.T) {
 	dst6 := netip.MustParseAddr("2001:db8:100::11")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, ok := kernelSource(dst6); ok {
+		// The link-local address may come first: wait for the global ones.
+		if src, ok := kernelSource(dst6); ok && !src.IsLinkLocalUnicast() {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -58,23 +59,36 @@ func TestSourceFor(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	var v vips
-	v.store([]netip.Addr{netip.MustParseAddr("198.51.100.99"), netip.MustParseAddr("2001:db8:100::99")})
+	var v Picker
+	v.SetVIPs([]netip.Addr{netip.MustParseAddr("198.51.100.99"), netip.MustParseAddr("2001:db8:100::99")})
 	for _, tc := range []struct{ dst, want string }{
 		{"2001:db8:100::11", "2001:db8:100::5"},
 		{"198.51.100.11", ""}, // the kernel picks 198.51.100.5, no VIP
 	} {
-		got, err := v.sourceFor(netip.MustParseAddr(tc.dst))
+		got, err := v.Override(netip.MustParseAddr(tc.dst))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if (tc.want == "" && got.IsValid()) || (tc.want != "" && got != netip.MustParseAddr(tc.want)) {
-			t.Errorf("source toward %s: %v, want %q", tc.dst, got, tc.want)
+			t.Errorf("override toward %s: %v, want %q", tc.dst, got, tc.want)
 		}
 	}
+	// A tunnel's outer source is always a concrete address, never a VIP.
+	for _, tc := range []struct{ dst, want string }{
+		{"2001:db8:100::11", "2001:db8:100::5"},
+		{"198.51.100.11", "198.51.100.5"},
+	} {
+		got, err := v.Source(netip.MustParseAddr(tc.dst))
+		if err != nil || got != netip.MustParseAddr(tc.want) {
+			t.Errorf("source toward %s: %v, %v; want %s", tc.dst, got, err, tc.want)
+		}
+	}
+	if _, err := v.Source(netip.MustParseAddr("203.0.113.1")); err == nil {
+		t.Errorf("source toward an address without a route: no error")
+	}
 	// Without VIPs to avoid, the kernel's choice stands; it is the VIP.
-	var none vips
-	if got, _ := none.sourceFor(netip.MustParseAddr("2001:db8:100::11")); got.IsValid() {
+	var none Picker
+	if got, _ := none.Override(netip.MustParseAddr("2001:db8:100::11")); got.IsValid() {
 		t.Errorf("with no VIPs: %v, want the kernel's choice", got)
 	}
 	if src, _ := kernelSource(netip.MustParseAddr("2001:db8:100::11")); src != netip.MustParseAddr("2001:db8:100::99") {

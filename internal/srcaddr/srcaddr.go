@@ -1,34 +1,40 @@
-package healthcheck
+// Package srcaddr picks the address the balancer sends from toward a host
+// (a health check's source, a tunnel's outer source): the kernel's choice,
+// unless that is a VIP.
+package srcaddr
 
 import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// vips are the addresses probes must never leave from: the VIPs of the
+// Picker knows the addresses nothing may leave from: the VIPs of the
 // configuration. A VIP on the balancer's interface (added by VRRP, or by
 // hand as users do) can be the kernel's choice of source, an IPv6 /128
 // inside the real servers' /64 always is (longest match), and a real
 // server answers a probe from a VIP to its own loopback, where the VIP
 // lives: the probe fails and the backend goes down.
-type vips struct {
+type Picker struct {
 	set atomic.Pointer[[]netip.Addr] // sorted
 }
 
-func (v *vips) store(addrs []netip.Addr) {
+// SetVIPs replaces the addresses never to send from.
+func (v *Picker) SetVIPs(addrs []netip.Addr) {
 	s := slices.Clone(addrs)
 	slices.SortFunc(s, netip.Addr.Compare)
 	s = slices.Compact(s)
 	v.set.Store(&s)
 }
 
-func (v *vips) has(a netip.Addr) bool {
+func (v *Picker) has(a netip.Addr) bool {
 	s := v.set.Load()
 	if s == nil {
 		return false
@@ -37,11 +43,11 @@ func (v *vips) has(a netip.Addr) bool {
 	return ok
 }
 
-// sourceFor returns the address a probe to dst binds to: the zero Addr
+// Override returns the address a socket toward dst binds to: the zero Addr
 // when the kernel's own choice is no VIP, else an address of the route's
 // interface that is not a VIP, not deprecated and not tentative, one whose
 // prefix holds dst if there is one.
-func (v *vips) sourceFor(dst netip.Addr) (netip.Addr, error) {
+func (v *Picker) Override(dst netip.Addr) (netip.Addr, error) {
 	dst = dst.Unmap()
 	if src, ok := kernelSource(dst); !ok || !v.has(src) {
 		return netip.Addr{}, nil // the kernel's choice, or the dial says what is wrong
@@ -81,6 +87,21 @@ func (v *vips) sourceFor(dst netip.Addr) (netip.Addr, error) {
 	return best, nil
 }
 
+// Source returns the address packets the balancer builds toward dst
+// leave from, e.g. a tunnel's outer source: the kernel's choice unless
+// that is a VIP, then Override's.
+func (v *Picker) Source(dst netip.Addr) (netip.Addr, error) {
+	dst = dst.Unmap()
+	src, ok := kernelSource(dst)
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("source address toward %s: no route", dst)
+	}
+	if !v.has(src) {
+		return src, nil
+	}
+	return v.Override(dst)
+}
+
 // kernelSource is the source address the kernel picks toward dst: that of
 // a connected UDP socket, which sends nothing.
 func kernelSource(dst netip.Addr) (netip.Addr, bool) {
@@ -90,4 +111,20 @@ func kernelSource(dst netip.Addr) (netip.Addr, bool) {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), true
+}
+
+// Forwarding reports whether the kernel forwards packets of dst's family
+// that arrive on ifname. The XDP program routes tunnelled packets with
+// bpf_fib_lookup, which answers only for an interface that forwards: the
+// same switch a router needs.
+func Forwarding(ifname string, dst netip.Addr) (bool, error) {
+	fam := "ipv4"
+	if dst.Unmap().Is6() {
+		fam = "ipv6"
+	}
+	b, err := os.ReadFile("/proc/sys/net/" + fam + "/conf/" + ifname + "/forwarding")
+	if err != nil {
+		return false, fmt.Errorf("forwarding on %s: %w", ifname, err)
+	}
+	return strings.TrimSpace(string(b)) != "0", nil
 }
