@@ -74,8 +74,6 @@ func TestTunnel(t *testing.T) {
 				}
 			})
 
-			resets := tcpCounters(t, topo, testutil.Client)
-			pool := startEchoPool(t, topo, 16)
 			for _, vip := range []netip.Addr{testutil.VIP4, testutil.VIP6} {
 				client := testutil.HostIP4(testutil.Client)
 				if vip.Is6() {
@@ -86,7 +84,7 @@ func TestTunnel(t *testing.T) {
 				for i := range 40 {
 					a, err := httpGetVIP(topo, testutil.Client, vip)
 					if err != nil {
-						t.Fatalf("request %d to %s: %v", i, vip, err)
+						t.Fatalf("request %d to %s: %v (lb1's tunnel pass counters: %v)", i, vip, err, tunnelPasses(t, d))
 					}
 					if a.Peer != a.Local || a.Peer.Addr() != client {
 						t.Errorf("request %d to %s: %s saw the client as %s, want the client's own %s", i, vip, a.Server, a.Peer, a.Local)
@@ -100,7 +98,9 @@ func TestTunnel(t *testing.T) {
 					}
 				}
 			}
-			pool.progress(t, "the requests", 20)
+			resets := tcpCounters(t, topo, testutil.Client)
+			pool := startEchoPool(t, topo, 16)
+			pool.progress(t, "the start", 20)
 			pool.stopUnbroken(t, topo, resets)
 
 			counts := seen.snapshot()
@@ -118,6 +118,15 @@ func TestTunnel(t *testing.T) {
 				t.Errorf("lb1 received %d packets from a VIP: answers must bypass the balancer", n)
 			}
 
+			// Every packet for rs4 was encapsulated: none was passed to
+			// lb1's kernel, which holds the VIP and would answer with a
+			// reset, for want of a route, a next hop's MAC or room.
+			for name, n := range tunnelPasses(t, d) {
+				if n > 0 {
+					t.Errorf("lb1 passed %d packets to its kernel as %s", n, name)
+				}
+			}
+
 			list := d.xlb(t, "list", "-n")
 			for _, want := range []struct{ addr, method string }{
 				{netip.AddrPortFrom(testutil.HostIP4(testutil.RS1), httpPort).String(), "Route"},
@@ -130,6 +139,19 @@ func TestTunnel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tunnelPasses returns the daemon's counters of tunnel packets passed to
+// the kernel instead of being sent (pass_tun_*).
+func tunnelPasses(tb testing.TB, d *daemon) map[string]uint64 {
+	tb.Helper()
+	m := map[string]uint64{}
+	for name, n := range d.mustState(tb).Counters {
+		if strings.HasPrefix(name, "pass_tun_") {
+			m[name] = n
+		}
+	}
+	return m
 }
 
 // listHas reports whether an `xlb list -n` line names backend addr with
