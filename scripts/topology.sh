@@ -34,10 +34,10 @@
 # The balancers forward (bpf_fib_lookup needs it) and route 203.0.113.128/25
 # and 2001:db8:400::/64 through rtr; rs4's default route is rtr, so it
 # answers clients on br0 or behind rtr directly, with a smaller advertised
-# MSS that leaves room for the outer header. realserver.sh prepares it for IPIP and GUE on UDP port 6080
-# (keepalived's `lvs_method TUN type ipip` and `type gue port 6080`), with
-# the kernel's ipip, ip6tnl and fou, or the XDP program DECAP_OBJ names
-# where the kernel has none of them.
+# MSS that leaves room for the outer header. realserver.sh prepares it for
+# IPIP and GUE on UDP port 6080 (keepalived's `lvs_method TUN type ipip`
+# and `type gue port 6080`), with the kernel's ipip, ip6tnl and fou, or
+# the XDP program DECAP_OBJ names where the kernel has none of them.
 #
 # Usage: topology.sh up [--vip-on lb1|lb2] [--router] [--tunnel] | down | status
 #
