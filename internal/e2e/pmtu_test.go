@@ -31,27 +31,16 @@ const (
 )
 
 // TestPMTU downloads through the VIP over a path with a smaller MTU
-// between the real servers and the client: rtr, behind which the client
-// sits, has a route to it with `mtu lock 1300`. The real servers' full
-// segments do not fit; rtr answers each with "fragmentation needed" (IPv4)
-// or "packet too big" (IPv6) to their source, the VIP, which rtr routes to
-// lb1. Only if lb1's data path relays that message to the real server that
+// between the real servers and the client (newPMTUTopology). The real
+// servers' full segments do not fit; rtr answers each with "fragmentation
+// needed" (IPv4) or "packet too big" (IPv6) to their source, the VIP,
+// which rtr routes to lb1. Only if lb1's data path relays that message to the real server that
 // holds the flow does the server lower its path MTU and the download
 // complete; passed to lb1's own kernel it is dropped, and the transfer
 // stalls.
 func TestPMTU(t *testing.T) {
-	testutil.RequireRoot(t, "builds the namespace topology and attaches XDP")
-	obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
-	topo := testutil.NewTopology(t, testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj, Router: true})
-	// A static route where the BGP tests run a routing daemon.
-	topo.Exec(t, testutil.Router, "ip", "route", "replace", testutil.VIP4.String()+"/32", "via", testutil.HostIP4(testutil.LB1).String())
-	topo.Exec(t, testutil.Router, "ip", "-6", "route", "replace", testutil.VIP6.String()+"/128", "via", testutil.HostIP6(testutil.LB1).String())
-	topo.Exec(t, testutil.Router, "ip", "route", "replace", "203.0.113.0/25", "dev", "eth1", "src", "203.0.113.1", "mtu", "lock", strconv.Itoa(pathMTU))
-	// Metric 256 replaces the kernel's own route to the prefix; another
-	// metric would add a route that the kernel's keeps winning over.
-	topo.Exec(t, testutil.Router, "ip", "-6", "route", "replace", "2001:db8:300::/64", "dev", "eth1", "metric", "256", "mtu", "lock", strconv.Itoa(pathMTU))
+	topo := newPMTUTopology(t, false)
 	startRealServers(t, topo)
-
 	var reals6 []realServer
 	for _, rs := range realServers {
 		reals6 = append(reals6, realServer{Addr: testutil.HostIP6(rs), Weight: 1})
@@ -62,7 +51,56 @@ func TestPMTU(t *testing.T) {
 		virtualServer{VIP: testutil.VIP6, Port: httpPort, Proto: "TCP", Reals: reals6},
 	))
 	startDaemon(t, topo, conf)
+	checkPMTU(t, topo, realServers)
+}
 
+// TestPMTUTunnel is TestPMTU with the tunnel server rs4 as the only real
+// server: lb1 must relay rtr's errors to it encapsulated, as it sends the
+// flow's packets, and rs4 must take them as its own.
+func TestPMTUTunnel(t *testing.T) {
+	topo := newPMTUTopology(t, true)
+	startRealServersOn(t, topo, testutil.RS4)
+	var b strings.Builder
+	for _, vs := range []struct{ vip, rs netip.Addr }{{testutil.VIP4, testutil.RS4IP4}, {testutil.VIP6, testutil.RS4IP6}} {
+		fmt.Fprintf(&b, "virtual_server %s %d {\n    lvs_sched wrr\n    lvs_method TUN type gue port %d\n    protocol TCP\n", vs.vip, httpPort, testutil.GUEPort)
+		fmt.Fprintf(&b, "    real_server %s %d {\n        weight 1\n    }\n}\n", vs.rs, httpPort)
+	}
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	writeFile(t, conf, b.String())
+	startDaemon(t, topo, conf)
+	checkPMTU(t, topo, []string{testutil.RS4})
+}
+
+// newPMTUTopology builds the --router topology (and rs4 with tunnel) whose
+// path from rtr to the client is narrower than every link: rtr's route to
+// the client has `mtu lock 1300`, so the client's MSS (1460) does not
+// shrink to fit it and only path-MTU discovery can. rtr reaches the VIPs
+// through lb1 by static routes, where the BGP tests run a routing daemon.
+func newPMTUTopology(t *testing.T, tunnel bool) *testutil.Topology {
+	t.Helper()
+	testutil.RequireRoot(t, "builds the namespace topology and attaches XDP")
+	opts := testutil.TopologyOptions{
+		VIPOn: testutil.LB1, XDPPassObj: filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o"),
+		Router: true, Tunnel: tunnel,
+	}
+	if tunnel {
+		opts.DecapObj = testutil.TunnelDecapObj(t)
+	}
+	topo := testutil.NewTopology(t, opts)
+	topo.Exec(t, testutil.Router, "ip", "route", "replace", testutil.VIP4.String()+"/32", "via", testutil.HostIP4(testutil.LB1).String())
+	topo.Exec(t, testutil.Router, "ip", "-6", "route", "replace", testutil.VIP6.String()+"/128", "via", testutil.HostIP6(testutil.LB1).String())
+	topo.Exec(t, testutil.Router, "ip", "route", "replace", "203.0.113.0/25", "dev", "eth1", "src", "203.0.113.1", "mtu", "lock", strconv.Itoa(pathMTU))
+	// Metric 256 replaces the kernel's own route to the prefix; another
+	// metric would add a route that the kernel's keeps winning over.
+	topo.Exec(t, testutil.Router, "ip", "-6", "route", "replace", "2001:db8:300::/64", "dev", "eth1", "metric", "256", "mtu", "lock", strconv.Itoa(pathMTU))
+	return topo
+}
+
+// checkPMTU downloads from each VIP through the narrow path and checks
+// that the transfers complete, that rtr sent its ICMP errors and that the
+// real servers (servers) received them.
+func checkPMTU(t *testing.T, topo *testutil.Topology, servers []string) {
+	t.Helper()
 	for _, tt := range []struct {
 		name     string
 		vip      netip.Addr
@@ -75,12 +113,13 @@ func TestPMTU(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rtrBefore := icmpCounters(t, topo, testutil.Router)[tt.sent]
 			var rsBefore int64
-			for _, rs := range realServers {
+			for _, rs := range servers {
 				rsBefore += icmpCounters(t, topo, rs)[tt.received]
 			}
 			// Sequential downloads, so that each real server meets the
 			// small MTU on a connection of its own before it has learnt
-			// it: with 8, (2/3)^8 is the chance that one server gets none.
+			// it: with 8 over three servers, (2/3)^8 is the chance that
+			// one gets none.
 			served := map[string]int{}
 			for i := range 8 {
 				start := time.Now()
@@ -98,7 +137,7 @@ func TestPMTU(t *testing.T) {
 				t.Errorf("rtr's %s did not move: the path MTU never came into play", tt.sent)
 			}
 			var rsAfter int64
-			for _, rs := range realServers {
+			for _, rs := range servers {
 				rsAfter += icmpCounters(t, topo, rs)[tt.received]
 			}
 			t.Logf("the real servers' %s moved by %d", tt.received, rsAfter-rsBefore)
