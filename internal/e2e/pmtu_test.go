@@ -78,15 +78,14 @@ func TestPMTUTunnel(t *testing.T) {
 // through lb1 by static routes, where the BGP tests run a routing daemon.
 func newPMTUTopology(t *testing.T, tunnel bool) *testutil.Topology {
 	t.Helper()
-	testutil.RequireRoot(t, "builds the namespace topology and attaches XDP")
-	opts := testutil.TopologyOptions{
-		VIPOn: testutil.LB1, XDPPassObj: filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o"),
-		Router: true, Tunnel: tunnel,
-	}
+	var topo *testutil.Topology
 	if tunnel {
-		opts.DecapObj = testutil.TunnelDecapObj(t)
+		topo = newTunnelTopology(t, true)
+	} else {
+		testutil.RequireRoot(t, "builds the namespace topology and attaches XDP")
+		obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
+		topo = testutil.NewTopology(t, testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj, Router: true})
 	}
-	topo := testutil.NewTopology(t, opts)
 	topo.Exec(t, testutil.Router, "ip", "route", "replace", testutil.VIP4.String()+"/32", "via", testutil.HostIP4(testutil.LB1).String())
 	topo.Exec(t, testutil.Router, "ip", "-6", "route", "replace", testutil.VIP6.String()+"/128", "via", testutil.HostIP6(testutil.LB1).String())
 	topo.Exec(t, testutil.Router, "ip", "route", "replace", "203.0.113.0/25", "dev", "eth1", "src", "203.0.113.1", "mtu", "lock", strconv.Itoa(pathMTU))
