@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -228,4 +229,85 @@ func l4proto(f []byte) uint8 {
 		return f[14+6]
 	}
 	return 0
+}
+
+// TestTunnelTooBig takes away rs4's smaller advertised MSS, so that the
+// client's full-sized segments no longer fit a tunnel once encapsulated.
+// As IPVS does for TUN, the balancer must answer them with "fragmentation
+// needed" (IPv4) or "packet too big" (IPv6) saying what fits, so that the
+// client's path-MTU discovery shrinks its segments: every byte of large
+// uploads must then come back from rs4's echo server, and the client must
+// have heard from lb1.
+func TestTunnelTooBig(t *testing.T) {
+	topo := newTunnelTopology(t, false)
+	topo.Exec(t, testutil.RS4, "ip", "route", "replace", "default", "via", "203.0.113.129", "dev", "eth0")
+	topo.Exec(t, testutil.RS4, "ip", "-6", "route", "replace", "default", "via", "2001:db8:400::1", "dev", "eth0")
+	startRealServersOn(t, topo, testutil.RS4)
+	var b strings.Builder
+	for _, vs := range []struct{ vip, rs netip.Addr }{{testutil.VIP4, testutil.RS4IP4}, {testutil.VIP6, testutil.RS4IP6}} {
+		fmt.Fprintf(&b, "virtual_server %s %d {\n    lvs_sched wrr\n    lvs_method TUN type gue port %d\n    protocol TCP\n", vs.vip, echoPort, testutil.GUEPort)
+		fmt.Fprintf(&b, "    real_server %s %d {\n        weight 1\n    }\n}\n", vs.rs, echoPort)
+	}
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	writeFile(t, conf, b.String())
+	d := startDaemon(t, topo, conf)
+
+	for _, tt := range []struct {
+		name, counter string
+		vip           netip.Addr
+	}{
+		{"IPv4", "Icmp InDestUnreachs", testutil.VIP4},
+		{"IPv6", "Icmp6 InPktTooBigs", testutil.VIP6},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := icmpCounters(t, topo, testutil.Client)[tt.counter]
+			for i := range 4 {
+				if err := echoBulk(topo, netip.AddrPortFrom(tt.vip, echoPort), 1<<20); err != nil {
+					t.Fatalf("upload %d: %v (lb1's tunnel pass counters: %v)", i, err, tunnelPasses(t, d))
+				}
+			}
+			if n := icmpCounters(t, topo, testutil.Client)[tt.counter] - before; n == 0 {
+				t.Errorf("the client's %s did not move: nothing told it that its segments were too big for the tunnel", tt.counter)
+			}
+		})
+	}
+}
+
+// echoBulk sends size bytes to an echo server at to on a new connection
+// from the client, reading the echo as it goes, and checks every byte.
+func echoBulk(topo *testutil.Topology, to netip.AddrPort, size int) error {
+	c, err := dial(topo, testutil.Client, to)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", to, err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(downloadTimeout)); err != nil {
+		return err
+	}
+	sent := make(chan error, 1)
+	go func() {
+		out := make([]byte, size)
+		for i := range out {
+			out[i] = byte(i % 251)
+		}
+		_, err := c.Write(out)
+		sent <- err
+	}()
+	in := make([]byte, 64<<10)
+	for off := 0; off < size; {
+		n, err := c.Read(in[:min(len(in), size-off)])
+		for i := range n {
+			if in[i] != byte((off+i)%251) {
+				return fmt.Errorf("%s: byte %d came back as %#x, sent %#x", to, off+i, in[i], byte((off+i)%251))
+			}
+		}
+		off += n
+		if err != nil {
+			return fmt.Errorf("%s: after %d of %d bytes echoed: %w", to, off, size, err)
+		}
+	}
+	if err := <-sent; err != nil {
+		return fmt.Errorf("%s: send: %w", to, err)
+	}
+	return nil
 }
