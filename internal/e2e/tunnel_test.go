@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,10 +69,15 @@ func TestTunnel(t *testing.T) {
 			writeFile(t, conf, mixedConf(tt.method))
 			d := startDaemon(t, topo, conf)
 
-			var seen lockedCounts
+			var seen, sports lockedCounts
 			startCapture(t, topo, testutil.Router, func(f []byte, _ int, pt uint8) {
-				if what := classifyAtRouter(f, pt, tt.name == "gue"); what != "" {
-					seen.add(what, 1)
+				what := classifyAtRouter(f, pt, tt.name == "gue")
+				if what == "" {
+					return
+				}
+				seen.add(what, 1)
+				if _, _, l4, _ := ipHeader(f); what == "tunnelled to rs4" && tt.name == "gue" {
+					sports.add(strconv.Itoa(int(binary.BigEndian.Uint16(l4))), 1)
 				}
 			})
 			startCapture(t, topo, testutil.LB1, func(f []byte, _ int, pt uint8) {
@@ -119,6 +125,11 @@ func TestTunnel(t *testing.T) {
 			}
 			if counts["rs4's answer forwarded to the client"] == 0 {
 				t.Errorf("rtr forwarded none of rs4's answers straight to the client: %v", counts)
+			}
+			// The GUE source port comes from the flow's hash, so that
+			// the real server's NIC spreads flows over its queues.
+			if n := len(sports.snapshot()); tt.name == "gue" && n < 2 {
+				t.Errorf("lb1's GUE packets came from %d source port(s) over 80 and more flows, want them spread by flow", n)
 			}
 			if n := counts["reply through the balancer"]; n > 0 {
 				t.Errorf("lb1 received %d packets from a VIP: answers must bypass the balancer", n)
