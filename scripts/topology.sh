@@ -14,17 +14,32 @@
 # With --router, a router sits between the client and the balancers, as in
 # a layer-3 (BGP) site, and a third balancer joins:
 #
-#   client eth1 203.0.113.10 ── eth1 203.0.113.1  rtr  eth0 198.51.100.1 ── br0
+#   client eth1 203.0.113.10/25 ── eth1 203.0.113.1  rtr  eth0 198.51.100.1 ── br0
 #                                                        lb3 .4 ── br0
 #
 # The client then reaches the VIPs through rtr (its on-link VIP routes
 # point there), rtr forwards with IPv4 and IPv6 forwarding on, L4 hashing
 # for multipath routes (fib_multipath_hash_policy=1) and no redirects, and
-# the real servers send their replies to 203.0.113.0/24 (2001:db8:300::/64)
+# the real servers send their replies to 203.0.113.0/25 (2001:db8:300::/64)
 # back through it. Routes to the VIPs on rtr are the routing daemon's to
 # install: the tests run BIRD there, its config and sockets in temp dirs.
 #
-# Usage: topology.sh up [--vip-on lb1|lb2] [--router] | down | status
+# With --tunnel, a tunnel (TUN) real server sits one router hop away from
+# the balancers, on a segment of its own behind rtr (which joins br0 as .1
+# if --router did not already put it there):
+#
+#   br0 ── eth0 198.51.100.1  rtr  eth2 203.0.113.129 ── eth0 203.0.113.140  rs4
+#                                       2001:db8:400::1        2001:db8:400::140
+#
+# The balancers forward (bpf_fib_lookup needs it) and route 203.0.113.128/25
+# and 2001:db8:400::/64 through rtr; rs4's default route is rtr, so it
+# answers clients on br0 or behind rtr directly, with a smaller advertised
+# MSS that leaves room for the outer header. realserver.sh prepares it for
+# IPIP and GUE on UDP port 6080 (keepalived's `lvs_method TUN type ipip`
+# and `type gue port 6080`), with the kernel's ipip, ip6tnl and fou, or
+# the XDP program DECAP_OBJ names where the kernel has none of them.
+#
+# Usage: topology.sh up [--vip-on lb1|lb2] [--router] [--tunnel] | down | status
 #
 # Environment:
 #   XLB_PREFIX    prefix of every namespace name (default "xlb-"), so tests
@@ -33,6 +48,8 @@
 #                 the bridge-side ports of lb1 and lb2: native XDP_TX on a veth
 #                 delivers nothing unless the peer also runs an XDP program.
 #                 A port that already has an XDP program keeps it.
+#   DECAP_OBJ     with --tunnel, realserver.sh's --decap-obj for rs4: an XDP
+#                 program that decapsulates, for kernels without ipip/fou.
 #
 # Every step checks or replaces rather than adds, so `up` can be re-run after
 # a failure and `down` removes whatever part exists.
@@ -43,12 +60,19 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 HOSTS=(client lb1 lb2 rs1 rs2 rs3)
 # Every host a topology may have: what down removes.
-ALL_HOSTS=(client lb1 lb2 lb3 rtr rs1 rs2 rs3)
+ALL_HOSTS=(client lb1 lb2 lb3 rtr rs1 rs2 rs3 rs4)
 BR=${PREFIX}br
 NET4=198.51.100
 NET6=2001:db8:100
 VIP4=192.0.2.10
 VIP6=2001:db8:200::10
+# The tunnel server's segment behind rtr (--tunnel), and the UDP port its
+# GUE listener takes.
+TUN4=203.0.113.128/25
+TUN6=2001:db8:400::/64
+RS4_4=203.0.113.140
+RS4_6=2001:db8:400::140
+GUE_PORT=6080
 
 # hostnum is the host's address number. The MAC's last byte spells the same
 # digits (rs1 = .11 = 02:00:00:00:00:11) so a test reading a MAC can tell
@@ -63,6 +87,7 @@ hostnum() {
 	rs1) echo 11 ;;
 	rs2) echo 12 ;;
 	rs3) echo 13 ;;
+	rs4) echo 14 ;;
 	*) echo "unknown host $1" >&2; return 1 ;;
 	esac
 }
@@ -112,10 +137,11 @@ host_up() {
 }
 
 up() {
-	local vip_on="" router=""
+	local vip_on="" router="" tunnel=""
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--router) router=1; shift ;;
+		--tunnel) tunnel=1; shift ;;
 		--vip-on) [ $# -ge 2 ] || die "--vip-on needs a host"; vip_on=$2; shift 2 ;;
 		--vip-on=*) vip_on=${1#*=}; shift ;;
 		*) die "up: unknown argument $1" ;;
@@ -124,6 +150,9 @@ up() {
 	case $vip_on in "" | lb1 | lb2) ;; *) die "--vip-on: $vip_on is not an LB (lb1, lb2)" ;; esac
 	if [ -n "${XDP_PASS_OBJ:-}" ] && [ ! -r "$XDP_PASS_OBJ" ]; then
 		die "XDP_PASS_OBJ $XDP_PASS_OBJ is not readable"
+	fi
+	if [ -n "${DECAP_OBJ:-}" ] && [ ! -r "$DECAP_OBJ" ]; then
+		die "DECAP_OBJ $DECAP_OBJ is not readable"
 	fi
 	lock
 
@@ -140,6 +169,7 @@ up() {
 
 	local h lbs=(lb1 lb2)
 	[ -n "$router" ] && HOSTS+=(lb3 rtr) && lbs+=(lb3)
+	[ -n "$tunnel" ] && [ -z "$router" ] && HOSTS+=(rtr)
 	for h in "${HOSTS[@]}"; do host_up "$h"; done
 
 	# The VIP is on-link for the client, as it is for clients that share the
@@ -149,6 +179,7 @@ up() {
 
 	for h in rs1 rs2 rs3; do "$HERE/realserver.sh" "${PREFIX}$h" "$VIP4" "$VIP6"; done
 	[ -n "$router" ] && router_up
+	[ -n "$tunnel" ] && tunnel_up "${lbs[@]}"
 
 	if [ -n "$vip_on" ]; then
 		ip -n "${PREFIX}$vip_on" addr replace "$VIP4/32" dev eth0
@@ -165,12 +196,18 @@ up() {
 	fi
 }
 
+# forwarding makes rtr a router that sends no redirects: a redirect would
+# teach hosts on br0 a shortcut the tests do not expect.
+forwarding() {
+	sysctl_ns "${PREFIX}rtr" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+		net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1 \
+		net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
+}
+
 # router_up puts rtr between the client and the bridge (see the header).
 router_up() {
 	local c=${PREFIX}client r=${PREFIX}rtr
-	sysctl_ns "$r" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
-		net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1 \
-		net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
+	forwarding
 	if ! ip -n "$c" link show eth1 >/dev/null 2>&1; then
 		ip -n "$r" link del eth1 >/dev/null 2>&1 || true
 		ip -n "$r" link add eth1 type veth peer name eth1 netns "$c"
@@ -179,9 +216,10 @@ router_up() {
 	ip -n "$c" link set eth1 up
 	sysctl_ns "$r" net.ipv4.conf.eth1.rp_filter=0
 	nsx "$c" ethtool -K eth1 tx off >/dev/null
-	ip -n "$r" addr replace 203.0.113.1/24 dev eth1
+	# A /25: the upper half is the tunnel server's segment (--tunnel).
+	ip -n "$r" addr replace 203.0.113.1/25 dev eth1
 	ip -n "$r" -6 addr replace 2001:db8:300::1/64 dev eth1 nodad
-	ip -n "$c" addr replace 203.0.113.10/24 dev eth1
+	ip -n "$c" addr replace 203.0.113.10/25 dev eth1
 	ip -n "$c" -6 addr replace 2001:db8:300::10/64 dev eth1 nodad
 	ip -n "$c" route replace 192.0.2.0/24 via 203.0.113.1 dev eth1 src 203.0.113.10
 	ip -n "$c" -6 route replace 2001:db8:200::/64 via 2001:db8:300::1 dev eth1 src 2001:db8:300::10
@@ -190,6 +228,44 @@ router_up() {
 		ip -n "${PREFIX}$h" route replace 203.0.113.0/24 via "$NET4.1"
 		ip -n "${PREFIX}$h" -6 route replace 2001:db8:300::/64 via "$NET6::1"
 	done
+}
+
+# tunnel_up puts rs4 on its own segment behind rtr (see the header); its
+# arguments are the balancers, which get routes to that segment.
+tunnel_up() {
+	local r=${PREFIX}rtr s=${PREFIX}rs4 h n
+	forwarding
+	add_ns "$s"
+	sysctl_ns "$s" net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+	if ! ip -n "$s" link show eth0 >/dev/null 2>&1; then
+		ip -n "$r" link del eth2 >/dev/null 2>&1 || true
+		ip -n "$r" link add eth2 type veth peer name eth0 netns "$s"
+	fi
+	ip -n "$r" link set eth2 address "$(hostmac rtr 02)" up
+	ip -n "$s" link set eth0 address "$(hostmac rs4)" up
+	sysctl_ns "$r" net.ipv4.conf.eth2.rp_filter=0 net.ipv4.conf.eth2.send_redirects=0
+	ip -n "$r" addr replace 203.0.113.129/25 dev eth2
+	ip -n "$r" -6 addr replace 2001:db8:400::1/64 dev eth2 nodad
+	ip -n "$s" addr replace "$RS4_4/25" dev eth0
+	ip -n "$s" -6 addr replace "$RS4_6/64" dev eth0 nodad
+	# advmss: a client's full segment plus the outer header (up to 32
+	# bytes for GUE over IPv4, 52 over IPv6) must fit 1500 bytes on the
+	# way from a balancer to here.
+	ip -n "$s" route replace default via 203.0.113.129 dev eth0 advmss 1400
+	ip -n "$s" -6 route replace default via 2001:db8:400::1 dev eth0 advmss 1380
+	# With the balancer's own address as source: by IPv6's rules the VIP
+	# on eth0 would otherwise win, and rs4 cannot answer the VIP.
+	# Forwarding on: the balancers route the outer packets with
+	# bpf_fib_lookup, which answers only for an interface that forwards.
+	# No redirects: packets their programs pass are not theirs to correct.
+	for h in "$@"; do
+		sysctl_ns "${PREFIX}$h" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+			net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
+		n=$(hostnum "$h")
+		ip -n "${PREFIX}$h" route replace "$TUN4" via "$NET4.1" src "$NET4.$n"
+		ip -n "${PREFIX}$h" -6 route replace "$TUN6" via "$NET6::1" src "$NET6::$n"
+	done
+	"$HERE/realserver.sh" --tunnel "gue:$GUE_PORT" ${DECAP_OBJ:+--decap-obj "$DECAP_OBJ"} "$s" "$VIP4" "$VIP6"
 }
 
 down() {
@@ -245,5 +321,5 @@ case $cmd in
 up) up "$@" ;;
 down) down ;;
 status) status ;;
-*) echo "usage: $0 up [--vip-on lb1|lb2] [--router] | down | status" >&2; exit 2 ;;
+*) echo "usage: $0 up [--vip-on lb1|lb2] [--router] [--tunnel] | down | status" >&2; exit 2 ;;
 esac

@@ -56,12 +56,18 @@ func newTopology(tb testing.TB) *testutil.Topology {
 // process, for tests that signal it.
 func startRealServers(tb testing.TB, topo *testutil.Topology) map[string]*testutil.Proc {
 	tb.Helper()
+	return startRealServersOn(tb, topo, realServers...)
+}
+
+// startRealServersOn is startRealServers on the given hosts.
+func startRealServersOn(tb testing.TB, topo *testutil.Topology, hosts ...string) map[string]*testutil.Proc {
+	tb.Helper()
 	bin := testutil.BuildBinary(tb, "./internal/testutil/cmd/rsserver")
 	procs := map[string]*testutil.Proc{}
-	for _, rs := range realServers {
+	for _, rs := range hosts {
 		procs[rs] = topo.Start(tb, rs, bin, "-name", rs, "-http", fmt.Sprintf(":%d", httpPort), "-echo", fmt.Sprintf(":%d", echoPort))
 	}
-	for _, rs := range realServers {
+	for _, rs := range hosts {
 		p := procs[rs]
 		waitFor(tb, 10*time.Second, "rsserver in "+rs+" to be ready", func() (bool, string) {
 			select {

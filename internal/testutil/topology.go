@@ -33,6 +33,9 @@ const (
 	RS1    = "rs1"
 	RS2    = "rs2"
 	RS3    = "rs3"
+	// RS4 exists in a topology built with Tunnel set: a tunnel real
+	// server one router hop away from the balancers.
+	RS4 = "rs4"
 )
 
 // Hosts lists every host of the topology.
@@ -43,9 +46,19 @@ var Hosts = []string{Client, LB1, LB2, RS1, RS2, RS3}
 var (
 	VIP4 = netip.MustParseAddr("192.0.2.10")
 	VIP6 = netip.MustParseAddr("2001:db8:200::10")
+	// RS4IP4 and RS4IP6 are RS4's addresses on its segment behind Router.
+	RS4IP4 = netip.MustParseAddr("203.0.113.140")
+	RS4IP6 = netip.MustParseAddr("2001:db8:400::140")
+	// ClientIP4Routed and ClientIP6Routed are the client's addresses behind
+	// Router in a topology built with Router set.
+	ClientIP4Routed = netip.MustParseAddr("203.0.113.10")
+	ClientIP6Routed = netip.MustParseAddr("2001:db8:300::10")
 )
 
-var hostNum = map[string]byte{Client: 10, LB1: 2, LB2: 3, LB3: 4, Router: 1, RS1: 11, RS2: 12, RS3: 13}
+// GUEPort is the UDP port RS4 takes GUE on.
+const GUEPort = 6080
+
+var hostNum = map[string]byte{Client: 10, LB1: 2, LB2: 3, LB3: 4, Router: 1, RS1: 11, RS2: 12, RS3: 13, RS4: 14}
 
 func mustHostNum(host string) byte {
 	n, ok := hostNum[host]
@@ -55,14 +68,22 @@ func mustHostNum(host string) byte {
 	return n
 }
 
-// HostIP4 returns host's address on 198.51.100.0/24.
+// HostIP4 returns host's address on 198.51.100.0/24; RS4, which is not on
+// that segment, has RS4IP4.
 func HostIP4(host string) netip.Addr {
+	if host == RS4 {
+		return RS4IP4
+	}
 	return netip.AddrFrom4([4]byte{198, 51, 100, mustHostNum(host)})
 }
 
 // HostIP6 returns host's address on 2001:db8:100::/64; its last group spells
-// the same digits as the IPv4 host number (rs1: 2001:db8:100::11).
+// the same digits as the IPv4 host number (rs1: 2001:db8:100::11). RS4,
+// which is not on that segment, has RS4IP6.
 func HostIP6(host string) netip.Addr {
+	if host == RS4 {
+		return RS4IP6
+	}
 	return netip.MustParseAddr("2001:db8:100::" + strconv.Itoa(int(mustHostNum(host))))
 }
 
@@ -87,6 +108,14 @@ type TopologyOptions struct {
 	// Router puts a router (host Router) between the client and the
 	// balancers and adds LB3; see scripts/topology.sh.
 	Router bool
+	// Tunnel adds RS4 on a segment of its own behind Router (which joins
+	// the bridge if Router is not set), prepared as a tunnel real server
+	// for IPIP and GUE on GUEPort; see scripts/topology.sh.
+	Tunnel bool
+	// DecapObj, with Tunnel, is an XDP object whose "xdp" section
+	// decapsulates on RS4 instead of the kernel's ipip and fou, which
+	// some kernels lack (realserver.sh --decap-obj).
+	DecapObj string
 }
 
 // Topology is one isolated copy of the scripts/topology.sh network, its
@@ -142,9 +171,15 @@ func (topo *Topology) Up(opts TopologyOptions) error {
 	if opts.Router {
 		args = append(args, "--router")
 	}
+	if opts.Tunnel {
+		args = append(args, "--tunnel")
+	}
 	var env []string
 	if opts.XDPPassObj != "" {
 		env = append(env, "XDP_PASS_OBJ="+opts.XDPPassObj)
+	}
+	if opts.DecapObj != "" {
+		env = append(env, "DECAP_OBJ="+opts.DecapObj)
 	}
 	return topo.run(env, args...)
 }
@@ -351,4 +386,50 @@ func DoInNetNS(path string, fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// TunnelDecapObj returns what TopologyOptions.DecapObj should be on this
+// kernel: "" where the kernel's own ipip, ip6tnl and fou take the tunnel
+// header off (what a real TUN server uses), else the XDP decapsulator
+// internal/testutil/decap builds, so that tunnel mode is tested on kernels
+// built without those modules too.
+func TunnelDecapObj(tb testing.TB) string {
+	tb.Helper()
+	RequireRoot(tb, netnsReason)
+	kernelTunnels.once.Do(func() { kernelTunnels.err = probeKernelTunnels() })
+	if kernelTunnels.err == nil {
+		return ""
+	}
+	obj := filepath.Join(MustRepoRoot(tb), "internal", "testutil", "decap", "decap_bpfel.o")
+	if _, err := os.Stat(obj); err != nil {
+		tb.Fatalf("this kernel cannot decapsulate (%v) and the XDP decapsulator is missing: %v", kernelTunnels.err, err)
+	}
+	tb.Logf("decapsulating on the tunnel server with XDP (%s): %v", obj, kernelTunnels.err)
+	return obj
+}
+
+var kernelTunnels struct {
+	once sync.Once
+	err  error
+}
+
+// probeKernelTunnels creates what realserver.sh --tunnel gue:PORT needs in
+// a throwaway namespace.
+func probeKernelTunnels() error {
+	ns := fmt.Sprintf("xlb-tunprobe-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns add %s: %w: %s", ns, err, out)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	for _, args := range [][]string{
+		{"link", "add", "t4", "type", "ipip", "external"},
+		{"link", "add", "t6", "type", "ip6tnl", "mode", "ip6ip6", "external"},
+		{"fou", "add", "port", strconv.Itoa(GUEPort), "gue"},
+		{"fou", "add", "port", strconv.Itoa(GUEPort), "gue", "-6"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %v: %w: %s", args, err, bytes.TrimSpace(out))
+		}
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 func TestUniquePrefix(t *testing.T) {
@@ -45,6 +46,7 @@ func TestHostAddresses(t *testing.T) {
 		{LB2, "198.51.100.3", "2001:db8:100::3", "02:00:00:00:00:03"},
 		{RS1, "198.51.100.11", "2001:db8:100::11", "02:00:00:00:00:11"},
 		{RS3, "198.51.100.13", "2001:db8:100::13", "02:00:00:00:00:13"},
+		{RS4, "203.0.113.140", "2001:db8:400::140", "02:00:00:00:00:14"},
 	}
 	for _, tt := range tests {
 		got := []string{HostIP4(tt.host).String(), HostIP6(tt.host).String(), HostMAC(tt.host).String()}
@@ -299,4 +301,185 @@ func neighMAC(topo *Topology, host string, ip netip.Addr) (net.HardwareAddr, err
 		return fmt.Errorf("%s has no neighbour entry for %s", host, ip)
 	})
 	return mac, err
+}
+
+// TestTopologyTunnel builds the tunnel topology and checks rs4's side of
+// tunnel mode without a balancer: lb1 sends it hand-built IPIP and GUE
+// packets, each wrapping a ping from the client to the VIP, and the client
+// must get the answer from the VIP straight from rs4 through rtr.
+func TestTopologyTunnel(t *testing.T) {
+	RequireRoot(t, netnsReason)
+	opts := TopologyOptions{VIPOn: LB1, Tunnel: true, DecapObj: TunnelDecapObj(t)}
+	topo := NewTopology(t, opts)
+
+	link := topo.Exec(t, RS4, "ip", "-br", "link", "show", "dev", "eth0")
+	if !strings.Contains(link, HostMAC(RS4).String()) {
+		t.Errorf("rs4 eth0 is %q, want MAC %s", link, HostMAC(RS4))
+	}
+	lo := topo.Exec(t, RS4, "ip", "-br", "addr", "show", "dev", "lo")
+	for _, a := range []string{VIP4.String() + "/32", VIP6.String() + "/128"} {
+		if !strings.Contains(lo, a) {
+			t.Errorf("rs4 lo addresses %q lack %s", lo, a)
+		}
+	}
+	for _, dst := range []netip.Addr{RS4IP4, RS4IP6} {
+		if err := ping(topo, LB1, dst); err != nil {
+			t.Error(err)
+		}
+	}
+	// The answers to clients go through rtr, and leave room for the
+	// outer header in the MSS they advertise.
+	for _, tt := range []struct{ dst, via, mss string }{
+		{HostIP4(Client).String(), "via 203.0.113.129", "advmss 1400"},
+		{HostIP6(Client).String(), "via 2001:db8:400::1", "advmss 1380"},
+	} {
+		out := topo.Exec(t, RS4, "ip", "route", "get", tt.dst)
+		if !strings.Contains(out, tt.via) || !strings.Contains(out, tt.mss) {
+			t.Errorf("rs4's route to the client %s is %q, want %s with %s", tt.dst, out, tt.via, tt.mss)
+		}
+	}
+
+	gue0 := func(proto uint8) []byte { return []byte{0, proto, 0, 0} }
+	tests := []struct {
+		name  string
+		v6    bool
+		proto uint8  // outer protocol
+		gue   []byte // nil: no GUE; empty: variant 1 (direct IP)
+		port  uint16 // GUE port; 0 for GUEPort
+		// refused is set where rs4 must not answer: what reaches the
+		// client then is not the work of some other path.
+		refused bool
+	}{
+		{"ipip", false, 4, nil, 0, false},
+		{"gue variant 0 over IPv4", false, ProtoUDP, gue0(4), 0, false},
+		{"gue variant 1 over IPv4", false, ProtoUDP, []byte{}, 0, false},
+		{"ip6ip6", true, 41, nil, 0, false},
+		{"gue variant 0 over IPv6", true, ProtoUDP, gue0(41), 0, false},
+		{"gue variant 1 over IPv6", true, ProtoUDP, []byte{}, 0, false},
+		{"gue on another port", false, ProtoUDP, gue0(4), GUEPort + 1, true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := uint16(0x7800 + i)
+			inner := Frame{Src: HostIP4(Client), Dst: VIP4, Proto: ProtoICMP, ICMPType: 8, ICMPRest: uint32(id)<<16 | 1, Payload: []byte("xlb tunnel")}
+			outer := Frame{SrcMAC: HostMAC(LB1), DstMAC: HostMAC(Router), Src: HostIP4(LB1), Dst: RS4IP4, Proto: tt.proto}
+			if tt.v6 {
+				inner = Frame{Src: HostIP6(Client), Dst: VIP6, Proto: ProtoICMPv6, ICMPType: 128, ICMPRest: uint32(id)<<16 | 1, Payload: []byte("xlb tunnel")}
+				outer.Src, outer.Dst = HostIP6(LB1), RS4IP6
+			}
+			outer.Payload = inner.IP()
+			if tt.gue != nil {
+				outer.SrcPort, outer.DstPort = 40000+uint16(i), GUEPort
+				if tt.port != 0 {
+					outer.DstPort = tt.port
+				}
+				outer.Payload = append(append([]byte(nil), tt.gue...), outer.Payload...)
+			}
+			wait := 5 * time.Second
+			if tt.refused {
+				wait = time.Second
+			}
+			answered, err := tunnelPing(topo, outer.Bytes(), inner.Dst, id, wait)
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case answered && tt.refused:
+				t.Errorf("the client got an answer from %s to a packet rs4 must not decapsulate", inner.Dst)
+			case !answered && !tt.refused:
+				t.Errorf("no echo reply from %s in the client within %v of sending it tunnelled to rs4", inner.Dst, wait)
+			}
+		})
+	}
+
+	t.Run("up again changes nothing", func(t *testing.T) {
+		before := snapshotHosts(t, topo, RS4, Router, LB1)
+		if err := topo.Up(opts); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(before, snapshotHosts(t, topo, RS4, Router, LB1)); diff != "" {
+			t.Errorf("second up changed the topology (-before +after):\n%s", diff)
+		}
+	})
+
+	t.Run("down", func(t *testing.T) {
+		if err := topo.Down(); err != nil {
+			t.Fatal(err)
+		}
+		if left, _ := filepath.Glob("/run/netns/" + topo.Prefix + "*"); len(left) > 0 {
+			t.Errorf("namespaces left after down: %v", left)
+		}
+	})
+}
+
+// tunnelPing sends frame, an encapsulated echo request from the client to
+// vip, out of lb1's eth0 until the client hears the echo reply with id from
+// vip, for up to wait; it reports whether the reply came.
+func tunnelPing(topo *Topology, frame []byte, vip netip.Addr, id uint16, wait time.Duration) (bool, error) {
+	network, proto, reply := "ip4:icmp", 1, icmp.Type(ipv4.ICMPTypeEchoReply)
+	if vip.Is6() {
+		network, proto, reply = "ip6:ipv6-icmp", 58, ipv6.ICMPTypeEchoReply
+	}
+	var c *icmp.PacketConn
+	if err := topo.Do(Client, func() error {
+		var err error
+		c, err = icmp.ListenPacket(network, "")
+		return err
+	}); err != nil {
+		return false, fmt.Errorf("listen for echo replies in the client: %w", err)
+	}
+	defer c.Close()
+	var fd int
+	var ifindex int
+	if err := topo.Do(LB1, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		ifindex = ifi.Index
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		return false, fmt.Errorf("packet socket in lb1: %w", err)
+	}
+	defer unix.Close(fd)
+	deadline := time.Now().Add(wait)
+	buf := make([]byte, 1500)
+	for time.Now().Before(deadline) {
+		if err := unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: ifindex}); err != nil {
+			return false, fmt.Errorf("send from lb1: %w", err)
+		}
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				break // send again
+			}
+			m, err := icmp.ParseMessage(proto, buf[:n])
+			if err != nil || m.Type != reply || from.String() != vip.String() {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == int(id) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// snapshotHosts is snapshot for the given hosts.
+func snapshotHosts(t *testing.T, topo *Topology, hosts ...string) map[string]string {
+	t.Helper()
+	s := make(map[string]string)
+	for _, h := range hosts {
+		var b strings.Builder
+		for _, args := range [][]string{{"-o", "link"}, {"-o", "addr"}, {"route"}, {"-6", "route"}} {
+			out, err := exec.Command("ip", append([]string{"-n", topo.NS(h)}, args...)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ip -n %s %v: %v\n%s", topo.NS(h), args, err, out)
+			}
+			b.Write(out)
+		}
+		s[h] = b.String()
+	}
+	return s
 }

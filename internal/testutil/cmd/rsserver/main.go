@@ -3,6 +3,8 @@
 // one line, so a test can tell which backend served a request through the
 // VIP and check that the backend saw the client's own address (DSR). With
 // -echo it also echoes raw TCP back, for long-lived connection tests.
+// GET /bytes/N answers N bytes instead (byte i is i mod 251), a download
+// for path-MTU tests.
 //
 //	rsserver -name rs1 -http :80 -echo :7
 //
@@ -25,6 +27,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -230,10 +233,39 @@ func (s *server) shutdown() {
 }
 
 // handler answers "NAME CLIENTADDR\n": the address is the TCP peer this
-// server saw, which under DSR must be the client, not the LB.
+// server saw, which under DSR must be the client, not the LB. /bytes/N
+// answers N bytes of download instead.
 func handler(name string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /bytes/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.PathValue("n"), 10, 64)
+		if err != nil || n < 0 || n > maxDownload {
+			http.Error(w, fmt.Sprintf("%q is not a size from 0 to %d", r.PathValue("n"), maxDownload), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		w.Header().Set("X-Server", name)
+		io.CopyN(w, &pattern{}, n)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "%s %s\n", name, r.RemoteAddr)
 	})
+	return mux
+}
+
+// maxDownload bounds /bytes/N: a test's download, not a disk filler.
+const maxDownload = 1 << 30
+
+// pattern reads as the download's bytes: byte i is i mod 251, a prime,
+// so a lost or repeated segment shows up as a wrong byte.
+type pattern struct{ off int64 }
+
+func (p *pattern) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = byte((p.off + int64(i)) % 251)
+	}
+	p.off += int64(len(b))
+	return len(b), nil
 }

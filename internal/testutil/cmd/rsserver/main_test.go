@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -60,6 +61,38 @@ func TestServe(t *testing.T) {
 		}
 		if want := fmt.Sprintf("rs9 %s\n", seen); string(body) != want {
 			t.Errorf("body = %q, want %q", body, want)
+		}
+	})
+
+	t.Run("download", func(t *testing.T) {
+		for _, n := range []int{0, 1, 251, 100000} {
+			resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(fmt.Sprintf("http://%s/bytes/%d", httpLn.Addr(), n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Server") != "rs9" {
+				t.Errorf("/bytes/%d: %s, X-Server %q; want 200 OK from rs9", n, resp.Status, resp.Header.Get("X-Server"))
+			}
+			want := make([]byte, n)
+			for i := range want {
+				want[i] = byte(i % 251)
+			}
+			if !bytes.Equal(body, want) {
+				t.Errorf("/bytes/%d: got %d bytes, not the pattern of %d", n, len(body), n)
+			}
+		}
+		resp, err := http.Get(fmt.Sprintf("http://%s/bytes/%d", httpLn.Addr(), maxDownload+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("/bytes/%d: %s, want 400", maxDownload+1, resp.Status)
 		}
 	})
 
