@@ -208,7 +208,7 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	undo = append(undo, d.opsStop)
-	d.macs.Resolve(ctx, cfg.RealServerAddrs())
+	d.macs.Resolve(ctx, neighbours(cfg))
 	if err := d.applyWith(cfg, d.hc); err != nil { // nothing else runs yet
 		return nil, err
 	}
@@ -375,7 +375,7 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 			return nil, err
 		}
 	}
-	d.macs.Resolve(ctx, cfg.RealServerAddrs())
+	d.macs.Resolve(ctx, neighbours(cfg))
 	targets := healthcheck.TargetsOf(cfg.Services)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -452,14 +452,29 @@ func (d *Daemon) applyWith(cfg *service.Config, h reconcile.Health) error {
 	return nil
 }
 
+// neighbours are the addresses whose MACs the data path needs: the DR
+// servers', and the tunnel servers' next hops, which the program's FIB
+// lookup finds in the kernel's table only once resolved.
+func neighbours(cfg *service.Config) []netip.Addr {
+	return append(cfg.RealServerAddrs(), srcaddr.NextHops(cfg.TunnelAddrs())...)
+}
+
 // tunnelSources are the outer sources toward cfg's tunnel servers; one
-// without a route stays out of the tables, as an unresolved MAC does.
+// without a route or a resolved next hop stays out of the tables, as an
+// unresolved MAC does.
 func (d *Daemon) tunnelSources(cfg *service.Config) map[netip.Addr]netip.Addr {
 	addrs := cfg.TunnelAddrs()
 	out := make(map[netip.Addr]netip.Addr, len(addrs))
+	macs := d.macs.MACs()
 	d.srcs.SetVIPs(cfg.VIPs())
 	for _, a := range addrs {
 		src, err := d.srcs.Source(a)
+		if err == nil {
+			var nh netip.Addr
+			if nh, err = srcaddr.NextHop(a); err == nil && macs[nh] == nil {
+				err = fmt.Errorf("next hop %s not resolved", nh)
+			}
+		}
 		if err != nil {
 			d.log.Warn("tunnel real server unreachable", "addr", a, "err", err)
 			continue
@@ -476,7 +491,7 @@ func (d *Daemon) tunnelSources(cfg *service.Config) map[netip.Addr]netip.Addr {
 // that now have one.
 func (d *Daemon) retryUnresolved(ctx context.Context) {
 	d.mu.Lock()
-	addrs := d.cfg.RealServerAddrs()
+	addrs := neighbours(d.cfg)
 	d.mu.Unlock()
 	if !d.macs.Missing(addrs) {
 		return
@@ -494,7 +509,7 @@ func (d *Daemon) retryUnresolved(ctx context.Context) {
 func (d *Daemon) neighbourChanged(ch neigh.Change) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	old, changed := d.macs.Update(ch, d.cfg.RealServerAddrs())
+	old, changed := d.macs.Update(ch, neighbours(d.cfg))
 	if !changed {
 		return
 	}

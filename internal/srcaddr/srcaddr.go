@@ -128,3 +128,33 @@ func Forwarding(ifname string, dst netip.Addr) (bool, error) {
 	}
 	return strings.TrimSpace(string(b)) != "0", nil
 }
+
+// NextHop returns the neighbour packets toward dst leave for, by the
+// kernel's routes: the route's gateway, or dst itself on a connected
+// network. The program's FIB lookup for a tunnel forwards only once the
+// kernel has a link-layer address for it, which nothing else may have
+// asked for.
+func NextHop(dst netip.Addr) (netip.Addr, error) {
+	dst = dst.Unmap()
+	routes, err := netlink.RouteGet(dst.AsSlice())
+	if err != nil || len(routes) == 0 {
+		return netip.Addr{}, fmt.Errorf("next hop toward %s: no route: %v", dst, err)
+	}
+	if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok && !gw.IsUnspecified() {
+		return gw.Unmap(), nil
+	}
+	return dst, nil
+}
+
+// NextHops returns the distinct next hops toward dsts (see NextHop),
+// sorted; a destination without a route has none.
+func NextHops(dsts []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, d := range dsts {
+		if nh, err := NextHop(d); err == nil {
+			out = append(out, nh)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}

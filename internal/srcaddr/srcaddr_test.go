@@ -1,6 +1,7 @@
 package srcaddr
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"testing"
@@ -85,6 +86,25 @@ func TestSource(t *testing.T) {
 	}
 	if _, err := v.Source(netip.MustParseAddr("203.0.113.1")); err == nil {
 		t.Errorf("source toward an address without a route: no error")
+	}
+	// The next hop: the address itself on a connected network, the
+	// gateway beyond it.
+	gw := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.ParseIP("198.51.100.1"), Dst: &net.IPNet{IP: net.ParseIP("203.0.113.0"), Mask: net.CIDRMask(24, 32)}}
+	if err := netlink.RouteAdd(gw); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ dst, want string }{
+		{"198.51.100.11", "198.51.100.11"},
+		{"203.0.113.20", "198.51.100.1"},
+		{"2001:db8:100::11", "2001:db8:100::11"},
+	} {
+		got, err := NextHop(netip.MustParseAddr(tc.dst))
+		if err != nil || got != netip.MustParseAddr(tc.want) {
+			t.Errorf("next hop toward %s: %v, %v; want %s", tc.dst, got, err, tc.want)
+		}
+	}
+	if _, err := NextHop(netip.MustParseAddr("192.0.2.1")); err == nil {
+		t.Errorf("next hop without a route: no error")
 	}
 	// Without VIPs to avoid, the kernel's choice stands; it is the VIP.
 	var none Picker
