@@ -564,7 +564,7 @@ func TestFuzzSeedsCover(t *testing.T) {
 		"pass_not_ip", "pass_malformed", "pass_fragment", "pass_not_l4", "pass_not_vip",
 		"pass_no_backend", "flow_new", "flow_rehash", "flow_expired", "flow_promoted",
 		"pass_icmp_no_flow", "pass_fragment_no_first", "flow_icmp_relayed",
-		"tunnel", "pass_tun_no_route", "pass_tun_too_big", "tun_too_big_answered"} {
+		"tunnel", "pass_tun_no_route", "pass_tun_too_big", "flow_too_big_answered"} {
 		if !seen[w] {
 			missing = append(missing, w)
 		}

@@ -159,7 +159,7 @@ var counterNames = [counterMax]string{
 	CounterPassTunNoNeigh:  "pass_tun_no_neigh",
 	CounterPassTunTooBig:   "pass_tun_too_big",
 	CounterPassTunFwdOff:   "pass_tun_forwarding_off",
-	CounterTunTooBigSent:   "tun_too_big_answered",
+	CounterTunTooBigSent:   "flow_too_big_answered",
 }
 
 func (c Counter) String() string {

@@ -414,7 +414,7 @@ func (m *Metrics) collect() ([]*family, error) {
 		flowsUsed = newFamily("xlb_flow_table_entries", "Entries in the flow table, expired ones included.", gauge)
 		flowsCap  = newFamily("xlb_flow_table_capacity", "Entries the flow table holds at most; beyond it the least recently used flow is evicted.", gauge)
 		passed    = newFamily("xlb_datapath_passed_packets_total", "Packets the XDP program passed to the kernel instead of forwarding, by reason.", counter)
-		flowEv    = newFamily("xlb_datapath_flow_events_total", "Flow-table events of the XDP program: new (inserted), rehash (a flow whose backend was removed, scheduled again), expired, promoted, icmp_relayed (an ICMP error sent to the real server of the flow it quotes).", counter)
+		flowEv    = newFamily("xlb_datapath_flow_events_total", "Flow-table events of the XDP program: new (inserted), rehash (a flow whose backend was removed, scheduled again), expired, promoted, icmp_relayed (an ICMP error sent to the real server of the flow it quotes), too_big_answered (a packet too big for its tunnel, answered with an ICMP error).", counter)
 		vState    = newFamily("xlb_vrrp_state", "VRRP instance state: 1 for the state it is in, 0 for the others.", gauge)
 		vPrio     = newFamily("xlb_vrrp_priority", "Effective VRRP priority, tracked scripts and interfaces applied.", gauge)
 		vBase     = newFamily("xlb_vrrp_configured_priority", "Configured VRRP priority.", gauge)
