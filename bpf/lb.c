@@ -272,6 +272,16 @@ static __always_inline int for_this_host(void *data, void *data_end)
 	return !any || !diff;
 }
 
+/* vlan_ok reports whether a frame on VLAN vlan (0: untagged) may reach
+ * service svc_id: a service limited to a VLAN takes only that VLAN's
+ * frames, so a VIP shared by segments is served on one of them. */
+static __always_inline int vlan_ok(__u32 svc_id, __u16 vlan)
+{
+	__u32 *want = bpf_map_lookup_elem(&svc_vlan, &svc_id);
+
+	return !want || !*want || *want == vlan;
+}
+
 static __always_inline int xlb_process(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -336,6 +346,10 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 			int tick = f->atime != now;
 
 			svc_id = f->service;
+			if (!vlan_ok(svc_id, p.vlan)) {
+				count(XLB_CNT_PASS_VLAN);
+				return XDP_PASS;
+			}
 			/* Write only on change: a store per packet would bounce
 			 * the cache line between CPUs. */
 			if (f->state != st)
@@ -352,6 +366,10 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	svc = service_of(&p.key);
 	if (!svc) {
 		count(XLB_CNT_PASS_NOT_VIP);
+		return XDP_PASS;
+	}
+	if (!vlan_ok(svc->id, p.vlan)) {
+		count(XLB_CNT_PASS_VLAN);
 		return XDP_PASS;
 	}
 

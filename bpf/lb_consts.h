@@ -92,6 +92,7 @@ enum xlb_counter {
 	XLB_CNT_FLOW_EXPIRED,    /* entry idle past its state's timeout: scheduled afresh */
 	XLB_CNT_FLOW_PROMOTED,   /* flow moved from probation to the flow table */
 	XLB_CNT_PROMOTE_FULL,    /* flow that lasted, kept in probation: the flow table is full */
+	XLB_CNT_PASS_VLAN,       /* VIP traffic on a VLAN its service is not limited to */
 	XLB_CNT_MAX,
 };
 

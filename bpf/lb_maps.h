@@ -46,6 +46,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } backends SEC(".maps");
 
+/* The VLAN id a service is limited to, by service id; 0 = any. Apart
+ * from services because a known flow, which never reads services, must be
+ * held to it too: an array lookup is inlined, a hash lookup is a call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} svc_vlan SEC(".maps");
+
 /* Bit h(dst) is set for every VIP address (see enum xlb_vip_filter);
  * Apply sets a service's bit before the service and clears it after. An
  * array lookup is inlined by the verifier: no call. */

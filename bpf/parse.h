@@ -22,6 +22,7 @@
 #endif
 #define XLB_IP_MF 0x2000
 #define XLB_IP_OFFSET 0x1FFF
+#define XLB_VLAN_VID_MASK 0x0FFF
 
 /* What parsing found. Anything but XLB_PARSE_OK maps to a counter and
  * XDP_PASS. */
@@ -49,6 +50,7 @@ struct packet {
 	 * small enough to check accesses against data_end. */
 	__u8 l4off;
 	__u8 tcp_flags; /* TCP header byte 13: FIN=0x01 SYN=0x02 RST=0x04 ACK=0x10 */
+	__u16 vlan;     /* VLAN id of the tag, 0 untagged (or priority-tagged) */
 };
 
 #define XLB_TCP_FIN 0x01
@@ -162,6 +164,7 @@ static __always_inline int parse(void *data, void *data_end, struct packet *p)
 		if ((void *)(vh + 1) > data_end)
 			return XLB_PARSE_MALFORMED;
 		proto = vh->proto;
+		p->vlan = bpf_ntohs(vh->tci) & XLB_VLAN_VID_MASK;
 		l3 = vh + 1;
 	}
 	if (proto == bpf_htons(ETH_P_IP))

@@ -30,6 +30,8 @@ type Service struct {
 	// HashSource sends every connection of a client to one backend (sh,
 	// persistence).
 	HashSource bool
+	// VLAN limits the service to frames of one 802.1Q VLAN; 0 any.
+	VLAN uint16
 	// TableSize is the Maglev table size; 0 picks one (see tableSize).
 	TableSize uint32
 	Backends  []Backend
@@ -289,10 +291,10 @@ func (b *Balancer) Apply(services []Service) error {
 			st.Table, st.Installed = prev.Table, true
 		}
 		if st.Installed && (prev == nil || !prev.Installed || prev.ID != st.ID ||
-			prev.HashSource != s.HashSource || !slices.Equal(prev.Table, st.Table)) {
+			prev.HashSource != s.HashSource || prev.VLAN != s.VLAN || !slices.Equal(prev.Table, st.Table)) {
 			txn.Services = append(txn.Services, datapath.ServiceTable{
 				Key:     s.Key,
-				Service: datapath.Service{ID: st.ID, HashSource: s.HashSource},
+				Service: datapath.Service{ID: st.ID, HashSource: s.HashSource, VLAN: s.VLAN},
 				Table:   st.Table,
 			})
 		}

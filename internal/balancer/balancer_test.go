@@ -367,3 +367,29 @@ func TestNewFromRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestVLANChangeSwitchesService: a service's VLAN reaches the data path,
+// and a change of it alone is written again; no change writes nothing.
+func TestVLANChangeSwitchesService(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	backends := []Backend{be(11, 1), be(12, 1)}
+	vlanOf := func() []uint16 {
+		var out []uint16
+		for _, st := range dp.last().Services {
+			out = append(out, st.Service.VLAN)
+		}
+		return out
+	}
+	for _, step := range []struct {
+		vlan uint16
+		want []uint16 // VLANs of the services written
+	}{{100, []uint16{100}}, {100, nil}, {200, []uint16{200}}, {0, []uint16{0}}} {
+		if err := b.Apply([]Service{{Key: vip, VLAN: step.vlan, Backends: backends}}); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(step.want, vlanOf()); diff != "" {
+			t.Errorf("vlan %d: services written (-want +got):\n%s", step.vlan, diff)
+		}
+	}
+}

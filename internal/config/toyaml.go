@@ -73,6 +73,9 @@ func serviceToYAML(s *service.Service) serviceYAML {
 		Quorum: s.Quorum, Hysteresis: s.Hysteresis, QuorumUp: s.QuorumUp, QuorumDown: s.QuorumDown, QuorumUser: s.QuorumUser,
 		Omega: s.Omega, SlowStart: optDur(s.SlowStart),
 	}
+	if s.VLAN != 0 {
+		sy.VLAN = &yInt{v: s.VLAN}
+	}
 	if ss := s.SorryServer; ss != nil {
 		sy.SorryServer = &sorryYAML{Address: yAddr{v: ss.Addr}, Port: ptr(ss.Port), Inhibit: ss.Inhibit}
 	}

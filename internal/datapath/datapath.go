@@ -87,7 +87,7 @@ type Options struct {
 }
 
 // mapNames are the pinned maps, as bpf/lb_maps.h names them.
-var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter}, flowMapNames...)
+var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter, lbMapSvcVlan}, flowMapNames...)
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {

@@ -184,6 +184,11 @@ func decodeScenario(cfg []byte) scenario {
 			}
 		}
 		fs := fuzzService{key: key, svc: modelService{ID: svcID, HashSource: flags&1 != 0, Table: table}}
+		if flags&0x80 != 0 {
+			// Limited to the VLAN of the tagged seeds, or to one no
+			// seed is on.
+			fs.svc.VLAN = []uint16{42, 3, 100}[int(flags>>1)%3]
+		}
 		if flags&0x0e == 0x0e {
 			fs.noTable = true
 			fs.svc.Table = nil
@@ -257,7 +262,17 @@ func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
 			t.Fatal(err)
 		}
 	}
+	// Every id a flow entry may name (up to 4, see decodeScenario), with
+	// a service or not.
+	for id := uint32(0); id <= fuzzServices+4; id++ {
+		if err := d.objs.SvcVlan.Put(id, uint32(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i, s := range sc.services {
+		if err := d.objs.SvcVlan.Put(s.svc.ID, uint32(s.svc.VLAN)); err != nil {
+			t.Fatal(err)
+		}
 		meta := lbVipMeta{Id: s.svc.ID, Table: fuzzSlot(i), Size: uint32(len(s.svc.Table))}
 		if s.svc.HashSource {
 			meta.Flags = svcFlagHashSrc

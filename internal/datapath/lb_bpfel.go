@@ -125,7 +125,8 @@ const (
 	lbXlbCounterXLB_CNT_FLOW_EXPIRED    lbXlbCounter = 9
 	lbXlbCounterXLB_CNT_FLOW_PROMOTED   lbXlbCounter = 10
 	lbXlbCounterXLB_CNT_PROMOTE_FULL    lbXlbCounter = 11
-	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 12
+	lbXlbCounterXLB_CNT_PASS_VLAN       lbXlbCounter = 12
+	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 13
 )
 
 type lbXlbFamily uint32
@@ -191,6 +192,7 @@ const (
 	lbMapProbation6  = "probation6"
 	lbMapServices    = "services"
 	lbMapStats       = "stats"
+	lbMapSvcVlan     = "svc_vlan"
 	lbMapVipFilter   = "vip_filter"
 	lbProgXlbNow     = "xlb_now"
 	lbProgXlbXdp     = "xlb_xdp"
@@ -259,6 +261,7 @@ type lbMapSpecs struct {
 	Probation6 *ebpf.MapSpec `ebpf:"probation6"`
 	Services   *ebpf.MapSpec `ebpf:"services"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	SvcVlan    *ebpf.MapSpec `ebpf:"svc_vlan"`
 	VipFilter  *ebpf.MapSpec `ebpf:"vip_filter"`
 }
 
@@ -301,6 +304,7 @@ type lbMaps struct {
 	Probation6 *ebpf.Map `ebpf:"probation6"`
 	Services   *ebpf.Map `ebpf:"services"`
 	Stats      *ebpf.Map `ebpf:"stats"`
+	SvcVlan    *ebpf.Map `ebpf:"svc_vlan"`
 	VipFilter  *ebpf.Map `ebpf:"vip_filter"`
 }
 
@@ -316,6 +320,7 @@ func (m *lbMaps) Close() error {
 		m.Probation6,
 		m.Services,
 		m.Stats,
+		m.SvcVlan,
 		m.VipFilter,
 	)
 }

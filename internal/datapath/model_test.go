@@ -55,6 +55,8 @@ func vipOf(k ServiceKey) modelVIP {
 type modelService struct {
 	ID         uint32
 	HashSource bool
+	// VLAN is the one VLAN the service takes frames from; 0 any.
+	VLAN uint16
 	// Table is the Maglev table; nil when the service's slot holds none.
 	Table []uint32
 }
@@ -291,6 +293,10 @@ func (m *model) process(frame []byte) modelResult {
 		res.Counters[CounterFlowExpired]++
 	case known && !reuse:
 		if be, present := m.backends[f.Backend]; present && be.Service == f.Service {
+			if !m.vlanOK(f.Service, frame) {
+				res.Counters[CounterPassVLAN]++
+				return res
+			}
 			id, svcID = f.Backend, f.Service
 			st := modelNextState(k.Proto, flags, f.State)
 			nf := modelFlow{Backend: id, Service: f.Service, State: st, Age: f.Idle + f.Age, Probation: f.Probation}
@@ -315,6 +321,10 @@ func (m *model) process(frame []byte) modelResult {
 				return res
 			}
 		}
+		if !m.vlanOK(svc.ID, frame) {
+			res.Counters[CounterPassVLAN]++
+			return res
+		}
 		id, svcID = m.pick(svc, k), svc.ID
 		if be, present := m.backends[id]; id == 0 || !present || be.Service != svc.ID {
 			res.Counters[CounterPassNoBackend]++
@@ -338,4 +348,20 @@ func (m *model) process(frame []byte) modelResult {
 	res.Stats[statKey{ID: svcID}] = st
 	res.Stats[statKey{Backend: true, ID: id}] = st
 	return res
+}
+
+// vlanOK reports whether the service with id svcID takes a frame on the
+// frame's VLAN: the 12 low bits of the one tag parsed, 0 untagged.
+func (m *model) vlanOK(svcID uint32, frame []byte) bool {
+	var want uint16
+	for _, s := range m.services {
+		if s.ID == svcID {
+			want = s.VLAN
+		}
+	}
+	var vid uint16
+	if et := binary.BigEndian.Uint16(frame[12:]); et == tpid8021Q || et == tpidQinQ {
+		vid = binary.BigEndian.Uint16(frame[14:]) & 0x0fff
+	}
+	return want == 0 || want == vid
 }

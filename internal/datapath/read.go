@@ -29,9 +29,13 @@ func (d *Datapath) Services() ([]ServiceInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("datapath: service %s: %w", k.key(), err)
 		}
+		var vlan uint32
+		if err := d.objs.SvcVlan.Lookup(m.Id, &vlan); err != nil {
+			return nil, fmt.Errorf("datapath: service %s: vlan: %w", k.key(), err)
+		}
 		out = append(out, ServiceInfo{
 			Key:     k.key(),
-			Service: Service{ID: m.Id, HashSource: m.Flags&svcFlagHashSrc != 0},
+			Service: Service{ID: m.Id, HashSource: m.Flags&svcFlagHashSrc != 0, VLAN: uint16(vlan)},
 			Table:   table,
 		})
 	}
@@ -118,6 +122,7 @@ const (
 	CounterFlowExpired   = Counter(lbXlbCounterXLB_CNT_FLOW_EXPIRED)    // entry idle past its timeout, scheduled afresh
 	CounterFlowPromoted  = Counter(lbXlbCounterXLB_CNT_FLOW_PROMOTED)   // flow moved from probation to the flow table
 	CounterPromoteFull   = Counter(lbXlbCounterXLB_CNT_PROMOTE_FULL)    // flow that lasted kept in probation: the flow table is full
+	CounterPassVLAN      = Counter(lbXlbCounterXLB_CNT_PASS_VLAN)       // VIP traffic on a VLAN its service is not limited to
 	counterMax           = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
@@ -136,6 +141,7 @@ var counterNames = [counterMax]string{
 	CounterFlowExpired:   "flow_expired",
 	CounterFlowPromoted:  "flow_promoted",
 	CounterPromoteFull:   "promote_full",
+	CounterPassVLAN:      "pass_vlan",
 }
 
 func (c Counter) String() string {

@@ -458,7 +458,7 @@ func (d *Datapath) mapsByName() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		lbMapServices: d.objs.Services, lbMapMaglev: d.objs.Maglev, lbMapBackends: d.objs.Backends,
 		lbMapBackendIds: d.objs.BackendIds, lbMapStats: d.objs.Stats, lbMapCounters: d.objs.Counters,
-		lbMapVipFilter: d.objs.VipFilter, lbMapFlows4: d.objs.Flows4, lbMapFlows6: d.objs.Flows6,
+		lbMapVipFilter: d.objs.VipFilter, lbMapSvcVlan: d.objs.SvcVlan, lbMapFlows4: d.objs.Flows4, lbMapFlows6: d.objs.Flows6,
 		lbMapProbation4: d.objs.Probation4, lbMapProbation6: d.objs.Probation6,
 	}
 }

@@ -168,6 +168,7 @@ func desired(cfg *service.Config, macs map[netip.Addr]net.HardwareAddr, h Health
 		bs := balancer.Service{
 			Key:        DatapathKey(s.Key()),
 			HashSource: hashSource(s),
+			VLAN:       uint16(s.VLAN),
 		}
 		anyUp := AnyUp(s, h)
 		sorry := s.SorryServer != nil && len(s.Backends) > 0 && !q[s.Key()]
