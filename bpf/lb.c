@@ -282,6 +282,37 @@ static __always_inline int vlan_ok(__u32 svc_id, __u16 vlan)
 	return !want || !*want || *want == vlan;
 }
 
+/* xlb_xmit sends the frame to dmac out of interface ifindex: back out of
+ * the one it came in on (ifindex 0 or the ingress one) with XDP_TX, its
+ * destination, this interface's MAC as for_this_host checked, becoming
+ * its source; out of another interface of this xlb through tx_ports with
+ * that interface's MAC as the source. A frame for an interface xlb does
+ * not serve is passed untouched. Only the Ethernet addresses change: an
+ * 802.1Q tag stays as it came. */
+static __always_inline int xlb_xmit(struct xdp_md *ctx, __u32 ifindex, const __u8 *dmac)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct xlb_iface *out;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	if (!ifindex || ifindex == ctx->ingress_ifindex) {
+		__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+		return XDP_TX;
+	}
+	out = bpf_map_lookup_elem(&ifaces, &ifindex);
+	if (!out) {
+		count(XLB_CNT_PASS_NO_TX_PORT);
+		return XDP_PASS;
+	}
+	__builtin_memcpy(eth->h_source, out->mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	return bpf_redirect_map(&tx_ports, ifindex, 0);
+}
+
 static __always_inline int xlb_process(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -291,7 +322,6 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	struct vip_meta *svc;
 	struct backend *be;
 	struct flow *f;
-	struct ethhdr *eth;
 	__u32 id, now, svc_id;
 	__u64 fresh = 0;
 	int rc, young;
@@ -401,17 +431,12 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	fresh = 1;
 
 forward:
-	eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return XDP_PASS;
-	/* for_this_host let through only frames addressed to the configured
-	 * MAC, or any frame when none is: the destination is the source. */
-	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
-
+	rc = xlb_xmit(ctx, be->ifindex, be->mac);
+	if (rc == XDP_PASS)
+		return rc;
 	account(svc_id, data_end - data, fresh);
 	account(XLB_MAX_SERVICES + id, data_end - data, fresh);
-	return XDP_TX;
+	return rc;
 }
 
 SEC("xdp")

@@ -87,7 +87,8 @@ type Options struct {
 }
 
 // mapNames are the pinned maps, as bpf/lb_maps.h names them.
-var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter, lbMapSvcVlan}, flowMapNames...)
+var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter, lbMapSvcVlan,
+	lbMapTxPorts, lbMapIfaces}, flowMapNames...)
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {
@@ -97,9 +98,13 @@ type Datapath struct {
 
 	mu   sync.Mutex // serialises transactions and attach/close
 	link link.Link
-	// iface and mode are what Attach attached to, for Reattach.
+	// iface and mode are what Attach attached to, for Reattach; index
+	// is the interface's index then.
 	iface string
 	mode  Mode
+	index int
+	// ports are the interfaces AddInterface attached to.
+	ports []*port
 
 	// lock is the pin directory, flocked while this Datapath lives.
 	lock *os.File
@@ -314,7 +319,10 @@ func (m Mode) String() string {
 // linkPin is the name of the pinned XDP link for an attach mode. The mode
 // is part of the name because the kernel does not report it: a run asking
 // for another mode must attach afresh.
-func linkPin(mode Mode) string { return "xdp_link_" + mode.String() }
+func linkPin(mode Mode) string { return linkPrefix + mode.String() }
+
+// linkPrefix starts the name of every pinned XDP link.
+const linkPrefix = "xdp_link_"
 
 // modes are the attach modes, each with a link pin of its own.
 var modes = []Mode{ModeAuto, ModeNative, ModeGeneric}
@@ -328,7 +336,8 @@ var modes = []Mode{ModeAuto, ModeNative, ModeGeneric}
 // atomically, so a restart forwards without a gap. A link left for another
 // interface is detached only once this one is attached; one for this
 // interface in another mode has to go first, as an interface takes one
-// XDP program.
+// XDP program. The interface is also one the program may send frames out
+// of (see AddInterface).
 func (d *Datapath) Attach(iface string, mode Mode) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -340,32 +349,52 @@ func (d *Datapath) Attach(iface string, mode Mode) error {
 	if err != nil {
 		return fmt.Errorf("datapath: interface %s: %w", iface, err)
 	}
-	pin := filepath.Join(d.pinDir, linkPin(mode))
+	if d.link, err = d.attachLink(d.objs.XlbXdp, ifi, mode, ""); err != nil {
+		return err
+	}
+	d.index = ifi.Index
+	return d.addTxPort(ifi.Index, ifi.HardwareAddr)
+}
+
+// attachLink attaches prog to ifi in mode through a link pinned under the
+// name linkPin(mode)+portSuffix(port). A link pinned under that name on ifi
+// gets prog in place; any other pinned link on ifi is detached first (an
+// interface takes one XDP program); links under the names of port, in
+// whatever mode, on other interfaces (an earlier run on another interface)
+// are detached once prog is attached.
+func (d *Datapath) attachLink(prog *ebpf.Program, ifi *net.Interface, mode Mode, port string) (link.Link, error) {
+	pin := filepath.Join(d.pinDir, linkPin(mode)+portSuffix(port))
+	ours := map[string]bool{}
+	for _, m := range modes {
+		ours[filepath.Join(d.pinDir, linkPin(m)+portSuffix(port))] = true
+	}
 	var stale []link.Link
 	defer func() {
 		for _, l := range stale {
 			l.Close()
 		}
 	}()
-	for _, m := range modes {
-		path := filepath.Join(d.pinDir, linkPin(m))
+	var attached link.Link
+	paths, _ := filepath.Glob(filepath.Join(d.pinDir, linkPrefix+"*"))
+	for _, path := range paths {
 		l, err := link.LoadPinnedLink(path, nil)
 		if err != nil {
 			continue
 		}
 		ifindex := linkIfindex(l)
-		if path == pin && ifindex == ifi.Index && l.Update(d.objs.XlbXdp) == nil {
-			d.link = l
-			continue
-		}
-		if ifindex == ifi.Index {
+		switch {
+		case path == pin && ifindex == ifi.Index && attached == nil && l.Update(prog) == nil:
+			attached = l
+		case ifindex == ifi.Index:
 			_ = l.Unpin()
 			l.Close()
-			continue
+		case ours[path]:
+			stale = append(stale, l)
+		default:
+			l.Close()
 		}
-		stale = append(stale, l)
 	}
-	if d.link == nil {
+	if attached == nil {
 		var flags link.XDPAttachFlags
 		switch mode {
 		case ModeNative:
@@ -373,23 +402,23 @@ func (d *Datapath) Attach(iface string, mode Mode) error {
 		case ModeGeneric:
 			flags = link.XDPGenericMode
 		}
-		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XlbXdp, Interface: ifi.Index, Flags: flags})
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index, Flags: flags})
 		if err != nil {
-			return fmt.Errorf("datapath: attach to %s (%s mode): %w", iface, mode, err)
+			return nil, fmt.Errorf("datapath: attach to %s (%s mode): %w", ifi.Name, mode, err)
 		}
 		// A stale link of another mode may hold this mode's pin name
 		// only if it was renamed by hand; replace whatever is there.
 		_ = os.Remove(pin)
 		if err := l.Pin(pin); err != nil {
 			l.Close()
-			return fmt.Errorf("datapath: attach to %s: pin link: %w", iface, err)
+			return nil, fmt.Errorf("datapath: attach to %s: pin link: %w", ifi.Name, err)
 		}
-		d.link = l
+		attached = l
 	}
 	for _, l := range stale {
 		_ = l.Unpin()
 	}
-	return nil
+	return attached, nil
 }
 
 // Reattach attaches the program once more to the interface Attach named,
@@ -401,9 +430,14 @@ func (d *Datapath) Reattach() error {
 		d.link.Close() // Attach replaces its pin
 		d.link = nil
 	}
-	iface, mode := d.iface, d.mode
+	iface, mode, old := d.iface, d.mode, d.index
 	d.mu.Unlock()
-	return d.Attach(iface, mode)
+	if err := d.Attach(iface, mode); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dropTxPort(old, d.index)
 }
 
 // SetMAC makes the program take frames addressed to mac, and send them
@@ -413,39 +447,55 @@ func (d *Datapath) Reattach() error {
 // program is loaded again with every map shared and swapped into the link
 // with one update: no frame sees a mix and no flow is lost.
 func (d *Datapath) SetMAC(mac net.HardwareAddr) error {
-	if len(mac) != macLen {
-		return fmt.Errorf("datapath: MAC %s is not an Ethernet address", mac)
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	spec := d.spec.Copy()
-	var cfg lbXlbConfig
-	copy(cfg.Mac[:], mac)
-	if err := spec.Variables[lbVarXlbCfg].Set(cfg); err != nil {
-		return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
-	}
-	// The settings (timeouts, promotion) live in the program's data, so
-	// the new program gets the current ones before it takes over.
-	var objs struct {
-		lbPrograms
-		lbVariables
-	}
-	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: d.mapsByName()}); err != nil {
-		return fmt.Errorf("datapath: set MAC %s: load: %w", mac, err)
-	}
-	if err := writeSettings(objs.Settings, d.timeouts, d.promote); err != nil {
-		objs.lbPrograms.Close()
-		return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
+	objs, err := d.loadFor(mac)
+	if err != nil {
+		return err
 	}
 	if d.link != nil {
 		if err := d.link.Update(objs.XlbXdp); err != nil {
 			objs.lbPrograms.Close()
 			return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
 		}
+		if err := d.addTxPort(d.index, mac); err != nil {
+			return err
+		}
 	}
 	old := d.objs.lbPrograms
 	d.objs.lbPrograms, d.objs.lbVariables = objs.lbPrograms, objs.lbVariables
 	return old.Close()
+}
+
+// progObjs are a copy of the program loaded for one interface, with the
+// variables of its own.
+type progObjs struct {
+	lbPrograms
+	lbVariables
+}
+
+// loadFor loads the program again for an interface whose MAC is mac, with
+// every map shared, and gives it the current settings (timeouts,
+// promotion), which live in each copy's own data.
+func (d *Datapath) loadFor(mac net.HardwareAddr) (*progObjs, error) {
+	if len(mac) != macLen {
+		return nil, fmt.Errorf("datapath: MAC %s is not an Ethernet address", mac)
+	}
+	spec := d.spec.Copy()
+	var cfg lbXlbConfig
+	copy(cfg.Mac[:], mac)
+	if err := spec.Variables[lbVarXlbCfg].Set(cfg); err != nil {
+		return nil, fmt.Errorf("datapath: set MAC %s: %w", mac, err)
+	}
+	var objs progObjs
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: d.mapsByName()}); err != nil {
+		return nil, fmt.Errorf("datapath: load for MAC %s: %w", mac, err)
+	}
+	if err := writeSettings(objs.Settings, d.timeouts, d.promote); err != nil {
+		objs.lbPrograms.Close()
+		return nil, fmt.Errorf("datapath: load for MAC %s: %w", mac, err)
+	}
+	return &objs, nil
 }
 
 // linkIfindex is the interface an XDP link is attached to, 0 when it is
@@ -469,6 +519,10 @@ func (d *Datapath) Close() error {
 		errs = append(errs, d.link.Close())
 		d.link = nil
 	}
+	for _, p := range d.ports {
+		errs = append(errs, p.close())
+	}
+	d.ports = nil
 	errs = append(errs, d.objs.Close())
 	for _, m := range d.adopted {
 		errs = append(errs, m.Close())
@@ -491,8 +545,9 @@ func (d *Datapath) Close() error {
 func (d *Datapath) Unpin() error {
 	var errs []error
 	names := slices.Clone(mapNames)
-	for _, m := range modes {
-		names = append(names, linkPin(m))
+	links, _ := filepath.Glob(filepath.Join(d.pinDir, linkPrefix+"*"))
+	for _, l := range links {
+		names = append(names, filepath.Base(l))
 	}
 	for _, name := range names {
 		if err := os.Remove(filepath.Join(d.pinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -126,7 +126,8 @@ const (
 	lbXlbCounterXLB_CNT_FLOW_PROMOTED   lbXlbCounter = 10
 	lbXlbCounterXLB_CNT_PROMOTE_FULL    lbXlbCounter = 11
 	lbXlbCounterXLB_CNT_PASS_VLAN       lbXlbCounter = 12
-	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 13
+	lbXlbCounterXLB_CNT_PASS_NO_TX_PORT lbXlbCounter = 13
+	lbXlbCounterXLB_CNT_MAX             lbXlbCounter = 14
 )
 
 type lbXlbFamily uint32
@@ -158,6 +159,12 @@ type lbXlbGoConsts struct {
 	VipFilter uint32
 }
 
+type lbXlbIface struct {
+	_   structs.HostLayout
+	Mac [6]uint8
+	Pad uint16
+}
+
 type lbXlbSettings struct {
 	_       structs.HostLayout
 	Timeout [8]uint32
@@ -187,12 +194,14 @@ const (
 	lbMapCounters    = "counters"
 	lbMapFlows4      = "flows4"
 	lbMapFlows6      = "flows6"
+	lbMapIfaces      = "ifaces"
 	lbMapMaglev      = "maglev"
 	lbMapProbation4  = "probation4"
 	lbMapProbation6  = "probation6"
 	lbMapServices    = "services"
 	lbMapStats       = "stats"
 	lbMapSvcVlan     = "svc_vlan"
+	lbMapTxPorts     = "tx_ports"
 	lbMapVipFilter   = "vip_filter"
 	lbProgXlbNow     = "xlb_now"
 	lbProgXlbXdp     = "xlb_xdp"
@@ -256,12 +265,14 @@ type lbMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Flows4     *ebpf.MapSpec `ebpf:"flows4"`
 	Flows6     *ebpf.MapSpec `ebpf:"flows6"`
+	Ifaces     *ebpf.MapSpec `ebpf:"ifaces"`
 	Maglev     *ebpf.MapSpec `ebpf:"maglev"`
 	Probation4 *ebpf.MapSpec `ebpf:"probation4"`
 	Probation6 *ebpf.MapSpec `ebpf:"probation6"`
 	Services   *ebpf.MapSpec `ebpf:"services"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
 	SvcVlan    *ebpf.MapSpec `ebpf:"svc_vlan"`
+	TxPorts    *ebpf.MapSpec `ebpf:"tx_ports"`
 	VipFilter  *ebpf.MapSpec `ebpf:"vip_filter"`
 }
 
@@ -299,12 +310,14 @@ type lbMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Flows4     *ebpf.Map `ebpf:"flows4"`
 	Flows6     *ebpf.Map `ebpf:"flows6"`
+	Ifaces     *ebpf.Map `ebpf:"ifaces"`
 	Maglev     *ebpf.Map `ebpf:"maglev"`
 	Probation4 *ebpf.Map `ebpf:"probation4"`
 	Probation6 *ebpf.Map `ebpf:"probation6"`
 	Services   *ebpf.Map `ebpf:"services"`
 	Stats      *ebpf.Map `ebpf:"stats"`
 	SvcVlan    *ebpf.Map `ebpf:"svc_vlan"`
+	TxPorts    *ebpf.Map `ebpf:"tx_ports"`
 	VipFilter  *ebpf.Map `ebpf:"vip_filter"`
 }
 
@@ -315,12 +328,14 @@ func (m *lbMaps) Close() error {
 		m.Counters,
 		m.Flows4,
 		m.Flows6,
+		m.Ifaces,
 		m.Maglev,
 		m.Probation4,
 		m.Probation6,
 		m.Services,
 		m.Stats,
 		m.SvcVlan,
+		m.TxPorts,
 		m.VipFilter,
 	)
 }

@@ -123,6 +123,7 @@ const (
 	CounterFlowPromoted  = Counter(lbXlbCounterXLB_CNT_FLOW_PROMOTED)   // flow moved from probation to the flow table
 	CounterPromoteFull   = Counter(lbXlbCounterXLB_CNT_PROMOTE_FULL)    // flow that lasted kept in probation: the flow table is full
 	CounterPassVLAN      = Counter(lbXlbCounterXLB_CNT_PASS_VLAN)       // VIP traffic on a VLAN its service is not limited to
+	CounterPassNoTxPort  = Counter(lbXlbCounterXLB_CNT_PASS_NO_TX_PORT) // the backend's interface is not one the program serves
 	counterMax           = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
@@ -142,6 +143,7 @@ var counterNames = [counterMax]string{
 	CounterFlowPromoted:  "flow_promoted",
 	CounterPromoteFull:   "promote_full",
 	CounterPassVLAN:      "pass_vlan",
+	CounterPassNoTxPort:  "pass_no_tx_port",
 }
 
 func (c Counter) String() string {

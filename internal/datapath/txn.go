@@ -48,6 +48,9 @@ type Backend struct {
 	// for: only that service's table may name it, and the program follows
 	// a flow entry to it only for that service.
 	Service uint32
+	// Ifindex is the interface the real server is on (see AddInterface);
+	// 0 sends its frames back out of the interface they came in on.
+	Ifindex uint32
 }
 
 // Txn is a set of changes applied together by Apply.
@@ -95,6 +98,7 @@ func (d *Datapath) Apply(t Txn) error {
 		copy(b.Mac[:], be.MAC)
 		b.Flags = backendPresent
 		b.Service = be.Service
+		b.Ifindex = be.Ifindex
 		if err := d.objs.Backends.Update(id, b, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("datapath: backend %d: %w", id, err)
 		}
