@@ -47,6 +47,9 @@ type Backend struct {
 	// MAC is the resolved link-layer address; nil keeps the backend out
 	// of every table (unresolved) while its flows, if any, are re-hashed.
 	MAC net.HardwareAddr
+	// Ifindex is the interface the real server is on, when the data path
+	// serves several; 0: the one each frame came in on.
+	Ifindex uint32
 }
 
 // Key is the backend's identity within its service.
@@ -95,7 +98,9 @@ type Balancer struct {
 type idState struct {
 	services map[datapath.ServiceKey]uint32
 	backends map[backendRef]uint32
-	macs     map[uint32]string
+	// macs is what was written of each backend id: its MAC and
+	// interface (see written).
+	macs map[uint32]string
 	nextBack uint32
 	usedSvc  map[uint32]bool
 	usedBack map[uint32]bool
@@ -263,9 +268,9 @@ func (b *Balancer) Apply(services []Service) error {
 			}
 			st.BackendIDs[i] = id
 			keepBackend[id] = true
-			if ids.macs[id] != string(be.MAC) {
-				txn.Backends[id] = datapath.Backend{MAC: be.MAC, Service: st.ID}
-				ids.macs[id] = string(be.MAC)
+			if w := written(be); ids.macs[id] != w {
+				txn.Backends[id] = datapath.Backend{MAC: be.MAC, Service: st.ID, Ifindex: be.Ifindex}
+				ids.macs[id] = w
 			}
 			if be.Weight > 0 {
 				mb = append(mb, maglev.Backend{ID: id, Key: be.Key().String(), Weight: be.Weight})
@@ -451,4 +456,10 @@ func (s *idState) allocBackend(now time.Time, hold time.Duration) (uint32, error
 		return 0, fmt.Errorf("no free backend id: %d are held until flow entries that may name them time out (%v)", held, hold)
 	}
 	return 0, fmt.Errorf("no free backend id: at most %d backends", datapath.MaxBackends-1)
+}
+
+// written is what the data path holds of a backend, to compare with what
+// it is to hold.
+func written(be Backend) string {
+	return fmt.Sprintf("%s %d", be.MAC, be.Ifindex)
 }

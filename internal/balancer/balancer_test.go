@@ -393,3 +393,31 @@ func TestVLANChangeSwitchesService(t *testing.T) {
 		}
 	}
 }
+
+// TestIfindexChangeRewritesBackend: a real server that moves to another
+// interface (or whose interface came back with a new index) is written
+// again with its id kept; nothing else is.
+func TestIfindexChangeRewritesBackend(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	a, c := be(11, 1), be(12, 1)
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{a, c}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := ids(b, vip)
+	a.Ifindex = 3
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{a, c}}}); err != nil {
+		t.Fatal(err)
+	}
+	svcID := b.State().Services[0].ID
+	want := map[uint32]datapath.Backend{before[a.Key()]: {MAC: a.MAC, Service: svcID, Ifindex: 3}}
+	if diff := cmp.Diff(want, dp.last().Backends); diff != "" {
+		t.Errorf("backends written (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(before, ids(b, vip)); diff != "" {
+		t.Errorf("ids changed (-before +after):\n%s", diff)
+	}
+	if len(dp.last().Services) != 0 {
+		t.Errorf("an interface change rebuilt %d tables, want none", len(dp.last().Services))
+	}
+}

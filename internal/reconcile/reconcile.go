@@ -36,7 +36,14 @@ type Reconciler struct {
 	quorum quorums
 	digest string
 	ovr    Overrides
+	// link is the interface each real server is on (SetLinks).
+	link func(netip.Addr) uint32
 }
+
+// SetLinks makes every later Apply send each real server's frames out of
+// the interface link names for its address (0: the one they came in on),
+// for a data path attached to several interfaces.
+func (r *Reconciler) SetLinks(link func(netip.Addr) uint32) { r.link = link }
 
 // Overrides are the operator's runtime weights and drains
 // (*override.Store).
@@ -72,6 +79,13 @@ func (r *Reconciler) Apply(cfg *service.Config, macs map[netip.Addr]net.Hardware
 	}
 	q, changed := nextQuorums(cfg, h, r.quorum)
 	want := desired(cfg, macs, h, q, r.ovr)
+	if r.link != nil {
+		for i := range want {
+			for j := range want[i].Backends {
+				want[i].Backends[j].Ifindex = r.link(want[i].Backends[j].Addr)
+			}
+		}
+	}
 	if err := r.bal.Apply(want); err != nil {
 		return nil, err
 	}
