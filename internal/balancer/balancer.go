@@ -100,7 +100,7 @@ type idState struct {
 	backends map[backendRef]uint32
 	// macs is what was written of each backend id: its MAC and
 	// interface (see written).
-	macs map[uint32]string
+	macs     map[uint32]string
 	nextBack uint32
 	usedSvc  map[uint32]bool
 	usedBack map[uint32]bool
