@@ -19,8 +19,10 @@ func (d *Daemon) State() (api.State, error) {
 	d.ovr.Mark(&st)
 	st.VRRP = vs.State()
 	d.mu.Lock()
-	if d.iface.Gone() {
-		st.Detached = "interface " + d.opts.Interface + " is gone"
+	for _, name := range d.opts.Interfaces {
+		if st.Detached == "" && d.iface[name].Gone() {
+			st.Detached = "interface " + name + " is gone"
+		}
 	}
 	d.mu.Unlock()
 	st.BGP = d.bgp.State()
