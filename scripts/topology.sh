@@ -24,7 +24,16 @@
 # back through it. Routes to the VIPs on rtr are the routing daemon's to
 # install: the tests run BIRD there, its config and sockets in temp dirs.
 #
-# Usage: topology.sh up [--vip-on lb1|lb2] [--router] | down | status
+# With --arm2, lb1 gets a second arm: its eth1 is the only link of a
+# fourth real server on a segment of its own (a two-arm balancer, xlb run
+# -i eth0,eth1):
+#
+#   lb1 eth1 203.0.113.130/25 2001:db8:400::2 ── eth0 rs4 203.0.113.142/25 2001:db8:400::14
+#
+# lb1 routes rs4's replies to the client (forwarding on; accept_local on
+# eth1, since they come from the VIP, which lb1 holds too).
+#
+# Usage: topology.sh up [--vip-on lb1|lb2] [--router] [--arm2] | down | status
 #
 # Environment:
 #   XLB_PREFIX    prefix of every namespace name (default "xlb-"), so tests
@@ -32,7 +41,8 @@
 #   XDP_PASS_OBJ  BPF object whose "xdp" section is attached in native mode to
 #                 the bridge-side ports of lb1 and lb2: native XDP_TX on a veth
 #                 delivers nothing unless the peer also runs an XDP program.
-#                 A port that already has an XDP program keeps it.
+#                 A port that already has an XDP program keeps it. With
+#                 --arm2, rs4's eth0 (the peer of lb1's eth1) gets it too.
 #
 # Every step checks or replaces rather than adds, so `up` can be re-run after
 # a failure and `down` removes whatever part exists.
@@ -43,7 +53,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 HOSTS=(client lb1 lb2 rs1 rs2 rs3)
 # Every host a topology may have: what down removes.
-ALL_HOSTS=(client lb1 lb2 lb3 rtr rs1 rs2 rs3)
+ALL_HOSTS=(client lb1 lb2 lb3 rtr rs1 rs2 rs3 rs4)
 BR=${PREFIX}br
 NET4=198.51.100
 NET6=2001:db8:100
@@ -63,6 +73,7 @@ hostnum() {
 	rs1) echo 11 ;;
 	rs2) echo 12 ;;
 	rs3) echo 13 ;;
+	rs4) echo 14 ;;
 	*) echo "unknown host $1" >&2; return 1 ;;
 	esac
 }
@@ -112,10 +123,11 @@ host_up() {
 }
 
 up() {
-	local vip_on="" router=""
+	local vip_on="" router="" arm2=""
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--router) router=1; shift ;;
+		--arm2) arm2=1; shift ;;
 		--vip-on) [ $# -ge 2 ] || die "--vip-on needs a host"; vip_on=$2; shift 2 ;;
 		--vip-on=*) vip_on=${1#*=}; shift ;;
 		*) die "up: unknown argument $1" ;;
@@ -149,6 +161,7 @@ up() {
 
 	for h in rs1 rs2 rs3; do "$HERE/realserver.sh" "${PREFIX}$h" "$VIP4" "$VIP6"; done
 	[ -n "$router" ] && router_up
+	[ -n "$arm2" ] && arm2_up
 
 	if [ -n "$vip_on" ]; then
 		ip -n "${PREFIX}$vip_on" addr replace "$VIP4/32" dev eth0
@@ -162,6 +175,34 @@ up() {
 			ip -n "$BR" link show dev "$h" | grep -q 'prog/xdp' ||
 				ip -n "$BR" link set dev "$h" xdpdrv obj "$XDP_PASS_OBJ" sec xdp
 		done
+	fi
+}
+
+# arm2_up gives lb1 its second arm, to rs4 (see the header).
+arm2_up() {
+	local l=${PREFIX}lb1 r=${PREFIX}rs4
+	add_ns "$r"
+	sysctl_ns "$r" net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+	if ! ip -n "$r" link show eth0 >/dev/null 2>&1; then
+		ip -n "$l" link del eth1 >/dev/null 2>&1 || true
+		ip -n "$l" link add eth1 type veth peer name eth0 netns "$r"
+	fi
+	ip -n "$l" link set eth1 address "$(hostmac lb1 02)" up
+	ip -n "$r" link set eth0 address "$(hostmac rs4)" up
+	sysctl_ns "$l" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+		net.ipv4.conf.eth1.rp_filter=0 net.ipv4.conf.all.accept_local=1 net.ipv4.conf.eth1.accept_local=1
+	sysctl_ns "$r" net.ipv4.conf.eth0.rp_filter=0
+	nsx "$r" ethtool -K eth0 tx off >/dev/null
+	ip -n "$l" addr replace 203.0.113.130/25 dev eth1
+	ip -n "$l" -6 addr replace 2001:db8:400::2/64 dev eth1 nodad
+	ip -n "$r" addr replace 203.0.113.142/25 dev eth0
+	ip -n "$r" -6 addr replace 2001:db8:400::14/64 dev eth0 nodad
+	ip -n "$r" route replace default via 203.0.113.130
+	ip -n "$r" -6 route replace default via 2001:db8:400::2
+	"$HERE/realserver.sh" "$r" "$VIP4" "$VIP6"
+	if [ -n "${XDP_PASS_OBJ:-}" ]; then
+		ip -n "$r" link show dev eth0 | grep -q 'prog/xdp' ||
+			ip -n "$r" link set dev eth0 xdpdrv obj "$XDP_PASS_OBJ" sec xdp
 	fi
 }
 
@@ -245,5 +286,5 @@ case $cmd in
 up) up "$@" ;;
 down) down ;;
 status) status ;;
-*) echo "usage: $0 up [--vip-on lb1|lb2] [--router] | down | status" >&2; exit 2 ;;
+*) echo "usage: $0 up [--vip-on lb1|lb2] [--router] [--arm2] | down | status" >&2; exit 2 ;;
 esac

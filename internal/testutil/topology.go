@@ -33,6 +33,8 @@ const (
 	RS1    = "rs1"
 	RS2    = "rs2"
 	RS3    = "rs3"
+	// RS4 exists in a topology built with Arm2, behind lb1's eth1.
+	RS4 = "rs4"
 )
 
 // Hosts lists every host of the topology.
@@ -45,7 +47,7 @@ var (
 	VIP6 = netip.MustParseAddr("2001:db8:200::10")
 )
 
-var hostNum = map[string]byte{Client: 10, LB1: 2, LB2: 3, LB3: 4, Router: 1, RS1: 11, RS2: 12, RS3: 13}
+var hostNum = map[string]byte{Client: 10, LB1: 2, LB2: 3, LB3: 4, Router: 1, RS1: 11, RS2: 12, RS3: 13, RS4: 14}
 
 func mustHostNum(host string) byte {
 	n, ok := hostNum[host]
@@ -87,6 +89,15 @@ type TopologyOptions struct {
 	// Router puts a router (host Router) between the client and the
 	// balancers and adds LB3; see scripts/topology.sh.
 	Router bool
+	// Arm2 gives LB1 a second interface, eth1, to a segment of its own
+	// with RS4 on it (Arm2IP4); see scripts/topology.sh.
+	Arm2 bool
+}
+
+// Arm2IP4 returns host's address on the second arm's 203.0.113.128/25
+// (LB1 and RS4 only).
+func Arm2IP4(host string) netip.Addr {
+	return netip.AddrFrom4([4]byte{203, 0, 113, 128 + mustHostNum(host)})
 }
 
 // Topology is one isolated copy of the scripts/topology.sh network, its
@@ -141,6 +152,9 @@ func (topo *Topology) Up(opts TopologyOptions) error {
 	}
 	if opts.Router {
 		args = append(args, "--router")
+	}
+	if opts.Arm2 {
+		args = append(args, "--arm2")
 	}
 	var env []string
 	if opts.XDPPassObj != "" {

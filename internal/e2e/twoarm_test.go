@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xlb-project/xlb/internal/testutil"
+)
+
+// TestTwoArms: lb1 takes clients on eth0 and has a real server, rs4, on a
+// segment of its own behind eth1 (xlb run -i eth0 -i eth1). One service
+// has rs1, beside the client, and rs4: new connections through the VIP
+// reach both, each server sees the client's own address, rs4's frames
+// leave lb1 by XDP_REDIRECT on eth1 with eth1's MAC as their source, and
+// a stop detaches the program from both interfaces.
+func TestTwoArms(t *testing.T) {
+	testutil.RequireRoot(t, "builds the namespace topology and attaches XDP")
+	obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
+	topo := testutil.NewTopology(t, testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj, Arm2: true})
+	bin := testutil.BuildBinary(t, "./internal/testutil/cmd/rsserver")
+	for _, rs := range []string{testutil.RS1, testutil.RS4} {
+		p := topo.Start(t, rs, bin, "-name", rs, "-http", fmt.Sprintf(":%d", httpPort), "-echo", fmt.Sprintf(":%d", echoPort))
+		waitFor(t, 10*time.Second, "rsserver in "+rs+" to be ready", func() (bool, string) {
+			return strings.Contains(p.Output(), "ready"), p.Output()
+		})
+	}
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	writeFile(t, conf, keepalivedConf(virtualServer{
+		VIP: testutil.VIP4, Port: httpPort, Proto: "TCP",
+		Reals: []realServer{{Addr: testutil.HostIP4(testutil.RS1), Weight: 1}, {Addr: testutil.Arm2IP4(testutil.RS4), Weight: 1}},
+	}))
+	d := startDaemon(t, topo, conf, "-i", "eth1")
+	t.Cleanup(func() {
+		d.checkStop(t)
+		out, err := exec.Command("ip", "-n", topo.NS(testutil.LB1), "link", "show", "dev", "eth1").CombinedOutput()
+		if err != nil || strings.Contains(string(out), "xdp") {
+			t.Errorf("lb1's eth1 after the daemon stopped (%v):\n%s", err, out)
+		}
+	})
+	for _, name := range []string{"xdp_link_native", "xdp_link_native@eth1"} {
+		if _, err := os.Stat(filepath.Join(d.pins, name)); err != nil {
+			t.Errorf("link pin %s: %v", name, err)
+		}
+	}
+
+	// rs4's capture: frames from lb1's eth1 MAC, to its own, carrying
+	// the client's packets to the VIP.
+	capture := topo.Start(t, testutil.RS4, "tcpdump", "-n", "-e", "-l", "-i", "eth0", "-c", "1",
+		fmt.Sprintf("tcp and dst host %s and dst port %d", testutil.VIP4, httpPort))
+	time.Sleep(500 * time.Millisecond) // tcpdump opens its socket
+
+	// With equal weights, 40 connections miss one of two backends with
+	// probability 2^-40.
+	got := httpSpread(t, topo, 40)
+	t.Logf("answers by real server: %v", got)
+	for _, rs := range []string{testutil.RS1, testutil.RS4} {
+		if got[rs] == 0 {
+			t.Errorf("%s answered none of 40 requests: %v", rs, got)
+		}
+	}
+	select {
+	case <-capture.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("rs4 saw no frame to the VIP:\n%s", capture.Output())
+	}
+	want := "02:00:00:00:02:02 > 02:00:00:00:00:14"
+	if !strings.Contains(capture.Output(), want) {
+		t.Errorf("rs4's frame to the VIP is not %s (lb1's eth1 to rs4):\n%s", want, capture.Output())
+	}
+	out, _, code, err := d.run("list", "-n")
+	if err != nil || code != 0 {
+		t.Fatalf("xlb list: exit %d, %v", code, err)
+	}
+	if !strings.Contains(out, testutil.Arm2IP4(testutil.RS4).String()+":80") {
+		t.Errorf("xlb list does not show rs4:\n%s", out)
+	}
+}
