@@ -253,8 +253,9 @@ type Service struct {
 	// so that a VIP reachable from several VLANs on one interface is
 	// served on one of them; frames of other VLANs, or untagged, reach
 	// the balancer's own stack (an xlb extension, YAML only; 0, the
-	// default, takes every frame).
-	VLAN int
+	// default, takes every frame). Left out of the model's JSON when 0,
+	// as most services have none.
+	VLAN int `json:",omitempty"`
 }
 
 // MaxVLAN is the highest VLAN id 802.1Q assigns (4095 is reserved).
