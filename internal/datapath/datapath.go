@@ -368,7 +368,10 @@ func (d *Datapath) attachLink(prog *ebpf.Program, ifi *net.Interface, mode Mode,
 	for _, m := range modes {
 		ours[filepath.Join(d.pinDir, linkPin(m)+portSuffix(port))] = true
 	}
-	var stale []link.Link
+	// stale links are unpinned once prog is attached, unless their pin is
+	// the one prog's link takes (an interface deleted and created again):
+	// unpinning it then would remove the new link's pin.
+	stale := map[string]link.Link{}
 	defer func() {
 		for _, l := range stale {
 			l.Close()
@@ -389,7 +392,7 @@ func (d *Datapath) attachLink(prog *ebpf.Program, ifi *net.Interface, mode Mode,
 			_ = l.Unpin()
 			l.Close()
 		case ours[path]:
-			stale = append(stale, l)
+			stale[path] = l
 		default:
 			l.Close()
 		}
@@ -415,8 +418,10 @@ func (d *Datapath) attachLink(prog *ebpf.Program, ifi *net.Interface, mode Mode,
 		}
 		attached = l
 	}
-	for _, l := range stale {
-		_ = l.Unpin()
+	for path, l := range stale {
+		if path != pin {
+			_ = l.Unpin()
+		}
 	}
 	return attached, nil
 }

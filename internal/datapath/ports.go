@@ -216,7 +216,9 @@ func (p Port) SetMAC(mac net.HardwareAddr) error {
 }
 
 // dropStalePorts detaches the links an earlier run pinned for interfaces
-// beyond the first that this run does not serve.
+// beyond the first that this run does not serve. Each is opened before its
+// pin goes, so that the last reference is a descriptor, whose close
+// detaches at once (see Unpin).
 func (d *Datapath) dropStalePorts() error {
 	keep := map[string]bool{}
 	for _, p := range d.ports {
@@ -230,8 +232,12 @@ func (d *Datapath) dropStalePorts() error {
 		if keep[filepath.Base(path)] {
 			continue
 		}
+		l, _ := link.LoadPinnedLink(path, nil)
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("datapath: detach %s: %w", filepath.Base(path), err))
+		}
+		if l != nil {
+			l.Close()
 		}
 	}
 	return errors.Join(errs...)

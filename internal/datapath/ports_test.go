@@ -190,6 +190,10 @@ func TestPortsLifecycle(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"xlb0": arm0.Index, "xlb1": arm1b.Index}, d2.Interfaces()); diff != "" {
 		t.Errorf("Interfaces (-want +got):\n%s", diff)
 	}
+	// The new links are pinned: a crash now keeps both programs.
+	if diff := cmp.Diff(wantPins, linkPins(t, pins)); diff != "" {
+		t.Errorf("link pins after the interfaces came back (-want +got):\n%s", diff)
+	}
 	if err := d2.Close(); err != nil {
 		t.Fatal(err)
 	}
