@@ -226,13 +226,8 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 
 	// The tables are full: the new program takes over from the earlier
 	// run's in its pinned link with no gap, then the pins follow.
-	if err := d.dp.Attach(opts.Interfaces[0], opts.XDPMode); err != nil {
+	if err := d.dp.Attach(opts.Interfaces[0], opts.XDPMode, opts.Interfaces[1:]...); err != nil {
 		return nil, err
-	}
-	for _, name := range opts.Interfaces[1:] {
-		if err := d.dp.AddInterface(name, opts.XDPMode); err != nil {
-			return nil, err
-		}
 	}
 	if err := d.dp.Pin(); err != nil {
 		// Attached but not pinned: this run forwards, and `xlb stop` can

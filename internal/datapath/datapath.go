@@ -336,24 +336,55 @@ var modes = []Mode{ModeAuto, ModeNative, ModeGeneric}
 // atomically, so a restart forwards without a gap. A link left for another
 // interface is detached only once this one is attached; one for this
 // interface in another mode has to go first, as an interface takes one
-// XDP program. The interface is also one the program may send frames out
-// of (see AddInterface).
-func (d *Datapath) Attach(iface string, mode Mode) error {
+// XDP program.
+//
+// more are further interfaces, each served as AddInterface serves one
+// (real servers behind them). Every interface is made one frames may leave
+// by before any program takes over, so that no program, this run's or
+// the earlier run's, ever finds a backend's interface missing.
+func (d *Datapath) Attach(iface string, mode Mode, more ...string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.link != nil {
 		return fmt.Errorf("datapath: already attached")
 	}
-	d.iface, d.mode = iface, mode
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		return fmt.Errorf("datapath: interface %s: %w", iface, err)
 	}
+	var ports []*port
+	defer func() {
+		for _, p := range ports {
+			if p.link == nil {
+				p.objs.lbPrograms.Close()
+			}
+		}
+	}()
+	for _, name := range more {
+		if name == iface || slices.ContainsFunc(ports, func(p *port) bool { return p.name == name }) {
+			return fmt.Errorf("datapath: interface %s: given twice", name)
+		}
+		p := &port{name: name, mode: mode}
+		if err := d.preparePort(p); err != nil {
+			return err
+		}
+		ports = append(ports, p)
+	}
+	if err := d.addTxPort(ifi.Index, ifi.HardwareAddr); err != nil {
+		return err
+	}
+	d.iface, d.mode = iface, mode
 	if d.link, err = d.attachLink(d.objs.XlbXdp, ifi, mode, ""); err != nil {
 		return err
 	}
 	d.index = ifi.Index
-	return d.addTxPort(ifi.Index, ifi.HardwareAddr)
+	for _, p := range ports {
+		if err := d.linkPort(p); err != nil {
+			return err
+		}
+		d.ports = append(d.ports, p)
+	}
+	return nil
 }
 
 // attachLink attaches prog to ifi in mode through a link pinned under the

@@ -81,9 +81,27 @@ func (d *Datapath) AddInterface(name string, mode Mode) error {
 	return nil
 }
 
-// attachPort loads p's program for its interface as it is now and attaches
-// it, then lets frames out through it.
+// attachPort loads p's program for its interface as it is now and lets
+// frames out through it, then attaches it.
 func (d *Datapath) attachPort(p *port) error {
+	old, prev := p.index, p.objs
+	if err := d.preparePort(p); err != nil {
+		return err
+	}
+	if err := d.linkPort(p); err != nil {
+		p.objs.lbPrograms.Close()
+		p.objs = prev
+		return err
+	}
+	if prev != nil {
+		prev.lbPrograms.Close()
+	}
+	return d.dropTxPort(old, p.index)
+}
+
+// preparePort reads p's interface, loads its copy of the program and lets
+// frames out through it: everything but the attachment.
+func (d *Datapath) preparePort(p *port) error {
 	ifi, err := net.InterfaceByName(p.name)
 	if err != nil {
 		return fmt.Errorf("datapath: interface %s: %w", p.name, err)
@@ -92,20 +110,23 @@ func (d *Datapath) attachPort(p *port) error {
 	if err != nil {
 		return fmt.Errorf("datapath: interface %s: %w", p.name, err)
 	}
-	l, err := d.attachLink(objs.XlbXdp, ifi, p.mode, p.name)
-	if err != nil {
+	if err := d.addTxPort(ifi.Index, ifi.HardwareAddr); err != nil {
 		objs.lbPrograms.Close()
 		return err
 	}
-	old := p.index
-	if p.objs != nil {
-		p.objs.lbPrograms.Close()
-	}
-	p.objs, p.link, p.index, p.mac = objs, l, ifi.Index, ifi.HardwareAddr
-	if err := d.addTxPort(p.index, p.mac); err != nil {
+	p.objs, p.index, p.mac = objs, ifi.Index, ifi.HardwareAddr
+	return nil
+}
+
+// linkPort attaches p's prepared program to its interface.
+func (d *Datapath) linkPort(p *port) error {
+	ifi := &net.Interface{Index: p.index, Name: p.name, HardwareAddr: p.mac}
+	l, err := d.attachLink(p.objs.XlbXdp, ifi, p.mode, p.name)
+	if err != nil {
 		return err
 	}
-	return d.dropTxPort(old, p.index)
+	p.link = l
+	return nil
 }
 
 func (d *Datapath) port(name string) *port {

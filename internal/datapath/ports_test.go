@@ -43,10 +43,7 @@ func twoArms(t *testing.T) (d *Datapath, arm0, arm1 *net.Interface) {
 	inTestNetns(t)
 	d = load(t, mountBPFFS(t), Options{})
 	t.Cleanup(func() { d.Close() })
-	if err := d.Attach("xlb0", ModeGeneric); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.AddInterface("xlb1", ModeGeneric); err != nil {
+	if err := d.Attach("xlb0", ModeGeneric, "xlb1"); err != nil {
 		t.Fatal(err)
 	}
 	return d, ifaceOf(t, "xlb0"), ifaceOf(t, "xlb1")
@@ -135,6 +132,9 @@ func TestPortsLifecycle(t *testing.T) {
 	}
 	if err := d.AddInterface("xlb1", ModeGeneric); err == nil {
 		t.Error("second AddInterface of xlb1: no error")
+	}
+	if err := d.Attach("xlb0", ModeGeneric, "xlb1"); err == nil {
+		t.Error("second Attach: no error")
 	}
 	link1 := d.port("xlb1").link
 	info, err := link1.Info()

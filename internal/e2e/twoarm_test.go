@@ -80,3 +80,60 @@ func TestTwoArms(t *testing.T) {
 		t.Errorf("xlb list does not show rs4:\n%s", out)
 	}
 }
+
+// TestTwoArmsLifecycle runs 20 long-lived connections over a service with
+// a real server on each arm through a crash and restart of the daemon and
+// through lb1's second interface being deleted and created again: the
+// restart takes both programs over in place, the interface that comes
+// back gets its program again and the real server behind it its new
+// index, and no connection breaks.
+func TestTwoArmsLifecycle(t *testing.T) {
+	testutil.RequireRoot(t, "builds the namespace topology and attaches XDP")
+	obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
+	opts := testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj, Arm2: true}
+	topo := testutil.NewTopology(t, opts)
+	bin := testutil.BuildBinary(t, "./internal/testutil/cmd/rsserver")
+	for _, rs := range []string{testutil.RS1, testutil.RS4} {
+		p := topo.Start(t, rs, bin, "-name", rs, "-http", fmt.Sprintf(":%d", httpPort), "-echo", fmt.Sprintf(":%d", echoPort))
+		waitFor(t, 10*time.Second, "rsserver in "+rs+" to be ready", func() (bool, string) {
+			return strings.Contains(p.Output(), "ready"), p.Output()
+		})
+	}
+	conf := keepalivedConf(virtualServer{VIP: testutil.VIP4, Port: echoPort, Proto: "TCP",
+		Reals: []realServer{{Addr: testutil.HostIP4(testutil.RS1), Weight: 1}, {Addr: testutil.Arm2IP4(testutil.RS4), Weight: 1}}})
+	resetsBefore := tcpCounters(t, topo, testutil.Client)
+	d := startLB(t, topo, testutil.LB1, conf, "-i", "eth1")
+	pool := startEchoPool(t, topo, 20)
+	pool.progress(t, "the connections opened", 3)
+
+	d.kill(t)
+	pool.progress(t, "the daemon died, its programs still attached", 3)
+	d = startLB(t, topo, testutil.LB1, conf, "-i", "eth1")
+	if !strings.Contains(d.proc.Output(), "adopted the flow table") {
+		t.Errorf("the restarted daemon did not adopt the flow table:\n%s", d.proc.Output())
+	}
+	pool.progress(t, "the restart", 3)
+
+	topo.Exec(t, testutil.LB1, "ip", "link", "del", "dev", "eth1")
+	waitFor(t, 10*time.Second, "the daemon to see eth1 go", func() (bool, string) {
+		return strings.Contains(d.proc.Output(), "interface gone"), ""
+	})
+	if err := topo.Up(opts); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the daemon to attach to eth1 again", func() (bool, string) {
+		return strings.Contains(d.proc.Output(), "program attached again"), ""
+	})
+	if link := topo.Exec(t, testutil.LB1, "ip", "link", "show", "dev", "eth1"); !strings.Contains(link, "prog/xdp") {
+		t.Errorf("lb1's new eth1 has no XDP program:\n%s", link)
+	}
+	pool.progress(t, "eth1 came back", 3)
+	fresh := startEchoPool(t, topo, 10)
+	fresh.progress(t, "new connections after eth1 came back", 3)
+	for i, err := range fresh.stop() {
+		if err != nil {
+			t.Errorf("new connection %d: %v", i, err)
+		}
+	}
+	pool.stopUnbroken(t, topo, resetsBefore)
+}
