@@ -282,13 +282,16 @@ static __always_inline int vlan_ok(__u32 svc_id, __u16 vlan)
 	return !want || !*want || *want == vlan;
 }
 
-/* xlb_xmit sends the frame to dmac out of interface ifindex: back out of
- * the one it came in on (ifindex 0 or the ingress one) with XDP_TX, its
- * destination, this interface's MAC as for_this_host checked, becoming
- * its source; out of another interface of this xlb through tx_ports with
- * that interface's MAC as the source. A frame for an interface xlb does
- * not serve is passed untouched. Only the Ethernet addresses change: an
- * 802.1Q tag stays as it came. */
+/* xlb_xmit sends the frame to dmac out of interface ifindex and returns
+ * the verdict. Out of the interface it came in on (ifindex 0 or the
+ * ingress one): XDP_TX, the frame's destination, this interface's own MAC
+ * (for_this_host checked it), becoming its source. Out of another of
+ * xlb's interfaces: XDP_REDIRECT through tx_ports, that interface's MAC
+ * as the source; an interface deleted under the daemon has left tx_ports
+ * (the kernel removes it) before ifaces, and its frames abort, which the
+ * xdp:xdp_exception tracepoint shows. An interface xlb does not serve:
+ * XDP_PASS, the frame untouched. Only the Ethernet addresses change, so
+ * an 802.1Q tag leaves as it came. */
 static __always_inline int xlb_xmit(struct xdp_md *ctx, __u32 ifindex, const __u8 *dmac)
 {
 	void *data = (void *)(long)ctx->data;

@@ -19,10 +19,11 @@ func (d *Daemon) State() (api.State, error) {
 	d.ovr.Mark(&st)
 	st.VRRP = vs.State()
 	d.mu.Lock()
-	for _, name := range d.opts.Interfaces {
-		if st.Detached == "" && d.iface[name].Gone() {
-			st.Detached = "interface " + name + " is gone"
-		}
+	// Clients arrive on the first interface only: without it nothing
+	// does; without another, its real servers miss their frames, as
+	// they would with a link down.
+	if first := d.opts.Interfaces[0]; d.iface[first].Gone() {
+		st.Detached = "interface " + first + " is gone"
 	}
 	d.mu.Unlock()
 	st.BGP = d.bgp.State()
