@@ -52,6 +52,9 @@ func FuzzDatapath(f *testing.F) {
 
 const (
 	fuzzServices = 4
+	// fuzzIngress is the interface a test run without a context comes in
+	// on: the loopback device, index 1 in every namespace.
+	fuzzIngress  = 1
 	fuzzMaxTable = 251
 	fuzzNoTable  = 99 // a maglev slot that never holds a table
 	fuzzAbsentID = 8  // a backend id never written
@@ -132,7 +135,10 @@ func decodeScenario(cfg []byte) scenario {
 	for n := 1 + int(r.next()%4); n > 0; n-- {
 		id := pickID()
 		// Mostly service 1's, the first service's; any of them.
-		sc.present[id] = modelBackend{MAC: backendMAC(id), Service: 1 + uint32(r.next()>>6)}
+		b := r.next()
+		// Bits 4-5: on no interface named, on the ingress one, or on one
+		// the program does not serve.
+		sc.present[id] = modelBackend{MAC: backendMAC(id), Service: 1 + uint32(b>>6), Ifindex: []uint32{0, fuzzIngress, 77, 0}[b>>4&3]}
 	}
 	if r.next()%2 == 1 {
 		if id := pickID(); sc.present[id] == (modelBackend{}) {
@@ -254,7 +260,7 @@ func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
 	for _, id := range fuzzBackendIDs {
 		var b lbBackend
 		if be, ok := sc.present[id]; ok {
-			b = lbBackend{Mac: be.MAC, Flags: backendPresent, Service: be.Service}
+			b = lbBackend{Mac: be.MAC, Flags: backendPresent, Service: be.Service, Ifindex: be.Ifindex}
 		} else if mac, ok := sc.stale[id]; ok {
 			b = lbBackend{Mac: mac}
 		}
@@ -445,6 +451,10 @@ func fuzzSeeds() []fuzzSeed {
 		// backend 1 of service 2 and an entry of service 2 on it: the
 		// table (service 1's) may not name it, nor the entry follow it.
 		{0, 0, 0, 0x40, 0, 0, 0, 1, 0, 0x40, 4, 0, 1, 0, 1, 0x40},
+		// backend 1 on the interface frames come in on, then on one
+		// the program does not serve: new flows and the entry alike.
+		{0, 0, 0, 0x10, 0, 0, 0, 1, 0, 0, 4, 0, 1, 0, 1, 0},
+		{0, 0, 0, 0x20, 0, 0, 0, 1, 0, 0, 4, 0, 1, 0, 1, 0},
 	}
 	var seeds []fuzzSeed
 	for _, c := range cfgs {

@@ -83,6 +83,10 @@ type modelFlow struct {
 type modelBackend struct {
 	MAC     macAddr
 	Service uint32
+	// Ifindex is the interface the backend is on: 0 or the ingress one
+	// (fuzzIngress) sends back out, any other is one the test run's
+	// program does not serve (tx_ports holds none).
+	Ifindex uint32
 }
 
 // model is the state the program reads, and its forwarding decision.
@@ -336,6 +340,11 @@ func (m *model) process(frame []byte) modelResult {
 		fresh = 1
 	}
 
+	if ifx := m.backends[id].Ifindex; ifx != 0 && ifx != fuzzIngress {
+		// The flow is placed, and followed, as for any backend.
+		res.Counters[CounterPassNoTxPort]++
+		return res
+	}
 	if m.srcMAC != (macAddr{}) {
 		copy(res.Frame[6:12], m.srcMAC[:])
 	} else {
