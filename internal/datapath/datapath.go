@@ -103,7 +103,7 @@ type Datapath struct {
 	iface string
 	mode  Mode
 	index int
-	// ports are the interfaces AddInterface attached to.
+	// ports are the further interfaces Attach attached to.
 	ports []*port
 
 	// lock is the pin directory, flocked while this Datapath lives.
@@ -338,8 +338,9 @@ var modes = []Mode{ModeAuto, ModeNative, ModeGeneric}
 // interface in another mode has to go first, as an interface takes one
 // XDP program.
 //
-// more are further interfaces, each served as AddInterface serves one
-// (real servers behind them). Every interface is made one frames may leave
+// more are further interfaces, with real servers behind them: each gets a
+// copy of the program loaded with its own MAC, every map shared, attached
+// through a link of its own with the same rules. Every interface is made one frames may leave
 // by before any program takes over, so that no program, this run's or
 // the earlier run's, ever finds a backend's interface missing.
 func (d *Datapath) Attach(iface string, mode Mode, more ...string) error {
@@ -347,6 +348,9 @@ func (d *Datapath) Attach(iface string, mode Mode, more ...string) error {
 	defer d.mu.Unlock()
 	if d.link != nil {
 		return fmt.Errorf("datapath: already attached")
+	}
+	if len(more)+1 > MaxInterfaces {
+		return fmt.Errorf("datapath: %d interfaces: at most %d", len(more)+1, MaxInterfaces)
 	}
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {

@@ -23,8 +23,9 @@ import (
 // MaxInterfaces is how many interfaces one program serves.
 const MaxInterfaces = 64
 
-// port is an interface beyond the first (Attach's) with its copy of the
-// program and the link attaching it.
+// port is an interface beyond Attach's first, with its copy of the
+// program, loaded with the interface's own MAC and sharing every map, and
+// the link attaching it, pinned under a name of its own (portSuffix).
 type port struct {
 	name  string
 	mode  Mode
@@ -53,32 +54,6 @@ func portSuffix(name string) string {
 		return ""
 	}
 	return "@" + strings.NewReplacer("%", "%25", ".", "%2e").Replace(name)
-}
-
-// AddInterface attaches a copy of the program, loaded with the interface's
-// own MAC and sharing every map, to one more interface, through a link
-// pinned under a name of its own, with Attach's rules for the link an
-// earlier run left. Frames may then leave through it: a backend whose
-// Ifindex is this interface's is reached by XDP_REDIRECT from the others.
-// Attach first: the interfaces AddInterface adds are the others.
-func (d *Datapath) AddInterface(name string, mode Mode) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.link == nil {
-		return fmt.Errorf("datapath: interface %s: attach the first interface first", name)
-	}
-	if name == d.iface || d.port(name) != nil {
-		return fmt.Errorf("datapath: interface %s: already attached", name)
-	}
-	if len(d.ports)+1 >= MaxInterfaces {
-		return fmt.Errorf("datapath: interface %s: at most %d interfaces", name, MaxInterfaces)
-	}
-	p := &port{name: name, mode: mode}
-	if err := d.attachPort(p); err != nil {
-		return err
-	}
-	d.ports = append(d.ports, p)
-	return nil
 }
 
 // attachPort loads p's program for its interface as it is now and lets
@@ -184,7 +159,7 @@ func (d *Datapath) Interfaces() map[string]int {
 }
 
 // Port is one interface the program is attached to, as internal/ifwatch
-// fits it: Attach's or one of AddInterface's.
+// fits it: Attach's first or one of its further ones.
 type Port struct {
 	d    *Datapath
 	name string

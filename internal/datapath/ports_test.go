@@ -130,9 +130,6 @@ func TestPortsLifecycle(t *testing.T) {
 	if diff := cmp.Diff(map[uint32]uint32{uint32(arm0.Index): uint32(arm0.Index), uint32(arm1.Index): uint32(arm1.Index)}, txPorts(t, d)); diff != "" {
 		t.Errorf("tx_ports (-want +got):\n%s", diff)
 	}
-	if err := d.AddInterface("xlb1", ModeGeneric); err == nil {
-		t.Error("second AddInterface of xlb1: no error")
-	}
 	if err := d.Attach("xlb0", ModeGeneric, "xlb1"); err == nil {
 		t.Error("second Attach: no error")
 	}
@@ -156,10 +153,7 @@ func TestPortsLifecycle(t *testing.T) {
 	}
 	d2 := load(t, pins, Options{})
 	t.Cleanup(func() { d2.Close() })
-	if err := d2.Attach("xlb0", ModeGeneric); err != nil {
-		t.Fatal(err)
-	}
-	if err := d2.AddInterface("xlb1", ModeGeneric); err != nil {
+	if err := d2.Attach("xlb0", ModeGeneric, "xlb1"); err != nil {
 		t.Fatal(err)
 	}
 	info, err = d2.port("xlb1").link.Info()
@@ -213,10 +207,15 @@ func TestPortsLifecycle(t *testing.T) {
 	if got := attachedProg(t, "xlb1"); got != 0 {
 		t.Errorf("xlb1 still has program %d after a run without it", got)
 	}
-	if err := d3.AddInterface("xlb1", ModeGeneric); err != nil {
+	if err := d3.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := errors.Join(d3.Unpin(), d3.Close()); err != nil {
+	d4 := load(t, pins, Options{})
+	t.Cleanup(func() { d4.Close() })
+	if err := d4.Attach("xlb0", ModeGeneric, "xlb1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(d4.Unpin(), d4.Close()); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"xlb0", "xlb1"} {

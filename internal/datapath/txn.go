@@ -48,7 +48,7 @@ type Backend struct {
 	// for: only that service's table may name it, and the program follows
 	// a flow entry to it only for that service.
 	Service uint32
-	// Ifindex is the interface the real server is on (see AddInterface);
+	// Ifindex is the interface the real server is on (see Attach);
 	// 0 sends its frames back out of the interface they came in on.
 	Ifindex uint32
 }
