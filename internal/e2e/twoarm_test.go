@@ -13,11 +13,11 @@ import (
 )
 
 // TestTwoArms: lb1 takes clients on eth0 and has a real server, rs4, on a
-// segment of its own behind eth1 (xlb run -i eth0 -i eth1). One service
-// has rs1, beside the client, and rs4: new connections through the VIP
-// reach both, each server sees the client's own address, rs4's frames
-// leave lb1 by XDP_REDIRECT on eth1 with eth1's MAC as their source, and
-// a stop detaches the program from both interfaces.
+// segment of its own behind eth1 (xlb run -i eth0 -i eth1). A service of
+// each family has rs1, beside the client, and rs4: new connections
+// through the VIP reach both, each server sees the client's own address,
+// rs4's frames leave lb1 by XDP_REDIRECT on eth1 with eth1's MAC as their
+// source, and a stop detaches the program from both interfaces.
 func TestTwoArms(t *testing.T) {
 	testutil.RequireRoot(t, "builds the namespace topology and attaches XDP")
 	obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
@@ -33,6 +33,9 @@ func TestTwoArms(t *testing.T) {
 	writeFile(t, conf, keepalivedConf(virtualServer{
 		VIP: testutil.VIP4, Port: httpPort, Proto: "TCP",
 		Reals: []realServer{{Addr: testutil.HostIP4(testutil.RS1), Weight: 1}, {Addr: testutil.Arm2IP4(testutil.RS4), Weight: 1}},
+	}, virtualServer{
+		VIP: testutil.VIP6, Port: httpPort, Proto: "TCP",
+		Reals: []realServer{{Addr: testutil.HostIP6(testutil.RS1), Weight: 1}, {Addr: testutil.Arm2IP6(testutil.RS4), Weight: 1}},
 	}))
 	d := startDaemon(t, topo, conf, "-i", "eth1")
 	t.Cleanup(func() {
@@ -61,6 +64,23 @@ func TestTwoArms(t *testing.T) {
 	for _, rs := range []string{testutil.RS1, testutil.RS4} {
 		if got[rs] == 0 {
 			t.Errorf("%s answered none of 40 requests: %v", rs, got)
+		}
+	}
+	got6 := map[string]int{}
+	for i := range 40 {
+		a, err := httpGetVIP(topo, testutil.Client, testutil.VIP6)
+		if err != nil {
+			t.Fatalf("ipv6 request %d: %v", i, err)
+		}
+		if a.Peer.Addr() != testutil.HostIP6(testutil.Client) {
+			t.Errorf("ipv6 request %d: %s saw the client as %s, want %s", i, a.Server, a.Peer, testutil.HostIP6(testutil.Client))
+		}
+		got6[a.Server]++
+	}
+	t.Logf("ipv6 answers by real server: %v", got6)
+	for _, rs := range []string{testutil.RS1, testutil.RS4} {
+		if got6[rs] == 0 {
+			t.Errorf("%s answered none of 40 ipv6 requests: %v", rs, got6)
 		}
 	}
 	select {

@@ -100,6 +100,12 @@ func Arm2IP4(host string) netip.Addr {
 	return netip.AddrFrom4([4]byte{203, 0, 113, 128 + mustHostNum(host)})
 }
 
+// Arm2IP6 returns host's address on the second arm's 2001:db8:400::/64,
+// numbered as HostIP6 numbers (LB1 and RS4 only).
+func Arm2IP6(host string) netip.Addr {
+	return netip.MustParseAddr("2001:db8:400::" + strconv.Itoa(int(mustHostNum(host))))
+}
+
 // Topology is one isolated copy of the scripts/topology.sh network, its
 // namespaces named with a prefix unique to the test.
 type Topology struct {
