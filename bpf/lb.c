@@ -442,15 +442,6 @@ static __always_inline long tunnel_route(struct xdp_md *ctx, __u32 id, const str
 	return rc;
 }
 
-/* xmit sends the rewritten frame out of ifindex: back where it came from,
- * or redirected to another interface of the balancer. */
-static __always_inline int xmit(struct xdp_md *ctx, __u32 ifindex)
-{
-	if (ifindex == ctx->ingress_ifindex)
-		return XDP_TX;
-	return bpf_redirect(ifindex, 0);
-}
-
 /* The first 8 bytes of an ICMP error carrying an MTU, the same shape for
  * IPv4's "fragmentation needed" (RFC 1191: 16 unused bits, then the MTU)
  * and IPv6's "packet too big" (a 32-bit MTU); linux/icmp.h drags in libc
@@ -651,7 +642,13 @@ static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct bac
 		return XDP_PASS;
 	}
 
-	if (!nh || bpf_xdp_adjust_head(ctx, -(int)olen))
+	/* The route may leave by another interface: one of xlb's, through
+	 * tx_ports, as direct routing's two-arm frames do. */
+	if (!nh || (nh->ifindex != ctx->ingress_ifindex && !bpf_map_lookup_elem(&ifaces, &nh->ifindex))) {
+		count(XLB_CNT_PASS_NO_TX_PORT);
+		return XDP_PASS;
+	}
+	if (bpf_xdp_adjust_head(ctx, -(int)olen))
 		return XDP_PASS;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
@@ -738,7 +735,53 @@ static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct bac
 			}
 		}
 	}
-	return xmit(ctx, nh->ifindex);
+	if (nh->ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect_map(&tx_ports, nh->ifindex, 0);
+}
+
+/* vlan_ok reports whether a frame on VLAN vlan (0: untagged) may reach
+ * service svc_id: a service limited to a VLAN takes only that VLAN's
+ * frames, so a VIP shared by segments is served on one of them. */
+static __always_inline int vlan_ok(__u32 svc_id, __u16 vlan)
+{
+	__u32 *want = bpf_map_lookup_elem(&svc_vlan, &svc_id);
+
+	return !want || !*want || *want == vlan;
+}
+
+/* xlb_xmit sends the frame to dmac out of interface ifindex and returns
+ * the verdict. Out of the interface it came in on (ifindex 0 or the
+ * ingress one): XDP_TX, the frame's destination, this interface's own MAC
+ * (for_this_host checked it), becoming its source. Out of another of
+ * xlb's interfaces: XDP_REDIRECT through tx_ports, that interface's MAC
+ * as the source; an interface deleted under the daemon has left tx_ports
+ * (the kernel removes it) before ifaces, and its frames abort, which the
+ * xdp:xdp_exception tracepoint shows. An interface xlb does not serve:
+ * XDP_PASS, the frame untouched. Only the Ethernet addresses change, so
+ * an 802.1Q tag leaves as it came. */
+static __always_inline int xlb_xmit(struct xdp_md *ctx, __u32 ifindex, const __u8 *dmac)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct xlb_iface *out;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	if (!ifindex || ifindex == ctx->ingress_ifindex) {
+		__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+		return XDP_TX;
+	}
+	out = bpf_map_lookup_elem(&ifaces, &ifindex);
+	if (!out) {
+		count(XLB_CNT_PASS_NO_TX_PORT);
+		return XDP_PASS;
+	}
+	__builtin_memcpy(eth->h_source, out->mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	return bpf_redirect_map(&tx_ports, ifindex, 0);
 }
 
 static __always_inline int xlb_process(struct xdp_md *ctx)
@@ -750,7 +793,6 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	struct vip_meta *svc;
 	struct backend *be;
 	struct flow *f;
-	struct ethhdr *eth;
 	__u32 id, now, svc_id;
 	__u64 fresh = 0;
 	int rc, young;
@@ -830,6 +872,10 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 			int tick = f->atime != now;
 
 			svc_id = f->service;
+			if (!vlan_ok(svc_id, p.vlan)) {
+				count(XLB_CNT_PASS_VLAN);
+				return XDP_PASS;
+			}
 			/* Write only on change: a store per packet would bounce
 			 * the cache line between CPUs. */
 			if (f->state != st)
@@ -846,6 +892,10 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 	svc = service_of(&p.key);
 	if (!svc) {
 		count(XLB_CNT_PASS_NOT_VIP);
+		return XDP_PASS;
+	}
+	if (!vlan_ok(svc->id, p.vlan)) {
+		count(XLB_CNT_PASS_VLAN);
 		return XDP_PASS;
 	}
 
@@ -888,17 +938,12 @@ forward:
 		}
 		return rc;
 	}
-	eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return XDP_PASS;
-	/* for_this_host let through only frames addressed to the configured
-	 * MAC, or any frame when none is: the destination is the source. */
-	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
-
+	rc = xlb_xmit(ctx, be->ifindex, be->mac);
+	if (rc == XDP_PASS)
+		return rc;
 	account(svc_id, data_end - data, fresh);
 	account(XLB_MAX_SERVICES + id, data_end - data, fresh);
-	return XDP_TX;
+	return rc;
 }
 
 SEC("xdp")

@@ -36,6 +36,9 @@ enum xlb_vip_filter {
 	XLB_VIP_FILTER_MUL = 0x9E3779B1u,
 };
 
+/* Interfaces one xlb serves (xlb run -i), each with its own program. */
+#define XLB_MAX_IFACES 64
+
 /* Fixed, not random: two balancers must pick the same backend for the same
  * flow so that a connection survives a failover between them. */
 #define XLB_HASH_SEED 0x786c6232u /* "xlb2" */
@@ -108,6 +111,8 @@ enum xlb_counter {
 	XLB_CNT_PASS_FRAG_NO_FIRST,
 	/* ICMP error sent to the real server of the flow it quotes */
 	XLB_CNT_FLOW_ICMP_RELAYED,
+	XLB_CNT_PASS_VLAN,       /* VIP traffic on a VLAN its service is not limited to */
+	XLB_CNT_PASS_NO_TX_PORT, /* the backend's interface is not one the program serves */
 	XLB_CNT_MAX,
 };
 

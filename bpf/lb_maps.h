@@ -46,6 +46,37 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } backends SEC(".maps");
 
+/* The VLAN id a service is limited to, by service id; 0 = any. Apart
+ * from services because a known flow, which never reads services, must be
+ * held to it too: an array lookup is inlined, a hash lookup is a call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} svc_vlan SEC(".maps");
+
+/* The interfaces a frame may leave by XDP_REDIRECT, keyed by ifindex (a
+ * hash devmap: ifindexes are sparse), and the MAC each one writes as the
+ * source. Every interface xlb runs on is in both, tx_ports first, so a
+ * frame that finds its interface in ifaces finds it in tx_ports too. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, XLB_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tx_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct xlb_iface);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ifaces SEC(".maps");
+
 /* Bit h(dst) is set for every VIP address (see enum xlb_vip_filter);
  * Apply sets a service's bit before the service and clears it after. An
  * array lookup is inlined by the verifier: no call. */

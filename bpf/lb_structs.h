@@ -148,6 +148,13 @@ struct xlb_settings {
 	__u32 promote;
 };
 
+/* ifaces value: what the program writes into a frame it sends out of
+ * another interface than it came in on. */
+struct xlb_iface {
+	__u8 mac[6]; /* the interface's own: the frame's new source */
+	__u16 pad;
+};
+
 /* Set at load time through .rodata: the program is loaded per interface. */
 struct xlb_config {
 	__u8 mac[6]; /* the interface's: only frames to it are forwarded; zero = any */

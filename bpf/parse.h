@@ -25,6 +25,7 @@
 #define XLB_IP_OFFSET 0x1FFF
 #define XLB_IP6_MF 0x0001
 #define XLB_IP6_OFFSET 0xFFF8
+#define XLB_VLAN_VID_MASK 0x0FFF
 
 /* What parsing found. Anything but XLB_PARSE_OK maps to a counter and
  * XDP_PASS. */
@@ -79,6 +80,7 @@ struct packet {
 	/* The datagram's identification, as on the wire (IPv4's 16 bits in
 	 * the first two bytes), when frag is set. */
 	__u32 frag_id;
+	__u16 vlan;     /* VLAN id of the tag, 0 untagged (or priority-tagged) */
 };
 
 #define XLB_TCP_FIN 0x01
@@ -228,6 +230,7 @@ static __always_inline int parse(void *data, void *data_end, struct packet *p)
 		if ((void *)(vh + 1) > data_end)
 			return XLB_PARSE_MALFORMED;
 		proto = vh->proto;
+		p->vlan = bpf_ntohs(vh->tci) & XLB_VLAN_VID_MASK;
 		l3 = vh + 1;
 	}
 	if (proto == bpf_htons(ETH_P_IP))

@@ -39,7 +39,20 @@
 # and `type gue port 6080`), with the kernel's ipip, ip6tnl and fou, or
 # the XDP program DECAP_OBJ names where the kernel has none of them.
 #
-# Usage: topology.sh up [--vip-on lb1|lb2] [--router] [--tunnel] | down | status
+#
+# With --arm2, lb1 gets a second arm: its eth1 is the only link of a
+# fourth real server on a segment of its own (a two-arm balancer, xlb run
+# -i eth0,eth1):
+#
+#   lb1 eth1 203.0.113.130/25 2001:db8:400::2 ── eth0 rs4 203.0.113.142/25 2001:db8:400::14
+#
+# lb1 routes rs4's replies to the client (forwarding on; accept_local on
+# eth1, since they come from the VIP, which lb1 holds too).
+#
+#
+# --tunnel and --arm2 both add rs4, so they exclude each other.
+#
+# Usage: topology.sh up [--vip-on lb1|lb2] [--router] [--tunnel | --arm2] | down | status
 #
 # Environment:
 #   XLB_PREFIX    prefix of every namespace name (default "xlb-"), so tests
@@ -47,7 +60,8 @@
 #   XDP_PASS_OBJ  BPF object whose "xdp" section is attached in native mode to
 #                 the bridge-side ports of lb1 and lb2: native XDP_TX on a veth
 #                 delivers nothing unless the peer also runs an XDP program.
-#                 A port that already has an XDP program keeps it.
+#                 A port that already has an XDP program keeps it. With
+#                 --arm2, rs4's eth0 (the peer of lb1's eth1) gets it too.
 #   DECAP_OBJ     with --tunnel, realserver.sh's --decap-obj for rs4: an XDP
 #                 program that decapsulates, for kernels without ipip/fou.
 #
@@ -137,17 +151,19 @@ host_up() {
 }
 
 up() {
-	local vip_on="" router="" tunnel=""
+	local vip_on="" router="" tunnel="" arm2=""
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--router) router=1; shift ;;
 		--tunnel) tunnel=1; shift ;;
+		--arm2) arm2=1; shift ;;
 		--vip-on) [ $# -ge 2 ] || die "--vip-on needs a host"; vip_on=$2; shift 2 ;;
 		--vip-on=*) vip_on=${1#*=}; shift ;;
 		*) die "up: unknown argument $1" ;;
 		esac
 	done
 	case $vip_on in "" | lb1 | lb2) ;; *) die "--vip-on: $vip_on is not an LB (lb1, lb2)" ;; esac
+	[ -n "$tunnel" ] && [ -n "$arm2" ] && die "--tunnel and --arm2 both add rs4: use one"
 	if [ -n "${XDP_PASS_OBJ:-}" ] && [ ! -r "$XDP_PASS_OBJ" ]; then
 		die "XDP_PASS_OBJ $XDP_PASS_OBJ is not readable"
 	fi
@@ -180,6 +196,7 @@ up() {
 	for h in rs1 rs2 rs3; do "$HERE/realserver.sh" "${PREFIX}$h" "$VIP4" "$VIP6"; done
 	[ -n "$router" ] && router_up
 	[ -n "$tunnel" ] && tunnel_up "${lbs[@]}"
+	[ -n "$arm2" ] && arm2_up
 
 	if [ -n "$vip_on" ]; then
 		ip -n "${PREFIX}$vip_on" addr replace "$VIP4/32" dev eth0
@@ -193,6 +210,34 @@ up() {
 			ip -n "$BR" link show dev "$h" | grep -q 'prog/xdp' ||
 				ip -n "$BR" link set dev "$h" xdpdrv obj "$XDP_PASS_OBJ" sec xdp
 		done
+	fi
+}
+
+# arm2_up gives lb1 its second arm, to rs4 (see the header).
+arm2_up() {
+	local l=${PREFIX}lb1 r=${PREFIX}rs4
+	add_ns "$r"
+	sysctl_ns "$r" net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+	if ! ip -n "$r" link show eth0 >/dev/null 2>&1; then
+		ip -n "$l" link del eth1 >/dev/null 2>&1 || true
+		ip -n "$l" link add eth1 type veth peer name eth0 netns "$r"
+	fi
+	ip -n "$l" link set eth1 address "$(hostmac lb1 02)" up
+	ip -n "$r" link set eth0 address "$(hostmac rs4)" up
+	sysctl_ns "$l" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+		net.ipv4.conf.eth1.rp_filter=0 net.ipv4.conf.all.accept_local=1 net.ipv4.conf.eth1.accept_local=1
+	sysctl_ns "$r" net.ipv4.conf.eth0.rp_filter=0
+	nsx "$r" ethtool -K eth0 tx off >/dev/null
+	ip -n "$l" addr replace 203.0.113.130/25 dev eth1
+	ip -n "$l" -6 addr replace 2001:db8:400::2/64 dev eth1 nodad
+	ip -n "$r" addr replace 203.0.113.142/25 dev eth0
+	ip -n "$r" -6 addr replace 2001:db8:400::14/64 dev eth0 nodad
+	ip -n "$r" route replace default via 203.0.113.130
+	ip -n "$r" -6 route replace default via 2001:db8:400::2
+	"$HERE/realserver.sh" "$r" "$VIP4" "$VIP6"
+	if [ -n "${XDP_PASS_OBJ:-}" ]; then
+		ip -n "$r" link show dev eth0 | grep -q 'prog/xdp' ||
+			ip -n "$r" link set dev eth0 xdpdrv obj "$XDP_PASS_OBJ" sec xdp
 	fi
 }
 
@@ -321,5 +366,5 @@ case $cmd in
 up) up "$@" ;;
 down) down ;;
 status) status ;;
-*) echo "usage: $0 up [--vip-on lb1|lb2] [--router] [--tunnel] | down | status" >&2; exit 2 ;;
+*) echo "usage: $0 up [--vip-on lb1|lb2] [--router] [--tunnel | --arm2] | down | status" >&2; exit 2 ;;
 esac

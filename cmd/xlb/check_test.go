@@ -227,3 +227,12 @@ func TestCheckPlanBGP(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckPlanVLAN: `xlb check` says which services a VLAN limits.
+func TestCheckPlanVLAN(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "-f", filepath.Join("testdata", "vlan.yaml")}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	testutil.Golden(t, filepath.Join("testdata", "vlan.yaml.plan"), stdout.Bytes())
+}

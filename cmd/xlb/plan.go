@@ -117,6 +117,9 @@ func writeService(w io.Writer, s *service.Service) {
 	if s.Port == 0 {
 		fmt.Fprintf(w, "  port 0: every port of %s\n", s.VIP)
 	}
+	if s.VLAN != 0 {
+		fmt.Fprintf(w, "  vlan %d: only frames tagged with VLAN %d are balanced; the VIP's other frames reach this host's stack\n", s.VLAN, s.VLAN)
+	}
 	fmt.Fprintf(w, "  health checks every %s\n", s.DelayLoop)
 	if s.SlowStart > 0 {
 		fmt.Fprintf(w, "  slow start: a server back up ramps to its weight over %s (%d Maglev rebuilds)\n", s.SlowStart, slowstart.Steps)

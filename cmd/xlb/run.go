@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/xlb-project/xlb/internal/api"
@@ -23,7 +25,8 @@ import (
 func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	file := fs.String("f", "/etc/keepalived/keepalived.conf", "configuration `file` (keepalived.conf or xlb YAML)")
 	format := fs.String("format", config.FormatAuto, "configuration format: auto (by extension), keepalived or yaml")
-	iface := fs.String("i", "", "`interface` to attach the XDP program to (required)")
+	var ifaces interfaces
+	fs.Var(&ifaces, "i", "`interface` to attach the XDP program to (required); repeat it or give a comma list for real servers behind other interfaces than the first, where clients arrive")
 	mode := fs.String("xdp-mode", "auto", "XDP attach mode: native, generic or auto")
 	pins := fs.String("bpffs", datapath.DefaultPinDir, "bpffs `directory` of the pinned maps")
 	socket := fs.String("socket", api.DefaultSocket, "unix socket `path` of the runtime API")
@@ -38,8 +41,8 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if *iface == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: xlb run -f CONFIG -i IFACE [--xdp-mode native|generic|auto] [--bpffs DIR] [--socket PATH] [--metrics ADDR] [--state-dir DIR]")
+	if len(ifaces) == 0 || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: xlb run -f CONFIG -i IFACE[,IFACE...] [--xdp-mode native|generic|auto] [--bpffs DIR] [--socket PATH] [--metrics ADDR] [--state-dir DIR]")
 		return 2
 	}
 	if *flows == 0 || *flows > math.MaxUint32 {
@@ -86,7 +89,7 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		Build:         metrics.Build{Version: ver, Commit: rev},
 		ConfigPath:    *file,
 		Format:        *format,
-		Interface:     *iface,
+		Interfaces:    ifaces,
 		XDPMode:       xmode,
 		PinDir:        *pins,
 		Socket:        *socket,
@@ -101,4 +104,24 @@ func runRun(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// interfaces is the -i flag: repeated, or a comma list, or both; an
+// interface named twice is refused, as two programs cannot share one.
+type interfaces []string
+
+func (f *interfaces) String() string { return strings.Join(*f, ",") }
+
+func (f *interfaces) Set(v string) error {
+	for name := range strings.SplitSeq(v, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			return fmt.Errorf("empty interface name in %q", v)
+		}
+		if slices.Contains(*f, name) {
+			return fmt.Errorf("interface %s given twice", name)
+		}
+		*f = append(*f, name)
+	}
+	return nil
 }

@@ -74,7 +74,9 @@ type Service struct {
 	Port        uint16 `json:"port"`
 	Scheduler   string `json:"scheduler"`
 	Persistence uint32 `json:"persistence,omitempty"` // seconds
-	Installed   bool   `json:"installed"`
+	// VLAN is the 802.1Q VLAN the service is limited to; 0 any.
+	VLAN      uint16 `json:"vlan,omitempty"`
+	Installed bool   `json:"installed"`
 	// ActiveConn and InActConn are the sums of the backends'.
 	ActiveConn uint64    `json:"active_conn"`
 	InActConn  uint64    `json:"inact_conn"`

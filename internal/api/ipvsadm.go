@@ -48,6 +48,9 @@ func WriteList(w io.Writer, st State, format ListFormat, prev *State) error {
 			if s.Persistence > 0 {
 				ew.printf(" persistent %d", s.Persistence)
 			}
+			if s.VLAN != 0 {
+				ew.printf(" vlan %d", s.VLAN)
+			}
 			ew.printf("\n")
 		}
 		for _, b := range s.Backends {

@@ -29,7 +29,7 @@ func seedState(taken time.Time, scale uint64) State {
 						Stats: Stats{Conns: 150_000_000 * scale, InPkts: 2_500_000_000 * scale, InBytes: 180_000_000_000_000 * scale}},
 					{Addr: "198.51.100.8", Port: 80, Weight: 0, ConfigWeight: 1},
 				}},
-			{Proto: "UDP", Addr: "2001:db8:200::10", Port: 53, Scheduler: "sh", Installed: true,
+			{Proto: "UDP", Addr: "2001:db8:200::10", Port: 53, Scheduler: "sh", VLAN: 100, Installed: true,
 				Backends: []Backend{
 					{Addr: "2001:db8:100::11", Port: 53, Weight: 2, ConfigWeight: 2, Forward: "Route", InActConn: 7},
 					// One hop away: tunnelled (ipvsadm -i).

@@ -30,6 +30,8 @@ type Service struct {
 	// HashSource sends every connection of a client to one backend (sh,
 	// persistence).
 	HashSource bool
+	// VLAN limits the service to frames of one 802.1Q VLAN; 0 any.
+	VLAN uint16
 	// TableSize is the Maglev table size; 0 picks one (see tableSize).
 	TableSize uint32
 	Backends  []Backend
@@ -45,6 +47,9 @@ type Backend struct {
 	// MAC is the resolved link-layer address; nil keeps the backend out
 	// of every table (unresolved) while its flows, if any, are re-hashed.
 	MAC net.HardwareAddr
+	// Ifindex is the interface the real server is on, when the data path
+	// serves several; 0: the one each frame came in on.
+	Ifindex uint32
 	// Tunnel, when set, serves the backend by tunnel (IPVS TUN) instead:
 	// it needs no MAC, only the outer addresses, both resolved.
 	Tunnel *datapath.Tunnel
@@ -54,12 +59,12 @@ type Backend struct {
 func (b Backend) resolved() bool { return b.MAC != nil || b.Tunnel != nil }
 
 // program is the backend as the data path is to hold it, as a comparable
-// string: a change of MAC or tunnel is a write.
+// string: a change of MAC, interface or tunnel is a write.
 func (b Backend) program() string {
 	if t := b.Tunnel; t != nil {
 		return fmt.Sprintf("tun %d %s %s %d %t", t.Encap, t.Dst, t.Src, t.Port, t.Csum)
 	}
-	return string(b.MAC)
+	return fmt.Sprintf("%s %d", b.MAC, b.Ifindex)
 }
 
 // Key is the backend's identity within its service.
@@ -109,7 +114,8 @@ type Balancer struct {
 type idState struct {
 	services map[datapath.ServiceKey]uint32
 	backends map[backendRef]uint32
-	macs     map[uint32]string // what each id was last written as (Backend.program)
+	// macs is what was written of each backend id (Backend.program).
+	macs     map[uint32]string
 	nextBack uint32
 	usedSvc  map[uint32]bool
 	usedBack map[uint32]bool
@@ -277,9 +283,9 @@ func (b *Balancer) Apply(services []Service) error {
 			}
 			st.BackendIDs[i] = id
 			keepBackend[id] = true
-			if ids.macs[id] != be.program() {
-				txn.Backends[id] = datapath.Backend{MAC: be.MAC, Service: st.ID, Tunnel: be.Tunnel}
-				ids.macs[id] = be.program()
+			if w := be.program(); ids.macs[id] != w {
+				txn.Backends[id] = datapath.Backend{MAC: be.MAC, Service: st.ID, Ifindex: be.Ifindex, Tunnel: be.Tunnel}
+				ids.macs[id] = w
 			}
 			if be.Weight > 0 {
 				mb = append(mb, maglev.Backend{ID: id, Key: be.Key().String(), Weight: be.Weight})
@@ -305,10 +311,10 @@ func (b *Balancer) Apply(services []Service) error {
 			st.Table, st.Installed = prev.Table, true
 		}
 		if st.Installed && (prev == nil || !prev.Installed || prev.ID != st.ID ||
-			prev.HashSource != s.HashSource || !slices.Equal(prev.Table, st.Table)) {
+			prev.HashSource != s.HashSource || prev.VLAN != s.VLAN || !slices.Equal(prev.Table, st.Table)) {
 			txn.Services = append(txn.Services, datapath.ServiceTable{
 				Key:     s.Key,
-				Service: datapath.Service{ID: st.ID, HashSource: s.HashSource},
+				Service: datapath.Service{ID: st.ID, HashSource: s.HashSource, VLAN: s.VLAN},
 				Table:   st.Table,
 			})
 		}

@@ -405,3 +405,57 @@ func TestTunnelBackend(t *testing.T) {
 		t.Errorf("backend with a MAC and a tunnel: %v", err)
 	}
 }
+
+// TestVLANChangeSwitchesService: a service's VLAN reaches the data path,
+// and a change of it alone is written again; no change writes nothing.
+func TestVLANChangeSwitchesService(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	backends := []Backend{be(11, 1), be(12, 1)}
+	vlanOf := func() []uint16 {
+		var out []uint16
+		for _, st := range dp.last().Services {
+			out = append(out, st.Service.VLAN)
+		}
+		return out
+	}
+	for _, step := range []struct {
+		vlan uint16
+		want []uint16 // VLANs of the services written
+	}{{100, []uint16{100}}, {100, nil}, {200, []uint16{200}}, {0, []uint16{0}}} {
+		if err := b.Apply([]Service{{Key: vip, VLAN: step.vlan, Backends: backends}}); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(step.want, vlanOf()); diff != "" {
+			t.Errorf("vlan %d: services written (-want +got):\n%s", step.vlan, diff)
+		}
+	}
+}
+
+// TestIfindexChangeRewritesBackend: a real server that moves to another
+// interface (or whose interface came back with a new index) is written
+// again with its id kept; nothing else is.
+func TestIfindexChangeRewritesBackend(t *testing.T) {
+	dp := &fakeDP{}
+	b := New(dp)
+	a, c := be(11, 1), be(12, 1)
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{a, c}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := ids(b, vip)
+	a.Ifindex = 3
+	if err := b.Apply([]Service{{Key: vip, Backends: []Backend{a, c}}}); err != nil {
+		t.Fatal(err)
+	}
+	svcID := b.State().Services[0].ID
+	want := map[uint32]datapath.Backend{before[a.Key()]: {MAC: a.MAC, Service: svcID, Ifindex: 3}}
+	if diff := cmp.Diff(want, dp.last().Backends); diff != "" {
+		t.Errorf("backends written (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(before, ids(b, vip)); diff != "" {
+		t.Errorf("ids changed (-before +after):\n%s", diff)
+	}
+	if len(dp.last().Services) != 0 {
+		t.Errorf("an interface change rebuilt %d tables, want none", len(dp.last().Services))
+	}
+}

@@ -107,6 +107,15 @@ func TestParseYAMLErrors(t *testing.T) {
 		{"timeout beyond a year", "global:\n  timeouts:\n    tcp: 9000h\n", []string{
 			"c.yaml:3: timeouts: tcp 9000h0m0s is out of range (0, 8760h0m0s]",
 		}},
+		{"vlan above 4094", svc + "    vlan: 4095\n    backends:\n      - address: 198.51.100.7\n", []string{
+			"c.yaml:5: service 192.0.2.10:80/tcp: vlan 4095 is out of range [1, 4094] (0 or none: any)",
+		}},
+		{"negative vlan", svc + "    backends:\n      - address: 198.51.100.7\n    vlan: -1\n", []string{
+			"c.yaml:7: service 192.0.2.10:80/tcp: vlan -1 is out of range [1, 4094] (0 or none: any)",
+		}},
+		{"vlan not a number", svc + "    vlan: ten\n    backends:\n      - address: 198.51.100.7\n", []string{
+			"c.yaml:5: cannot unmarshal !!str `ten` into int",
+		}},
 		{"timeouts, unknown field", "global:\n  timeouts:\n    tcpfin: 60s\n", []string{
 			"c.yaml:3: unknown field tcpfin in timeouts",
 		}},
@@ -176,6 +185,37 @@ func TestYAMLDefaults(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, s, modelOpts, cmpopts.IgnoreTypes(service.Pos{}, service.Keywords{})); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestVLAN: a service's vlan (an xlb extension) reads from YAML, where
+// it was written is kept for errors, and it is written back.
+func TestVLAN(t *testing.T) {
+	doc := "services:\n  - vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n    vlan: 100\n    backends:\n      - address: 198.51.100.7\n" +
+		"  - vip: 192.0.2.11\n    port: 80\n    protocol: tcp\n    backends:\n      - address: 198.51.100.7\n"
+	cfg, err := ParseYAML("v.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []int{cfg.Services[0].VLAN, cfg.Services[1].VLAN}; !cmp.Equal(got, []int{100, 0}) {
+		t.Errorf("vlans %v, want [100 0]", got)
+	}
+	if got := cfg.Services[0].Keywords.At(service.Pos{}, "vlan"); got.Line != 5 {
+		t.Errorf("vlan written at line %d, want 5", got.Line)
+	}
+	out, err := MarshalYAML(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(out), "vlan:"); n != 1 {
+		t.Errorf("MarshalYAML wrote %d vlan keys, want 1 (none for any):\n%s", n, out)
+	}
+	back, err := ParseYAML("out.yaml", out)
+	if err != nil {
+		t.Fatalf("ParseYAML of MarshalYAML output: %v\n%s", err, out)
+	}
+	if diff := cmp.Diff(cfg, back, modelOpts, cmpopts.IgnoreTypes(service.Pos{}, service.Keywords{})); diff != "" {
+		t.Errorf("round trip changed the model (-before +after):\n%s", diff)
 	}
 }
 

@@ -194,6 +194,7 @@ func (y *fromYAML) service(sy *serviceYAML) service.Service {
 	y.setDurAt(&s.Persistence, sy.Persistence, &s.Keywords, "persistence_timeout")
 	y.setDurAt(&s.DelayLoop, sy.DelayLoop, &s.Keywords, "delay_loop")
 	setDur(&s.SlowStart, sy.SlowStart)
+	y.setIntAt(&s.VLAN, sy.VLAN, &s.Keywords, "vlan")
 	s.Quorum, s.Hysteresis = sy.Quorum, sy.Hysteresis
 	s.QuorumUp, s.QuorumDown, s.QuorumUser = sy.QuorumUp, sy.QuorumDown, sy.QuorumUser
 	s.Omega = sy.Omega

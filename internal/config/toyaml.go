@@ -81,6 +81,9 @@ func serviceToYAML(s *service.Service) serviceYAML {
 		def = s.Backends[0].Forward
 	}
 	sy.Forward = forwardToYAML(def, service.Forward{})
+	if s.VLAN != 0 {
+		sy.VLAN = &yInt{v: s.VLAN}
+	}
 	if ss := s.SorryServer; ss != nil {
 		sy.SorryServer = &sorryYAML{Address: yAddr{v: ss.Addr}, Port: ptr(ss.Port), Inhibit: ss.Inhibit, Forward: forwardToYAML(ss.Forward, def)}
 	}

@@ -126,6 +126,7 @@ type serviceYAML struct {
 	QuorumUser  string        `yaml:"quorum_user,omitempty"`
 	Omega       bool          `yaml:"omega,omitempty"`
 	SlowStart   *yDuration    `yaml:"slow_start,omitempty"`
+	VLAN        *yInt         `yaml:"vlan,omitempty"`
 	Backends    []backendYAML `yaml:"backends"`
 }
 

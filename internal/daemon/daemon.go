@@ -37,11 +37,14 @@ import (
 type Options struct {
 	ConfigPath string
 	// Format is "auto", "keepalived" or "yaml".
-	Format    string
-	Interface string
-	XDPMode   datapath.Mode
-	PinDir    string
-	Socket    string
+	Format string
+	// Interfaces are those the program is attached to: the first is where
+	// clients arrive (and VRRP runs), the others reach real servers on
+	// other segments (two-arm). One at least.
+	Interfaces []string
+	XDPMode    datapath.Mode
+	PinDir     string
+	Socket     string
 	// FlowTableSize is the flow table's capacity (the data path's default
 	// if zero).
 	FlowTableSize uint32
@@ -67,7 +70,7 @@ type Daemon struct {
 	log  *slog.Logger
 	dp   *datapath.Datapath
 	bal  *balancer.Balancer
-	res  *neigh.Resolver
+	res  *neigh.Set
 	macs *neigh.Cache
 	// srcs picks tunnels' outer sources (never a VIP).
 	srcs srcaddr.Picker
@@ -91,8 +94,8 @@ type Daemon struct {
 	// stopping is set once shutdown began: a reload in flight must not
 	// start VRRP instances then.
 	stopping bool
-	// iface is the interface as the program was last fitted to it.
-	iface ifwatch.State
+	// iface is each interface as the program was last fitted to it.
+	iface map[string]ifwatch.State
 	// idHold is the longest backend id hold given to the balancer.
 	idHold time.Duration
 	// sweeper sweeps the flow table and counts connections.
@@ -151,9 +154,12 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	if d.ovr, err = override.Open(opts.StateDir, d.log); err != nil {
 		return nil, err
 	}
-	ifi, err := net.InterfaceByName(opts.Interface)
+	if len(opts.Interfaces) == 0 {
+		return nil, errors.New("no interface to attach to")
+	}
+	ifi, err := net.InterfaceByName(opts.Interfaces[0])
 	if err != nil {
-		return nil, fmt.Errorf("interface %s: %w", opts.Interface, err)
+		return nil, fmt.Errorf("interface %s: %w", opts.Interfaces[0], err)
 	}
 	// A run that died or was stopped without `xlb stop` left its program
 	// forwarding with its flow table and the record of its backend ids
@@ -181,10 +187,13 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	}
 	d.ramp = slowstart.New(d.ovr, d.locked)
 	d.rec.SetOverrides(d.ramp)
-	if d.res, err = neigh.New(opts.Interface, d.log); err != nil {
+	if d.res, err = neigh.NewSet(opts.Interfaces, d.log); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { d.res.Close() })
+	if len(opts.Interfaces) > 1 {
+		d.rec.SetLinks(d.res.Ifindex)
+	}
 	d.macs = neigh.NewCache(d.res, resolveTimeout, d.log)
 	d.hc = healthcheck.NewManager(healthcheck.Options{Log: d.log, Damping: cfg.Global.FlapDamping, OnProbe: func(p healthcheck.ProbeResult) { d.ops.ObserveProbe(p) }})
 	undo = append(undo, d.hc.Close)
@@ -193,7 +202,7 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	// The checks first: a backend whose check starts down (alpha) must
 	// not take traffic from the first table on.
 	d.hc.Update(healthcheck.TargetsOf(cfg.Services))
-	if d.vrrp, err = ha.Prepare(cfg, opts.Interface, d.log); err != nil {
+	if d.vrrp, err = ha.Prepare(cfg, opts.Interfaces[0], d.log); err != nil {
 		return nil, err
 	}
 	undo = append(undo, d.vrrp.Abort)
@@ -221,7 +230,7 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 
 	// The tables are full: the new program takes over from the earlier
 	// run's in its pinned link with no gap, then the pins follow.
-	if err := d.dp.Attach(opts.Interface, opts.XDPMode); err != nil {
+	if err := d.dp.Attach(opts.Interfaces[0], opts.XDPMode, opts.Interfaces[1:]...); err != nil {
 		return nil, err
 	}
 	if err := d.dp.Pin(); err != nil {
@@ -230,9 +239,14 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		// earlier run's flow table.
 		d.log.Error("pin the maps", "err", err)
 	}
-	d.iface = ifwatch.State{Index: ifi.Index, MAC: ifi.HardwareAddr}
+	d.iface = map[string]ifwatch.State{}
+	for name, index := range d.dp.Interfaces() {
+		if i, err := net.InterfaceByName(name); err == nil {
+			d.iface[name] = ifwatch.State{Name: name, Index: index, MAC: i.HardwareAddr}
+		}
+	}
 	d.sweeper = d.dp.StartSweeper(context.WithoutCancel(ctx), d.log) // stopped in shutdown
-	d.log.Info("attached", "interface", opts.Interface, "mode", opts.XDPMode, "pins", opts.PinDir)
+	d.log.Info("attached", "interfaces", opts.Interfaces, "mode", opts.XDPMode, "pins", opts.PinDir)
 	d.vrrp.Start(nil)
 	if err := d.bgp.Start(); err != nil {
 		d.log.Error("bgp: the VIPs are not announced", "err", err)
@@ -247,7 +261,7 @@ func start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 // loop, so that health events and MAC changes apply while a reload waits.
 func (d *Daemon) serve(ctx context.Context, reload <-chan chan error) (purge bool) {
 	changes := d.res.Watch(ctx)
-	ifaces, err := ifwatch.Watch(ctx, d.opts.Interface, d.log)
+	ifaces, err := ifwatch.WatchEach(ctx, d.opts.Interfaces, d.log)
 	if err != nil {
 		d.log.Error("the program will not follow changes of its interface", "err", err)
 	}
@@ -371,7 +385,7 @@ func (d *Daemon) reload(ctx context.Context) (*ha.Set, error) {
 	d.mu.Unlock()
 	var next *ha.Set
 	if vrrpChanged {
-		if next, err = ha.Prepare(cfg, d.opts.Interface, d.log); err != nil {
+		if next, err = ha.Prepare(cfg, d.opts.Interfaces[0], d.log); err != nil {
 			return nil, err
 		}
 	}
@@ -479,8 +493,8 @@ func (d *Daemon) tunnelSources(cfg *service.Config) map[netip.Addr]netip.Addr {
 			d.log.Warn("tunnel real server unreachable", "addr", a, "err", err)
 			continue
 		}
-		if on, err := srcaddr.Forwarding(d.opts.Interface, a); err == nil && !on {
-			d.log.Warn("forwarding is off on the interface: tunnelled packets pass to the kernel until it is on", "interface", d.opts.Interface, "addr", a)
+		if on, err := srcaddr.Forwarding(d.opts.Interfaces[0], a); err == nil && !on {
+			d.log.Warn("forwarding is off on the interface: tunnelled packets pass to the kernel until it is on", "interface", d.opts.Interfaces[0], "addr", a)
 		}
 		out[a] = src
 	}
@@ -538,17 +552,24 @@ func (d *Daemon) healthChanged(ev healthcheck.Event) {
 
 // interfaceChanged fits the program to its interface as it is now: a new
 // MAC goes into the program, an interface created again gets the program
-// attached again (with the maps, and so the flows, it had).
+// attached again (with the maps, and so the flows, it had), and the real
+// servers behind it are sent out of it under its new index.
 func (d *Daemon) interfaceChanged(st ifwatch.State) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ifwatch.Fit(d.dp, d.opts.Interface, d.iface, st, d.log)
-	d.iface = st
+	last := d.iface[st.Name]
+	ifwatch.Fit(d.dp.Port(st.Name), st.Name, last, st, d.log)
+	d.iface[st.Name] = st
 	if st.Gone() {
 		return
 	}
 	if err := d.res.Refresh(); err != nil {
 		d.log.Warn("neighbour resolution still uses the old interface", "err", err)
+	}
+	if len(d.opts.Interfaces) > 1 && st.Index != last.Index {
+		if err := d.applyLocked(d.cfg); err != nil {
+			d.log.Error("apply after an interface came back", "interface", st.Name, "err", err)
+		}
 	}
 }
 

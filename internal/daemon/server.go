@@ -19,8 +19,11 @@ func (d *Daemon) State() (api.State, error) {
 	d.ovr.Mark(&st)
 	st.VRRP = vs.State()
 	d.mu.Lock()
-	if d.iface.Gone() {
-		st.Detached = "interface " + d.opts.Interface + " is gone"
+	// Clients arrive on the first interface only: without it nothing
+	// does; without another, its real servers miss their frames, as
+	// they would with a link down.
+	if first := d.opts.Interfaces[0]; d.iface[first].Gone() {
+		st.Detached = "interface " + first + " is gone"
 	}
 	d.mu.Unlock()
 	st.BGP = d.bgp.State()

@@ -16,6 +16,12 @@ import (
 func inTestNetns(t *testing.T) {
 	t.Helper()
 	testutil.EnterNewNetns(t)
+	inTestVeth(t)
+}
+
+// inTestVeth adds the veth pair xlb0, xlb1, both up.
+func inTestVeth(t *testing.T) {
+	t.Helper()
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "xlb0"}, PeerName: "xlb1"}
 	if err := netlink.LinkAdd(veth); err != nil {
 		t.Fatalf("add veth: %v", err)

@@ -102,7 +102,8 @@ type Options struct {
 // fragment table is pinned for bpftool's sake but, like the counters, is
 // new on every Load: a datagram in flight across a restart loses its later
 // fragments to the kernel, no connection is lost.
-var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter, lbMapNexthops, lbMapFrags}, flowMapNames...)
+var mapNames = append([]string{lbMapServices, lbMapMaglev, lbMapBackends, lbMapBackendIds, lbMapStats, lbMapCounters, lbMapVipFilter, lbMapNexthops, lbMapFrags,
+	lbMapSvcVlan, lbMapTxPorts, lbMapIfaces}, flowMapNames...)
 
 // Datapath is a loaded xlb program with its maps.
 type Datapath struct {
@@ -114,9 +115,13 @@ type Datapath struct {
 	link link.Link
 	// tunGen is the last tunnel backend generation given out (nextGen).
 	tunGen uint8
-	// iface and mode are what Attach attached to, for Reattach.
+	// iface and mode are what Attach attached to, for Reattach; index
+	// is the interface's index then.
 	iface string
 	mode  Mode
+	index int
+	// ports are the further interfaces Attach attached to.
+	ports []*port
 
 	// lock is the pin directory, flocked while this Datapath lives.
 	lock *os.File
@@ -334,7 +339,10 @@ func (m Mode) String() string {
 // linkPin is the name of the pinned XDP link for an attach mode. The mode
 // is part of the name because the kernel does not report it: a run asking
 // for another mode must attach afresh.
-func linkPin(mode Mode) string { return "xdp_link_" + mode.String() }
+func linkPin(mode Mode) string { return linkPrefix + mode.String() }
+
+// linkPrefix starts the name of every pinned XDP link.
+const linkPrefix = "xdp_link_"
 
 // modes are the attach modes, each with a link pin of its own.
 var modes = []Mode{ModeAuto, ModeNative, ModeGeneric}
@@ -349,43 +357,102 @@ var modes = []Mode{ModeAuto, ModeNative, ModeGeneric}
 // interface is detached only once this one is attached; one for this
 // interface in another mode has to go first, as an interface takes one
 // XDP program.
-func (d *Datapath) Attach(iface string, mode Mode) error {
+//
+// more are further interfaces, with real servers behind them: each gets a
+// copy of the program loaded with its own MAC, every map shared, attached
+// through a link of its own with the same rules. Every interface is made one frames may leave
+// by before any program takes over, so that no program, this run's or
+// the earlier run's, ever finds a backend's interface missing.
+func (d *Datapath) Attach(iface string, mode Mode, more ...string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.link != nil {
 		return fmt.Errorf("datapath: already attached")
 	}
-	d.iface, d.mode = iface, mode
+	if len(more)+1 > MaxInterfaces {
+		return fmt.Errorf("datapath: %d interfaces: at most %d", len(more)+1, MaxInterfaces)
+	}
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		return fmt.Errorf("datapath: interface %s: %w", iface, err)
 	}
-	pin := filepath.Join(d.pinDir, linkPin(mode))
-	var stale []link.Link
+	var ports []*port
+	defer func() {
+		for _, p := range ports {
+			if p.link == nil {
+				p.objs.lbPrograms.Close()
+			}
+		}
+	}()
+	for _, name := range more {
+		if name == iface || slices.ContainsFunc(ports, func(p *port) bool { return p.name == name }) {
+			return fmt.Errorf("datapath: interface %s: given twice", name)
+		}
+		p := &port{name: name, mode: mode}
+		if err := d.preparePort(p); err != nil {
+			return err
+		}
+		ports = append(ports, p)
+	}
+	if err := d.addTxPort(ifi.Index, ifi.HardwareAddr); err != nil {
+		return err
+	}
+	d.iface, d.mode = iface, mode
+	if d.link, err = d.attachLink(d.objs.XlbXdp, ifi, mode, ""); err != nil {
+		return err
+	}
+	d.index = ifi.Index
+	for _, p := range ports {
+		if err := d.linkPort(p); err != nil {
+			return err
+		}
+		d.ports = append(d.ports, p)
+	}
+	return nil
+}
+
+// attachLink attaches prog to ifi in mode through a link pinned under the
+// name linkPin(mode)+portSuffix(port). A link pinned under that name on ifi
+// gets prog in place; any other pinned link on ifi is detached first (an
+// interface takes one XDP program); links under the names of port, in
+// whatever mode, on other interfaces (an earlier run on another interface)
+// are detached once prog is attached.
+func (d *Datapath) attachLink(prog *ebpf.Program, ifi *net.Interface, mode Mode, port string) (link.Link, error) {
+	pin := filepath.Join(d.pinDir, linkPin(mode)+portSuffix(port))
+	ours := map[string]bool{}
+	for _, m := range modes {
+		ours[filepath.Join(d.pinDir, linkPin(m)+portSuffix(port))] = true
+	}
+	// stale links are unpinned once prog is attached, unless their pin is
+	// the one prog's link takes (an interface deleted and created again):
+	// unpinning it then would remove the new link's pin.
+	stale := map[string]link.Link{}
 	defer func() {
 		for _, l := range stale {
 			l.Close()
 		}
 	}()
-	for _, m := range modes {
-		path := filepath.Join(d.pinDir, linkPin(m))
+	var attached link.Link
+	paths, _ := filepath.Glob(filepath.Join(d.pinDir, linkPrefix+"*"))
+	for _, path := range paths {
 		l, err := link.LoadPinnedLink(path, nil)
 		if err != nil {
 			continue
 		}
 		ifindex := linkIfindex(l)
-		if path == pin && ifindex == ifi.Index && l.Update(d.objs.XlbXdp) == nil {
-			d.link = l
-			continue
-		}
-		if ifindex == ifi.Index {
+		switch {
+		case path == pin && ifindex == ifi.Index && attached == nil && l.Update(prog) == nil:
+			attached = l
+		case ifindex == ifi.Index:
 			_ = l.Unpin()
 			l.Close()
-			continue
+		case ours[path]:
+			stale[path] = l
+		default:
+			l.Close()
 		}
-		stale = append(stale, l)
 	}
-	if d.link == nil {
+	if attached == nil {
 		var flags link.XDPAttachFlags
 		switch mode {
 		case ModeNative:
@@ -393,23 +460,25 @@ func (d *Datapath) Attach(iface string, mode Mode) error {
 		case ModeGeneric:
 			flags = link.XDPGenericMode
 		}
-		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XlbXdp, Interface: ifi.Index, Flags: flags})
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index, Flags: flags})
 		if err != nil {
-			return fmt.Errorf("datapath: attach to %s (%s mode): %w", iface, mode, err)
+			return nil, fmt.Errorf("datapath: attach to %s (%s mode): %w", ifi.Name, mode, err)
 		}
 		// A stale link of another mode may hold this mode's pin name
 		// only if it was renamed by hand; replace whatever is there.
 		_ = os.Remove(pin)
 		if err := l.Pin(pin); err != nil {
 			l.Close()
-			return fmt.Errorf("datapath: attach to %s: pin link: %w", iface, err)
+			return nil, fmt.Errorf("datapath: attach to %s: pin link: %w", ifi.Name, err)
 		}
-		d.link = l
+		attached = l
 	}
-	for _, l := range stale {
-		_ = l.Unpin()
+	for path, l := range stale {
+		if path != pin {
+			_ = l.Unpin()
+		}
 	}
-	return nil
+	return attached, nil
 }
 
 // Reattach attaches the program once more to the interface Attach named,
@@ -421,9 +490,14 @@ func (d *Datapath) Reattach() error {
 		d.link.Close() // Attach replaces its pin
 		d.link = nil
 	}
-	iface, mode := d.iface, d.mode
+	iface, mode, old := d.iface, d.mode, d.index
 	d.mu.Unlock()
-	return d.Attach(iface, mode)
+	if err := d.Attach(iface, mode); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dropTxPort(old, d.index)
 }
 
 // SetMAC makes the program take frames addressed to mac, and send them
@@ -433,39 +507,55 @@ func (d *Datapath) Reattach() error {
 // program is loaded again with every map shared and swapped into the link
 // with one update: no frame sees a mix and no flow is lost.
 func (d *Datapath) SetMAC(mac net.HardwareAddr) error {
-	if len(mac) != macLen {
-		return fmt.Errorf("datapath: MAC %s is not an Ethernet address", mac)
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	spec := d.spec.Copy()
-	var cfg lbXlbConfig
-	copy(cfg.Mac[:], mac)
-	if err := spec.Variables[lbVarXlbCfg].Set(cfg); err != nil {
-		return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
-	}
-	// The settings (timeouts, promotion) live in the program's data, so
-	// the new program gets the current ones before it takes over.
-	var objs struct {
-		lbPrograms
-		lbVariables
-	}
-	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: d.mapsByName()}); err != nil {
-		return fmt.Errorf("datapath: set MAC %s: load: %w", mac, err)
-	}
-	if err := writeSettings(objs.Settings, d.timeouts, d.promote); err != nil {
-		objs.lbPrograms.Close()
-		return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
+	objs, err := d.loadFor(mac)
+	if err != nil {
+		return err
 	}
 	if d.link != nil {
 		if err := d.link.Update(objs.XlbXdp); err != nil {
 			objs.lbPrograms.Close()
 			return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
 		}
+		if err := d.addTxPort(d.index, mac); err != nil {
+			return err
+		}
 	}
 	old := d.objs.lbPrograms
 	d.objs.lbPrograms, d.objs.lbVariables = objs.lbPrograms, objs.lbVariables
 	return old.Close()
+}
+
+// progObjs are a copy of the program loaded for one interface, with the
+// variables of its own.
+type progObjs struct {
+	lbPrograms
+	lbVariables
+}
+
+// loadFor loads the program again for an interface whose MAC is mac, with
+// every map shared, and gives it the current settings (timeouts,
+// promotion), which live in each copy's own data.
+func (d *Datapath) loadFor(mac net.HardwareAddr) (*progObjs, error) {
+	if len(mac) != macLen {
+		return nil, fmt.Errorf("datapath: MAC %s is not an Ethernet address", mac)
+	}
+	spec := d.spec.Copy()
+	var cfg lbXlbConfig
+	copy(cfg.Mac[:], mac)
+	if err := spec.Variables[lbVarXlbCfg].Set(cfg); err != nil {
+		return nil, fmt.Errorf("datapath: set MAC %s: %w", mac, err)
+	}
+	var objs progObjs
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: d.mapsByName()}); err != nil {
+		return nil, fmt.Errorf("datapath: load for MAC %s: %w", mac, err)
+	}
+	if err := writeSettings(objs.Settings, d.timeouts, d.promote); err != nil {
+		objs.lbPrograms.Close()
+		return nil, fmt.Errorf("datapath: load for MAC %s: %w", mac, err)
+	}
+	return &objs, nil
 }
 
 // linkIfindex is the interface an XDP link is attached to, 0 when it is
@@ -489,6 +579,10 @@ func (d *Datapath) Close() error {
 		errs = append(errs, d.link.Close())
 		d.link = nil
 	}
+	for _, p := range d.ports {
+		errs = append(errs, p.close())
+	}
+	d.ports = nil
 	errs = append(errs, d.objs.Close())
 	for _, m := range d.adopted {
 		errs = append(errs, m.Close())
@@ -511,8 +605,9 @@ func (d *Datapath) Close() error {
 func (d *Datapath) Unpin() error {
 	var errs []error
 	names := slices.Clone(mapNames)
-	for _, m := range modes {
-		names = append(names, linkPin(m))
+	links, _ := filepath.Glob(filepath.Join(d.pinDir, linkPrefix+"*"))
+	for _, l := range links {
+		names = append(names, filepath.Base(l))
 	}
 	for _, name := range names {
 		if err := os.Remove(filepath.Join(d.pinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {

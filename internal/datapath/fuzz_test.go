@@ -36,6 +36,7 @@ func FuzzDatapath(f *testing.F) {
 	// Tunnel backends need the FIB of a namespace of their own, which
 	// every input's goroutine enters.
 	n := newTunnelNS(f)
+	fuzzIngress = uint32(n.lbIdx)
 	envs := [2]*fuzzEnv{newFuzzEnv(f, macLB, n.lbIdx), newFuzzEnv(f, macAddr{}, n.lbIdx)}
 	f.Fuzz(func(t *testing.T, cfg, pkt1, pkt2 []byte) {
 		n.enter(t)
@@ -60,6 +61,11 @@ const (
 	fuzzNoTable  = 99 // a maglev slot that never holds a table
 	fuzzAbsentID = 8  // a backend id never written
 )
+
+// fuzzIngress is the interface frames come in on: the tunnel
+// namespace's lbIf, once FuzzDatapath made it; a scenario only needs it
+// to differ from the one interface the program does not serve (77).
+var fuzzIngress uint32 = 1
 
 var (
 	fuzzBackendIDs = []uint32{1, 2, 3, 4, 5, 6, 7, 65535}
@@ -143,9 +149,12 @@ func decodeScenario(cfg []byte) scenario {
 		id := pickID()
 		// Mostly service 1's, the first service's; any of them. The
 		// low bits make it a tunnel backend: ipip, gue, gue with
-		// checksum (of its service's family, set once services are).
+		// checksum (of its service's family, set once services are);
+		// bits 4-5 put it on no interface named, on the ingress one, or
+		// on one the program does not serve.
 		b := r.next()
-		sc.present[id] = modelBackend{MAC: backendMAC(id), Service: 1 + uint32(b>>6), Tunnel: fuzzTunnels[b&3]}
+		sc.present[id] = modelBackend{MAC: backendMAC(id), Service: 1 + uint32(b>>6), Tunnel: fuzzTunnels[b&3],
+			Ifindex: []uint32{0, fuzzIngress, 77, 0}[b>>4&3]}
 	}
 	if r.next()%2 == 1 {
 		if id := pickID(); sc.present[id] == (modelBackend{}) {
@@ -197,6 +206,11 @@ func decodeScenario(cfg []byte) scenario {
 			}
 		}
 		fs := fuzzService{key: key, svc: modelService{ID: svcID, HashSource: flags&1 != 0, Table: table}}
+		if flags&0x80 != 0 {
+			// Limited to the VLAN of the tagged seeds, or to one no
+			// seed is on.
+			fs.svc.VLAN = []uint16{42, 3, 100}[int(flags>>1)%3]
+		}
 		if flags&0x0e == 0x0e {
 			fs.noTable = true
 			fs.svc.Table = nil
@@ -276,7 +290,7 @@ func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
 	for _, id := range fuzzBackendIDs {
 		var b lbBackend
 		if be, ok := sc.present[id]; ok {
-			b = Backend{MAC: be.MAC[:], Service: be.Service}.value()
+			b = Backend{MAC: be.MAC[:], Service: be.Service, Ifindex: be.Ifindex}.value()
 			if be.Tunnel != (Tunnel{}) {
 				t := be.Tunnel
 				b = Backend{Service: be.Service, Tunnel: &t}.value()
@@ -289,7 +303,17 @@ func (e *fuzzEnv) set(t *testing.T, sc scenario, first []byte) {
 			t.Fatal(err)
 		}
 	}
+	// Every id a flow entry may name (up to 4, see decodeScenario), with
+	// a service or not.
+	for id := uint32(0); id <= fuzzServices+4; id++ {
+		if err := d.objs.SvcVlan.Put(id, uint32(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i, s := range sc.services {
+		if err := d.objs.SvcVlan.Put(s.svc.ID, uint32(s.svc.VLAN)); err != nil {
+			t.Fatal(err)
+		}
 		meta := lbVipMeta{Id: s.svc.ID, Table: fuzzSlot(i), Size: uint32(len(s.svc.Table))}
 		if s.svc.HashSource {
 			meta.Flags = svcFlagHashSrc
@@ -378,7 +402,7 @@ func (e *fuzzEnv) compare(t *testing.T, m *model, i int, frame []byte) {
 	t.Helper()
 	svcs := []uint32{1, 2, 3, 4}
 	c0, s0 := counters(t, e.d), statsOf(t, e.d, svcs, fuzzBackendIDs)
-	verdict, out, err := runOn(e.d, e.ifindex, frame)
+	verdict, out, err := runIn(e.d, e.ifindex, frame)
 	if err != nil {
 		t.Fatalf("frame %d: %v", i, err)
 	}
@@ -500,6 +524,10 @@ func fuzzSeeds() []fuzzSeed {
 		{0, 1, 0, 1, 1, 0x41, 0, 1, 0, 1, 0, 0, 4, 0, 2, 1, 0, 0, 4, 0, 0},
 		{1, 1, 0, 2, 1, 0x42, 0, 1, 0, 1, 0, 0, 4, 0, 2, 1, 0, 0, 4, 0, 0},
 		{0, 1, 0, 3, 1, 0x43, 0, 1, 0, 1, 0, 0, 4, 0, 2, 1, 0, 0, 4, 0, 1, 0, 1, 0},
+		// backend 1 on the interface frames come in on, then on one
+		// the program does not serve: new flows and the entry alike.
+		{0, 0, 0, 0x10, 0, 0, 0, 1, 0, 0, 4, 0, 1, 0, 1, 0},
+		{0, 0, 0, 0x20, 0, 0, 0, 1, 0, 0, 4, 0, 1, 0, 1, 0},
 	}
 	var seeds []fuzzSeed
 	for _, c := range cfgs {

@@ -162,7 +162,9 @@ const (
 	lbXlbCounterXLB_CNT_PASS_ICMP_NO_FLOW  lbXlbCounter = 17
 	lbXlbCounterXLB_CNT_PASS_FRAG_NO_FIRST lbXlbCounter = 18
 	lbXlbCounterXLB_CNT_FLOW_ICMP_RELAYED  lbXlbCounter = 19
-	lbXlbCounterXLB_CNT_MAX                lbXlbCounter = 20
+	lbXlbCounterXLB_CNT_PASS_VLAN          lbXlbCounter = 20
+	lbXlbCounterXLB_CNT_PASS_NO_TX_PORT    lbXlbCounter = 21
+	lbXlbCounterXLB_CNT_MAX                lbXlbCounter = 22
 )
 
 type lbXlbFamily uint32
@@ -192,6 +194,12 @@ type lbXlbGoConsts struct {
 	FlowState uint32
 	Atime     uint32
 	VipFilter uint32
+}
+
+type lbXlbIface struct {
+	_   structs.HostLayout
+	Mac [6]uint8
+	Pad uint16
 }
 
 type lbXlbSettings struct {
@@ -224,12 +232,15 @@ const (
 	lbMapFlows4      = "flows4"
 	lbMapFlows6      = "flows6"
 	lbMapFrags       = "frags"
+	lbMapIfaces      = "ifaces"
 	lbMapMaglev      = "maglev"
 	lbMapNexthops    = "nexthops"
 	lbMapProbation4  = "probation4"
 	lbMapProbation6  = "probation6"
 	lbMapServices    = "services"
 	lbMapStats       = "stats"
+	lbMapSvcVlan     = "svc_vlan"
+	lbMapTxPorts     = "tx_ports"
 	lbMapVipFilter   = "vip_filter"
 	lbProgXlbNow     = "xlb_now"
 	lbProgXlbXdp     = "xlb_xdp"
@@ -294,12 +305,15 @@ type lbMapSpecs struct {
 	Flows4     *ebpf.MapSpec `ebpf:"flows4"`
 	Flows6     *ebpf.MapSpec `ebpf:"flows6"`
 	Frags      *ebpf.MapSpec `ebpf:"frags"`
+	Ifaces     *ebpf.MapSpec `ebpf:"ifaces"`
 	Maglev     *ebpf.MapSpec `ebpf:"maglev"`
 	Nexthops   *ebpf.MapSpec `ebpf:"nexthops"`
 	Probation4 *ebpf.MapSpec `ebpf:"probation4"`
 	Probation6 *ebpf.MapSpec `ebpf:"probation6"`
 	Services   *ebpf.MapSpec `ebpf:"services"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	SvcVlan    *ebpf.MapSpec `ebpf:"svc_vlan"`
+	TxPorts    *ebpf.MapSpec `ebpf:"tx_ports"`
 	VipFilter  *ebpf.MapSpec `ebpf:"vip_filter"`
 }
 
@@ -338,12 +352,15 @@ type lbMaps struct {
 	Flows4     *ebpf.Map `ebpf:"flows4"`
 	Flows6     *ebpf.Map `ebpf:"flows6"`
 	Frags      *ebpf.Map `ebpf:"frags"`
+	Ifaces     *ebpf.Map `ebpf:"ifaces"`
 	Maglev     *ebpf.Map `ebpf:"maglev"`
 	Nexthops   *ebpf.Map `ebpf:"nexthops"`
 	Probation4 *ebpf.Map `ebpf:"probation4"`
 	Probation6 *ebpf.Map `ebpf:"probation6"`
 	Services   *ebpf.Map `ebpf:"services"`
 	Stats      *ebpf.Map `ebpf:"stats"`
+	SvcVlan    *ebpf.Map `ebpf:"svc_vlan"`
+	TxPorts    *ebpf.Map `ebpf:"tx_ports"`
 	VipFilter  *ebpf.Map `ebpf:"vip_filter"`
 }
 
@@ -355,12 +372,15 @@ func (m *lbMaps) Close() error {
 		m.Flows4,
 		m.Flows6,
 		m.Frags,
+		m.Ifaces,
 		m.Maglev,
 		m.Nexthops,
 		m.Probation4,
 		m.Probation6,
 		m.Services,
 		m.Stats,
+		m.SvcVlan,
+		m.TxPorts,
 		m.VipFilter,
 	)
 }

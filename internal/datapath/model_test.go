@@ -56,6 +56,8 @@ func vipOf(k ServiceKey) modelVIP {
 type modelService struct {
 	ID         uint32
 	HashSource bool
+	// VLAN is the one VLAN the service takes frames from; 0 any.
+	VLAN uint16
 	// Table is the Maglev table; nil when the service's slot holds none.
 	Table []uint32
 }
@@ -85,6 +87,10 @@ type modelBackend struct {
 	// Tunnel, unless zero, makes it a tunnel backend, routed by the
 	// fuzz namespace's FIB (see modelFIB).
 	Tunnel Tunnel
+	// Ifindex is the interface the backend is on: 0 or the ingress one
+	// (fuzzIngress) sends back out, any other is one the test run's
+	// program does not serve (tx_ports holds none).
+	Ifindex uint32
 }
 
 // modelMTU is the MTU of every route of the tunnel tests' namespace: its
@@ -476,6 +482,10 @@ func (m *model) process(frame []byte) modelResult {
 		res.Counters[CounterFlowExpired]++
 	case known && !reuse:
 		if be, present := m.backends[f.Backend]; present && be.Service == f.Service {
+			if !m.vlanOK(f.Service, frame) {
+				res.Counters[CounterPassVLAN]++
+				return res
+			}
 			id, svcID = f.Backend, f.Service
 			st := modelNextState(k.Proto, flags, f.State)
 			nf := modelFlow{Backend: id, Service: f.Service, State: st, Age: f.Idle + f.Age, Probation: f.Probation}
@@ -500,6 +510,10 @@ func (m *model) process(frame []byte) modelResult {
 				return res
 			}
 		}
+		if !m.vlanOK(svc.ID, frame) {
+			res.Counters[CounterPassVLAN]++
+			return res
+		}
 		id, svcID = m.pick(svc, k), svc.ID
 		if be, present := m.backends[id]; id == 0 || !present || be.Service != svc.ID {
 			res.Counters[CounterPassNoBackend]++
@@ -519,6 +533,11 @@ func (m *model) process(frame []byte) modelResult {
 func (m *model) forward(res modelResult, frame []byte, k modelKey, id, svcID uint32, fresh uint64) modelResult {
 	if m.backends[id].Tunnel != (Tunnel{}) {
 		return m.tunnel(res, frame, k, id, svcID, fresh)
+	}
+	if ifx := m.backends[id].Ifindex; ifx != 0 && ifx != fuzzIngress {
+		// The flow is placed, and followed, as for any backend.
+		res.Counters[CounterPassNoTxPort]++
+		return res
 	}
 	if m.srcMAC != (macAddr{}) {
 		copy(res.Frame[6:12], m.srcMAC[:])
@@ -584,4 +603,20 @@ func answersTooBig(ip []byte) bool {
 		return ip[0]&0xf == 5 && binary.BigEndian.Uint16(ip[6:])&ipDF != 0 && (ip[9] == ipProtoTCP || ip[9] == ipProtoUDP)
 	}
 	return ip[6] == ipProtoTCP || ip[6] == ipProtoUDP
+}
+
+// vlanOK reports whether the service with id svcID takes a frame on the
+// frame's VLAN: the 12 low bits of the one tag parsed, 0 untagged.
+func (m *model) vlanOK(svcID uint32, frame []byte) bool {
+	var want uint16
+	for _, s := range m.services {
+		if s.ID == svcID {
+			want = s.VLAN
+		}
+	}
+	var vid uint16
+	if et := binary.BigEndian.Uint16(frame[12:]); et == tpid8021Q || et == tpidQinQ {
+		vid = binary.BigEndian.Uint16(frame[14:]) & 0x0fff
+	}
+	return want == 0 || want == vid
 }

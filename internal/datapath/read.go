@@ -29,9 +29,13 @@ func (d *Datapath) Services() ([]ServiceInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("datapath: service %s: %w", k.key(), err)
 		}
+		var vlan uint32
+		if err := d.objs.SvcVlan.Lookup(m.Id, &vlan); err != nil {
+			return nil, fmt.Errorf("datapath: service %s: vlan: %w", k.key(), err)
+		}
 		out = append(out, ServiceInfo{
 			Key:     k.key(),
-			Service: Service{ID: m.Id, HashSource: m.Flags&svcFlagHashSrc != 0},
+			Service: Service{ID: m.Id, HashSource: m.Flags&svcFlagHashSrc != 0, VLAN: uint16(vlan)},
 			Table:   table,
 		})
 	}
@@ -132,6 +136,8 @@ const (
 	CounterPassTunTooBig   = Counter(lbXlbCounterXLB_CNT_TUN_TOO_BIG)      // encapsulated packet above the route's MTU
 	CounterPassTunFwdOff   = Counter(lbXlbCounterXLB_CNT_TUN_FWD_OFF)      // forwarding off on the interface: the FIB does not route
 	CounterTunTooBigSent   = Counter(lbXlbCounterXLB_CNT_TUN_TOO_BIG_SENT) // too big once encapsulated: answered with an ICMP error
+	CounterPassVLAN        = Counter(lbXlbCounterXLB_CNT_PASS_VLAN)        // VIP traffic on a VLAN its service is not limited to
+	CounterPassNoTxPort    = Counter(lbXlbCounterXLB_CNT_PASS_NO_TX_PORT)  // the backend's interface is not one the program serves
 	counterMax             = Counter(lbXlbCounterXLB_CNT_MAX)
 )
 
@@ -160,6 +166,8 @@ var counterNames = [counterMax]string{
 	CounterPassTunTooBig:   "pass_tun_too_big",
 	CounterPassTunFwdOff:   "pass_tun_forwarding_off",
 	CounterTunTooBigSent:   "flow_too_big_answered",
+	CounterPassVLAN:        "pass_vlan",
+	CounterPassNoTxPort:    "pass_no_tx_port",
 }
 
 func (c Counter) String() string {

@@ -390,12 +390,8 @@ func specLayout(s *ebpf.MapSpec) string {
 // linked reports whether an XDP link is pinned in the pin directory: the
 // program of the run that pinned it may still be forwarding.
 func (d *Datapath) linked() bool {
-	for _, m := range modes {
-		if _, err := os.Stat(filepath.Join(d.pinDir, linkPin(m))); err == nil {
-			return true
-		}
-	}
-	return false
+	links, _ := filepath.Glob(filepath.Join(d.pinDir, linkPrefix+"*"))
+	return len(links) > 0
 }
 
 // copyFlows copies into to every entry of from that to lacks; both are
@@ -450,7 +446,7 @@ func (d *Datapath) Pin() error {
 		}
 		d.legacyIDs = ""
 	}
-	return nil
+	return d.dropStalePorts()
 }
 
 // mapsByName are the maps of the program by their pinned names.
@@ -458,7 +454,8 @@ func (d *Datapath) mapsByName() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		lbMapServices: d.objs.Services, lbMapMaglev: d.objs.Maglev, lbMapBackends: d.objs.Backends,
 		lbMapBackendIds: d.objs.BackendIds, lbMapStats: d.objs.Stats, lbMapCounters: d.objs.Counters,
-		lbMapVipFilter: d.objs.VipFilter, lbMapNexthops: d.objs.Nexthops, lbMapFlows4: d.objs.Flows4, lbMapFlows6: d.objs.Flows6,
+		lbMapVipFilter: d.objs.VipFilter, lbMapNexthops: d.objs.Nexthops, lbMapSvcVlan: d.objs.SvcVlan, lbMapTxPorts: d.objs.TxPorts, lbMapIfaces: d.objs.Ifaces,
+		lbMapFlows4: d.objs.Flows4, lbMapFlows6: d.objs.Flows6,
 		lbMapProbation4: d.objs.Probation4, lbMapProbation6: d.objs.Probation6,
 		lbMapFrags: d.objs.Frags,
 	}

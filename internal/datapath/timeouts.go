@@ -127,7 +127,15 @@ func (d *Datapath) SetPromotion(p time.Duration) error {
 
 // writeSettings gives the program timeouts t and promotion age p.
 func (d *Datapath) writeSettings(t Timeouts, p time.Duration) error {
-	return writeSettings(d.objs.Settings, t, p)
+	if err := writeSettings(d.objs.Settings, t, p); err != nil {
+		return err
+	}
+	for _, port := range d.ports {
+		if err := writeSettings(port.objs.Settings, t, p); err != nil {
+			return fmt.Errorf("datapath: interface %s: %w", port.name, err)
+		}
+	}
+	return nil
 }
 
 // writeSettings writes t and p into the program's settings v.

@@ -16,8 +16,6 @@ import (
 	"github.com/xlb-project/xlb/internal/testutil"
 )
 
-const verdictRedirect = 4
-
 // The tunnel tests' own network: the balancer's interface lbIf (a veth
 // whose peer stands for the next-hop router gw), real servers a hop or
 // more behind gw, and a second arm for a route leaving elsewhere.
@@ -77,6 +75,11 @@ func newTunnelNet(t testing.TB) *tunnelNet {
 	t.Helper()
 	n := newTunnelNS(t)
 	n.d = newDatapath(t, Options{})
+	// The second arm is one of the program's interfaces, as Attach
+	// makes every interface of a two-arm balancer.
+	if err := n.d.addTxPort(n.armIdx, macArm[:]); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -182,17 +185,17 @@ func route(t testing.TB, l netlink.Link, dst netip.Prefix, gw netip.Addr, mtu in
 // run passes frame through the program as if it arrived on ifindex.
 func (n *tunnelNet) run(t *testing.T, ifindex int, frame []byte) (uint32, []byte) {
 	t.Helper()
-	ret, out, err := runOn(n.d, ifindex, frame)
+	ret, out, err := runIn(n.d, ifindex, frame)
 	if err != nil {
 		t.Fatalf("BPF_PROG_TEST_RUN: %v", err)
 	}
 	return ret, out
 }
 
-// runOn runs d's program on frame as if it arrived on ifindex (of the
+// runIn runs d's program on frame as if it arrived on ifindex (of the
 // calling thread's namespace), and returns the frame as the program left
 // it, grown or cut.
-func runOn(d *Datapath, ifindex int, frame []byte) (uint32, []byte, error) {
+func runIn(d *Datapath, ifindex int, frame []byte) (uint32, []byte, error) {
 	opts := &ebpf.RunOptions{
 		Data: frame, DataOut: make([]byte, len(frame)+256),
 		Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)},

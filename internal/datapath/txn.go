@@ -22,7 +22,15 @@ type Service struct {
 	// HashSource hashes on the client address only, so every connection
 	// of a client lands on one backend (IPVS sh, keepalived persistence).
 	HashSource bool
+	// VLAN limits the service to frames tagged with this 802.1Q VLAN id:
+	// frames of its VIP that arrive untagged or on another VLAN are
+	// passed to the kernel. 0 takes every frame.
+	VLAN uint16
 }
+
+// MaxVLAN is the highest VLAN id a service can be limited to (4095 is
+// reserved by 802.1Q).
+const MaxVLAN = 4094
 
 // ServiceTable sets a service and its Maglev table.
 type ServiceTable struct {
@@ -43,6 +51,9 @@ type Backend struct {
 	// for: only that service's table may name it, and the program follows
 	// a flow entry to it only for that service.
 	Service uint32
+	// Ifindex is the interface the real server is on (see Attach);
+	// 0 sends its frames back out of the interface they came in on.
+	Ifindex uint32
 	// Tunnel, when set, makes the backend a tunnel backend (IPVS TUN):
 	// its packets are encapsulated to Tunnel.Dst rather than handed over
 	// on the segment.
@@ -110,6 +121,7 @@ func (be Backend) value() lbBackend {
 	copy(b.Mac[:], be.MAC)
 	b.Flags = backendPresent
 	b.Service = be.Service
+	b.Ifindex = be.Ifindex
 	if t := be.Tunnel; t != nil {
 		b.Flags |= backendTunIPIP
 		if t.Encap == EncapGUE {
@@ -245,6 +257,13 @@ func (d *Datapath) Apply(t Txn) error {
 		undoBuilt()
 		return err
 	}
+	// A service's VLAN is read by id, on every packet: it is set before
+	// the service switches, so its new table never serves another VLAN.
+	undoVLANs, err := d.setVLANs(t.Services)
+	if err != nil {
+		undoBuilt()
+		return err
+	}
 	for i, s := range switches {
 		if err := d.objs.Services.Update(s.key, s.meta, ebpf.UpdateAny); err != nil {
 			// Put back the services already switched: a half-applied
@@ -256,6 +275,7 @@ func (d *Datapath) Apply(t Txn) error {
 					_ = d.objs.Services.Delete(p.key)
 				}
 			}
+			undoVLANs()
 			undoBuilt()
 			return fmt.Errorf("datapath: service %s: %w", s.key.key(), err)
 		}
@@ -291,6 +311,33 @@ func (d *Datapath) Apply(t Txn) error {
 		}
 	}
 	return d.forgetIDs(t.IDs)
+}
+
+// setVLANs writes the VLAN of each service by its id, and returns what
+// puts back the values it replaced.
+func (d *Datapath) setVLANs(sts []ServiceTable) (undo func(), err error) {
+	old := map[uint32]uint32{}
+	undo = func() {
+		for id, v := range old {
+			_ = d.objs.SvcVlan.Update(id, v, ebpf.UpdateAny)
+		}
+	}
+	for _, st := range sts {
+		id := st.Service.ID
+		var prev uint32
+		if err := d.objs.SvcVlan.Lookup(id, &prev); err != nil {
+			undo()
+			return nil, fmt.Errorf("datapath: service %s: read vlan: %w", st.Key, err)
+		}
+		if _, seen := old[id]; !seen {
+			old[id] = prev
+		}
+		if err := d.objs.SvcVlan.Update(id, uint32(st.Service.VLAN), ebpf.UpdateAny); err != nil {
+			undo()
+			return nil, fmt.Errorf("datapath: service %s: vlan %d: %w", st.Key, st.Service.VLAN, err)
+		}
+	}
+	return undo, nil
 }
 
 // waitForReaders returns once every program run that started before it
@@ -483,6 +530,9 @@ func (d *Datapath) validate(t Txn, cur map[lbVipKey]lbVipMeta) error {
 		}
 		if n := len(st.Table); n == 0 || n > MaxTableSize {
 			bad("service %s: table size %d out of range [1, %d]", st.Key, n, MaxTableSize)
+		}
+		if st.Service.VLAN > MaxVLAN {
+			bad("service %s: vlan %d out of range [0, %d]", st.Key, st.Service.VLAN, MaxVLAN)
 		}
 		final[key] = st.Service.ID
 		checked := map[uint32]bool{}

@@ -1,9 +1,9 @@
-// Package ifwatch follows one network interface by name: its index and
+// Package ifwatch follows network interfaces by name: their index and
 // its MAC, which change under a running daemon when a bond fails over,
 // when someone runs `ip link set address`, or when the interface is
 // deleted and created again. The XDP program holds the interface's MAC as
 // a constant and its link is bound to an index, so the daemon must hear of
-// both.
+// both, for each interface it serves.
 package ifwatch
 
 import (
@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -19,6 +20,8 @@ import (
 
 // State is the interface as last seen; Index 0 means it is gone.
 type State struct {
+	// Name is the interface's, as Watch was given it.
+	Name  string
 	Index int
 	MAC   net.HardwareAddr
 }
@@ -64,6 +67,7 @@ func Watch(ctx context.Context, name string, log *slog.Logger) (<-chan State, er
 	if l, err := netlink.LinkByName(name); err == nil {
 		last = State{Index: l.Attrs().Index, MAC: slices.Clone(l.Attrs().HardwareAddr)}
 	}
+	last.Name = name
 	out := make(chan State, 1)
 	out <- last
 	go func() {
@@ -86,6 +90,7 @@ func Watch(ctx context.Context, name string, log *slog.Logger) (<-chan State, er
 				if !changed {
 					continue
 				}
+				last.Name = name
 				select {
 				case out <- last:
 				case <-ctx.Done():
@@ -93,6 +98,32 @@ func Watch(ctx context.Context, name string, log *slog.Logger) (<-chan State, er
 				}
 			}
 		}
+	}()
+	return out, nil
+}
+
+// WatchEach is Watch for each of names, on one channel: each State names
+// its interface. The channel is closed once ctx ends.
+func WatchEach(ctx context.Context, names []string, log *slog.Logger) (<-chan State, error) {
+	out := make(chan State, len(names))
+	var wg sync.WaitGroup
+	for _, name := range names {
+		in, err := Watch(ctx, name, log)
+		if err != nil {
+			return nil, err // the watches started end with ctx
+		}
+		wg.Go(func() {
+			for st := range in {
+				select {
+				case out <- st:
+				case <-ctx.Done():
+				}
+			}
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(out)
 	}()
 	return out, nil
 }

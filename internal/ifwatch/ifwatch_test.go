@@ -72,18 +72,72 @@ func TestWatch(t *testing.T) {
 			t.Fatalf("%s: no event", what)
 		}
 	}
-	expect("at the start", State{Index: first, MAC: macA})
+	expect("at the start", State{Name: "xw0", Index: first, MAC: macA})
 	l, _ := netlink.LinkByName("xw0")
 	if err := netlink.LinkSetHardwareAddr(l, macB); err != nil {
 		t.Fatal(err)
 	}
-	expect("a new MAC", State{Index: first, MAC: macB})
+	expect("a new MAC", State{Name: "xw0", Index: first, MAC: macB})
 	if err := netlink.LinkDel(l); err != nil {
 		t.Fatal(err)
 	}
-	expect("deleted", State{})
+	expect("deleted", State{Name: "xw0"})
 	again := add()
-	expect("back", State{Index: again, MAC: macA})
+	expect("back", State{Name: "xw0", Index: again, MAC: macA})
+}
+
+// TestWatchEach follows two interfaces on one channel, each state naming
+// its own.
+func TestWatchEach(t *testing.T) {
+	testutil.EnterNewNetns(t)
+	index := map[string]int{}
+	for _, name := range []string{"xa0", "xb0"} {
+		mac := net.HardwareAddr{2, 0, 0, 0, 0, name[1]}
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, HardwareAddr: mac}, PeerName: name[:2] + "1"}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		index[name] = l.Attrs().Index
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	states, err := WatchEach(ctx, []string{"xa0", "xb0"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() State {
+		t.Helper()
+		select {
+		case st := <-states:
+			return st
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event")
+		}
+		return State{}
+	}
+	got := map[string]State{}
+	for range 2 {
+		st := next()
+		got[st.Name] = st
+	}
+	want := map[string]State{
+		"xa0": {Name: "xa0", Index: index["xa0"], MAC: net.HardwareAddr{2, 0, 0, 0, 0, 'a'}},
+		"xb0": {Name: "xb0", Index: index["xb0"], MAC: net.HardwareAddr{2, 0, 0, 0, 0, 'b'}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("at the start (-want +got):\n%s", diff)
+	}
+	l, _ := netlink.LinkByName("xb0")
+	newMAC := net.HardwareAddr{2, 0, 0, 0, 0, 0xbb}
+	if err := netlink.LinkSetHardwareAddr(l, newMAC); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(State{Name: "xb0", Index: index["xb0"], MAC: newMAC}, next()); diff != "" {
+		t.Errorf("xb0's new MAC (-want +got):\n%s", diff)
+	}
 }
 
 // fakeProgram records what Fit asks of it.

@@ -36,7 +36,14 @@ type Reconciler struct {
 	quorum quorums
 	digest string
 	ovr    Overrides
+	// link is the interface each real server is on (SetLinks).
+	link func(netip.Addr) uint32
 }
+
+// SetLinks makes every later Apply send each real server's frames out of
+// the interface link names for its address (0: the one they came in on),
+// for a data path attached to several interfaces.
+func (r *Reconciler) SetLinks(link func(netip.Addr) uint32) { r.link = link }
 
 // Overrides are the operator's runtime weights and drains
 // (*override.Store).
@@ -82,6 +89,15 @@ func (r *Reconciler) Apply(cfg *service.Config, links Links, h Health) ([]Quorum
 	}
 	q, changed := nextQuorums(cfg, h, r.quorum)
 	want := desired(cfg, links, h, q, r.ovr)
+	if r.link != nil {
+		for i := range want {
+			for j, be := range want[i].Backends {
+				if be.Tunnel == nil { // a tunnel leaves where the FIB says
+					want[i].Backends[j].Ifindex = r.link(be.Addr)
+				}
+			}
+		}
+	}
 	if err := r.bal.Apply(want); err != nil {
 		return nil, err
 	}
@@ -181,6 +197,7 @@ func desired(cfg *service.Config, links Links, h Health, q quorums, ovr Override
 		bs := balancer.Service{
 			Key:        DatapathKey(s.Key()),
 			HashSource: hashSource(s),
+			VLAN:       uint16(s.VLAN),
 		}
 		anyUp := AnyUp(s, h)
 		sorry := s.SorryServer != nil && len(s.Backends) > 0 && !q[s.Key()]

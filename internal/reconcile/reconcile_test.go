@@ -366,3 +366,37 @@ func TestDesiredTunnel(t *testing.T) {
 		t.Errorf("gue server once its source is known (-want +got):\n%s", diff)
 	}
 }
+
+// TestLinks: with SetLinks, each real server (the sorry server too) is
+// served out of the interface its address is on; without, out of the
+// one a frame came in on.
+func TestLinks(t *testing.T) {
+	cfg := &service.Config{Services: []service.Service{{
+		VIP: netip.MustParseAddr("192.0.2.10"), Port: 80, Proto: service.TCP, Scheduler: "wrr",
+		SorryServer: &service.SorryServer{Addr: sorry, Port: 80, Inhibit: true},
+		Backends:    []service.Backend{{Addr: rsA, Port: 80, Weight: 1}, {Addr: rsB, Port: 80, Weight: 1}},
+	}}}
+	macs := map[netip.Addr]net.HardwareAddr{rsA: macA, rsB: macB, sorry: macS}
+	ifindexes := func(f *fakeBalancer) map[netip.Addr]uint32 {
+		out := map[netip.Addr]uint32{}
+		for _, b := range f.served[len(f.served)-1][0].Backends {
+			out[b.Addr] = b.Ifindex
+		}
+		return out
+	}
+	f := &fakeBalancer{}
+	r := New(f)
+	if _, err := r.Apply(cfg, Links{MACs: macs}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[netip.Addr]uint32{rsA: 0, rsB: 0, sorry: 0}, ifindexes(f)); diff != "" {
+		t.Errorf("without links (-want +got):\n%s", diff)
+	}
+	r.SetLinks(func(a netip.Addr) uint32 { return map[netip.Addr]uint32{rsA: 2, sorry: 3}[a] })
+	if _, err := r.Apply(cfg, Links{MACs: macs}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[netip.Addr]uint32{rsA: 2, rsB: 0, sorry: 3}, ifindexes(f)); diff != "" {
+		t.Errorf("with links (-want +got):\n%s", diff)
+	}
+}

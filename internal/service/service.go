@@ -262,7 +262,18 @@ type Service struct {
 	// rather than handing it its whole share at once (an xlb extension;
 	// 0, the default, is keepalived's behaviour).
 	SlowStart time.Duration
+
+	// VLAN limits the service to frames tagged with this 802.1Q VLAN id,
+	// so that a VIP reachable from several VLANs on one interface is
+	// served on one of them; frames of other VLANs, or untagged, reach
+	// the balancer's own stack (an xlb extension, YAML only; 0, the
+	// default, takes every frame). Left out of the model's JSON when 0,
+	// as most services have none.
+	VLAN int `json:",omitempty"`
 }
+
+// MaxVLAN is the highest VLAN id 802.1Q assigns (4095 is reserved).
+const MaxVLAN = 4094
 
 // Key returns the service's identity.
 func (s *Service) Key() ServiceKey {

@@ -61,6 +61,9 @@ func (v *validator) service(s *Service) {
 	if _, _, err := SchedulerPlan(s.Scheduler); err != nil {
 		v.add(s.Keywords.At(s.Source, "lvs_sched", "lb_algo"), "%s: %v", name, err)
 	}
+	if s.VLAN < 0 || s.VLAN > MaxVLAN {
+		v.add(s.Keywords.At(s.Source, "vlan"), "%s: vlan %d is out of range [1, %d] (0 or none: any)", name, s.VLAN, MaxVLAN)
+	}
 	if s.SlowStart < 0 {
 		v.add(s.Source, "%s: slow_start %s is negative", name, s.SlowStart)
 	}

@@ -93,6 +93,7 @@ func Build(cfg *service.Config, bst balancer.State, dp Datapath, perBackend map[
 			Port:        s.Port,
 			Scheduler:   s.Scheduler,
 			Persistence: uint32(s.Persistence / time.Second),
+			VLAN:        uint16(s.VLAN),
 			Installed:   ok && bs.Installed,
 		}
 		if ok {

@@ -33,8 +33,9 @@ const (
 	RS1    = "rs1"
 	RS2    = "rs2"
 	RS3    = "rs3"
-	// RS4 exists in a topology built with Tunnel set: a tunnel real
-	// server one router hop away from the balancers.
+	// RS4 exists in a topology built with Tunnel (a tunnel real server
+	// one router hop away from the balancers) or Arm2 (behind lb1's
+	// eth1), never both: they number it alike.
 	RS4 = "rs4"
 )
 
@@ -116,6 +117,22 @@ type TopologyOptions struct {
 	// decapsulates on RS4 instead of the kernel's ipip and fou, which
 	// some kernels lack (realserver.sh --decap-obj).
 	DecapObj string
+
+	// Arm2 gives LB1 a second interface, eth1, to a segment of its own
+	// with RS4 on it (Arm2IP4); see scripts/topology.sh.
+	Arm2 bool
+}
+
+// Arm2IP4 returns host's address on the second arm's 203.0.113.128/25
+// (LB1 and RS4 only).
+func Arm2IP4(host string) netip.Addr {
+	return netip.AddrFrom4([4]byte{203, 0, 113, 128 + mustHostNum(host)})
+}
+
+// Arm2IP6 returns host's address on the second arm's 2001:db8:400::/64,
+// numbered as HostIP6 numbers (LB1 and RS4 only).
+func Arm2IP6(host string) netip.Addr {
+	return netip.MustParseAddr("2001:db8:400::" + strconv.Itoa(int(mustHostNum(host))))
 }
 
 // Topology is one isolated copy of the scripts/topology.sh network, its
@@ -173,6 +190,9 @@ func (topo *Topology) Up(opts TopologyOptions) error {
 	}
 	if opts.Tunnel {
 		args = append(args, "--tunnel")
+	}
+	if opts.Arm2 {
+		args = append(args, "--arm2")
 	}
 	var env []string
 	if opts.XDPPassObj != "" {
