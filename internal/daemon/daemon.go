@@ -473,32 +473,16 @@ func neighbours(cfg *service.Config) []netip.Addr {
 	return append(cfg.RealServerAddrs(), srcaddr.NextHops(cfg.TunnelAddrs())...)
 }
 
-// tunnelSources are the outer sources toward cfg's tunnel servers; one
-// without a route or a resolved next hop stays out of the tables, as an
-// unresolved MAC does.
+// tunnelSources are the outer sources toward cfg's tunnel servers that
+// can be served (see srcaddr.Picker.Tunnels).
 func (d *Daemon) tunnelSources(cfg *service.Config) map[netip.Addr]netip.Addr {
-	addrs := cfg.TunnelAddrs()
-	out := make(map[netip.Addr]netip.Addr, len(addrs))
-	macs := d.macs.MACs()
 	d.srcs.SetVIPs(cfg.VIPs())
-	for _, a := range addrs {
-		src, err := d.srcs.Source(a)
-		if err == nil {
-			var nh netip.Addr
-			if nh, err = srcaddr.NextHop(a); err == nil && macs[nh] == nil {
-				err = fmt.Errorf("next hop %s not resolved", nh)
-			}
-		}
-		if err != nil {
-			d.log.Warn("tunnel real server unreachable", "addr", a, "err", err)
-			continue
-		}
-		if on, err := srcaddr.Forwarding(d.opts.Interfaces[0], a); err == nil && !on {
-			d.log.Warn("forwarding is off on the interface: tunnelled packets pass to the kernel until it is on", "interface", d.opts.Interfaces[0], "addr", a)
-		}
-		out[a] = src
+	macs := d.macs.MACs()
+	srcs, errs := d.srcs.Tunnels(d.opts.Interfaces[0], cfg.TunnelAddrs(), func(a netip.Addr) bool { return macs[a] != nil })
+	for _, err := range errs {
+		d.log.Warn("tunnel real server", "err", err)
 	}
-	return out
+	return srcs
 }
 
 // retryUnresolved resolves backends still without a MAC and serves those

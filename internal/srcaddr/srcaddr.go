@@ -158,3 +158,31 @@ func NextHops(dsts []netip.Addr) []netip.Addr {
 	slices.SortFunc(out, netip.Addr.Compare)
 	return slices.Compact(out)
 }
+
+// Tunnels returns the outer source toward each of the tunnel servers dsts
+// that can be served now: one with a route whose next hop resolved
+// reports as known (the program's FIB lookup forwards only then). A
+// server left out, and an interface ifname that does not forward (the
+// FIB then routes nothing), is reported in errs.
+func (v *Picker) Tunnels(ifname string, dsts []netip.Addr, resolved func(netip.Addr) bool) (map[netip.Addr]netip.Addr, []error) {
+	out := make(map[netip.Addr]netip.Addr, len(dsts))
+	var errs []error
+	for _, a := range dsts {
+		src, err := v.Source(a)
+		if err == nil {
+			var nh netip.Addr
+			if nh, err = NextHop(a); err == nil && !resolved(nh) {
+				err = fmt.Errorf("next hop %s not resolved yet", nh)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tunnel real server %s: %w", a, err))
+			continue
+		}
+		if on, err := Forwarding(ifname, a); err == nil && !on {
+			errs = append(errs, fmt.Errorf("tunnel real server %s: forwarding is off on %s: its packets pass to the kernel until it is on", a, ifname))
+		}
+		out[a] = src
+	}
+	return out, errs
+}

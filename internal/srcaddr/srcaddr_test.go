@@ -106,6 +106,29 @@ func TestSource(t *testing.T) {
 	if _, err := NextHop(netip.MustParseAddr("192.0.2.1")); err == nil {
 		t.Errorf("next hop without a route: no error")
 	}
+
+	// Tunnels serves a server once its next hop is resolved; one
+	// without a route, or whose next hop is not, is reported instead,
+	// and so is an interface that does not forward.
+	tun := []netip.Addr{netip.MustParseAddr("203.0.113.20"), netip.MustParseAddr("198.51.100.11"), netip.MustParseAddr("192.0.2.1")}
+	resolved := func(a netip.Addr) bool { return a == netip.MustParseAddr("198.51.100.1") }
+	for _, fwd := range []string{"1", "0"} {
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/xs0/forwarding", []byte(fwd), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srcs, errs := v.Tunnels("xs0", tun, resolved)
+		want := map[netip.Addr]netip.Addr{tun[0]: netip.MustParseAddr("198.51.100.5")}
+		if len(srcs) != 1 || srcs[tun[0]] != want[tun[0]] {
+			t.Errorf("forwarding %s: sources %v, want %v", fwd, srcs, want)
+		}
+		wantErrs := 2 // 198.51.100.11's next hop is itself, unresolved; 192.0.2.1 has no route
+		if fwd == "0" {
+			wantErrs++
+		}
+		if len(errs) != wantErrs {
+			t.Errorf("forwarding %s: reports %v, want %d", fwd, errs, wantErrs)
+		}
+	}
 	// Without VIPs to avoid, the kernel's choice stands; it is the VIP.
 	var none Picker
 	if got, _ := none.Override(netip.MustParseAddr("2001:db8:100::11")); got.IsValid() {
