@@ -253,12 +253,19 @@ static __always_inline int expired(const struct flow *f, __u32 now)
  * MAC (always, when none is configured). A VIP frame for another host's
  * MAC reaches XDP only in promiscuous mode or through a flood where no
  * hardware filter exists (a bridge to a veth, generic XDP): the standby
- * balancer would forward it a second time. */
-static __always_inline int for_this_host(void *data, void *data_end)
+ * balancer would forward it a second time. The MAC is a constant of the
+ * program; when the interface's address changes, the loader writes the
+ * new one to ifaces at once and loads a program with it after, so a frame
+ * that does not match the constant is checked against ifaces too: in
+ * between, the kernel, which holds the VIP, would otherwise take the
+ * client's frames and reset its connections. */
+static __always_inline int for_this_host(struct xdp_md *ctx, void *data, void *data_end)
 {
 	/* Byte by byte: a memcpy from the volatile config would let clang
 	 * fold in the zero initialiser that the loader rewrites. */
 	struct ethhdr *eth = data;
+	struct xlb_iface *me;
+	__u32 ifindex = ctx->ingress_ifindex;
 	__u8 any = 0, diff = 0;
 
 	if ((void *)(eth + 1) > data_end)
@@ -270,7 +277,16 @@ static __always_inline int for_this_host(void *data, void *data_end)
 		any |= m;
 		diff |= m ^ eth->h_dest[i];
 	}
-	return !any || !diff;
+	if (!any || !diff)
+		return 1;
+	me = bpf_map_lookup_elem(&ifaces, &ifindex);
+	if (!me)
+		return 0;
+	diff = 0;
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++)
+		diff |= me->mac[i] ^ eth->h_dest[i];
+	return !diff;
 }
 
 /* Tunnel mode (IPVS's TUN). The inner packet stays as the client sent it;
@@ -828,7 +844,7 @@ static __always_inline int xlb_process(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	if (!for_this_host(data, data_end)) {
+	if (!for_this_host(ctx, data, data_end)) {
 		count(XLB_CNT_PASS_OTHER_HOST);
 		return XDP_PASS;
 	}

@@ -509,6 +509,15 @@ func (d *Datapath) Reattach() error {
 func (d *Datapath) SetMAC(mac net.HardwareAddr) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// First the interface's entry, which the running program checks a
+	// frame against when it does not match its own constant: loading a
+	// program takes tens of milliseconds, in which clients that learnt
+	// the new MAC would otherwise reach the kernel.
+	if d.link != nil {
+		if err := d.addTxPort(d.index, mac); err != nil {
+			return err
+		}
+	}
 	objs, err := d.loadFor(mac)
 	if err != nil {
 		return err
@@ -517,9 +526,6 @@ func (d *Datapath) SetMAC(mac net.HardwareAddr) error {
 		if err := d.link.Update(objs.XlbXdp); err != nil {
 			objs.lbPrograms.Close()
 			return fmt.Errorf("datapath: set MAC %s: %w", mac, err)
-		}
-		if err := d.addTxPort(d.index, mac); err != nil {
-			return err
 		}
 	}
 	old := d.objs.lbPrograms

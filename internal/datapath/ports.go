@@ -197,6 +197,10 @@ func (p Port) SetMAC(mac net.HardwareAddr) error {
 		return d.SetMAC(mac)
 	}
 	defer d.mu.Unlock()
+	// The entry first, as Datapath.SetMAC says why.
+	if err := d.addTxPort(pt.index, mac); err != nil {
+		return err
+	}
 	objs, err := d.loadFor(mac)
 	if err != nil {
 		return fmt.Errorf("datapath: interface %s: %w", p.name, err)
@@ -207,8 +211,7 @@ func (p Port) SetMAC(mac net.HardwareAddr) error {
 	}
 	old := pt.objs
 	pt.objs, pt.mac = objs, mac
-	old.lbPrograms.Close()
-	return d.addTxPort(pt.index, mac)
+	return old.lbPrograms.Close()
 }
 
 // dropStalePorts detaches the links an earlier run pinned for interfaces

@@ -268,3 +268,43 @@ func txPorts(t *testing.T, d *Datapath) map[uint32]uint32 {
 	}
 	return out
 }
+
+// TestMACChangeWindow: a frame to the interface's new MAC, which the
+// program's constant does not know yet, is forwarded once the loader has
+// written that MAC to ifaces (SetMAC does so before it loads the program
+// that has it), and passed as another host's before.
+func TestMACChangeWindow(t *testing.T) {
+	n := newTunnelNS(t)
+	d := newDatapath(t, Options{MAC: macLB[:]})
+	apply(t, d, stdSetup())
+	newMAC := macAddr{0x02, 0, 0, 0, 0xaa, 0x01}
+	frame := tcp4(45000, thSYN).with(func(p *pkt) { p.dst = newMAC }).build()
+	for _, tc := range []struct {
+		name    string
+		write   bool
+		verdict uint32
+		counter Counter
+	}{
+		{"before the loader knows the new MAC", false, verdictPass, CounterPassOtherHost},
+		{"once ifaces has it", true, verdictTX, CounterFlowNew},
+	} {
+		if tc.write {
+			if err := d.addTxPort(n.lbIdx, newMAC[:]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := counters(t, d)
+		verdict, _, err := runIn(d, n.lbIdx, frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := counterDelta(before, counters(t, d)); verdict != tc.verdict || got[tc.counter] != 1 {
+			t.Errorf("%s: verdict %d, counters %v; want %d and %s", tc.name, verdict, got, tc.verdict, tc.counter)
+		}
+	}
+	// Another interface's MAC is still another host's.
+	other := tcp4(45001, thSYN).with(func(p *pkt) { p.dst = macArm }).build()
+	if verdict, _, _ := runIn(d, n.lbIdx, other); verdict != verdictPass {
+		t.Errorf("frame to another MAC: verdict %d, want XDP_PASS", verdict)
+	}
+}
