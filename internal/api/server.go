@@ -86,9 +86,16 @@ func (s *Server) Serve() {
 	go func() { _ = s.srv.Serve(s.ln) }()
 }
 
-// Close stops answering and removes the socket.
+// Close stops answering and removes the socket. Answers being written
+// are finished first: `xlb stop`'s own, which a daemon that stops fast
+// would otherwise cut off (the client then reads EOF, not the answer). A
+// handler that does not finish within a second is cut off all the same.
 func (s *Server) Close() {
-	_ = s.srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		_ = s.srv.Close()
+	}
 	_ = os.Remove(s.ln.Addr().String())
 }
 

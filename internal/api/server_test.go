@@ -66,3 +66,29 @@ func TestServerRoundTrip(t *testing.T) {
 	}
 	<-stopped
 }
+
+// TestStopAnsweredByAFastDaemon: a daemon whose shutdown closes the API
+// while `xlb stop`'s own request is still being answered (the Stop
+// handler's caller is slower here than the shutdown) still gets its
+// answer to the client, which then sees the socket go: no EOF.
+func TestStopAnsweredByAFastDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "xlb.sock")
+	var srv *Server
+	closed := make(chan struct{})
+	srv, err := Listen(sock, Handlers{
+		Stop: func() {
+			go func() { srv.Close(); close(closed) }()
+			time.Sleep(50 * time.Millisecond) // the shutdown is already closing the server
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Serve()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := NewClient(sock).Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	<-closed
+}

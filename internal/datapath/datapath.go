@@ -115,6 +115,9 @@ type Datapath struct {
 	link link.Link
 	// tunGen is the last tunnel backend generation given out (nextGen).
 	tunGen uint8
+	// staleIfaces are interface indexes gone, kept in ifaces until the
+	// next Apply (see dropTxPort).
+	staleIfaces []uint32
 	// iface and mode are what Attach attached to, for Reattach; index
 	// is the interface's index then.
 	iface string

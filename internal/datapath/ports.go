@@ -129,18 +129,21 @@ func (d *Datapath) addTxPort(index int, mac net.HardwareAddr) error {
 }
 
 // dropTxPort forgets the index old an interface had, now index: it was
-// deleted and created again.
+// deleted and created again. tx_ports forgets it at once (the kernel has
+// already); ifaces keeps the entry until the next Apply, which moves the
+// backends behind the interface to its new index: until then their frames
+// are redirected to a port that is gone and dropped, which TCP
+// retransmits, rather than passed to the kernel, which holds the VIP and
+// would reset the connections.
 func (d *Datapath) dropTxPort(old, index int) error {
 	if old == 0 || old == index {
 		return nil
 	}
-	var errs []error
-	for _, m := range []*ebpf.Map{d.objs.Ifaces, d.objs.TxPorts} {
-		if err := m.Delete(uint32(old)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("datapath: interface %d: forget: %w", old, err))
-		}
+	if err := d.objs.TxPorts.Delete(uint32(old)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("datapath: interface %d: forget: %w", old, err)
 	}
-	return errors.Join(errs...)
+	d.staleIfaces = append(d.staleIfaces, uint32(old))
+	return nil
 }
 
 // Interfaces are the indexes of the interfaces the program is attached

@@ -184,6 +184,16 @@ func TestPortsLifecycle(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"xlb0": arm0.Index, "xlb1": arm1b.Index}, d2.Interfaces()); diff != "" {
 		t.Errorf("Interfaces (-want +got):\n%s", diff)
 	}
+	// The old index stays in ifaces until the next Apply moves the
+	// backends: their frames are dropped, not passed to the kernel.
+	var v lbXlbIface
+	if err := d2.objs.Ifaces.Lookup(uint32(arm1.Index), &v); err != nil {
+		t.Errorf("ifaces forgot xlb1's old index before an Apply: %v", err)
+	}
+	apply(t, d2, Txn{})
+	if err := d2.objs.Ifaces.Lookup(uint32(arm1.Index), &v); err == nil {
+		t.Errorf("ifaces still holds xlb1's old index after an Apply")
+	}
 	// The new links are pinned: a crash now keeps both programs.
 	if diff := cmp.Diff(wantPins, linkPins(t, pins)); diff != "" {
 		t.Errorf("link pins after the interfaces came back (-want +got):\n%s", diff)

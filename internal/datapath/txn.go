@@ -310,6 +310,14 @@ func (d *Datapath) Apply(t Txn) error {
 			return fmt.Errorf("datapath: delete backend %d: %w", id, err)
 		}
 	}
+	// A transaction after an interface came back names its new index:
+	// the old one's entry has served its turn (see dropTxPort).
+	for _, old := range d.staleIfaces {
+		if err := d.objs.Ifaces.Delete(old); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("datapath: interface %d: forget: %w", old, err)
+		}
+	}
+	d.staleIfaces = nil
 	return d.forgetIDs(t.IDs)
 }
 
