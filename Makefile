@@ -11,7 +11,7 @@ APT_PKGS := clang:clang llc:llvm bpftool:bpftool keepalived:keepalived \
             systemd-analyze:systemd
 BPF_HDR  := /usr/include/bpf/bpf_helpers.h
 
-.PHONY: all deps generate check-generated build test test-unit test-race bench lint demo demo-bgp vagrant deb clean
+.PHONY: all deps generate check-generated build test test-unit test-race bench lint demo demo-bgp demo-tun vagrant deb clean
 
 all: build
 
@@ -74,6 +74,10 @@ demo: deps build
 # demo-bgp: three balancers share the VIP behind a BIRD router's ECMP.
 demo-bgp: deps build
 	./scripts/demo-bgp.sh
+
+# demo-tun: one service with a DR real server and a TUN one behind a router.
+demo-tun: deps build
+	./scripts/demo-tun.sh
 
 # vagrant builds the same topology as VMs (Vagrantfile). The binaries are
 # built here, static, since the VMs' Debian Go is too old to build xlb.
