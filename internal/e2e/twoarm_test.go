@@ -157,3 +157,78 @@ func TestTwoArmsLifecycle(t *testing.T) {
 	}
 	pool.stopUnbroken(t, topo, resetsBefore)
 }
+
+// TestTwoArmsTunnel: a tunnel real server behind the second arm. The FIB
+// routes its outer packets out of eth1, so the program redirects them
+// there through tx_ports with eth1's MAC, the path a tunnel to a server
+// on another segment takes. rs1 (DR, beside the client) and rs4 (GUE)
+// both serve, each seeing the client's own address, and no tunnel packet
+// is passed to lb1's kernel.
+func TestTwoArmsTunnel(t *testing.T) {
+	testutil.RequireRoot(t, "builds the namespace topology and attaches XDP")
+	obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
+	topo := testutil.NewTopology(t, testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj, Arm2: true})
+	// rs4 takes the tunnel off: the kernel's devices, or XDP in place of
+	// the pass program its uplink has (which realserver.sh would keep).
+	args := []string{filepath.Join(testutil.MustRepoRoot(t), "scripts", "realserver.sh"), "--tunnel", fmt.Sprintf("gue:%d", testutil.GUEPort)}
+	if decap := testutil.TunnelDecapObj(t); decap != "" {
+		topo.Exec(t, testutil.RS4, "ip", "link", "set", "dev", "eth0", "xdp", "off")
+		args = append(args, "--decap-obj", decap)
+	}
+	args = append(args, topo.NS(testutil.RS4), testutil.VIP4.String())
+	runOut(t, args[0], args[1:]...)
+	startRealServersOn(t, topo, testutil.RS1, testutil.RS4)
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	writeFile(t, conf, fmt.Sprintf(`virtual_server %s %d {
+    lvs_sched wrr
+    lvs_method DR
+    protocol TCP
+    real_server %s %d {
+        weight 1
+    }
+    real_server %s %d {
+        weight 1
+        lvs_method TUN type gue port %d
+    }
+}
+`, testutil.VIP4, httpPort, testutil.HostIP4(testutil.RS1), httpPort, testutil.Arm2IP4(testutil.RS4), httpPort, testutil.GUEPort))
+	d := startDaemon(t, topo, conf, "-i", "eth1")
+	t.Cleanup(func() { d.checkStop(t) })
+
+	got := map[string]int{}
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 40; i++ {
+		a, err := httpGetVIP(topo, testutil.Client, testutil.VIP4)
+		if err != nil {
+			// The first requests may come before rs4's next hop on
+			// eth1 is resolved: it is left out of the table until then.
+			if time.Now().Before(deadline) {
+				i--
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			t.Fatalf("request %d: %v (tunnel passes %v)", i, err, tunnelPasses(t, d))
+		}
+		if a.Peer.Addr() != testutil.HostIP4(testutil.Client) {
+			t.Errorf("request %d: %s saw the client as %s", i, a.Server, a.Peer)
+		}
+		got[a.Server]++
+	}
+	t.Logf("answers by real server: %v", got)
+	for _, rs := range []string{testutil.RS1, testutil.RS4} {
+		if got[rs] == 0 {
+			t.Errorf("%s answered none of 40 requests: %v", rs, got)
+		}
+	}
+	passes := tunnelPasses(t, d)
+	for name, n := range d.mustState(t).Counters {
+		if name == "pass_no_tx_port" && n > 0 {
+			passes[name] = n
+		}
+	}
+	for name, n := range passes {
+		if n > 0 {
+			t.Errorf("%s: %d packets passed to lb1's kernel", name, n)
+		}
+	}
+}
