@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,15 +41,7 @@ func TestFragmentedUDP(t *testing.T) {
 			return strings.Contains(p.Output(), "ready"), p.Output()
 		})
 	}
-	var reals6 []realServer
-	for _, rs := range realServers {
-		reals6 = append(reals6, realServer{Addr: testutil.HostIP6(rs), Weight: 1})
-	}
-	conf := filepath.Join(t.TempDir(), "keepalived.conf")
-	writeFile(t, conf, keepalivedConf(
-		virtualServer{VIP: testutil.VIP4, Port: probePort, Proto: "UDP", Reals: reals(map[string]int{testutil.RS1: 1, testutil.RS2: 1, testutil.RS3: 1})},
-		virtualServer{VIP: testutil.VIP6, Port: probePort, Proto: "UDP", Reals: reals6},
-	))
+	conf := dualStackConf(t, probePort, "UDP")
 	startDaemon(t, topo, conf)
 
 	for _, vipAddr := range []netip.Addr{testutil.VIP4, testutil.VIP6} {

@@ -782,3 +782,20 @@ func (l *lockedCounts) snapshot() map[string]int64 {
 	defer l.mu.Unlock()
 	return maps.Clone(l.m)
 }
+
+// dualStackConf writes a keepalived.conf with one service of proto on
+// port per VIP family, each served by rs1..rs3 at weight 1, and returns
+// its path.
+func dualStackConf(tb testing.TB, port uint16, proto string) string {
+	tb.Helper()
+	var reals6 []realServer
+	for _, rs := range realServers {
+		reals6 = append(reals6, realServer{Addr: testutil.HostIP6(rs), Weight: 1})
+	}
+	conf := filepath.Join(tb.TempDir(), "keepalived.conf")
+	writeFile(tb, conf, keepalivedConf(
+		virtualServer{VIP: testutil.VIP4, Port: port, Proto: proto, Reals: reals(map[string]int{testutil.RS1: 1, testutil.RS2: 1, testutil.RS3: 1})},
+		virtualServer{VIP: testutil.VIP6, Port: port, Proto: proto, Reals: reals6},
+	))
+	return conf
+}

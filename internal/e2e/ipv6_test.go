@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,15 +17,7 @@ import (
 func TestDualStack(t *testing.T) {
 	topo := newTopology(t)
 	startRealServers(t, topo)
-	var reals6 []realServer
-	for _, rs := range realServers {
-		reals6 = append(reals6, realServer{Addr: testutil.HostIP6(rs), Weight: 1})
-	}
-	conf := filepath.Join(t.TempDir(), "keepalived.conf")
-	writeFile(t, conf, keepalivedConf(
-		virtualServer{VIP: testutil.VIP4, Port: httpPort, Proto: "TCP", Reals: reals(map[string]int{testutil.RS1: 1, testutil.RS2: 1, testutil.RS3: 1})},
-		virtualServer{VIP: testutil.VIP6, Port: httpPort, Proto: "TCP", Reals: reals6},
-	))
+	conf := dualStackConf(t, httpPort, "TCP")
 	d := startDaemon(t, topo, conf)
 
 	client6 := testutil.HostIP6(testutil.Client)

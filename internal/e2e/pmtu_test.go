@@ -41,15 +41,7 @@ const (
 func TestPMTU(t *testing.T) {
 	topo := newPMTUTopology(t, false)
 	startRealServers(t, topo)
-	var reals6 []realServer
-	for _, rs := range realServers {
-		reals6 = append(reals6, realServer{Addr: testutil.HostIP6(rs), Weight: 1})
-	}
-	conf := filepath.Join(t.TempDir(), "keepalived.conf")
-	writeFile(t, conf, keepalivedConf(
-		virtualServer{VIP: testutil.VIP4, Port: httpPort, Proto: "TCP", Reals: reals(map[string]int{testutil.RS1: 1, testutil.RS2: 1, testutil.RS3: 1})},
-		virtualServer{VIP: testutil.VIP6, Port: httpPort, Proto: "TCP", Reals: reals6},
-	))
+	conf := dualStackConf(t, httpPort, "TCP")
 	startDaemon(t, topo, conf)
 	checkPMTU(t, topo, realServers)
 }
@@ -60,13 +52,7 @@ func TestPMTU(t *testing.T) {
 func TestPMTUTunnel(t *testing.T) {
 	topo := newPMTUTopology(t, true)
 	startRealServersOn(t, topo, testutil.RS4)
-	var b strings.Builder
-	for _, vs := range []struct{ vip, rs netip.Addr }{{testutil.VIP4, testutil.RS4IP4}, {testutil.VIP6, testutil.RS4IP6}} {
-		fmt.Fprintf(&b, "virtual_server %s %d {\n    lvs_sched wrr\n    lvs_method TUN type gue port %d\n    protocol TCP\n", vs.vip, httpPort, testutil.GUEPort)
-		fmt.Fprintf(&b, "    real_server %s %d {\n        weight 1\n    }\n}\n", vs.rs, httpPort)
-	}
-	conf := filepath.Join(t.TempDir(), "keepalived.conf")
-	writeFile(t, conf, b.String())
+	conf := rs4GUEConf(t, httpPort)
 	startDaemon(t, topo, conf)
 	checkPMTU(t, topo, []string{testutil.RS4})
 }

@@ -258,13 +258,7 @@ func TestTunnelTooBig(t *testing.T) {
 	topo.Exec(t, testutil.RS4, "ip", "route", "replace", "default", "via", "203.0.113.129", "dev", "eth0")
 	topo.Exec(t, testutil.RS4, "ip", "-6", "route", "replace", "default", "via", "2001:db8:400::1", "dev", "eth0")
 	startRealServersOn(t, topo, testutil.RS4)
-	var b strings.Builder
-	for _, vs := range []struct{ vip, rs netip.Addr }{{testutil.VIP4, testutil.RS4IP4}, {testutil.VIP6, testutil.RS4IP6}} {
-		fmt.Fprintf(&b, "virtual_server %s %d {\n    lvs_sched wrr\n    lvs_method TUN type gue port %d\n    protocol TCP\n", vs.vip, echoPort, testutil.GUEPort)
-		fmt.Fprintf(&b, "    real_server %s %d {\n        weight 1\n    }\n}\n", vs.rs, echoPort)
-	}
-	conf := filepath.Join(t.TempDir(), "keepalived.conf")
-	writeFile(t, conf, b.String())
+	conf := rs4GUEConf(t, echoPort)
 	d := startDaemon(t, topo, conf)
 
 	for _, tt := range []struct {
@@ -325,4 +319,19 @@ func echoBulk(topo *testutil.Topology, to netip.AddrPort, size int) error {
 		return fmt.Errorf("%s: send: %w", to, err)
 	}
 	return nil
+}
+
+// rs4GUEConf writes a keepalived.conf with one TCP service on port per VIP
+// family, served by the tunnel server rs4 alone over GUE, and returns its
+// path.
+func rs4GUEConf(tb testing.TB, port int) string {
+	tb.Helper()
+	var b strings.Builder
+	for _, vs := range []struct{ vip, rs netip.Addr }{{testutil.VIP4, testutil.RS4IP4}, {testutil.VIP6, testutil.RS4IP6}} {
+		fmt.Fprintf(&b, "virtual_server %s %d {\n    lvs_sched wrr\n    lvs_method TUN type gue port %d\n    protocol TCP\n", vs.vip, port, testutil.GUEPort)
+		fmt.Fprintf(&b, "    real_server %s %d {\n        weight 1\n    }\n}\n", vs.rs, port)
+	}
+	conf := filepath.Join(tb.TempDir(), "keepalived.conf")
+	writeFile(tb, conf, b.String())
+	return conf
 }
