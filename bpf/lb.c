@@ -337,7 +337,7 @@ static __always_inline __u64 sum_words(const __u32 *w, int n)
 	return s;
 }
 
-/* inner_l4_sum returns the one's complement sum of the inner packet from
+/* inner_sum returns the one's complement sum of the inner packet from
  * its IP header on, without reading its payload: a valid TCP, UDP or
  * ICMPv6 checksum makes the L4 segment sum to the negated sum of its
  * pseudo-header, and a valid IPv4 header and ICMPv4 message each sum to
@@ -658,9 +658,11 @@ static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct bac
 		return XDP_PASS;
 	}
 
+	if (!nh) /* success always sets it: for the verifier */
+		return XDP_PASS;
 	/* The route may leave by another interface: one of xlb's, through
 	 * tx_ports, as direct routing's two-arm frames do. */
-	if (!nh || (nh->ifindex != ctx->ingress_ifindex && !bpf_map_lookup_elem(&ifaces, &nh->ifindex))) {
+	if (nh->ifindex != ctx->ingress_ifindex && !bpf_map_lookup_elem(&ifaces, &nh->ifindex)) {
 		count(XLB_CNT_PASS_NO_TX_PORT);
 		return XDP_PASS;
 	}
@@ -675,14 +677,9 @@ static __always_inline int tunnel(struct xdp_md *ctx, __u32 id, const struct bac
 		return XDP_DROP;
 	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
-	if (l2len > sizeof(*eth)) {
-		struct vlan_hdr *tag = (void *)(eth + 1), *old = data + olen + sizeof(*eth);
-
-		eth->h_proto = ((struct ethhdr *)(data + olen))->h_proto;
-		*tag = *old;
-	} else {
-		eth->h_proto = ((struct ethhdr *)(data + olen))->h_proto;
-	}
+	eth->h_proto = ((struct ethhdr *)(data + olen))->h_proto;
+	if (l2len > sizeof(*eth))
+		*(struct vlan_hdr *)(eth + 1) = *(struct vlan_hdr *)(data + olen + sizeof(*eth));
 	l3 = data + l2len;
 
 	if (v4) {

@@ -123,12 +123,13 @@ func (be Backend) value() lbBackend {
 	b.Service = be.Service
 	b.Ifindex = be.Ifindex
 	if t := be.Tunnel; t != nil {
-		b.Flags |= backendTunIPIP
-		if t.Encap == EncapGUE {
-			b.Flags = backendPresent | backendTunGUE
-			if t.Csum {
-				b.Flags |= backendGUECsum
-			}
+		switch {
+		case t.Encap == EncapIPIP:
+			b.Flags |= backendTunIPIP
+		case t.Csum:
+			b.Flags |= backendTunGUE | backendGUECsum
+		default:
+			b.Flags |= backendTunGUE
 		}
 		b.Family = family(t.Dst)
 		b.Addr = addrBytes(t.Dst, b.Family)
