@@ -162,11 +162,13 @@ func NextHops(dsts []netip.Addr) []netip.Addr {
 // Tunnels returns the outer source toward each of the tunnel servers dsts
 // that can be served now: one with a route whose next hop resolved
 // reports as known (the program's FIB lookup forwards only then). A
-// server left out, and an interface ifname that does not forward (the
-// FIB then routes nothing), is reported in errs.
+// server left out, and an interface ifname that does not forward a
+// family (the FIB then routes none of it; read once a family), is
+// reported in errs.
 func (v *Picker) Tunnels(ifname string, dsts []netip.Addr, resolved func(netip.Addr) bool) (map[netip.Addr]netip.Addr, []error) {
 	out := make(map[netip.Addr]netip.Addr, len(dsts))
 	var errs []error
+	checked := map[bool]bool{} // families whose forwarding was read
 	for _, a := range dsts {
 		src, err := v.Source(a)
 		if err == nil {
@@ -179,8 +181,12 @@ func (v *Picker) Tunnels(ifname string, dsts []netip.Addr, resolved func(netip.A
 			errs = append(errs, fmt.Errorf("tunnel real server %s: %w", a, err))
 			continue
 		}
-		if on, err := Forwarding(ifname, a); err == nil && !on {
-			errs = append(errs, fmt.Errorf("tunnel real server %s: forwarding is off on %s: its packets pass to the kernel until it is on", a, ifname))
+		if fam := a.Unmap().Is4(); !checked[fam] {
+			checked[fam] = true
+			if on, err := Forwarding(ifname, a); err == nil && !on {
+				ipv := map[bool]int{true: 4, false: 6}[fam]
+				errs = append(errs, fmt.Errorf("tunnel real servers: IPv%d forwarding is off on %s: their packets pass to the kernel until it is on", ipv, ifname))
+			}
 		}
 		out[a] = src
 	}
