@@ -106,14 +106,7 @@ func startUDPEcho(tb testing.TB, topo *testutil.Topology) {
 	bin := testutil.BuildBinary(tb, "./internal/testutil/cmd/udpecho")
 	for _, rs := range realServers {
 		p := topo.Start(tb, rs, bin, "-listen", fmt.Sprintf(":%d", probePort))
-		waitFor(tb, 10*time.Second, "udpecho in "+rs+" to be ready", func() (bool, string) {
-			select {
-			case <-p.Done():
-				tb.Fatalf("udpecho in %s exited:\n%s", rs, p.Output())
-			default:
-			}
-			return strings.Contains(p.Output(), "ready"), p.Output()
-		})
+		waitReady(tb, p, "udpecho in "+rs)
 	}
 }
 

@@ -32,14 +32,7 @@ func TestFragmentedUDP(t *testing.T) {
 	bin := testutil.BuildBinary(t, "./internal/testutil/cmd/udpecho")
 	for _, rs := range realServers {
 		p := topo.Start(t, rs, bin, "-listen", fmt.Sprintf(":%d", probePort), "-listen6", fmt.Sprintf(":%d", probePort), "-name", rs)
-		waitFor(t, 10*time.Second, "udpecho in "+rs+" to be ready", func() (bool, string) {
-			select {
-			case <-p.Done():
-				t.Fatalf("udpecho in %s exited:\n%s", rs, p.Output())
-			default:
-			}
-			return strings.Contains(p.Output(), "ready"), p.Output()
-		})
+		waitReady(t, p, "udpecho in "+rs)
 	}
 	conf := dualStackConf(t, probePort, "UDP")
 	startDaemon(t, topo, conf)

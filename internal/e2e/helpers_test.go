@@ -68,17 +68,23 @@ func startRealServersOn(tb testing.TB, topo *testutil.Topology, hosts ...string)
 		procs[rs] = topo.Start(tb, rs, bin, "-name", rs, "-http", fmt.Sprintf(":%d", httpPort), "-echo", fmt.Sprintf(":%d", echoPort))
 	}
 	for _, rs := range hosts {
-		p := procs[rs]
-		waitFor(tb, 10*time.Second, "rsserver in "+rs+" to be ready", func() (bool, string) {
-			select {
-			case <-p.Done():
-				tb.Fatalf("rsserver in %s exited:\n%s", rs, p.Output())
-			default:
-			}
-			return strings.Contains(p.Output(), "ready"), p.Output()
-		})
+		waitReady(tb, procs[rs], "rsserver in "+rs)
 	}
 	return procs
+}
+
+// waitReady waits until p, a test server, says "ready", and fails the
+// test at once if it exits first.
+func waitReady(tb testing.TB, p *testutil.Proc, what string) {
+	tb.Helper()
+	waitFor(tb, 10*time.Second, what+" to be ready", func() (bool, string) {
+		select {
+		case <-p.Done():
+			tb.Fatalf("%s exited:\n%s", what, p.Output())
+		default:
+		}
+		return strings.Contains(p.Output(), "ready"), p.Output()
+	})
 }
 
 // daemon is an `xlb run` in lb1 with its own pin directory and socket.

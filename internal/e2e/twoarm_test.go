@@ -22,13 +22,7 @@ func TestTwoArms(t *testing.T) {
 	testutil.RequireRoot(t, "builds the namespace topology and attaches XDP")
 	obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
 	topo := testutil.NewTopology(t, testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj, Arm2: true})
-	bin := testutil.BuildBinary(t, "./internal/testutil/cmd/rsserver")
-	for _, rs := range []string{testutil.RS1, testutil.RS4} {
-		p := topo.Start(t, rs, bin, "-name", rs, "-http", fmt.Sprintf(":%d", httpPort), "-echo", fmt.Sprintf(":%d", echoPort))
-		waitFor(t, 10*time.Second, "rsserver in "+rs+" to be ready", func() (bool, string) {
-			return strings.Contains(p.Output(), "ready"), p.Output()
-		})
-	}
+	startRealServersOn(t, topo, testutil.RS1, testutil.RS4)
 	conf := filepath.Join(t.TempDir(), "keepalived.conf")
 	writeFile(t, conf, keepalivedConf(virtualServer{
 		VIP: testutil.VIP4, Port: httpPort, Proto: "TCP",
@@ -112,13 +106,7 @@ func TestTwoArmsLifecycle(t *testing.T) {
 	obj := filepath.Join(testutil.MustRepoRoot(t), "internal", "datapath", "xdppass_bpfel.o")
 	opts := testutil.TopologyOptions{VIPOn: testutil.LB1, XDPPassObj: obj, Arm2: true}
 	topo := testutil.NewTopology(t, opts)
-	bin := testutil.BuildBinary(t, "./internal/testutil/cmd/rsserver")
-	for _, rs := range []string{testutil.RS1, testutil.RS4} {
-		p := topo.Start(t, rs, bin, "-name", rs, "-http", fmt.Sprintf(":%d", httpPort), "-echo", fmt.Sprintf(":%d", echoPort))
-		waitFor(t, 10*time.Second, "rsserver in "+rs+" to be ready", func() (bool, string) {
-			return strings.Contains(p.Output(), "ready"), p.Output()
-		})
-	}
+	startRealServersOn(t, topo, testutil.RS1, testutil.RS4)
 	conf := keepalivedConf(virtualServer{VIP: testutil.VIP4, Port: echoPort, Proto: "TCP",
 		Reals: []realServer{{Addr: testutil.HostIP4(testutil.RS1), Weight: 1}, {Addr: testutil.Arm2IP4(testutil.RS4), Weight: 1}}})
 	resetsBefore := tcpCounters(t, topo, testutil.Client)
