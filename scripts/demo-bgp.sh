@@ -11,6 +11,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=demo-lib.sh
+. "$ROOT/scripts/demo-lib.sh"
 export XLB_PREFIX=${XLB_PREFIX:-xlbbgp-}
 export XDP_PASS_OBJ="$ROOT/internal/datapath/xdppass_bpfel.o"
 P=$XLB_PREFIX
@@ -41,11 +43,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step() { printf '\n== %s\n' "$*"; }
-
-step "building"
-[ -x "$XLB" ] || (cd "$ROOT" && go build -o "$XLB" ./cmd/xlb)
-(cd "$ROOT" && go build -o "$RSSERVER" ./internal/testutil/cmd/rsserver)
+build_demo
 
 step "topology: client -> rtr (ECMP, L4 hash) -> lb1, lb2, lb3 -> rs1..rs3"
 "$ROOT/scripts/topology.sh" down >/dev/null 2>&1 || true

@@ -10,6 +10,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=demo-lib.sh
+. "$ROOT/scripts/demo-lib.sh"
 export XLB_PREFIX=${XLB_PREFIX:-xlbtun-}
 export XDP_PASS_OBJ="$ROOT/internal/datapath/xdppass_bpfel.o"
 P=$XLB_PREFIX
@@ -38,11 +40,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step() { printf '\n== %s\n' "$*"; }
-
-step "building"
-[ -x "$XLB" ] || (cd "$ROOT" && go build -o "$XLB" ./cmd/xlb)
-(cd "$ROOT" && go build -o "$RSSERVER" ./internal/testutil/cmd/rsserver)
+build_demo
 
 # A kernel without the ipip and fou modules cannot decapsulate GUE itself:
 # rs4 then runs the XDP decapsulator of the tests (GUE on port 6080).
@@ -91,14 +89,7 @@ step "xlb run in lb1"
 nsenter --net="/run/netns/${P}lb1" "$XLB" run -f "$WORK/keepalived.conf" -i eth0 \
 	--xdp-mode native --bpffs "$PINS" --socket "$SOCK" >"$WORK/xlb.log" 2>&1 &
 XLB_PID=$!
-ready=
-for _ in $(seq 100); do
-	if [ -S "$SOCK" ] && "$XLB" list -n --socket "$SOCK" >/dev/null 2>&1; then ready=1; break; fi
-	kill -0 "$XLB_PID" 2>/dev/null || break
-	sleep 0.1
-done
-cat "$WORK/xlb.log"
-[ -n "$ready" ] || { echo "demo-tun.sh: xlb run did not come up" >&2; exit 1; }
+wait_api "$SOCK" "$XLB_PID" "$WORK/xlb.log"
 sleep 2 # the first health checks, and rs4's next hop resolved
 "$XLB" list -n --socket "$SOCK"
 

@@ -9,6 +9,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=demo-lib.sh
+. "$ROOT/scripts/demo-lib.sh"
 export XLB_PREFIX=${XLB_PREFIX:-xlbdemo-}
 export XDP_PASS_OBJ="$ROOT/internal/datapath/xdppass_bpfel.o"
 P=$XLB_PREFIX
@@ -36,11 +38,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step() { printf '\n== %s\n' "$*"; }
-
-step "building"
-[ -x "$XLB" ] || (cd "$ROOT" && go build -o "$XLB" ./cmd/xlb)
-(cd "$ROOT" && go build -o "$RSSERVER" ./internal/testutil/cmd/rsserver)
+build_demo
 
 step "topology: client, lb1 (holds VIP $VIP), rs1..rs3 (VIP on lo, arp_ignore=1, arp_announce=2)"
 "$ROOT/scripts/topology.sh" down >/dev/null 2>&1 || true
@@ -57,14 +55,7 @@ step "xlb run in lb1 on examples/keepalived.conf"
 nsenter --net="/run/netns/${P}lb1" "$XLB" run -f "$ROOT/examples/keepalived.conf" -i eth0 \
 	--xdp-mode native --bpffs /sys/fs/bpf/xlb-demo --socket "$SOCK" >"$WORK/xlb.log" 2>&1 &
 XLB_PID=$!
-ready=
-for _ in $(seq 150); do
-	if [ -S "$SOCK" ] && "$XLB" list --socket "$SOCK" >/dev/null 2>&1; then ready=1; break; fi
-	kill -0 "$XLB_PID" 2>/dev/null || break
-	sleep 0.1
-done
-cat "$WORK/xlb.log"
-[ -n "$ready" ] || { echo "demo.sh: xlb run did not come up" >&2; exit 1; }
+wait_api "$SOCK" "$XLB_PID" "$WORK/xlb.log"
 "$XLB" list -n --socket "$SOCK"
 
 step "$REQUESTS requests from the client (198.51.100.10) to http://$VIP/, each a new connection"
